@@ -1,0 +1,1 @@
+"""Self-hosted FOTA server speaking what LuatOS libfota2 sends."""

@@ -1,0 +1,1 @@
+"""LuatOS emulator: run a LuatOS project on a laptop in virtual time."""

@@ -1,0 +1,1 @@
+"""pytest plugin for LuatOS projects (registered through the ``pytest11`` entry point)."""

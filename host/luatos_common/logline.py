@@ -17,6 +17,7 @@ LUA = "lua"  # print() and log.*() output (UART level letter U)
 C = "c"  # firmware output (luat:D/I/W/E)
 SDK = "sdk"  # vendor SDK output, no luat: prefix
 OTHER = "other"
+SIM = "sim"  # the emulator's own diagnostics (never printed by a device)
 
 LEVELS = ("D", "I", "W", "E")
 _LEVEL_RANK = {"D": 1, "I": 2, "W": 3, "E": 4}
@@ -51,6 +52,8 @@ class LogRecord:
             return f"luat:U({self.device_ms or 0}):{self.line}"
         if self.source == C:
             return f"luat:{self.level or 'I'}({self.device_ms or 0}):{self.tag}:{self.text}"
+        if self.source == SIM:
+            return f"[luatos-sim] {self.text}"
         return self.line
 
     def to_json(self) -> str:

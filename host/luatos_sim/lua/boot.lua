@@ -1,0 +1,296 @@
+-- luatos-sim boot environment: what the firmware sets up before it runs `main`.
+--
+-- Called once per boot with (H, RT): H is the host bridge (Python callables), RT the event
+-- core from rt.lua. Installs the coroutine guards, print/log, require, the sandboxed io/os,
+-- the string extensions and the Lua half of rtos. Python adds the other firmware modules.
+local H, RT = ...
+
+local raw_create, raw_wrap, raw_yield = coroutine.create, coroutine.wrap, coroutine.yield
+local raw_running, raw_isyieldable = coroutine.running, coroutine.isyieldable
+local sethook, hook, every = debug.sethook, RT.hook, RT.hook_every
+local tostring, select, type, concat = tostring, select, type, table.concat
+
+-- Coroutines -------------------------------------------------------------------------------------
+-- The device runs `main` on its main Lua thread; we run it in a coroutine (so the host can
+-- pause it) and hide that: from the script's point of view it is still the main thread.
+
+coroutine.create = function(f)
+  local co = raw_create(f)
+  sethook(co, hook, "", every)
+  return co
+end
+
+coroutine.wrap = function(f)
+  local co = coroutine.create(f)
+  return function(...)
+    local r = table.pack(coroutine.resume(co, ...))
+    if not r[1] then error(r[2], 2) end
+    return table.unpack(r, 2, r.n)
+  end
+end
+
+coroutine.running = function()
+  local co, ismain = raw_running()
+  if co == RT.boot_co then return co, true end
+  return co, ismain
+end
+
+coroutine.isyieldable = function()
+  if raw_running() == RT.boot_co then return false end
+  return raw_isyieldable()
+end
+
+coroutine.yield = function(...)
+  if raw_running() == RT.boot_co then
+    error("attempt to yield from outside a coroutine", 0)
+  end
+  return raw_yield(...)
+end
+
+-- print and log ----------------------------------------------------------------------------------
+
+local emit = H.emit
+
+local function join(first, ...)
+  local n = select("#", ...)
+  if n == 0 then return tostring(first) end
+  local parts = { tostring(first) }
+  for i = 1, n do parts[i + 1] = tostring((select(i, ...))) end
+  return concat(parts, " ")
+end
+
+function print(...)
+  if select("#", ...) == 0 then emit(""); return end
+  emit(join(...))
+end
+
+log = {
+  LOG_SILENT = 7, LOG_DEBUG = 1, LOG_INFO = 2, LOG_WARN = 3, LOG_ERROR = 4,
+}
+local level, style = 1, 0
+local names = { SILENT = 7, DEBUG = 1, INFO = 2, WARN = 3, ERROR = 4 }
+
+local function tag_text(tag)
+  local t = type(tag)
+  if t == "string" then return tag end
+  if t == "number" then return tostring(tag) end
+  return "(null)"
+end
+
+local function location()
+  local info = debug.getinfo(3, "Sl")
+  if not info then return "?" end
+  return info.source:sub(2) .. ":" .. tostring(info.currentline)
+end
+
+local function make(letter, lv)
+  return function(...)
+    local n = select("#", ...)
+    if n == 0 or level > lv then return end
+    local tag = tag_text((...))
+    local rest = n > 1 and join(select(2, ...)) or nil
+    if style == 0 then
+      emit(rest and (letter .. "/user." .. tag .. " " .. rest) or (letter .. "/user." .. tag))
+    elseif style == 1 then
+      local line = letter .. "/" .. location() .. " " .. tag
+      emit(rest and (line .. " " .. rest) or line)
+    else
+      local line = letter .. "/user." .. tag .. " " .. location()
+      emit(rest and (line .. " " .. rest) or line)
+    end
+  end
+end
+
+log.debug = make("D", 1)
+log.info = make("I", 2)
+log.warn = make("W", 3)
+log.error = make("E", 4)
+log.fatal = log.error
+
+function log.setLevel(l)
+  if type(l) == "number" and math.tointeger(l) and l >= 1 and l <= 7 then
+    level = math.tointeger(l)
+  elseif type(l) == "string" and names[l] then
+    level = names[l]
+  else
+    level = 7
+  end
+end
+
+function log.getLevel() return level end
+
+function log.style(n)
+  if n ~= nil then style = math.tointeger(n) or 0 end
+  return style
+end
+
+-- require over the device's flat namespace --------------------------------------------------------
+
+local find = H.find_module
+local loaded = package.loaded
+
+function require(name)
+  local v = loaded[name]
+  if v ~= nil then return v end
+  if type(name) ~= "string" then
+    error("bad argument #1 to 'require' (string expected, got " .. type(name) .. ")", 2)
+  end
+  local pre = package.preload[name]
+  if pre then
+    local r = pre(name)
+    if r == nil then r = true end
+    if loaded[name] == nil then loaded[name] = r end
+    return loaded[name]
+  end
+  if #name < 1 or #name > 48 then
+    error("module name '" .. name .. "' len " .. #name .. " is invalid", 2)
+  end
+  local src, chunkname, path = find(name)
+  if src == nil then
+    -- chunkname carries an explanation when the host refused the file (e.g. device bytecode)
+    if chunkname then error("error loading module '" .. name .. "' from file '" .. path .. "':\n\t" .. chunkname, 2) end
+    error("module '" .. name .. "' not found", 2)
+  end
+  local f, err = load(src, chunkname, "bt", _G)
+  if not f then
+    error("error loading module '" .. name .. "' from file '" .. path .. "':\n\t" .. err, 2)
+  end
+  local r = f(name, path)
+  if r ~= nil then loaded[name] = r end
+  if loaded[name] == nil then loaded[name] = true end
+  return loaded[name]
+end
+
+-- rtos: the Lua half (the event core); Python adds version(), reboot(), meminfo(), ...
+rtos = {
+  INF_TIMEOUT = -1,
+  MSG_TIMER = 1,
+  receive = RT.receive,
+  timer_start = RT.timer_start,
+  timer_stop = RT.timer_stop,
+}
+
+-- The sandboxed filesystem ------------------------------------------------------------------------
+-- Every path a script opens is a device path ("/update.bin", "/luadb/main.lua"); the host maps it
+-- into the device's own folder and refuses anything else.
+
+local raw_open, raw_lines, raw_remove, raw_rename = io.open, io.lines, os.remove, os.rename
+local map = H.map_path
+
+io.open = function(path, mode)
+  mode = mode or "r"
+  local host, err = map(path, mode)
+  if not host then return nil, err, 2 end
+  return raw_open(host, mode)
+end
+
+io.lines = function(path, ...)
+  if path == nil then return raw_lines() end
+  local host, err = map(path, "r")
+  if not host then error(err, 2) end
+  return raw_lines(host, ...)
+end
+
+os.remove = function(path)
+  local host, err = map(path, "w")
+  if not host then return nil, err, 2 end
+  return raw_remove(host)
+end
+
+os.rename = function(a, b)
+  local ha, ea = map(a, "w")
+  if not ha then return nil, ea, 2 end
+  local hb, eb = map(b, "w")
+  if not hb then return nil, eb, 2 end
+  return raw_rename(ha, hb)
+end
+
+io.popen, io.tmpfile = nil, nil
+io.input, io.output = nil, nil
+os.execute, os.exit, os.getenv, os.tmpname = nil, nil, nil, nil
+io.stdin, io.stdout, io.stderr = nil, nil, nil
+dofile, loadfile = nil, nil
+
+-- os time on the virtual clock
+local raw_date, raw_time = os.date, os.time
+local epoch = H.epoch_at_power_on
+os.time = function(t)
+  if t ~= nil then return raw_time(t) end
+  return epoch + RT.now // 1000
+end
+os.date = function(fmt, t)
+  return raw_date(fmt or "%c", t or (epoch + RT.now // 1000))
+end
+os.clock = function() return RT.now / 1000 end
+
+-- String extensions --------------------------------------------------------------------------------
+
+local byte, char, format, gsub = string.byte, string.char, string.format, string.gsub
+
+function string.toHex(s, sep)
+  sep = sep or ""
+  local h = gsub(s, ".", function(c) return format("%02X", byte(c)) .. sep end)
+  return h, #h
+end
+
+function string.fromHex(s)
+  s = gsub(s, "[^%x]", "")
+  return (gsub(s, "%x%x", function(x) return char(tonumber(x, 16)) end))
+end
+
+function string.split(s, delim, keep_empty)
+  local out = {}
+  if s == nil or #s == 0 then return out end
+  delim = delim or ","
+  local start = 1
+  while true do
+    local i, j = string.find(s, delim, start, true)
+    if not i then
+      local last = s:sub(start)
+      if keep_empty or #last > 0 then out[#out + 1] = last end
+      break
+    end
+    local piece = s:sub(start, i - 1)
+    if keep_empty or #piece > 0 then out[#out + 1] = piece end
+    start = j + 1
+  end
+  return out
+end
+
+function string.startsWith(s, p) return s:sub(1, #p) == p end
+function string.endsWith(s, p) return #p == 0 or s:sub(-#p) == p end
+function string.trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
+
+-- Firmware module tables: a missing function fails like a nil call on the device, and the host
+-- remembers which module.function it was so the error can say "not emulated".
+local note_miss = H.note_miss
+function RT.firmware_table(name, t)
+  return setmetatable(t or {}, {
+    __index = function(_, k)
+      note_miss(name, k)
+      return nil
+    end,
+  })
+end
+RT.firmware_table("rtos", rtos)
+RT.firmware_table("log", log)
+
+-- The boot coroutine that runs `main`
+function RT.start_main(main_fn)
+  local co = raw_create(main_fn)
+  sethook(co, hook, "", every)
+  RT.boot_co = co
+  return co
+end
+
+local PAUSE = RT.PAUSE
+function RT.step()
+  local co = RT.boot_co
+  local ok, a, b = coroutine.resume(co)
+  if not ok then return "error", a end
+  if coroutine.status(co) == "dead" then return "exit" end
+  if a == PAUSE then return "pause", b end
+  return "yield"
+end
+
+return RT

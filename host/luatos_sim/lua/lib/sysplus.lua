@@ -1,0 +1,2 @@
+-- luatos-sim stand-in for sysplus: on current firmware it is sys itself.
+return require "sys"

@@ -1,0 +1,308 @@
+"""One boot of the device: a fresh Lua 5.3 VM over the device's persistent state.
+
+The VM runs ``main`` in a boot coroutine so the host can pause it at a deadline and resume it
+later (virtual time stands still meanwhile). Everything the firmware does asynchronously enters
+the VM through the event core's queue (``RT.post``), never by calling Lua from another thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lupa.lua53 as lua53
+
+from .scripts import ScriptError, ScriptImage, check_bytecode
+
+if TYPE_CHECKING:
+    from .device import Device
+
+_LUA_DIR = Path(__file__).parent / "lua"
+_RT_SRC = (_LUA_DIR / "rt.lua").read_bytes()
+_BOOT_SRC = (_LUA_DIR / "boot.lua").read_bytes()
+
+_MAIN_SRC = b"""
+local H = ...
+return function()
+  sys = require "sys"
+  sysplus = require "sysplus"
+  local src, chunk, path = H.find_module("main")
+  if src == nil then
+    if chunk then error(chunk, 0) end
+    error("module 'main' not found", 0)
+  end
+  local f, err = load(src, chunk, "bt", _G)
+  if not f then error(err, 0) end
+  return f()
+end
+"""
+
+
+class Halted(Exception):
+    """Raised into Lua when a halted boot calls back into the firmware."""
+
+
+@dataclass
+class StepResult:
+    kind: str  # "pause" | "halt" | "error" | "exit"
+    detail: Any = None
+
+
+def b(text: str | bytes) -> bytes:
+    """Python text to a Lua string (the VM runs with encoding=None: strings are bytes)."""
+    return text if isinstance(text, bytes) else text.encode("utf-8")
+
+
+def s(value: Any) -> str:
+    """A Lua string (bytes) to Python text, tolerant of non-UTF-8 bytes."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+class Boot:
+    """A single boot: VM, firmware modules, and the boot coroutine running ``main``."""
+
+    def __init__(self, device: Device, number: int, reason: str, start_ms: int) -> None:
+        self.device = device
+        self.profile = device.profile
+        self.number = number
+        self.reason = reason
+        self.halted: tuple[str, int] | None = None  # (kind, reset detail)
+        self.busy_limit = device.options.busy_loop_instructions
+        heap = device.options.lua_heap if device.options.lua_heap is not None \
+            else self.profile.lua_heap
+        self.lua = lua53.LuaRuntime(encoding=None, unpack_returned_tuples=True,
+                                    register_eval=False, register_builtins=False,
+                                    max_memory=heap or None)
+        self.G = self.lua.globals()
+        self.io_lock = threading.Lock()
+        self._io_inbox: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        self._io_event = threading.Event()
+        self._last_miss: tuple[str, str] | None = None
+        self.cw_counter = 0
+        self.on_idle: list[Callable[[], bool]] = []  # return True when something was posted
+        self.closers: list[Callable[[], None]] = []  # called when the boot ends
+
+        self.image = ScriptImage(device.image_files(), device.lib_layers(), device.fs_root)
+        H = self.lua.table()
+        self.H = H
+        H.emit = self._emit
+        H.find_module = self._find_module
+        H.map_path = device.fs.map_path
+        H.epoch_at_power_on = device.epoch_at_power_on
+        H.note_miss = self._note_miss
+        H.idle = self._idle
+        H.io_poll = self._io_poll
+        H.io_wait = self._io_wait
+        H.busy_loop = self._busy_loop
+        H.halted_error = self.lua.eval(
+            "setmetatable({}, {__tostring = function() return 'device rebooted' end})")
+        self.RT = self.lua.execute(_RT_SRC, H)
+        self.lua.execute(_BOOT_SRC, H, self.RT)
+        # lupa returns garbage when Python *reads* a Lua table wrapper made on the main thread
+        # while a coroutine runs, so everything Python needs during a boot is bound here, once,
+        # as a Lua function (calls are safe from any context).
+        (self._get_now, self._rt_post, self._rt_post_at, self._io_add, self._pub, self._send,
+         self._cw) = self.lua.execute(b"""
+          local RT = ...
+          return function() return RT.now end, RT.post, RT.post_at,
+            function(d) RT.io = RT.io + d; if RT.io < 0 then RT.io = 0 end; return RT.io end,
+            function(...) return sys_pub(...) end,
+            function(...) return sys_send(...) end,
+            function(...) return sys_cw(...) end
+        """, self.RT)
+        self.lua_type = self.G.type
+        self._tostring = self.G.tostring
+        self.RT.now = start_ms
+        self.RT.deadline = start_ms
+        self.RT.budget_max = max(1, self.busy_limit // 1000) if self.busy_limit else 0
+        self.RT.budget = self.RT.budget_max
+
+        from .modules import install_modules
+        install_modules(self)
+
+        main_fn = self.lua.execute(_MAIN_SRC, H)
+        self.RT.start_main(main_fn)
+
+    # -- helpers for firmware modules -----------------------------------------------------------
+
+    def table(self, *items: Any, **fields: Any) -> Any:
+        """A Lua table; str keys and values become Lua strings."""
+        t = self.lua.table()
+        for i, v in enumerate(items, 1):
+            t[i] = b(v) if isinstance(v, str) else v
+        for k, v in fields.items():
+            t[b(k)] = b(v) if isinstance(v, str) else v
+        return t
+
+    def firmware_module(self, name: str, functions: dict[str, Any],
+                        constants: dict[str, Any] | None = None) -> Any:
+        """Install a firmware (C) module table: functions are guarded against a halted boot."""
+        existing = self.G[b(name)]
+        t = existing if existing is not None else self.RT.firmware_table(b(name))
+        for fname, fn in functions.items():
+            t[b(fname)] = self._guard(fn) if callable(fn) else fn
+        for cname, value in (constants or {}).items():
+            t[b(cname)] = b(value) if isinstance(value, str) else value
+        self.G[b(name)] = t
+        return t
+
+    def _guard(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def guarded(*args: Any) -> Any:
+            if self.halted is not None:
+                raise Halted("device rebooted")
+            return fn(*args)
+        guarded.__name__ = getattr(fn, "__name__", "firmware_function")
+        return guarded
+
+    @property
+    def now(self) -> int:
+        return self._get_now()
+
+    def post(self, delay_ms: int, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` from the device's event loop ``delay_ms`` from now (VM thread only)."""
+        self._rt_post(int(delay_ms), fn, self._pack(args) if args else None)
+
+    def post_at(self, due_ms: int, fn: Callable[..., Any], *args: Any) -> None:
+        self._rt_post_at(int(due_ms), fn, self._pack(args) if args else None)
+
+    def post_from_thread(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Thread-safe: deliver ``fn(*args)`` into the event loop at the next receive."""
+        with self.io_lock:
+            self._io_inbox.append((fn, args))
+        self._io_event.set()
+
+    def begin_io(self) -> None:
+        """Real I/O started whose completion will arrive through post_from_thread."""
+        self._io_add(1)
+
+    def end_io(self) -> None:
+        self._io_add(-1)
+
+    def _pack(self, args: tuple[Any, ...]) -> Any:
+        t = self.lua.table(*args)
+        t[b"n"] = len(args)
+        return t
+
+    def sys_pub(self, *args: Any) -> None:
+        self._pub(*args)
+
+    def sys_send(self, *args: Any) -> Any:
+        return self._send(*args)
+
+    def new_cw(self) -> tuple[bytes, Any]:
+        """What an async C API does: make a topic, call ``sys_cw(topic)``, return both."""
+        self.cw_counter += 1
+        topic = b"\x01" + self.cw_counter.to_bytes(8, "little")
+        return topic, self._cw(topic)
+
+    def cw_fail(self, *results: Any) -> Any:
+        """An async call that fails at once: ``sys_cw(nil, results...)``."""
+        return self._cw(None, *results)
+
+    def log_c(self, level: str, tag: str, text: str) -> None:
+        self.device.emit_c(level, tag, text, self.now)
+
+    def halt(self, kind: str, detail: int = 3) -> None:
+        """End this boot at once (reboot, watchdog, deep sleep). No further Lua runs."""
+        if self.halted is None:
+            self.halted = (kind, detail)
+            self.RT.halted = True
+
+    # -- bridge callbacks -------------------------------------------------------------------------
+
+    def _emit(self, line: bytes) -> None:
+        if self.halted is not None:
+            raise Halted("device rebooted")
+        self.device.emit_lua(s(line), self.now, self)
+
+    def _find_module(self, name: bytes) -> tuple[Any, ...]:
+        n = s(name)
+        try:
+            found = self.image.find(n)
+        except ScriptError as e:
+            return (None, b(str(e)), b"?")
+        if found is None:
+            return (None,)
+        problem = check_bytecode(found.source, found.path)
+        if problem:
+            return (None, b(problem), b(found.path))
+        return (found.source, b(found.chunkname), b(found.path))
+
+    def _note_miss(self, module: bytes, key: Any) -> None:
+        self._last_miss = (s(module), s(key))
+
+    def last_missing(self) -> tuple[str, str] | None:
+        return self._last_miss
+
+    def _idle(self) -> str:
+        for cb in list(self.on_idle):
+            if cb():
+                return "continue"
+        return "pause"
+
+    def _io_poll(self) -> None:
+        if not self._io_inbox:
+            return
+        with self.io_lock:
+            inbox, self._io_inbox = self._io_inbox, []
+            self._io_event.clear()
+        for fn, args in inbox:
+            self.post(0, fn, *args)
+
+    def _io_wait(self, virtual_gap_ms: int) -> bool:
+        """Wait in wall time for real I/O, bounded; True when something arrived."""
+        grace = self.device.options.io_grace_ms / 1000.0
+        if self._io_event.wait(grace):
+            self._io_poll()
+            return True
+        return False
+
+    def _busy_loop(self) -> None:
+        self.device.emit_sim(
+            f"Lua ran more than {self.busy_limit} instructions without yielding (a busy loop?); "
+            "the device's watchdog would reset it", self.now)
+        self.halt("watchdog", 8)
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def step(self, deadline_ms: int) -> StepResult:
+        """Run until the deadline, an idle pause, or the end of the boot."""
+        self.RT.deadline = deadline_ms
+        t0 = time.perf_counter()
+        try:
+            status, detail = self.RT.step()
+        except lua53.LuaMemoryError:
+            status, detail = "error", b"not enough memory"
+        self.device.wall_in_vm += time.perf_counter() - t0
+        if self.halted is not None:
+            return StepResult("halt", self.halted)
+        status = s(status)
+        if status == "pause":
+            return StepResult("pause", s(detail))
+        if status == "exit":
+            return StepResult("exit")
+        return StepResult("error", detail)
+
+    def close(self) -> None:
+        for c in self.closers:
+            try:
+                c()
+            except Exception:  # noqa: BLE001 - closing must not mask the boot's own outcome
+                pass
+        self.closers.clear()
+
+    def error_text(self, err: Any) -> str:
+        if isinstance(err, bytes):
+            return s(err)
+        if isinstance(err, BaseException):
+            return f"{type(err).__name__}: {err}"
+        try:
+            return s(self._tostring(err))
+        except Exception:  # noqa: BLE001
+            return repr(err)

@@ -135,6 +135,8 @@ class Device:
         self.before_boot: list[Callable[[Device, str], None]] = []  # e.g. apply a FOTA package
         self.after_boot_ends: list[Callable[[Device, BootInfo], None]] = []
         self.extensions: dict[str, Any] = {}  # state kept by optional layers (network, fota)
+        from .layers import attach_layers  # FOTA area, power control, GPIO test bench
+        attach_layers(self)
         self._schedule(0, lambda: self._start_boot("power-on", RESET_POWER_ON), "power on")
 
     # -- state ------------------------------------------------------------------------------------
@@ -211,6 +213,10 @@ class Device:
         self._record(LogRecord("W", "luatos-sim", text, text, SIM,
                                self.now if ms is None else ms, boot=self._boot_no))
 
+    def note_reboot_call(self, ms: int) -> None:
+        """rtos.reboot()/pm.reboot() was called (traced; the boot halts right after)."""
+        self.trace_event("reboot_request")
+
     def trace_event(self, kind: str, **detail: Any) -> None:
         ms = self.boot.now if self.boot is not None else self.now
         self.trace.append(TraceEvent(ms, kind, detail, self._boot_no))
@@ -267,7 +273,9 @@ class Device:
         if stop_on_reboot_loop and self.reboot_loop and self.reboot_loop != loop_seen[0]:
             raise RebootLoopError(self.reboot_loop)
         tail = "\n".join(f"  {format_ms(r.device_ms or 0)} {r.line}" for r in list(self.log)[-15:])
-        raise UntilTimeout(f"{pattern!r} did not appear within {within} of virtual time "
+        pat = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
+        raise UntilTimeout(f"{pat!r} did not appear within {format_ms(parse_duration(within))} "
+                           "of virtual time "
                            f"(now {format_ms(self.current_ms())}); last lines:\n{tail}")
 
     def request_stop(self) -> None:
@@ -435,6 +443,12 @@ class Device:
     @property
     def running(self) -> bool:
         return self.boot is not None
+
+    @property
+    def net(self) -> Any:
+        """The simulated network: links, faults, address map (luatos_sim.network.Network)."""
+        from .network import network_of
+        return network_of(self)
 
     def sleep_until(self, wake_at: int | None, wake_reason: tuple[int, int, int, int],
                     on_wake: Callable[[], None] | None = None) -> None:

@@ -87,6 +87,9 @@ class Boot:
         self.cw_counter = 0
         self.on_idle: list[Callable[[], bool]] = []  # return True when something was posted
         self.closers: list[Callable[[], None]] = []  # called when the boot ends
+        # Called before virtual time moves while RT.watch > 0 (open sockets): each hook makes
+        # sure data already received by a reader thread has gone through post_from_thread.
+        self.io_sync_hooks: list[Callable[[], None]] = []
 
         self.image = ScriptImage(device.image_files(), device.lib_layers(), device.fs_root)
         H = self.lua.table()
@@ -99,6 +102,7 @@ class Boot:
         H.idle = self._idle
         H.io_poll = self._io_poll
         H.io_wait = self._io_wait
+        H.io_sync = self._io_sync
         H.busy_loop = self._busy_loop
         H.halted_error = self.lua.eval(
             "setmetatable({}, {__tostring = function() return 'device rebooted' end})")
@@ -108,13 +112,14 @@ class Boot:
         # while a coroutine runs, so everything Python needs during a boot is bound here, once,
         # as a Lua function (calls are safe from any context).
         (self._get_now, self._rt_post, self._rt_post_at, self._io_add, self._pub, self._send,
-         self._cw) = self.lua.execute(b"""
+         self._cw, self._watch_add) = self.lua.execute(b"""
           local RT = ...
           return function() return RT.now end, RT.post, RT.post_at,
             function(d) RT.io = RT.io + d; if RT.io < 0 then RT.io = 0 end; return RT.io end,
             function(...) return sys_pub(...) end,
             function(...) return sys_send(...) end,
-            function(...) return sys_cw(...) end
+            function(...) return sys_cw(...) end,
+            function(d) RT.watch = RT.watch + d; if RT.watch < 0 then RT.watch = 0 end end
         """, self.RT)
         self.lua_type = self.G.type
         self._tostring = self.G.tostring
@@ -183,6 +188,11 @@ class Boot:
 
     def end_io(self) -> None:
         self._io_add(-1)
+
+    def watch(self, delta: int) -> None:
+        """Count of open host sockets (+1 on open, -1 on close): while >0 the event loop calls
+        ``io_sync_hooks`` before virtual time moves, so received data is never skipped over."""
+        self._watch_add(delta)
 
     def _pack(self, args: tuple[Any, ...]) -> Any:
         t = self.lua.table(*args)
@@ -263,6 +273,14 @@ class Boot:
             return True
         return False
 
+    def _io_sync(self) -> bool:
+        for hook in list(self.io_sync_hooks):
+            hook()
+        if self._io_inbox:
+            self._io_poll()
+            return True
+        return False
+
     def _busy_loop(self) -> None:
         self.device.emit_sim(
             f"Lua ran more than {self.busy_limit} instructions without yielding (a busy loop?); "
@@ -276,7 +294,8 @@ class Boot:
         self.RT.deadline = deadline_ms
         t0 = time.perf_counter()
         try:
-            status, detail = self.RT.step()
+            result = self.RT.step()
+            status, detail = result if isinstance(result, tuple) else (result, None)
         except lua53.LuaMemoryError:
             status, detail = "error", b"not enough memory"
         self.device.wall_in_vm += time.perf_counter() - t0

@@ -34,11 +34,9 @@ local mq_head, mq_tail = 1, 0
 -- taskInitEx registry: name -> {queue, timed_out, cb}
 local taskList = {}
 
---- Resume a task; on error, log it and (by default) bring the VM down 500 ms later.
-function sys.coresume(co, ...)
-  local r = pack(co_resume(co, ...))
-  if not r[1] then
-    local err = tostring(r[2])
+local function after_resume(co, ok, ...)
+  if not ok then
+    local err = tostring((...))
     local text = err .. "\r\n" .. debug.traceback(co)
     log.error("coroutine.resume", text)
     if COROUTINE_ERROR_ROLL_BACK then
@@ -47,7 +45,12 @@ function sys.coresume(co, ...)
       rtos.reboot()
     end
   end
-  return unpack(r, 1, r.n)
+  return ok, ...
+end
+
+--- Resume a task; on error, log it and (by default) bring the VM down 500 ms later.
+function sys.coresume(co, ...)
+  return after_resume(co, co_resume(co, ...))
 end
 
 function sys.check_task()
@@ -56,13 +59,23 @@ function sys.check_task()
   return co
 end
 
+local function after_wait(id, ...)
+  if select("#", ...) > 0 then
+    -- Woken by a message, not by the timer.
+    rtos.timer_stop(id)
+    taskTimerPool[id] = nil
+    return ...
+  end
+end
+
 function sys.wait(ms)
   local co = co_running()
-  repeat
-    taskTimerId = taskTimerId + 1
-    if taskTimerId >= TASK_TIMER_ID_MAX then taskTimerId = 1 end
-  until taskTimerPool[taskTimerId] == nil
   local id = taskTimerId
+  repeat
+    id = id + 1
+    if id >= TASK_TIMER_ID_MAX then id = 1 end
+  until taskTimerPool[id] == nil
+  taskTimerId = id
   if ms ~= nil then
     if rtos.timer_start(id, ms) ~= 1 then
       log.debug("rtos.timer_start error")
@@ -70,13 +83,7 @@ function sys.wait(ms)
     end
   end
   taskTimerPool[id] = co
-  local r = pack(co_yield())
-  if r.n > 0 then
-    -- Woken by a message, not by the timer.
-    rtos.timer_stop(id)
-    taskTimerPool[id] = nil
-    return unpack(r, 1, r.n)
-  end
+  return after_wait(id, co_yield())
 end
 
 function sys.waitUntil(id, ms)
@@ -179,6 +186,7 @@ function sys.timerIsActive(val, ...)
   for id, cb in pairs(timerPool) do
     if cb == val and same_args(para[id], ...) then return true end
   end
+  return nil
 end
 
 -- Messages -------------------------------------------------------------------------------------
@@ -268,7 +276,7 @@ end
 function sys.taskInitEx(fun, taskName, cbFun, ...)
   if taskName == nil then
     log.error("sys", "taskName is nil", debug.traceback())
-    return
+    return nil
   end
   taskList[taskName] = { msgQueue = {}, To = false, cb = cbFun }
   return sys.taskInit(fun, ...)

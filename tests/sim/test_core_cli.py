@@ -1,0 +1,91 @@
+"""luatos-sim run: output forms and exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+from luatos_sim.cli import main
+
+from .conftest import write_project
+
+COUNTER = """
+fskv.init()
+local n = (fskv.get("n") or 0) + 1
+fskv.set("n", n)
+log.info("boot", n)
+if n < 3 then sys.timerStart(rtos.reboot, 1000) end
+sys.run()
+"""
+
+
+def run(argv):
+    out = io.StringIO()
+    code = main(argv, out=out)
+    return code, out.getvalue()
+
+
+def test_text_output_has_virtual_time_and_device_lines(tmp_path):
+    proj = write_project(tmp_path / "p", {"main.lua": COUNTER})
+    code, out = run(["run", str(proj), "--for", "5s"])
+    assert code == 0
+    assert "[        0.800s] I/user.boot 1" in out
+    assert "[        0.581s] I/main LuatOS@Air8101 base 25.11 bsp V2001 64bit" in out
+
+
+def test_raw_output_is_the_uart_form(tmp_path):
+    proj = write_project(tmp_path / "p", {"main.lua": COUNTER})
+    code, out = run(["run", str(proj), "--for", "2s", "--raw"])
+    assert code == 0
+    assert "luat:U(800):I/user.boot 1" in out.splitlines()
+    assert "luat:I(581):main:LuatOS@Air8101 base 25.11 bsp V2001 64bit" in out.splitlines()
+
+
+def test_json_output_one_record_per_line(tmp_path):
+    proj = write_project(tmp_path / "p", {"main.lua": COUNTER})
+    code, out = run(["run", str(proj), "--for", "2s", "--json"])
+    assert code == 0
+    recs = [json.loads(line) for line in out.splitlines()]
+    boot = [r for r in recs if r["line"] == "I/user.boot 1"][0]
+    assert boot["level"] == "I" and boot["tag"] == "boot" and boot["device_ms"] == 800
+    assert boot["time"] == "0.800s"
+
+
+def test_until_matches_on_a_later_boot(tmp_path):
+    proj = write_project(tmp_path / "p", {"main.lua": COUNTER})
+    code, out = run(["run", str(proj), "--until", r"boot 3$"])
+    assert code == 0
+    assert out.rstrip().endswith("I/user.boot 3")
+
+
+def test_until_never_matching_exits_1(tmp_path):
+    proj = write_project(tmp_path / "p", {"main.lua": COUNTER})
+    code, _ = run(["run", str(proj), "--until", "boot 9", "--for", "1m"])
+    assert code == 1
+
+
+def test_project_errors_exit_2(tmp_path, capsys):
+    empty = write_project(tmp_path / "empty", {"util.lua": "return 1"})
+    assert run(["run", str(empty)])[0] == 2
+    assert "no main.lua" in capsys.readouterr().err
+    dup = write_project(tmp_path / "dup", {"main.lua": "", "a/x.lua": "", "b/x.lua": ""})
+    assert run(["run", str(dup)])[0] == 2
+    assert "duplicate file name 'x.lua'" in capsys.readouterr().err
+    assert run(["run", str(tmp_path / "missing")])[0] == 2
+    assert run(["run", str(dup), "--for", "soon"])[0] == 2
+
+
+def test_state_dir_keeps_flash_between_runs(tmp_path):
+    proj = write_project(tmp_path / "p", {"main.lua": 'fskv.init(); local n = (fskv.get("n") or 0) + 1; fskv.set("n", n); log.info("n", n); sys.run()'})
+    state = tmp_path / "state"
+    assert "I/user.n 1" in run(["run", str(proj), "--for", "1s", "--state", str(state)])[1]
+    assert "I/user.n 2" in run(["run", str(proj), "--for", "1s", "--state", str(state)])[1]
+
+
+def test_console_script_is_installed(tmp_path):
+    proj = write_project(tmp_path / "p", {"main.lua": COUNTER})
+    res = subprocess.run([sys.executable, "-m", "luatos_sim.cli", "run", str(proj), "--for", "1s"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "I/user.boot 1" in res.stdout

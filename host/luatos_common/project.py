@@ -13,7 +13,8 @@ from pathlib import Path
 
 # Files that never go on the device (editor and VCS clutter).
 _SKIP_DIRS = {".git", ".svn", "__pycache__", ".vscode", ".idea", "node_modules"}
-_SKIP_SUFFIXES = (".swp", "~", ".bak", ".orig")
+# Documentation next to the scripts stays on the host (it would only take flash space).
+_SKIP_SUFFIXES = (".swp", "~", ".bak", ".orig", ".md")
 
 MAX_NAME_BYTES = 31  # LuaDB record name limit
 MAX_FILES = 1024

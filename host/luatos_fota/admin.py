@@ -1,0 +1,418 @@
+"""Admin HTTP API under ``/admin/api`` (bearer token), plus its OpenAPI document.
+
+Every handler is a thin shell over :class:`luatos_fota.store.Store`, the same code the CLI
+uses, so the API and ``luatos-fota`` can never disagree about what a release or a ban is. After
+each write the app's in-memory caches are dropped, so the change applies to the next check-in
+on this instance (other instances follow within ``cache_ttl_s``).
+
+Errors are JSON ``{"code": <http status>, "msg": "..."}`` (plus ``field``/``details`` for
+upload refusals); missing or wrong token -> 401.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .store import Conflict, NotFound, normalize_device_key
+from .uploads import UploadError
+
+Handler = Callable[[Request], Awaitable[Response]]
+P = "/admin/api"
+
+
+def _err(status: int, msg: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"code": status, "msg": msg, **extra}, status)
+
+
+def _ok(obj: Any, status: int = 200) -> JSONResponse:
+    return JSONResponse(json.loads(json.dumps(obj, default=str)), status)
+
+
+def authed(fn: Handler) -> Handler:
+    async def wrapper(request: Request) -> Response:
+        from .app import check_token
+
+        if not check_token(request):
+            return JSONResponse({"code": 401, "msg": "missing or wrong admin token: send "
+                                 "'Authorization: Bearer <token>' (see DATA/admin_token)"}, 401,
+                                headers={"WWW-Authenticate": 'Bearer realm="luatos-fota"'})
+        try:
+            return await fn(request)
+        except UploadError as e:
+            return JSONResponse(e.as_json() | {"code": 422}, 422)
+        except NotFound as e:
+            return _err(404, str(e))
+        except Conflict as e:
+            return _err(409, str(e))
+        except (ValueError, TypeError) as e:
+            return _err(400, str(e))
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        obj = json.loads(raw)
+    except ValueError as e:
+        raise ValueError(f"request body is not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise ValueError("request body must be a JSON object")
+    return obj
+
+
+def _store(request: Request) -> Any:
+    return request.app.state.store
+
+
+def _changed(request: Request) -> None:
+    request.app.fota.invalidate()
+
+
+def _bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    return str(v).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _int_param(request: Request, name: str, default: int | None = None) -> int | None:
+    v = request.query_params.get(name)
+    if v in (None, ""):
+        return default
+    try:
+        return int(v)
+    except ValueError:
+        raise ValueError(f"query parameter {name}={v!r} is not an integer") from None
+
+
+def _devices_field(v: Any) -> list[str] | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return [d for d in v.replace(",", " ").split() if d]
+    if isinstance(v, list):
+        return [str(d) for d in v]
+    raise ValueError("devices must be a list of ids or a comma-separated string")
+
+
+# ---------------------------------------------------------------------------- products
+
+@authed
+async def products(request: Request) -> Response:
+    st = _store(request)
+    if request.method == "GET":
+        return _ok({"products": st.list_products()})
+    body = await _json(request)
+    for f in ("project_key", "firmware_name"):
+        if not body.get(f):
+            raise ValueError(f"field {f!r} is required")
+    p = st.add_product(body["project_key"], body["firmware_name"], body.get("name", ""),
+                       _bool(body.get("auto_register", True)), actor="api")
+    _changed(request)
+    return _ok(p, 201)
+
+
+@authed
+async def product_one(request: Request) -> Response:
+    st = _store(request)
+    pid = int(request.path_params["pid"])
+    if request.method == "GET":
+        return _ok(st.get_product(pid))
+    body = await _json(request)
+    p = st.update_product(pid, name=body.get("name"),
+                          auto_register=_bool(body["auto_register"]) if "auto_register" in body else None,
+                          actor="api")
+    _changed(request)
+    return _ok(p)
+
+
+# ---------------------------------------------------------------------------- releases
+
+@authed
+async def releases(request: Request) -> Response:
+    st = _store(request)
+    if request.method == "GET":
+        return _ok({"releases": st.list_releases(_int_param(request, "product_id"))})
+    async with request.form(max_files=1, max_fields=50) as form:
+        up = form.get("file") or form.get("package")
+        if up is None or isinstance(up, str):
+            raise UploadError("file", "multipart field 'file' (the package) is missing")
+        data = await up.read()
+        f = {k: v for k, v in form.items() if isinstance(v, str)}
+        filename = f.get("filename") or up.filename
+    if f.get("product_id"):
+        pid = int(f["product_id"])
+    elif f.get("project_key"):
+        pid = st.find_product(f["project_key"], f.get("firmware_name") or None)["id"]
+    else:
+        raise UploadError("product_id", "give product_id, or project_key (+ firmware_name)")
+    percent = float(f["percent"]) if f.get("percent") not in (None, "") else None
+    # Off the event loop: validation, hashing and the fsynced blob write take a while for big files.
+    rel = await run_in_threadpool(
+        st.add_release, data, product_id=pid, version=f.get("version") or None, core=f.get("core") or None,
+        kind=f.get("kind") or None, filename=filename, notes=f.get("notes", ""),
+        enabled=_bool(f.get("enabled", "true")), forced=_bool(f.get("forced", "false")),
+        percent=percent, devices=_devices_field(f.get("devices")), actor="api")
+    _changed(request)
+    return _ok(rel, 201)
+
+
+@authed
+async def release_one(request: Request) -> Response:
+    st = _store(request)
+    rid = int(request.path_params["rid"])
+    if request.method == "GET":
+        return _ok(st.get_release(rid))
+    body = await _json(request)
+    rel = st.update_release(rid, enabled=_bool(body["enabled"]) if "enabled" in body else None,
+                            forced=_bool(body["forced"]) if "forced" in body else None,
+                            notes=body.get("notes"), actor="api")
+    _changed(request)
+    return _ok(rel)
+
+
+@authed
+async def release_enable(request: Request) -> Response:
+    rel = _store(request).update_release(int(request.path_params["rid"]), enabled=True, actor="api")
+    _changed(request)
+    return _ok(rel)
+
+
+@authed
+async def release_pause(request: Request) -> Response:
+    rel = _store(request).update_release(int(request.path_params["rid"]), enabled=False, actor="api")
+    _changed(request)
+    return _ok(rel)
+
+
+@authed
+async def release_target(request: Request) -> Response:
+    body = await _json(request)
+    mode = body.get("mode")
+    if mode is None:
+        mode = "devices" if body.get("devices") else ("percent" if "percent" in body else "all")
+    pct = body.get("percent")
+    rel = _store(request).set_release_target(int(request.path_params["rid"]), mode,
+                                             percent=float(pct) if pct is not None else None,
+                                             devices=_devices_field(body.get("devices")), actor="api")
+    _changed(request)
+    return _ok(rel)
+
+
+@authed
+async def artifacts(request: Request) -> Response:
+    return _ok({"artifacts": _store(request).list_artifacts()})
+
+
+# ---------------------------------------------------------------------------- devices
+
+@authed
+async def devices(request: Request) -> Response:
+    st = _store(request)
+    if request.method == "POST":
+        body = await _json(request)
+        if not body.get("device"):
+            raise ValueError("field 'device' is required")
+        d = st.register_device(body["device"], body.get("product_id"), body.get("key_type", "mac"), actor="api")
+        _changed(request)
+        return _ok(d, 201)
+    banned_q = request.query_params.get("banned")
+    rows = st.list_devices(product_id=_int_param(request, "product_id"),
+                           banned=None if banned_q in (None, "") else _bool(banned_q),
+                           limit=_int_param(request, "limit", 1000) or 1000,
+                           offset=_int_param(request, "offset", 0) or 0)
+    return _ok({"devices": rows})
+
+
+@authed
+async def device_one(request: Request) -> Response:
+    return _ok(_store(request).require_device(request.path_params["key"]))
+
+
+@authed
+async def device_ban(request: Request) -> Response:
+    body = await _json(request)
+    d = _store(request).ban(request.path_params["key"], body.get("reason", ""), actor="api")
+    _changed(request)
+    return _ok(d)
+
+
+@authed
+async def device_unban(request: Request) -> Response:
+    d = _store(request).unban(request.path_params["key"], actor="api")
+    _changed(request)
+    return _ok(d)
+
+
+@authed
+async def device_pin(request: Request) -> Response:
+    body = await _json(request)
+    rid = body.get("release_id")
+    d = _store(request).pin(request.path_params["key"], int(rid) if rid is not None else None, actor="api")
+    _changed(request)
+    return _ok(d)
+
+
+# ---------------------------------------------------------------------------- audit and stats
+
+@authed
+async def audit(request: Request) -> Response:
+    request.app.fota.writer.flush()  # show what was decided up to now, not up to the last flush
+    rows = _store(request).query_audit(
+        device=request.query_params.get("device") or None, event_=request.query_params.get("event") or None,
+        release_id=_int_param(request, "release_id"), limit=_int_param(request, "limit", 200) or 200,
+        before_id=_int_param(request, "before_id"))
+    return _ok({"audit": rows})
+
+
+@authed
+async def stats(request: Request) -> Response:
+    request.app.fota.writer.flush()
+    return _ok({"releases": _store(request).release_stats(_int_param(request, "release_id"))})
+
+
+# ---------------------------------------------------------------------------- push
+
+def _hub(request: Request) -> Any:
+    return request.app.state.push_hub
+
+
+@authed
+async def push_online(request: Request) -> Response:
+    hub = _hub(request)
+    if hub is None:
+        return _err(503, "push channel not running (start the server with --push-port)")
+    return _ok({"online": hub.online()})
+
+
+@authed
+async def push(request: Request) -> Response:
+    """Push a FOTA command; by default the ``###`` download URL of the release's package."""
+    hub = _hub(request)
+    if hub is None:
+        return _err(503, "push channel not running (start the server with --push-port)")
+    from .push import fota_command
+
+    body = await _json(request)
+    st = _store(request)
+    devices_ = _devices_field(body.get("devices"))
+    rid = body.get("release_id")
+    url = body.get("url")
+    version = body.get("version")
+    rel = None
+    if rid is not None:
+        rel = st.get_release(int(rid))
+        version = version or rel["script_version"]
+        if not url:
+            from .app import FotaApp
+
+            app: FotaApp = request.app
+            url = f"{app._base_url(request.scope)}/dl/{rel['sha256']}.bin"
+    if not url and not body.get("message"):
+        raise ValueError("give release_id, url or message")
+    message = body.get("message") or fota_command(str(url), version)
+    if devices_ is None:
+        if rel is None:
+            raise ValueError("give devices, or release_id to push to its online targeted devices")
+        cat = request.app.fota.catalog()
+        info = cat.releases.get(rel["id"])
+        devices_ = []
+        for o in hub.online():
+            key = normalize_device_key(o["device"])
+            d = st.get_device(key)
+            if info is not None and info.targets(key) and (d is None or d["product_id"] in (None, rel["product_id"])):
+                devices_.append(o["device"])
+    results = await hub.push(devices_, message)
+    return _ok({"message": message, "results": results})
+
+
+# ---------------------------------------------------------------------------- openapi
+
+def _op(summary: str, body: str | None = None, params: list[str] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "security": [{"bearer": []}],
+                          "responses": {"200": {"description": "OK (JSON)"},
+                                        "401": {"description": "missing or wrong token"}}}
+    if params:
+        op["parameters"] = [{"name": p, "in": "query", "required": False, "schema": {"type": "string"}}
+                            for p in params]
+    if body == "json":
+        op["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
+    elif body == "multipart":
+        op["requestBody"] = {"content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["file"],
+            "properties": {k: {"type": "string"} for k in (
+                "file", "product_id", "project_key", "firmware_name", "version", "core", "kind",
+                "notes", "percent", "devices", "forced", "enabled", "filename")}}}}}
+    return op
+
+
+def openapi_doc() -> dict[str, Any]:
+    paths = {
+        f"{P}/products": {"get": _op("List products"),
+                          "post": _op("Create a product {project_key, firmware_name, name?, auto_register?}", "json")},
+        f"{P}/products/{{pid}}": {"get": _op("One product"), "patch": _op("Update {name?, auto_register?}", "json")},
+        f"{P}/releases": {"get": _op("List releases", params=["product_id"]),
+                          "post": _op("Upload a release (multipart); 422 with field+msg when refused", "multipart")},
+        f"{P}/releases/{{rid}}": {"get": _op("One release"),
+                                  "patch": _op("Update {enabled?, forced?, notes?}", "json")},
+        f"{P}/releases/{{rid}}/enable": {"post": _op("Enable (resume) a release")},
+        f"{P}/releases/{{rid}}/pause": {"post": _op("Pause a release")},
+        f"{P}/releases/{{rid}}/target": {"post": _op(
+            "Targeting {mode: all|devices|percent, percent?, devices?}", "json")},
+        f"{P}/artifacts": {"get": _op("Stored packages")},
+        f"{P}/devices": {"get": _op("Devices with versions, last seen, ban state",
+                                    params=["product_id", "banned", "limit", "offset"]),
+                         "post": _op("Pre-register a device {device, product_id?, key_type?}", "json")},
+        f"{P}/devices/{{key}}": {"get": _op("One device")},
+        f"{P}/devices/{{key}}/ban": {"post": _op("Bar a device (code 21) {reason?}", "json")},
+        f"{P}/devices/{{key}}/unban": {"post": _op("Lift a ban (operator or loop ban)")},
+        f"{P}/devices/{{key}}/pin": {"post": _op("Pin to a release {release_id|null}", "json")},
+        f"{P}/audit": {"get": _op("Audit log, newest first",
+                                  params=["device", "event", "release_id", "limit", "before_id"])},
+        f"{P}/stats": {"get": _op("Rollout progress per release (targeted/served/confirmed)",
+                                  params=["release_id"])},
+        f"{P}/push/online": {"get": _op("Devices connected to the push channel")},
+        f"{P}/push": {"post": _op('Push {"devices":[...]|"release_id":N, "url"?, "version"?, "message"?}',
+                                  "json")},
+    }
+    return {"openapi": "3.1.0",
+            "info": {"title": "luatos-fota admin API", "version": "1"},
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+            "paths": paths}
+
+
+async def openapi(request: Request) -> Response:
+    return JSONResponse(openapi_doc())
+
+
+def admin_routes() -> list[Route]:
+    return [
+        Route(f"{P}/openapi.json", openapi, methods=["GET"]),
+        Route(f"{P}/products", products, methods=["GET", "POST"]),
+        Route(f"{P}/products/{{pid:int}}", product_one, methods=["GET", "PATCH"]),
+        Route(f"{P}/releases", releases, methods=["GET", "POST"]),
+        Route(f"{P}/releases/{{rid:int}}", release_one, methods=["GET", "PATCH"]),
+        Route(f"{P}/releases/{{rid:int}}/enable", release_enable, methods=["POST"]),
+        Route(f"{P}/releases/{{rid:int}}/pause", release_pause, methods=["POST"]),
+        Route(f"{P}/releases/{{rid:int}}/target", release_target, methods=["POST", "PUT"]),
+        Route(f"{P}/artifacts", artifacts, methods=["GET"]),
+        Route(f"{P}/devices", devices, methods=["GET", "POST"]),
+        Route(f"{P}/devices/{{key}}", device_one, methods=["GET"]),
+        Route(f"{P}/devices/{{key}}/ban", device_ban, methods=["POST"]),
+        Route(f"{P}/devices/{{key}}/unban", device_unban, methods=["POST"]),
+        Route(f"{P}/devices/{{key}}/pin", device_pin, methods=["POST"]),
+        Route(f"{P}/audit", audit, methods=["GET"]),
+        Route(f"{P}/stats", stats, methods=["GET"]),
+        Route(f"{P}/push/online", push_online, methods=["GET"]),
+        Route(f"{P}/push", push, methods=["POST"]),
+    ]

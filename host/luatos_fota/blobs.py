@@ -1,0 +1,113 @@
+"""Content-addressed package storage under ``DATA/blobs/``.
+
+A blob is written to ``blobs/tmp/<pid>-<random>``, fsynced, renamed to ``blobs/<aa>/<sha256>``
+and the directory fsynced, so after a kill -9 a blob path either does not exist or holds the
+complete content. The database references a blob only after :meth:`BlobStore.put` returned, so
+no release can point at a partial file; leftovers in ``tmp/`` from dead writers are removed by
+:meth:`BlobStore.clean_tmp`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import signal
+from pathlib import Path
+
+CHUNK = 1 << 20
+_CRASH_ENV = "LUATOS_FOTA_CRASH_AT"
+
+
+def crashpoint(name: str) -> None:
+    """Die by SIGKILL at a named step when ``LUATOS_FOTA_CRASH_AT`` names it (crash-safety tests)."""
+    if os.environ.get(_CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.tmp = self.root / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        sha = sha256.lower()
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+        return self.root / sha[:2] / sha
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def put(self, data: bytes) -> str:
+        """Store ``data`` durably; returns its sha256. Idempotent for identical content."""
+        sha = hashlib.sha256(data).hexdigest()
+        final = self.path(sha)
+        if final.is_file() and final.stat().st_size == len(data):
+            return sha
+        tmp = self.tmp / f"{os.getpid()}-{secrets.token_hex(6)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            for off in range(0, len(data), CHUNK):
+                os.write(fd, view[off:off + CHUNK])
+                if off == 0:
+                    crashpoint("blob_partial")
+            crashpoint("blob_written")
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        crashpoint("blob_fsynced")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        crashpoint("blob_renamed")
+        return sha
+
+    def read(self, sha256: str) -> bytes:
+        return self.path(sha256).read_bytes()
+
+    def clean_tmp(self) -> int:
+        """Remove temp files whose writer process is gone; returns how many were removed."""
+        removed = 0
+        for p in self.tmp.iterdir():
+            pid_text = p.name.split("-", 1)[0]
+            if pid_text.isdigit() and _pid_alive(int(pid_text)) and int(pid_text) != os.getpid():
+                continue
+            if pid_text.isdigit() and int(pid_text) == os.getpid():
+                continue
+            p.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def all_digests(self) -> list[str]:
+        out: list[str] = []
+        for d in self.root.iterdir():
+            if d.is_dir() and len(d.name) == 2:
+                out.extend(p.name for p in d.iterdir() if len(p.name) == 64)
+        return sorted(out)

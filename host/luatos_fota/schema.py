@@ -1,0 +1,161 @@
+"""Tables (SQLAlchemy Core) and the ordered migrations that create and evolve them.
+
+Timestamps are float seconds since the epoch: portable between SQLite and PostgreSQL and cheap
+to compare in the loop guard. ``generation`` is a one-row counter bumped by every write that
+changes what a check-in may decide (products, releases, targeting, bans, pins); instances poll it
+to know when their in-memory catalogue is stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+)
+
+generation = sa.Table(
+    "generation", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+products = sa.Table(
+    "products", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_key", sa.String(200), nullable=False),
+    sa.Column("firmware_name", sa.String(300), nullable=False),
+    sa.Column("name", sa.String(300), nullable=False, server_default=""),
+    # False: only devices an operator registered may check in (others get code 17).
+    sa.Column("auto_register", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("project_key", "firmware_name", name="uq_products_key_name"),
+)
+
+artifacts = sa.Table(
+    "artifacts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("core_version", sa.Integer, nullable=True),
+    sa.Column("details", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("filename", sa.String(500), nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+releases = sa.Table(
+    "releases", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("product_id", sa.Integer, sa.ForeignKey("products.id"), nullable=False),
+    sa.Column("artifact_id", sa.Integer, sa.ForeignKey("artifacts.id"), nullable=False),
+    sa.Column("script_version", sa.String(40), nullable=False),
+    sa.Column("core_version", sa.Integer, nullable=True),
+    sa.Column("kind", sa.String(10), nullable=False),  # script | full
+    sa.Column("notes", sa.Text, nullable=False, server_default=""),
+    sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("forced", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("target_mode", sa.String(10), nullable=False, server_default="all"),  # all|devices|percent
+    sa.Column("percent", sa.Float, nullable=False, server_default="100"),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+release_devices = sa.Table(
+    "release_devices", metadata,
+    sa.Column("release_id", sa.Integer, sa.ForeignKey("releases.id"), primary_key=True),
+    sa.Column("device_key", sa.String(200), primary_key=True),
+)
+
+devices = sa.Table(
+    "devices", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("device_key", sa.String(200), nullable=False, unique=True),
+    sa.Column("key_type", sa.String(10), nullable=False, server_default="mac"),
+    sa.Column("product_id", sa.Integer, sa.ForeignKey("products.id"), nullable=True),
+    sa.Column("reported_version", sa.String(60), nullable=False, server_default=""),
+    sa.Column("version_changed_at", sa.Float, nullable=False, server_default="0"),
+    sa.Column("first_seen", sa.Float, nullable=False),
+    sa.Column("last_seen", sa.Float, nullable=False),
+    sa.Column("last_ip", sa.String(64), nullable=False, server_default=""),
+    sa.Column("check_ins", sa.BigInteger, nullable=False, server_default="0"),
+    # ban_code: 0 = not banned, 21 = barred by an operator, 40 = loop ban.
+    sa.Column("ban_code", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("ban_reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("banned_at", sa.Float, nullable=True),
+    sa.Column("pinned_release_id", sa.Integer, sa.ForeignKey("releases.id"), nullable=True),
+    sa.Column("registered", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+serves = sa.Table(
+    "serves", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("fota_sn", sa.String(40), nullable=False, unique=True),
+    sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id"), nullable=False),
+    sa.Column("release_id", sa.Integer, sa.ForeignKey("releases.id"), nullable=False),
+    sa.Column("channel", sa.String(10), nullable=False),  # v1 | v2
+    sa.Column("from_version", sa.String(60), nullable=False, server_default=""),
+    sa.Column("served_at", sa.Float, nullable=False),
+    sa.Column("result_code", sa.Integer, nullable=True),
+    sa.Column("reported_at", sa.Float, nullable=True),
+    sa.Column("confirmed_at", sa.Float, nullable=True),
+    sa.Index("ix_serves_device_release", "device_id", "release_id", "served_at"),
+)
+
+audit = sa.Table(
+    "audit", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("device_key", sa.String(200), nullable=True),
+    sa.Column("product_id", sa.Integer, nullable=True),
+    sa.Column("release_id", sa.Integer, nullable=True),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("code", sa.Integer, nullable=True),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Column("actor", sa.String(40), nullable=True),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_audit_device", "device_key", "id"),
+)
+
+
+def _m1_initial(conn: Connection) -> None:
+    metadata.create_all(conn, checkfirst=True)
+    if conn.execute(sa.select(generation.c.value).where(generation.c.id == 1)).first() is None:
+        conn.execute(generation.insert().values(id=1, value=1))
+
+
+# Ordered: MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit.
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial]
+LATEST = len(MIGRATIONS)
+
+
+def current_version(conn: Connection) -> int:
+    insp = sa.inspect(conn)
+    if not insp.has_table("schema_version"):
+        return 0
+    row = conn.execute(sa.select(schema_version.c.version).where(schema_version.c.id == 1)).first()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: Connection) -> int:
+    """Run pending migrations inside the caller's transaction; returns the resulting version."""
+    ver = current_version(conn)
+    if ver > LATEST:
+        raise RuntimeError(f"database schema version {ver} is newer than this server ({LATEST}); upgrade luatos-fota")
+    if ver == LATEST:
+        return ver
+    schema_version.create(conn, checkfirst=True)
+    for i in range(ver, LATEST):
+        MIGRATIONS[i](conn)
+    if conn.execute(sa.select(schema_version.c.id)).first() is None:
+        conn.execute(schema_version.insert().values(id=1, version=LATEST))
+    else:
+        conn.execute(schema_version.update().where(schema_version.c.id == 1).values(version=LATEST))
+    return LATEST

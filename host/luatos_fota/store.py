@@ -1,0 +1,649 @@
+"""The durable state of a FOTA server: SQL tables (SQLite or PostgreSQL) plus content-addressed
+blobs, behind one class that the HTTP app, the admin API and the CLI all use.
+
+Why one class for all three: ``luatos-fota release add`` must work whether or not a server is
+running on the same data directory, so the CLI writes through exactly the same code path, and
+SQLite in WAL mode with ``busy_timeout`` lets the two processes share the file safely. Every
+write that changes what a check-in may decide bumps the ``generation`` row inside the same
+transaction, which is how other processes and instances learn that their caches are stale.
+
+Release creation is crash-safe: the blob is made durable first (see blobs.py) and then the
+artifact row and the release row are inserted in a single transaction, so after a kill -9 the
+store holds either the whole release or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from luatos_common.version import FotaVersion, ScriptVersion, VersionError, format_core
+
+from . import schema as t
+from .blobs import BlobStore, crashpoint
+from .catalog import Catalog, ProductInfo, ReleaseInfo, rollout_bucket
+from .uploads import TARGET_MODES, UploadError, check_upload
+
+
+class NotFound(LookupError):
+    """A product, release or device that does not exist (CLI exit code 3, HTTP 404)."""
+
+
+class Conflict(ValueError):
+    """A write that contradicts existing state (duplicate product or release; HTTP 409)."""
+
+
+def normalize_device_key(key: str) -> str:
+    """Operators type MACs as ``c8:c2:c6:8c:d6:02``; devices send ``C8C2C68CD602``."""
+    k = key.strip()
+    compact = k.replace(":", "").replace("-", "")
+    if len(compact) == 12 and all(c in "0123456789abcdefABCDEF" for c in compact):
+        return compact.upper()
+    return k
+
+
+def _sqlite_url(data_dir: Path) -> str:
+    return f"sqlite:///{(data_dir / 'fota.db').resolve()}"
+
+
+def _make_engine(url: str, immediate: bool) -> Engine:
+    if url.startswith("sqlite"):
+        eng = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                               pool_size=8, max_overflow=16)
+
+        @event.listens_for(eng, "connect")
+        def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(eng, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # Writers take the lock up front so a concurrent writer makes us wait (busy_timeout)
+            # instead of failing with SQLITE_BUSY on the read-to-write upgrade.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return eng
+    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+# Hot-path statements built once: SQLAlchemy memoises their cache keys on the object.
+_Q_DEVICE = sa.select(t.devices).where(t.devices.c.device_key == sa.bindparam("k"))
+_Q_INSERT_DEVICE = t.devices.insert()
+_Q_INSERT_AUDIT = t.audit.insert()
+_Q_GENERATION = sa.select(t.generation.c.value).where(t.generation.c.id == 1)
+_Q_COUNT_SERVES = sa.select(sa.func.count()).select_from(t.serves).where(
+    t.serves.c.device_id == sa.bindparam("d"), t.serves.c.release_id == sa.bindparam("r"),
+    t.serves.c.served_at >= sa.bindparam("s"))
+
+
+def _row(r: Any) -> dict[str, Any]:
+    return dict(r._mapping)
+
+
+class Store:
+    """Open (and migrate) the store of ``data_dir``; ``db_url`` overrides the SQLite default."""
+
+    def __init__(self, data_dir: str | os.PathLike[str], db_url: str | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db_url = db_url or _sqlite_url(self.data_dir)
+        self.is_sqlite = self.db_url.startswith("sqlite")
+        self.read_engine = _make_engine(self.db_url, immediate=False)
+        self.write_engine = _make_engine(self.db_url, immediate=True) if self.is_sqlite else self.read_engine
+        self.blobs = BlobStore(self.data_dir / "blobs")
+        # Called (in the writing thread) after a commit that changed decision-relevant state, so
+        # an app sharing this Store object drops its caches at once instead of after cache_ttl_s.
+        self.listeners: list[Callable[[], None]] = []
+        with self.write_engine.begin() as c:
+            if not self.is_sqlite:  # instances starting together: one migrates, the others wait
+                c.execute(sa.text("SELECT pg_advisory_xact_lock(7306150)"))
+            t.migrate(c)
+        self.blobs.clean_tmp()
+
+    def close(self) -> None:
+        self.read_engine.dispose()
+        if self.write_engine is not self.read_engine:
+            self.write_engine.dispose()
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        """A write transaction; after a commit that bumped the generation, listeners are told."""
+        with self.write_engine.begin() as c:
+            c.info.pop("bumped", None)
+            yield c
+            bumped = c.info.pop("bumped", False)
+        if bumped:
+            for fn in list(self.listeners):
+                fn()
+
+    @contextmanager
+    def ro(self) -> Iterator[Connection]:
+        with self.read_engine.connect() as c:
+            yield c
+
+    @staticmethod
+    def bump(c: Connection) -> None:
+        c.info["bumped"] = True
+        c.execute(t.generation.update().where(t.generation.c.id == 1)
+                  .values(value=t.generation.c.value + 1))
+
+    def generation(self) -> int:
+        with self.ro() as c:
+            return int(c.execute(_Q_GENERATION).scalar_one())
+
+    @staticmethod
+    def _audit(c: Connection, event_: str, *, actor: str | None = None, device_key: str | None = None,
+               product_id: int | None = None, release_id: int | None = None, code: int | None = None,
+               status: int | None = None, ip: str | None = None, **detail: Any) -> None:
+        c.execute(t.audit.insert().values(
+            ts=time.time(), event=event_, actor=actor, device_key=device_key, product_id=product_id,
+            release_id=release_id, code=code, status=status, ip=ip,
+            detail=json.dumps(detail, ensure_ascii=False, default=str) if detail else ""))
+
+    def write_audit(self, entries: Iterable[dict[str, Any]]) -> int:
+        rows = list(entries)
+        if not rows:
+            return 0
+        with self.tx() as c:
+            c.execute(t.audit.insert(), rows)
+        return len(rows)
+
+    # ------------------------------------------------------------------ products
+
+    def add_product(self, project_key: str, firmware_name: str, name: str = "",
+                    auto_register: bool = True, actor: str = "admin") -> dict[str, Any]:
+        pkey, fw = project_key.strip(), firmware_name.strip()
+        if not pkey:
+            raise ValueError("project_key must not be empty")
+        if not fw:
+            raise ValueError("firmware_name must not be empty (libfota2 sends <PROJECT>_LuatOS-SoC_<bsp>)")
+        if any(ch.isspace() for ch in fw):
+            raise ValueError(f"firmware_name {fw!r} contains whitespace: the device's request line "
+                             "would break (HTTP 400) before reaching the server")
+        with self.tx() as c:
+            exists = c.execute(sa.select(t.products.c.id).where(
+                t.products.c.project_key == pkey, t.products.c.firmware_name == fw)).first()
+            if exists:
+                raise Conflict(f"product {pkey!r}/{fw!r} already exists (id {exists[0]})")
+            pid = c.execute(t.products.insert().values(
+                project_key=pkey, firmware_name=fw, name=name or fw, auto_register=auto_register,
+                created_at=time.time())).inserted_primary_key[0]  # type: ignore[index]
+            self.bump(c)
+            self._audit(c, "product_added", actor=actor, product_id=pid, project_key=pkey,
+                        firmware_name=fw)
+        return self.get_product(pid)
+
+    def get_product(self, product_id: int) -> dict[str, Any]:
+        with self.ro() as c:
+            r = c.execute(sa.select(t.products).where(t.products.c.id == product_id)).first()
+        if r is None:
+            raise NotFound(f"product {product_id} does not exist")
+        return _row(r)
+
+    def find_product(self, project_key: str, firmware_name: str | None = None) -> dict[str, Any]:
+        with self.ro() as c:
+            q = sa.select(t.products).where(t.products.c.project_key == project_key)
+            if firmware_name is not None:
+                q = q.where(t.products.c.firmware_name == firmware_name)
+            rows = c.execute(q).fetchall()
+        if not rows:
+            what = f"{project_key!r}/{firmware_name!r}" if firmware_name else f"key {project_key!r}"
+            raise NotFound(f"no product {what}; create it with `luatos-fota product add`")
+        if len(rows) > 1:
+            raise Conflict(f"project key {project_key!r} has {len(rows)} products; give the firmware name")
+        return _row(rows[0])
+
+    def list_products(self) -> list[dict[str, Any]]:
+        with self.ro() as c:
+            return [_row(r) for r in c.execute(sa.select(t.products).order_by(t.products.c.id))]
+
+    def update_product(self, product_id: int, *, name: str | None = None,
+                       auto_register: bool | None = None, actor: str = "admin") -> dict[str, Any]:
+        vals: dict[str, Any] = {}
+        if name is not None:
+            vals["name"] = name
+        if auto_register is not None:
+            vals["auto_register"] = bool(auto_register)
+        self.get_product(product_id)
+        if vals:
+            with self.tx() as c:
+                c.execute(t.products.update().where(t.products.c.id == product_id).values(**vals))
+                self.bump(c)
+                self._audit(c, "product_updated", actor=actor, product_id=product_id, changes=vals)
+        return self.get_product(product_id)
+
+    # ------------------------------------------------------------------ releases
+
+    def add_release(self, data: bytes, *, product_id: int, version: str | None = None,
+                    core: str | int | None = None, kind: str | None = None, filename: str | None = None,
+                    notes: str = "", enabled: bool = True, forced: bool = False,
+                    percent: float | None = None, devices: Iterable[str] | None = None,
+                    actor: str = "admin") -> dict[str, Any]:
+        """Validate, store the blob durably, then insert artifact + release in one transaction."""
+        product = self.get_product(product_id)
+        up = check_upload(data, filename=filename, version=version, core=core, kind=kind,
+                          firmware_name=product["firmware_name"])
+        dev_list = sorted({normalize_device_key(d) for d in (devices or []) if d.strip()})
+        if percent is not None and not (0 <= float(percent) <= 100):
+            raise UploadError("percent", f"percent {percent} is outside 0..100")
+        if dev_list and percent is not None:
+            raise UploadError("percent", "give either a device list or a percentage, not both")
+        mode = "devices" if dev_list else ("percent" if percent is not None else "all")
+        with self.ro() as c:  # before the (possibly large) blob write; repeated in the transaction
+            self._refuse_duplicate(c, product_id, up)
+        sha = self.blobs.put(data)
+        crashpoint("before_db")
+        now = time.time()
+        with self.tx() as c:
+            self._refuse_duplicate(c, product_id, up)
+            art = c.execute(sa.select(t.artifacts.c.id).where(t.artifacts.c.sha256 == sha)).first()
+            if art is None:
+                art_id = c.execute(t.artifacts.insert().values(
+                    sha256=sha, size=len(data), kind=up.package.kind, core_version=up.core_version
+                    if up.kind == "full" else None,
+                    details=json.dumps({**up.package.details,
+                                        "files": sorted(up.package.files or {})}, default=str),
+                    filename=filename or "", created_at=now)).inserted_primary_key[0]  # type: ignore[index]
+            else:
+                art_id = art[0]
+            rid = c.execute(t.releases.insert().values(
+                product_id=product_id, artifact_id=art_id, script_version=str(up.script_version),
+                core_version=up.core_version, kind=up.kind,
+                notes="\n".join([notes, *up.notes]).strip(), enabled=enabled, forced=forced,
+                target_mode=mode, percent=float(percent) if percent is not None else 100.0,
+                created_at=now)).inserted_primary_key[0]  # type: ignore[index]
+            if dev_list:
+                c.execute(t.release_devices.insert(), [{"release_id": rid, "device_key": d} for d in dev_list])
+            crashpoint("in_transaction")
+            self.bump(c)
+            self._audit(c, "release_added", actor=actor, product_id=product_id, release_id=rid,
+                        version=str(up.script_version), core=up.core_version, kind=up.kind,
+                        sha256=sha, size=len(data), version_source=up.version_source,
+                        target=mode, percent=percent, devices=len(dev_list))
+        crashpoint("committed")
+        return self.get_release(rid)
+
+    @staticmethod
+    def _refuse_duplicate(c: Connection, product_id: int, up: Any) -> None:
+        rows = c.execute(sa.select(t.releases.c.id, t.releases.c.script_version, t.releases.c.kind,
+                                   t.releases.c.core_version).where(t.releases.c.product_id == product_id))
+        for rid, sv_text, kind, core in rows:
+            sv = ScriptVersion.parse(sv_text)
+            same_core = (kind == "script" and up.kind == "script") or core == up.core_version
+            if (sv.x, sv.z) == (up.script_version.x, up.script_version.z) and kind == up.kind and same_core:
+                raise Conflict(f"release {rid} of this product already carries version {sv_text} "
+                               f"({kind}); devices could not tell them apart")
+
+    def _release_query(self) -> sa.Select[Any]:
+        r, a, p = t.releases, t.artifacts, t.products
+        return (sa.select(r, a.c.sha256, a.c.size, a.c.kind.label("package_kind"),
+                          p.c.project_key, p.c.firmware_name)
+                .join(a, a.c.id == r.c.artifact_id).join(p, p.c.id == r.c.product_id))
+
+    def _release_dict(self, c: Connection, row: Any) -> dict[str, Any]:
+        d = _row(row)
+        sv = ScriptVersion.parse(d["script_version"])
+        d["script_x"], d["script_z"] = sv.x, sv.z
+        d["core_num"] = d["core_version"]
+        d["core_version"] = format_core(d["core_version"]) if d["core_version"] is not None else None
+        d["devices"] = [x[0] for x in c.execute(
+            sa.select(t.release_devices.c.device_key).where(t.release_devices.c.release_id == d["id"])
+            .order_by(t.release_devices.c.device_key))]
+        d["download_path"] = f"/dl/{d['sha256']}.bin"
+        return d
+
+    def get_release(self, release_id: int) -> dict[str, Any]:
+        with self.ro() as c:
+            row = c.execute(self._release_query().where(t.releases.c.id == release_id)).first()
+            if row is None:
+                raise NotFound(f"release {release_id} does not exist")
+            return self._release_dict(c, row)
+
+    def list_releases(self, product_id: int | None = None) -> list[dict[str, Any]]:
+        with self.ro() as c:
+            q = self._release_query().order_by(t.releases.c.id)
+            if product_id is not None:
+                q = q.where(t.releases.c.product_id == product_id)
+            return [self._release_dict(c, r) for r in c.execute(q).fetchall()]
+
+    def update_release(self, release_id: int, *, enabled: bool | None = None, forced: bool | None = None,
+                       notes: str | None = None, actor: str = "admin") -> dict[str, Any]:
+        self.get_release(release_id)
+        vals = {k: v for k, v in (("enabled", enabled), ("forced", forced), ("notes", notes)) if v is not None}
+        if vals:
+            with self.tx() as c:
+                c.execute(t.releases.update().where(t.releases.c.id == release_id).values(**vals))
+                self.bump(c)
+                ev = "release_updated"
+                if set(vals) == {"enabled"}:
+                    ev = "release_enabled" if enabled else "release_paused"
+                self._audit(c, ev, actor=actor, release_id=release_id, changes=vals)
+        return self.get_release(release_id)
+
+    def set_release_target(self, release_id: int, mode: str, *, percent: float | None = None,
+                           devices: Iterable[str] | None = None, actor: str = "admin") -> dict[str, Any]:
+        if mode not in TARGET_MODES:
+            raise ValueError(f"target mode {mode!r}: expected one of {', '.join(TARGET_MODES)}")
+        self.get_release(release_id)
+        dev_list = sorted({normalize_device_key(d) for d in (devices or []) if d.strip()})
+        if mode == "percent":
+            if percent is None or not (0 <= float(percent) <= 100):
+                raise ValueError(f"percent {percent!r}: expected a number in 0..100")
+        if mode == "devices" and not dev_list:
+            raise ValueError("target mode 'devices' needs at least one device id")
+        with self.tx() as c:
+            vals: dict[str, Any] = {"target_mode": mode}
+            if percent is not None:
+                vals["percent"] = float(percent)
+            c.execute(t.releases.update().where(t.releases.c.id == release_id).values(**vals))
+            if mode == "devices":
+                c.execute(t.release_devices.delete().where(t.release_devices.c.release_id == release_id))
+                c.execute(t.release_devices.insert(), [{"release_id": release_id, "device_key": d} for d in dev_list])
+            self.bump(c)
+            self._audit(c, "release_target", actor=actor, release_id=release_id, mode=mode,
+                        percent=percent, devices=dev_list[:50], device_count=len(dev_list))
+        return self.get_release(release_id)
+
+    def list_artifacts(self) -> list[dict[str, Any]]:
+        with self.ro() as c:
+            return [_row(r) for r in c.execute(sa.select(t.artifacts).order_by(t.artifacts.c.id))]
+
+    def artifact_by_id(self, artifact_id: int) -> dict[str, Any] | None:
+        with self.ro() as c:
+            r = c.execute(sa.select(t.artifacts).where(t.artifacts.c.id == artifact_id)).first()
+        return _row(r) if r else None
+
+    def artifact_by_sha(self, sha: str) -> dict[str, Any] | None:
+        with self.ro() as c:
+            r = c.execute(sa.select(t.artifacts).where(t.artifacts.c.sha256 == sha.lower())).first()
+        return _row(r) if r else None
+
+    # ------------------------------------------------------------------ catalogue (hot path)
+
+    def load_catalog(self) -> Catalog:
+        with self.ro() as c:
+            gen = int(c.execute(sa.select(t.generation.c.value).where(t.generation.c.id == 1)).scalar_one())
+            cat = Catalog(gen)
+            for p in c.execute(sa.select(t.products)):
+                cat.add_product(ProductInfo(p.id, p.project_key, p.firmware_name, p.name, bool(p.auto_register)))
+            devs: dict[int, set[str]] = {}
+            for rid, key in c.execute(sa.select(t.release_devices.c.release_id, t.release_devices.c.device_key)):
+                devs.setdefault(rid, set()).add(key)
+            q = (sa.select(t.releases, t.artifacts.c.sha256, t.artifacts.c.size)
+                 .join(t.artifacts, t.artifacts.c.id == t.releases.c.artifact_id))
+            for r in c.execute(q):
+                cat.add_release(ReleaseInfo(
+                    r.id, r.product_id, ScriptVersion.parse(r.script_version), r.core_version, r.kind,
+                    bool(r.enabled), bool(r.forced), r.target_mode, float(r.percent),
+                    frozenset(devs.get(r.id, ())), r.artifact_id, r.sha256, int(r.size)))
+        return cat
+
+    # ------------------------------------------------------------------ devices
+
+    def get_device(self, device_key: str) -> dict[str, Any] | None:
+        with self.ro() as c:
+            r = c.execute(_Q_DEVICE, {"k": device_key}).first()
+        return _row(r) if r else None
+
+    def require_device(self, device_key: str) -> dict[str, Any]:
+        key = normalize_device_key(device_key)
+        d = self.get_device(key)
+        if d is None:
+            raise NotFound(f"device {device_key!r} has never checked in and is not registered")
+        return d
+
+    def create_device(self, device_key: str, key_type: str, product_id: int | None, version: str,
+                      ip: str, *, registered: bool = False) -> dict[str, Any]:
+        """Insert (or return the existing row of) a device; safe against a concurrent insert."""
+        now = time.time()
+        row = {"device_key": device_key, "key_type": key_type, "product_id": product_id,
+               "reported_version": version, "version_changed_at": now, "first_seen": now,
+               "last_seen": now, "last_ip": ip, "check_ins": 0, "registered": registered,
+               "ban_code": 0, "ban_reason": "", "banned_at": None, "pinned_release_id": None}
+        try:
+            with self.tx() as c:
+                res = c.execute(_Q_INSERT_DEVICE, {k: v for k, v in row.items() if k not in (
+                    "ban_code", "ban_reason", "banned_at", "pinned_release_id")})
+                row["id"] = res.inserted_primary_key[0]  # type: ignore[index]
+                c.execute(_Q_INSERT_AUDIT, {
+                    "ts": now, "event": "device_registered", "actor": "admin" if registered else None,
+                    "device_key": device_key, "product_id": product_id, "release_id": None, "code": None,
+                    "status": None, "ip": ip or None, "detail": json.dumps({"version": version})})
+            return row
+        except sa.exc.IntegrityError:  # registered concurrently (another request or instance)
+            d = self.get_device(device_key)
+            assert d is not None
+            return d
+
+    def register_device(self, device_key: str, product_id: int | None = None,
+                        key_type: str = "mac", actor: str = "admin") -> dict[str, Any]:
+        key = normalize_device_key(device_key)
+        if not key or key == "nil":
+            raise ValueError(f"device id {device_key!r} is not usable")
+        d = self.get_device(key)
+        if d is None:
+            return self.create_device(key, key_type, product_id, "", "", registered=True)
+        with self.tx() as c:
+            c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(registered=True))
+            self.bump(c)
+        return self.require_device(key)
+
+    def device_version_changed(self, device_id: int, device_key: str, product_id: int | None,
+                               old: str, new: str, new_fv: FotaVersion | None, ip: str,
+                               lift_loop_ban: bool) -> None:
+        """A device reports a different version: record it, confirm serves it reached, lift a loop ban."""
+        now = time.time()
+        with self.tx() as c:
+            vals: dict[str, Any] = {"reported_version": new, "version_changed_at": now,
+                                    "product_id": product_id}
+            if lift_loop_ban:
+                vals.update(ban_code=0, ban_reason="", banned_at=None)
+            c.execute(t.devices.update().where(t.devices.c.id == device_id).values(**vals))
+            if lift_loop_ban:
+                self.bump(c)
+                self._audit(c, "unbanned", device_key=device_key, product_id=product_id, actor="version-change",
+                            reason=f"reported version changed {old} -> {new}")
+            confirmed: list[int] = []
+            if new_fv is not None:
+                rows = c.execute(
+                    sa.select(t.serves.c.id, t.releases.c.script_version, t.releases.c.core_version,
+                              t.releases.c.kind, t.releases.c.id.label("rid"))
+                    .join(t.releases, t.releases.c.id == t.serves.c.release_id)
+                    .where(t.serves.c.device_id == device_id, t.serves.c.confirmed_at.is_(None))).fetchall()
+                for sid, sv_text, core, kind, _rid in rows:
+                    try:
+                        sv = ScriptVersion.parse(sv_text)
+                    except VersionError:
+                        continue
+                    if (sv.x, sv.z) == (new_fv.x, new_fv.z) and (kind != "full" or core == new_fv.core):
+                        confirmed.append(sid)
+                if confirmed:
+                    c.execute(t.serves.update().where(t.serves.c.id.in_(confirmed)).values(confirmed_at=now))
+            self._audit(c, "version_changed", device_key=device_key, product_id=product_id, ip=ip or None,
+                        old=old, new=new, confirmed_serves=confirmed)
+
+    def update_device_product(self, device_id: int, product_id: int) -> None:
+        with self.tx() as c:
+            c.execute(t.devices.update().where(t.devices.c.id == device_id).values(product_id=product_id))
+
+    def touch_devices(self, seen: dict[int, tuple[float, str, int]]) -> None:
+        """Apply buffered last-seen updates: device id -> (last_seen, ip, check-ins since last flush)."""
+        if not seen:
+            return
+        with self.tx() as c:
+            c.execute(t.devices.update().where(t.devices.c.id == sa.bindparam("did")).values(
+                last_seen=sa.func.max(t.devices.c.last_seen, sa.bindparam("ts")) if self.is_sqlite
+                else sa.func.greatest(t.devices.c.last_seen, sa.bindparam("ts")),
+                last_ip=sa.bindparam("ip"),
+                check_ins=t.devices.c.check_ins + sa.bindparam("n")),
+                [{"did": k, "ts": v[0], "ip": v[1], "n": v[2]} for k, v in seen.items()])
+
+    def ban(self, device_key: str, reason: str = "", *, code: int = 21, actor: str = "admin") -> dict[str, Any]:
+        d = self.require_device(device_key)
+        with self.tx() as c:
+            c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(
+                ban_code=code, ban_reason=reason or "banned by an operator", banned_at=time.time()))
+            self.bump(c)
+            self._audit(c, "banned", actor=actor, device_key=d["device_key"], code=code, reason=reason)
+        return self.require_device(d["device_key"])
+
+    def unban(self, device_key: str, *, actor: str = "admin") -> dict[str, Any]:
+        d = self.require_device(device_key)
+        with self.tx() as c:
+            c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(
+                ban_code=0, ban_reason="", banned_at=None, version_changed_at=time.time()))
+            self.bump(c)
+            self._audit(c, "unbanned", actor=actor, device_key=d["device_key"],
+                        previous_code=d["ban_code"], previous_reason=d["ban_reason"])
+        return self.require_device(d["device_key"])
+
+    def pin(self, device_key: str, release_id: int | None, *, actor: str = "admin") -> dict[str, Any]:
+        d = self.require_device(device_key)
+        if release_id is not None:
+            rel = self.get_release(release_id)
+            if d["product_id"] is not None and rel["product_id"] != d["product_id"]:
+                raise Conflict(f"release {release_id} belongs to product {rel['product_id']}, "
+                               f"device {d['device_key']} to product {d['product_id']}")
+        with self.tx() as c:
+            c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(pinned_release_id=release_id))
+            self.bump(c)
+            self._audit(c, "pinned" if release_id else "unpinned", actor=actor,
+                        device_key=d["device_key"], release_id=release_id)
+        return self.require_device(d["device_key"])
+
+    def list_devices(self, *, product_id: int | None = None, banned: bool | None = None,
+                     limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+        q = sa.select(t.devices).order_by(t.devices.c.id).limit(limit).offset(offset)
+        if product_id is not None:
+            q = q.where(t.devices.c.product_id == product_id)
+        if banned is True:
+            q = q.where(t.devices.c.ban_code != 0)
+        elif banned is False:
+            q = q.where(t.devices.c.ban_code == 0)
+        with self.ro() as c:
+            return [_row(r) for r in c.execute(q)]
+
+    # ------------------------------------------------------------------ serves and loop guard
+
+    def count_serves(self, device_id: int, release_id: int, since: float) -> int:
+        with self.ro() as c:
+            return int(c.execute(_Q_COUNT_SERVES, {"d": device_id, "r": release_id, "s": since}).scalar_one())
+
+    def record_serve(self, device_id: int, release_id: int, channel: str, from_version: str) -> str:
+        sn = secrets.token_hex(12)
+        with self.tx() as c:
+            c.execute(t.serves.insert().values(fota_sn=sn, device_id=device_id, release_id=release_id,
+                                               channel=channel, from_version=from_version,
+                                               served_at=time.time()))
+        return sn
+
+    def loop_ban(self, device_id: int, device_key: str, release_id: int, serves: int, window_s: float,
+                 version: str, ip: str) -> None:
+        with self.tx() as c:
+            c.execute(t.devices.update().where(t.devices.c.id == device_id).values(
+                ban_code=40, banned_at=time.time(),
+                ban_reason=f"loop: release {release_id} served {serves} times within "
+                           f"{window_s / 3600:g} h while the device kept reporting {version}"))
+            self.bump(c)
+            self._audit(c, "loop_ban", device_key=device_key, release_id=release_id, code=40, status=403,
+                        ip=ip or None, serves=serves, window_s=window_s, version=version)
+
+    def record_result(self, fota_sn: str, result_code: int, ip: str = "") -> dict[str, Any]:
+        with self.tx() as c:
+            row = c.execute(sa.select(t.serves, t.devices.c.device_key)
+                            .join(t.devices, t.devices.c.id == t.serves.c.device_id)
+                            .where(t.serves.c.fota_sn == fota_sn)).first()
+            if row is None:
+                raise NotFound(f"unknown fota_sn {fota_sn!r}")
+            now = time.time()
+            ok = result_code in (0, 1)
+            vals: dict[str, Any] = {"result_code": result_code, "reported_at": now}
+            if ok and row.confirmed_at is None:
+                vals["confirmed_at"] = now
+            c.execute(t.serves.update().where(t.serves.c.id == row.id).values(**vals))
+            self._audit(c, "fota_result", device_key=row.device_key, release_id=row.release_id,
+                        code=result_code, ip=ip or None, fota_sn=fota_sn, success=ok)
+            return {"fota_sn": fota_sn, "release_id": row.release_id, "device_key": row.device_key,
+                    "success": ok}
+
+    # ------------------------------------------------------------------ audit and stats
+
+    def query_audit(self, *, device: str | None = None, event_: str | None = None,
+                    release_id: int | None = None, limit: int = 200,
+                    before_id: int | None = None) -> list[dict[str, Any]]:
+        q = sa.select(t.audit).order_by(t.audit.c.id.desc()).limit(max(1, min(limit, 10000)))
+        if device:
+            q = q.where(t.audit.c.device_key == normalize_device_key(device))
+        if event_:
+            q = q.where(t.audit.c.event == event_)
+        if release_id is not None:
+            q = q.where(t.audit.c.release_id == release_id)
+        if before_id is not None:
+            q = q.where(t.audit.c.id < before_id)
+        with self.ro() as c:
+            out = []
+            for r in c.execute(q):
+                d = _row(r)
+                try:
+                    d["detail"] = json.loads(d["detail"]) if d["detail"] else {}
+                except ValueError:
+                    pass
+                out.append(d)
+            return out
+
+    def prune_audit(self, older_than_s: float, *, actor: str = "admin") -> int:
+        """Delete audit rows older than ``older_than_s`` seconds; returns how many went."""
+        cutoff = time.time() - older_than_s
+        with self.tx() as c:
+            n = c.execute(t.audit.delete().where(t.audit.c.ts < cutoff)).rowcount
+            self._audit(c, "audit_pruned", actor=actor, rows=n, older_than_s=older_than_s)
+        return int(n or 0)
+
+    def release_stats(self, release_id: int | None = None) -> list[dict[str, Any]]:
+        """Rollout progress: devices targeted, served (distinct), confirmed (distinct)."""
+        rels = [self.get_release(release_id)] if release_id is not None else self.list_releases()
+        out = []
+        with self.ro() as c:
+            for rel in rels:
+                served = c.execute(sa.select(sa.func.count(sa.distinct(t.serves.c.device_id))).where(
+                    t.serves.c.release_id == rel["id"])).scalar_one()
+                serves_total = c.execute(sa.select(sa.func.count()).select_from(t.serves).where(
+                    t.serves.c.release_id == rel["id"])).scalar_one()
+                confirmed = c.execute(sa.select(sa.func.count(sa.distinct(t.serves.c.device_id))).where(
+                    t.serves.c.release_id == rel["id"], t.serves.c.confirmed_at.is_not(None))).scalar_one()
+                failed = c.execute(sa.select(sa.func.count(sa.distinct(t.serves.c.device_id))).where(
+                    t.serves.c.release_id == rel["id"], t.serves.c.result_code.is_not(None),
+                    t.serves.c.result_code.not_in([0, 1]))).scalar_one()
+                keys = [k for (k,) in c.execute(sa.select(t.devices.c.device_key).where(
+                    t.devices.c.product_id == rel["product_id"]))]
+                if rel["target_mode"] == "all":
+                    targeted = len(keys)
+                elif rel["target_mode"] == "devices":
+                    targeted = len(rel["devices"])
+                else:
+                    limit = round(rel["percent"] * 100)
+                    targeted = sum(1 for k in keys if rollout_bucket(k, rel["id"]) < limit)
+                out.append({"release_id": rel["id"], "product_id": rel["product_id"],
+                            "script_version": rel["script_version"], "core_version": rel["core_version"],
+                            "kind": rel["kind"], "enabled": bool(rel["enabled"]),
+                            "target_mode": rel["target_mode"], "percent": rel["percent"],
+                            "known_devices": len(keys), "targeted": targeted, "served": served,
+                            "serves": serves_total, "confirmed": confirmed, "failed": failed})
+        return out

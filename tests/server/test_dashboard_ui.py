@@ -1,0 +1,270 @@
+"""The web dashboard in headless Debian Chromium against a real running server.
+
+What a user does: open the page, enter the token, see the device that checked in, upload a
+package through the form, bar and unbar the device, filter the audit log. Every action is
+checked on the server side too (store state and the device endpoint's answer), so the page is
+not only drawing things, it is changing them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from luatos_common.packages import build_air8101_ota
+from luatos_fota.push import PushHub
+from luatos_fota.testing import RunningServer, device_request, running_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN = "dashboard-test-token-5f2c"
+KEY = "dash_project_key"
+FW = "FOTA2_DEMO_LuatOS-SoC_Air8101"
+MAC = "C8C2C68CD602"
+OTHER = "C8C2C68C0001"
+UI_WAIT_MS = 15_000
+SCREENSHOT_DIR = Path(os.environ.get("DASHBOARD_SCREENSHOTS", "/tmp"))
+
+
+def check_in(srv: RunningServer, mac: str, version: str) -> Any:
+    target = f"/api/site/firmware_upgrade?mac={mac}&project_key={KEY}&firmware_name={FW}&version={version}"
+    return device_request(srv.port, target)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        reason = f"{CHROMIUM} not installed: run make sysdeps (Debian package chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def srv(tmp_path: Path) -> Iterator[RunningServer]:
+    hub = PushHub(min_gap=0.0)
+    with running_server(
+        tmp_path / "data",
+        admin_token=TOKEN,
+        push_hub=hub,
+        extra={"push_port": 0, "push_host": "127.0.0.1"},
+    ) as s:
+        yield s
+
+
+@pytest.fixture
+def page(browser: Any, srv: RunningServer) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1360, "height": 860})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.set_default_timeout(UI_WAIT_MS)
+    try:
+        yield pg
+    finally:
+        context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
+def sign_in(page: Any, srv: RunningServer, token: str = TOKEN) -> None:
+    page.goto(f"{srv.base_url}/dashboard/")
+    page.fill("#token", token)
+    page.click("#token-form button[type=submit]")
+
+
+def push_login(srv: RunningServer, mac: str, version: str) -> socket.socket:
+    hub: PushHub = srv.app.state.push_hub
+    sock = socket.create_connection(("127.0.0.1", hub.port), timeout=10)
+    sock.sendall(
+        json.dumps({"login": {"device": mac, "version": version, "core": "V2001"}}).encode() + b"\n"
+    )
+    assert sock.makefile("rb").readline() == b'{"login":"ok"}\n'
+    return sock
+
+
+def test_wrong_token_is_refused_and_nothing_is_shown(page: Any, srv: RunningServer) -> None:
+    sign_in(page, srv, token="not-the-token")
+    page.wait_for_selector("#status.error")
+    assert "token" in page.inner_text("#status").lower()
+    assert page.is_visible("#token-form")
+    assert not page.is_visible("section[data-panel=devices]")
+    assert page.evaluate("sessionStorage.getItem('luatos-fota-token')") is None
+
+
+def test_dashboard_devices_upload_ban_unban_audit(
+    page: Any, srv: RunningServer, tmp_path: Path
+) -> None:
+    product = srv.store.add_product(KEY, FW, name="Demo product")
+    assert check_in(srv, MAC, "2001.001.000").status == 304  # no release yet: up to date
+    assert check_in(srv, OTHER, "2001.001.000").status == 304
+    srv.flush()
+    push_sock = push_login(srv, MAC, "2001.001.000")
+
+    # Sign in: the token is kept for the tab, the device that checked in is listed.
+    sign_in(page, srv)
+    row = page.locator(f"#devices-body tr[data-device='{MAC}']")
+    row.wait_for()
+    assert "2001.001.000" in row.inner_text()
+    assert "Demo product" in row.inner_text()
+    assert "online" in row.inner_text()  # on the push channel
+    assert page.locator(f"#devices-body tr[data-device='{OTHER}']").count() == 1
+    assert page.evaluate("sessionStorage.getItem('luatos-fota-token')") == TOKEN
+
+    # Upload a package through the form.
+    package = tmp_path / "demo_v2.bin"
+    package.write_bytes(
+        build_air8101_ota({"main.lua": b"PROJECT='FOTA2_DEMO'\nVERSION='001.000.002'\n"})
+    )
+    page.click("#tabs button[data-tab=upload]")
+    page.select_option("#up-product", str(product["id"]))
+    page.set_input_files("#up-file", str(package))
+    page.fill("#up-version", "001.000.002")
+    page.fill("#up-notes", "uploaded from the dashboard test")
+    page.click("#upload-submit")
+    page.locator("#releases-body tr[data-release]").first.wait_for()
+    releases = srv.store.list_releases(product["id"])
+    assert [(r["script_version"], r["size"]) for r in releases] == [
+        ("001.000.002", package.stat().st_size)
+    ]
+    rel_row = page.locator(f"#releases-body tr[data-release='{releases[0]['id']}']")
+    assert "001.000.002" in rel_row.inner_text() and "enabled" in rel_row.inner_text()
+    assert "targeted 2" in rel_row.inner_text()
+
+    # The device now gets the package; the rollout progress shows it after a refresh.
+    served = check_in(srv, MAC, "2001.001.000")
+    assert served.status == 200 and served.body == package.read_bytes()
+    page.click("#releases-refresh")
+    page.wait_for_function(
+        "document.querySelector('#releases-body').innerText.includes('served 1')",
+        timeout=UI_WAIT_MS,
+    )
+    page.screenshot(path=str(SCREENSHOT_DIR / "luatos-fota-dashboard-releases.png"), full_page=True)
+
+    # A bad upload shows the server's reason (field + message), and creates nothing.
+    page.click("#tabs button[data-tab=upload]")
+    page.select_option("#up-product", str(product["id"]))
+    bad = tmp_path / "not_a_package.bin"
+    bad.write_bytes(b"hello, not a package")
+    page.set_input_files("#up-file", str(bad))
+    page.fill("#up-version", "001.000.003")
+    page.click("#upload-submit")
+    page.wait_for_selector("#status.error")
+    assert "file" in page.inner_text("#status") and "invalid package" in page.inner_text("#status")
+    assert len(srv.store.list_releases(product["id"])) == 1
+
+    # Pause and re-enable the release from its row.
+    page.click("#tabs button[data-tab=releases]")
+    rel_row.locator("button[data-action=pause]").click()
+    rel_row.locator("button[data-action=enable]").wait_for()
+    assert srv.store.get_release(releases[0]["id"])["enabled"] is False
+    rel_row.locator("button[data-action=enable]").click()
+    rel_row.locator("button[data-action=pause]").wait_for()
+    assert srv.store.get_release(releases[0]["id"])["enabled"] is True
+
+    # Ban the device (the page asks for a reason), then unban it.
+    page.click("#tabs button[data-tab=devices]")
+    page.once("dialog", lambda dialog: dialog.accept("stolen unit"))
+    row.locator("button[data-action=ban]").click()
+    row.locator("button[data-action=unban]").wait_for()
+    assert "barred" in row.inner_text() and "stolen unit" in row.inner_text()
+    assert srv.store.get_device(MAC)["ban_code"] == 21
+    refused = check_in(srv, MAC, "2001.001.000")
+    assert refused.status >= 400 and refused.json()["code"] == 21
+    SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT_DIR / "luatos-fota-dashboard-devices.png"), full_page=True)
+
+    row.locator("button[data-action=unban]").click()
+    row.locator("button[data-action=ban]").wait_for()
+    assert srv.store.get_device(MAC)["ban_code"] == 0
+    assert check_in(srv, MAC, "2001.001.000").status == 200
+
+    # Audit log, filtered by device: only that device's entries, including the ban and unban.
+    page.click("#tabs button[data-tab=audit]")
+    page.fill("#audit-device", MAC)
+    page.click("#audit-refresh")
+    page.locator(f"#audit-body[data-filter='{MAC}|']").wait_for(state="attached")
+    device_cells = page.locator("#audit-body tr td:nth-child(3)").all_inner_texts()
+    assert device_cells and set(device_cells) == {MAC}
+    events = page.locator("#audit-body tr td:nth-child(2)").all_inner_texts()
+    assert {"banned", "unbanned", "serve"} <= set(events)
+    page.screenshot(path=str(SCREENSHOT_DIR / "luatos-fota-dashboard-audit.png"), full_page=True)
+
+    # Push tab lists the connected device; pushing a release reaches its socket.
+    page.click("#tabs button[data-tab=push]")
+    push_row = page.locator(f"#push-body tr[data-device='{MAC}']")
+    push_row.wait_for()
+    page.once("dialog", lambda dialog: dialog.accept(str(releases[0]["id"])))
+    push_row.locator("button").click()
+    page.wait_for_selector("#status.ok")
+    assert "sent" in page.inner_text("#status")
+    push_sock.settimeout(10)
+    command = json.loads(push_sock.makefile("rb").readline())
+    assert command["fota"] == "true" and command["url"].startswith("###http://")
+    assert command["url"].endswith(f"/dl/{releases[0]['sha256']}.bin")
+    push_sock.close()
+
+    # The token survives a reload of the tab (sessionStorage), and sign-out forgets it.
+    page.reload()
+    page.locator(f"#devices-body tr[data-device='{MAC}']").wait_for()
+    page.click("#sign-out")
+    assert page.is_visible("#token-form")
+    assert page.evaluate("sessionStorage.getItem('luatos-fota-token')") is None
+
+
+def test_device_ids_are_shown_as_text_not_html(page: Any, srv: RunningServer) -> None:
+    """A device id is attacker-controlled: it must never become markup in the operator's page."""
+    srv.store.add_product(KEY, FW)
+    evil = "<img src=x onerror=window.pwned=1>"
+    srv.store.register_device(evil)
+    sign_in(page, srv)
+    page.locator("#devices-body tr[data-device]").first.wait_for()
+    assert evil in page.inner_text("#devices-body")
+    assert page.locator("#devices-body img").count() == 0
+    assert page.evaluate("window.pwned === undefined")
+
+
+def test_without_push_channel_the_page_says_so(browser: Any, tmp_path: Path) -> None:
+    with running_server(tmp_path / "data", admin_token=TOKEN) as plain:
+        plain.store.add_product(KEY, FW)
+        assert check_in(plain, MAC, "2001.001.000").status == 304
+        context = browser.new_context()
+        page = context.new_page()
+        page.set_default_timeout(UI_WAIT_MS)
+        try:
+            sign_in(page, plain)
+            row = page.locator(f"#devices-body tr[data-device='{MAC}']")
+            row.wait_for()
+            assert "online" not in row.inner_text()
+            page.click("#tabs button[data-tab=push]")
+            page.wait_for_function(
+                "document.querySelector('#push-body').innerText.includes('not running')",
+                timeout=UI_WAIT_MS,
+            )
+            assert not page.is_visible("#status.error")
+        finally:
+            context.close()

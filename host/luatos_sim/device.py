@@ -129,6 +129,7 @@ class Device:
         self.wall_in_vm = 0.0
         self._listeners: list[Callable[[LogRecord], None]] = []
         self._timeline: list[_Timeline] = []
+        self._handed: list[_Timeline] = []  # timeline items queued in the running boot
         self._stop = False
         self._failing_boots = 0
         self._last_error: str | None = None
@@ -297,6 +298,13 @@ class Device:
         due = self.current_ms() + parse_duration(delay)
         self._schedule(due, action, label or getattr(action, "__name__", "action"))
 
+    def _deliver(self, item: _Timeline) -> Callable[[], None]:
+        def run() -> None:
+            if item in self._handed:
+                self._handed.remove(item)
+            item.action()
+        return run
+
     def _run(self, until: int) -> None:
         self._stop = False
         while not self._stop:
@@ -311,7 +319,8 @@ class Device:
             # Device-level actions due while a boot runs are delivered into its event loop.
             while self._timeline and self._timeline[0].due <= until:
                 item = self._timeline.pop(0)
-                self.boot.post_at(item.due, item.action)
+                self._handed.append(item)  # back to the timeline if the boot ends first
+                self.boot.post_at(item.due, self._deliver(item))
             res = self.boot.step(until)
             self.now = self.boot.now if self.boot is not None else self.now
             self._handle(res, until)
@@ -372,6 +381,10 @@ class Device:
             self.trace_event("reboot_loop", boots=self._failing_boots, error=error)
 
     def _end_boot(self, outcome: str) -> None:
+        # Device-level actions (a wake, a button press) that the ending boot never reached.
+        for item in self._handed:
+            self._schedule(max(item.due, self.now), item.action, item.label)
+        self._handed.clear()
         boot = self.boot
         info = self.boots[-1]
         info.ended_ms = self.now

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from luatos_common.project import ProjectError, scan_project
 
+from .bytecode import host_loadable
+
 BUILTIN_LIB_DIR = Path(__file__).parent / "lua" / "lib"
 
 DEFAULT_TEMPLATES = ("/%s.luac", "/%s.lua", "/luadb/%s.luac", "/luadb/%s.lua",
@@ -108,6 +110,8 @@ class ScriptImage:
             data = self._read_device_path(path)
             if data is None:
                 continue
+            if data.startswith(LUA_SIGNATURE):
+                data = host_loadable(data)  # device bytecode (size_t=4) -> the host's layout
             base = path.rsplit("/", 1)[-1]
             if base.endswith(".luac"):
                 base = base[:-1]

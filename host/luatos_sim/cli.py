@@ -12,7 +12,7 @@ import re
 import sys
 from typing import Any, TextIO
 
-from luatos_common.logline import C, SIM, LogRecord
+from luatos_common.logline import SIM, C, LogRecord
 
 from .device import Device, DeviceOptions, RebootLoopError, UntilTimeout
 from .duration import format_ms, parse_duration

@@ -122,6 +122,9 @@ class Boot:
             function(d) RT.watch = RT.watch + d; if RT.watch < 0 then RT.watch = 0 end end
         """, self.RT)
         self.lua_type = self.G.type
+        # Firmware functions are C functions on the device: type(f) == "function". lupa shows a
+        # Python callable as userdata, so each one is wrapped in a Lua closure.
+        self._lua_wrap = self.lua.eval("function(f) return function(...) return f(...) end end")
         self._tostring = self.G.tostring
         self.RT.now = start_ms
         self.RT.deadline = start_ms
@@ -157,13 +160,16 @@ class Boot:
         self.G[b(name)] = t
         return t
 
-    def _guard(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def _guard(self, fn: Callable[..., Any]) -> Any:
+        """A Lua function calling ``fn``, refusing to run once the boot has halted."""
         def guarded(*args: Any) -> Any:
             if self.halted is not None:
                 raise Halted("device rebooted")
             return fn(*args)
         guarded.__name__ = getattr(fn, "__name__", "firmware_function")
-        return guarded
+        return self._lua_wrap(guarded)
+
+    lua_function = _guard
 
     @property
     def now(self) -> int:

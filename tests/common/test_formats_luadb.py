@@ -7,6 +7,7 @@ import struct
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from luatos_common.luadb import (
     HEADER_LEN,
     LuadbEntry,

@@ -10,6 +10,7 @@ import zlib
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from luatos_common import bkcrc
 from luatos_common.luadb import build_luadb, parse_luadb
 from luatos_common.packages import (

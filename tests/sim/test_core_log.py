@@ -133,3 +133,16 @@ def test_zbuff_query_del_and_typed_io(boot):
     assert "I/user.r abc 258" in lines
     assert "I/user.d bc\x02\x01" in lines
     assert "I/user.e 0 true" in lines
+
+
+def test_firmware_functions_are_lua_functions(boot):
+    dev = boot("""
+        log.info("types", type(rtos.version), type(crypto.md5), type(string.toBase64),
+          type(io.readFile), type(json.decode), type(rtos.receive), type(log.info))
+        log.info("crc8", crypto.crc8("123456789"))
+        sys.run()
+    """)
+    dev.run_for("1s")
+    assert "I/user.types function function function function function function function" \
+        in dev.lines()
+    assert "I/user.crc8 244" in dev.lines()  # CRC-8/SMBUS check value 0xF4

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from luatos_common import bkcrc
 from luatos_common.luadb import parse_luadb
 from luatos_common.packages import detect_and_validate, vendor_filename

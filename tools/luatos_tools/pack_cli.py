@@ -17,6 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
+
 from luatos_common import bkcrc
 from luatos_common.luadb import build_luadb
 from luatos_common.packages import (
@@ -34,8 +37,6 @@ from luatos_common.packages import (
     vendor_filename,
 )
 from luatos_common.project import ProjectError, check_image_names, scan_project
-from rich.console import Console
-from rich.markup import escape
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_CORE = "V2001"

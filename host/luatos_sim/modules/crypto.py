@@ -47,6 +47,25 @@ def _crc16_modbus(data: bytes) -> int:
     return crc
 
 
+def _crc8(data: bytes = b"", poly: int = 0x07, start: int = 0, revert: bool = False,
+          *_: Any) -> int:
+    """CRC-8 (default poly 0x07, init 0); ``revert`` processes bits LSB first."""
+    crc = int(start) & 0xFF
+    p = int(poly) & 0xFF
+    if revert:
+        rp = int(f"{p:08b}"[::-1], 2)
+        for byte in data:
+            crc ^= byte
+            for _ in range(8):
+                crc = (crc >> 1) ^ rp if crc & 1 else crc >> 1
+        return crc
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ p) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
 def install(boot: Boot) -> None:
     fs = boot.device.fs
 
@@ -84,7 +103,7 @@ def install(boot: Boot) -> None:
         "hmac_sha512": _hmac("sha512"),
         "crc32": crc32,
         "crc16_modbus": lambda data=b"", *_: _crc16_modbus(data),
-        "crc8": lambda data=b"", *_: sum(data) & 0xFF,
+        "crc8": _crc8,
         "md": md,
         "md_file": md_file,
         "trng": lambda n=16, *_: os.urandom(int(n)),
@@ -93,6 +112,8 @@ def install(boot: Boot) -> None:
     })
     # The string extensions that need the host (base64) live here, next to crypto.
     string = boot.G.string
-    string[b"toBase64"] = lambda data: base64.b64encode(data)
-    string[b"fromBase64"] = lambda data: base64.b64decode(data + b"=" * (-len(data) % 4))
-    string[b"toURLBase64"] = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=")
+    string[b"toBase64"] = boot.lua_function(lambda data: base64.b64encode(data))
+    string[b"fromBase64"] = boot.lua_function(
+        lambda data: base64.b64decode(data + b"=" * (-len(data) % 4)))
+    string[b"toURLBase64"] = boot.lua_function(
+        lambda data: base64.urlsafe_b64encode(data).rstrip(b"="))

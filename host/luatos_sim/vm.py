@@ -123,8 +123,25 @@ class Boot:
         """, self.RT)
         self.lua_type = self.G.type
         # Firmware functions are C functions on the device: type(f) == "function". lupa shows a
-        # Python callable as userdata, so each one is wrapped in a Lua closure.
-        self._lua_wrap = self.lua.eval("function(f) return function(...) return f(...) end end")
+        # Python callable as userdata, so each one is wrapped in a Lua closure, which also
+        # refuses to run once the boot has halted (no Lua after a reboot, whatever pcalls).
+        self._lua_wrap, self._install_table = self.lua.execute(b"""
+          local RT, H = ...
+          local function wrap(f)
+            return function(...)
+              if RT.halted then error(H.halted_error, 0) end
+              return f(...)
+            end
+          end
+          local function install(name, funcs, consts)
+            local t = rawget(_G, name) or RT.firmware_table(name)
+            for k, f in pairs(funcs) do t[k] = wrap(f) end
+            if consts then for k, v in pairs(consts) do t[k] = v end end
+            _G[name] = t
+            return t
+          end
+          return wrap, install
+        """, self.RT, H)
         self._tostring = self.G.tostring
         self.RT.now = start_ms
         self.RT.deadline = start_ms
@@ -150,26 +167,19 @@ class Boot:
 
     def firmware_module(self, name: str, functions: dict[str, Any],
                         constants: dict[str, Any] | None = None) -> Any:
-        """Install a firmware (C) module table: functions are guarded against a halted boot."""
-        existing = self.G[b(name)]
-        t = existing if existing is not None else self.RT.firmware_table(b(name))
-        for fname, fn in functions.items():
-            t[b(fname)] = self._guard(fn) if callable(fn) else fn
-        for cname, value in (constants or {}).items():
-            t[b(cname)] = b(value) if isinstance(value, str) else value
-        self.G[b(name)] = t
-        return t
+        """Install a firmware (C) module table (one Lua call for the whole table)."""
+        funcs = self.lua.table_from({b(k): fn for k, fn in functions.items() if callable(fn)})
+        consts = {b(k): (b(v) if isinstance(v, str) else v) for k, v in functions.items()
+                  if not callable(v)}
+        consts.update({b(k): (b(v) if isinstance(v, str) else v)
+                       for k, v in (constants or {}).items()})
+        return self._install_table(b(name), funcs, self.lua.table_from(consts) if consts else None)
 
-    def _guard(self, fn: Callable[..., Any]) -> Any:
-        """A Lua function calling ``fn``, refusing to run once the boot has halted."""
-        def guarded(*args: Any) -> Any:
-            if self.halted is not None:
-                raise Halted("device rebooted")
-            return fn(*args)
-        guarded.__name__ = getattr(fn, "__name__", "firmware_function")
-        return self._lua_wrap(guarded)
+    def lua_function(self, fn: Callable[..., Any]) -> Any:
+        """A Lua function calling ``fn`` (for tables installed by hand, e.g. io extras)."""
+        return self._lua_wrap(fn)
 
-    lua_function = _guard
+    _guard = lua_function
 
     @property
     def now(self) -> int:

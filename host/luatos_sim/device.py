@@ -218,6 +218,12 @@ class Device:
         """rtos.reboot()/pm.reboot() was called (traced; the boot halts right after)."""
         self.trace_event("reboot_request")
 
+    def emit_raw(self, record: LogRecord) -> None:
+        """Add a record produced outside print/log (e.g. a script writing to the console UART)."""
+        if record.boot is None:
+            record.boot = self._boot_no
+        self._record(record)
+
     def trace_event(self, kind: str, **detail: Any) -> None:
         ms = self.boot.now if self.boot is not None else self.now
         self.trace.append(TraceEvent(ms, kind, detail, self._boot_no))
@@ -450,6 +456,20 @@ class Device:
         c("D", "main", f"loadlibs sys   {p.sys_heap} 33384 33384", ms)
         if p.psram:
             c("D", "main", f"loadlibs psram {p.psram} 51472 69264", ms)
+
+    def power_cycle(self) -> None:
+        """Cut the power and switch it on again: the running boot ends where it is (no further
+        Lua), RAM is lost, flash (files, fskv, a staged package) is kept, and the next boot says
+        "power on". The ``luat:`` ms counter keeps counting (virtual time stays monotonic)."""
+        if self.boot is not None:
+            self.now = self.boot.now
+            self.boot.halt("power-off", RESET_POWER_ON)
+            self._end_boot("power-off")
+        self._timeline = [t for t in self._timeline if t.label not in
+                          ("reboot", "watchdog", "reboot after exit", "missing main",
+                           "deep sleep wake-up")]
+        self.trace_event("power_cycle")
+        self._schedule(self.now, lambda: self._start_boot("power-on", RESET_POWER_ON), "power on")
 
     # -- convenience -------------------------------------------------------------------------------
 

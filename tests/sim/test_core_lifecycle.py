@@ -361,3 +361,22 @@ def test_os_time_runs_on_the_virtual_clock(boot):
     """)
     dev.run_for("2h")
     assert "I/user.dt 3600 true true" in dev.lines()
+
+
+def test_power_cycle_keeps_flash_and_boots_as_power_on(boot):
+    dev = boot("""
+        fskv.init()
+        local n = (fskv.get("n") or 0) + 1
+        fskv.set("n", n)
+        log.info("boot", n, select(3, pm.lastReson()))
+        sys.timerLoopStart(function() log.info("tick") end, 1000)
+        sys.run()
+    """)
+    dev.run_for("2500ms")
+    dev.power_cycle()
+    dev.run_for("2s")
+    assert "I/user.boot 1 0 0" in dev.lines()
+    assert "I/user.boot 2 0 0" in dev.lines()
+    assert [b.outcome for b in dev.boots] == ["power-off", "running"]
+    assert dev.boots[1].reason == "power-on"
+    assert dev.lines(boot=2)[0] == "pm:reset native reason: 0"

@@ -37,6 +37,7 @@ OPTIONAL: dict[str, str] = {
     "fota": "fota_mod",
     "gpio": "gpio",
     "mobile": "mobile",
+    "uart": "uart",
 }
 
 

@@ -124,7 +124,12 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     except ImportError:
         pass
     else:
-        apply_network_arguments(dev, args)
+        try:
+            apply_network_arguments(dev, args)
+        except ValueError as e:
+            print(f"luatos-sim: {e}", file=sys.stderr)
+            dev.close()
+            return EXIT_USAGE
     try:
         if pattern is None:
             dev.run_for(duration)

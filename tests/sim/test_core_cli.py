@@ -89,3 +89,9 @@ def test_console_script_is_installed(tmp_path):
     res = subprocess.run([sys.executable, "-m", "luatos_sim.cli", "run", str(proj), "--for", "1s"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "I/user.boot 1" in res.stdout
+
+
+def test_bad_network_flag_is_a_usage_error(tmp_path, capsys):
+    proj = write_project(tmp_path / "p", {"main.lua": COUNTER})
+    assert run(["run", str(proj), "--map", "nonsense"])[0] == 2
+    assert "--map 'nonsense'" in capsys.readouterr().err

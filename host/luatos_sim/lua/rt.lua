@@ -14,6 +14,7 @@ local RT = {
   now = 0,            -- virtual ms since emulated power-on
   deadline = 0,       -- the host's pause point (virtual ms)
   io = 0,             -- real I/O operations in flight (set by the host)
+  watch = 0,          -- open host sockets that may receive data any time (set by the host)
   halted = false,     -- set by rtos.reboot and friends: no further Lua may run
   budget = 0,         -- instructions (in hook ticks) left before the busy-loop guard trips
   budget_max = 0,
@@ -185,6 +186,8 @@ function RT.receive(timeout)
       if limit > RT.deadline then limit = RT.deadline end
       if H.io_wait(limit - RT.now) then goto continue end
     end
+    -- Open sockets: pick up data already received before virtual time moves on.
+    if RT.watch > 0 and H.io_sync() then goto continue end
     if stop_at ~= nil and (due == nil or due > stop_at) and stop_at <= RT.deadline then
       RT.now = stop_at
       return -1

@@ -1,0 +1,591 @@
+"""socket: the firmware's network sockets, over real TCP/UDP sockets on this machine.
+
+Connects run in a worker thread (counted as I/O in flight, so virtual time waits for them);
+an open connection has a reader thread that blocks on the host socket and hands every received
+chunk to the event loop through ``boot.post_from_thread``. An open socket is *watched*
+(``boot.watch``): before virtual time moves, the loop asks us to make sure data already in the
+kernel buffer has been handed over, so a test that pushes data and then runs the device always
+sees it, while an idle connection never slows virtual time down. After a device tx the server
+gets ``dev.net.reply_window_ms`` of wall time (default 100) to answer before time may jump.
+Data still in the *sender's* socket is invisible: host sockets ACK at once (TCP_QUICKACK) so a
+peer's Nagle never holds a write back for long, but a peer should still use TCP_NODELAY.
+
+Events go out in the three ways the reference gives (§5.3): ``cb(ctrl, event, param)``,
+``sys_send(task, event, param)``, or ``sys_pub("NWCTRL", adapter, id, event, param)``.
+"""
+
+from __future__ import annotations
+
+import select
+import socket as pysocket
+import ssl
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..network import (
+    ADAPTER_MAX,
+    ETH0,
+    LWIP_AP,
+    LWIP_ETH,
+    LWIP_GP,
+    LWIP_GP_GW,
+    LWIP_SPI,
+    LWIP_STA,
+    LWIP_USER0,
+    BootNet,
+    NetError,
+    connect_host,
+    network_of,
+)
+from ..vm import b, s
+
+if TYPE_CHECKING:
+    from ..vm import Boot
+
+# Event constants: the enum values from base 0xF200000F, masked with 0x0FFFFFFF (§5.1).
+LINK, ON_LINE, TX_OK, CLOSED, EVENT = 33554448, 33554449, 33554450, 33554451, 33554452
+
+STATE_TEXT = {
+    0: "硬件离线", 1: "离线", 2: "等待DNS", 3: "正在连接", 4: "正在TLS握手", 5: "在线",
+    6: "在监听", 7: "正在离线", 8: "未知",
+}
+S_HW_OFFLINE, S_OFFLINE, S_DNS, S_CONNECTING, S_TLS, S_ONLINE, S_LISTEN, S_CLOSING = range(8)
+
+CONSTANTS: dict[str, Any] = {
+    "LWIP_GP": LWIP_GP, "LWIP_STA": LWIP_STA, "LWIP_AP": LWIP_AP, "LWIP_ETH": LWIP_ETH,
+    "LWIP_SPI": LWIP_SPI, "LWIP_GP_GW": LWIP_GP_GW, "ETH0": ETH0,
+    **{f"LWIP_USER{i}": LWIP_USER0 + i for i in range(8)},
+    "LINK": LINK, "ON_LINE": ON_LINE, "TX_OK": TX_OK, "CLOSED": CLOSED, "EVENT": EVENT,
+}
+
+_ids = iter(range(1, 1 << 30))
+SEGMENT = 1460  # bytes per delivery when a bandwidth limit stretches a transfer
+
+
+class SockCtrl:
+    """One socket.create() handle (a userdata on the Lua side)."""
+
+    def __init__(self, boot: Boot, bn: BootNet, adapter: int, cb: Any, task: bytes | None) -> None:
+        self.boot = boot
+        self.bn = bn
+        self.net = bn.net
+        self.adapter = adapter
+        self.cb = cb
+        self.task = task
+        self.id = next(_ids)
+        self.udp = False
+        self.tls = False
+        self.lport = 0
+        self.state = S_OFFLINE if bn.is_ready(adapter) else S_HW_OFFLINE
+        self.sock: pysocket.socket | None = None
+        self.rbuf = bytearray()
+        self.dgrams: list[tuple[bytes, str, int]] = []
+        self.rlock = threading.Lock()
+        self.reader_sock: pysocket.socket | None = None  # the socket a reader thread serves
+        self.released = False
+        self.gen = 0
+        self.watching = False
+        self.want_link = False
+        self.want_close = False
+        self.remote: tuple[str, int] = ("", 0)
+        self.next_rx_at = 0
+        self.debug = False
+        # Wall-clock time until which an answer to the last tx is expected (see sync_hook).
+        self.reply_deadline = 0.0
+
+    # -- events --------------------------------------------------------------------------------
+
+    def emit(self, event: int, param: int) -> None:
+        if self.released or self.bn.closed:
+            return
+        if self.cb is not None:
+            self.cb(self, event, param)
+        elif self.task is not None:
+            self.boot.sys_send(self.task, event, param)
+        else:
+            self.boot.sys_pub(b"NWCTRL", self.adapter, self.id, event, param)
+
+    def emit_later(self, delay: int, event: int, param: int, gen: int | None = None) -> None:
+        def fire() -> None:
+            if gen is None or gen == self.gen:
+                self.emit(event, param)
+        self.boot.post(max(0, delay), fire)
+
+    def on_adapter_ready(self, adapter: int) -> None:
+        if adapter == self.adapter:
+            if self.state == S_HW_OFFLINE:
+                self.state = S_OFFLINE
+            if self.want_link:
+                self.want_link = False
+                self.emit_later(0, LINK, 0)
+
+    # -- connection ------------------------------------------------------------------------------
+
+    def start_connect(self, host: str, port: int) -> None:
+        self.close_socket()
+        self.gen += 1
+        gen = self.gen
+        self.state = S_DNS if not _is_ip(host) else S_CONNECTING
+        self.remote = (host, port)
+        boot, net = self.boot, self.net
+        timeout_s = net.timings.connect_timeout_ms / 1000
+        cut = net.take_cut(host) if not self.udp else None
+        boot.begin_io()
+
+        def work() -> None:
+            try:
+                sock = connect_host(net, host, port, timeout_s, udp=self.udp)
+                if not self.udp:
+                    _tune(sock)
+                if self.tls:
+                    ctx = ssl.create_default_context()
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                    sock = ctx.wrap_socket(sock, server_hostname=host)
+                boot.post_from_thread(self._connected, gen, sock, cut)
+            except NetError as e:
+                boot.post_from_thread(self._connect_failed, gen, e.kind, str(e))
+            except OSError as e:
+                boot.post_from_thread(self._connect_failed, gen, "refused", str(e))
+
+        threading.Thread(target=work, name=f"luatos-sim-connect-{self.id}", daemon=True).start()
+
+    def _connect_failed(self, gen: int, kind: str, text: str) -> None:
+        self.boot.end_io()
+        if gen != self.gen:
+            return
+        self.state = S_OFFLINE
+        delay = self.net.timings.connect_timeout_ms if kind == "timeout" else self.net.latency_ms
+        if self.debug:
+            self.boot.log_c("E", "net", f"connect fail: {text}")
+        self.boot.device.trace_event("socket_connect_failed", id=self.id, why=kind, text=text)
+        self.emit_later(delay, ON_LINE, -1, gen)
+
+    def _connected(self, gen: int, sock: pysocket.socket, cut: int | None) -> None:
+        self.boot.end_io()
+        if gen != self.gen or self.released or self.bn.closed:
+            _quiet_close(sock)
+            return
+        self.sock = sock
+        self.state = S_ONLINE
+        self.boot.device.trace_event("socket_online", id=self.id, host=self.remote[0],
+                                     port=self.remote[1])
+        self._start_reader(sock, gen, cut)
+        self.emit_later(2 * self.net.latency_ms if not self.udp else 0, ON_LINE, 0, gen)
+
+    def _start_reader(self, sock: pysocket.socket, gen: int, cut: int | None) -> None:
+        self.reader_sock = sock
+        if not self.watching:
+            self.watching = True
+            self.boot.watch(1)
+        boot = self.boot
+        budget = [cut]
+
+        def stop() -> None:
+            if self.reader_sock is sock:
+                self.reader_sock = None
+
+        def reader() -> None:
+            while True:
+                try:
+                    if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                        select.select([sock], [], [], None)
+                except (OSError, ValueError):
+                    with self.rlock:
+                        stop()
+                    return
+                with self.rlock:
+                    if self.sock is not sock:
+                        stop()
+                        return
+                    try:
+                        if self.udp:
+                            data, addr = sock.recvfrom(65536)
+                            self.reply_deadline = 0.0
+                            boot.post_from_thread(self._on_dgram, gen, data, addr[0], addr[1])
+                            continue
+                        data = sock.recv(65536)
+                        _quickack(sock)
+                    except (BlockingIOError, ssl.SSLWantReadError):
+                        continue
+                    except OSError:
+                        data = b""
+                    self.reply_deadline = 0.0
+                    left = budget[0]
+                    if data and left is not None:
+                        data = data[:left]
+                        left -= len(data)
+                        budget[0] = left
+                        if data:
+                            boot.post_from_thread(self._on_data, gen, data)
+                        if left <= 0:
+                            _quiet_close(sock, shutdown=True)
+                            data = b""
+                    elif data:
+                        boot.post_from_thread(self._on_data, gen, data)
+                    if not data:
+                        stop()
+                        boot.post_from_thread(self._on_remote_close, gen)
+                        return
+
+        threading.Thread(target=reader, name=f"luatos-sim-reader-{self.id}", daemon=True).start()
+
+    def pending_in_kernel(self) -> bool:
+        """True when the host socket holds data the reader thread has not handed over yet."""
+        with self.rlock:
+            sock = self.reader_sock
+            if sock is None:
+                return False
+            try:
+                r, _, _ = select.select([sock], [], [], 0)
+            except (OSError, ValueError):
+                return False
+            return bool(r)
+
+    def _arrival_delay(self, n: int) -> int:
+        now = self.boot.now
+        at = max(now + self.net.latency_ms, self.next_rx_at) + self.net.delay_for(n)
+        self.next_rx_at = at
+        return at - now
+
+    def _on_data(self, gen: int, data: bytes) -> None:
+        if gen != self.gen:
+            return
+        if self.net.bandwidth_bps and len(data) > SEGMENT:
+            for i in range(0, len(data), SEGMENT):
+                self._on_data(gen, data[i:i + SEGMENT])
+            return
+        delay = self._arrival_delay(len(data))
+
+        def deliver() -> None:
+            if gen != self.gen:
+                return
+            self.rbuf += data
+            self.emit(EVENT, 0)
+        if delay:
+            self.boot.post(delay, deliver)
+        else:
+            deliver()
+
+    def _on_dgram(self, gen: int, data: bytes, ip: str, port: int) -> None:
+        if gen != self.gen:
+            return
+
+        def deliver() -> None:
+            if gen == self.gen:
+                self.dgrams.append((data, ip, port))
+                self.emit(EVENT, 0)
+        self.boot.post(self._arrival_delay(len(data)), deliver)
+
+    def _on_remote_close(self, gen: int) -> None:
+        if gen != self.gen:
+            return
+        delay = max(0, self.next_rx_at - self.boot.now)
+
+        def closed() -> None:
+            if gen != self.gen:
+                return
+            self.boot.device.trace_event("socket_remote_close", id=self.id)
+            self.close_socket()
+            self.state = S_OFFLINE
+            if self.want_close:
+                self.want_close = False
+                self.emit(CLOSED, 0)
+            else:
+                self.emit(EVENT, -1)
+        self.boot.post(delay, closed)
+
+    def fail_link(self) -> None:
+        """The adapter lost its address under this socket."""
+        was = self.state
+        self.close_socket()
+        self.gen += 1
+        self.state = S_HW_OFFLINE
+        if was in (S_DNS, S_CONNECTING, S_TLS):
+            self.emit_later(0, ON_LINE, -1)
+        elif was == S_ONLINE:
+            self.emit_later(0, EVENT, -1)
+
+    def close_socket(self) -> None:
+        sock = self.sock
+        self.sock = None
+        if self.watching:
+            self.watching = False
+            self.boot.watch(-1)
+        if sock is not None:
+            _quiet_close(sock, shutdown=True)
+
+    def close_now(self) -> None:
+        self.gen += 1
+        self.close_socket()
+        if self.state != S_HW_OFFLINE:
+            self.state = S_OFFLINE
+
+
+def _is_ip(host: str) -> bool:
+    from ..network import is_ip_literal
+    return is_ip_literal(host)
+
+
+def _tune(sock: pysocket.socket) -> None:
+    """Send at once (no Nagle) and acknowledge at once (no delayed ACK): a peer that keeps
+    Nagle on would otherwise hold its next small write back ~40 ms wall for our ACK, and
+    virtual time could jump past it."""
+    try:
+        sock.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+    _quickack(sock)
+
+
+def _quickack(sock: pysocket.socket) -> None:
+    opt = getattr(pysocket, "TCP_QUICKACK", None)  # Linux; re-armed after every read
+    if opt is not None:
+        try:
+            sock.setsockopt(pysocket.IPPROTO_TCP, opt, 1)
+        except OSError:
+            pass
+
+
+def _quiet_close(sock: pysocket.socket, shutdown: bool = False) -> None:
+    try:
+        if shutdown:
+            sock.shutdown(pysocket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def install(boot: Boot) -> None:
+    net = network_of(boot.device)
+    bn = net.boot_net(boot)
+    zhandle = getattr(boot, "zbuff_handle", None)
+
+    def sync_hook() -> None:
+        # Before virtual time moves: hand over data already in the kernel, and give a server
+        # a short wall-clock window (net.reply_window_ms) to answer the last tx. Bounded.
+        start = time.monotonic()
+        limit = start + max(0.05, net.reply_window_ms / 1000.0) + 0.05
+        while time.monotonic() < limit:
+            now = time.monotonic()
+            if not any(sc.pending_in_kernel() or sc.reply_deadline > now
+                       for sc in bn.sockets):
+                return
+            time.sleep(0.001)
+
+    boot.io_sync_hooks.append(sync_hook)
+
+    # A Cat.1 model's bearer comes up by itself a few seconds after boot.
+    if "mobile" in boot.profile.modules:
+        def bearer_up() -> None:
+            if net.link_is_up(LWIP_GP) and not bn.is_ready(LWIP_GP):
+                bn.register(LWIP_GP)
+                bn.set_ready(LWIP_GP)
+
+        def bearer_link(adapter: int, up: bool) -> None:
+            # dev.net.link_down("4g") / link_up("4g"), or flight mode through set_link(1, ...)
+            if adapter == LWIP_GP and up:
+                boot.post(net.timings.bearer_ms, bearer_up)
+
+        bn.link_listeners.append(bearer_link)
+        boot.post(net.timings.bearer_ms, bearer_up)
+
+    def ctrl_of(c: Any) -> SockCtrl:
+        if not isinstance(c, SockCtrl) or c.released:
+            raise TypeError("bad argument #1 (network ctrl expected)")
+        return c
+
+    def create(adapter: Any = None, cb: Any = None, *_: Any) -> Any:
+        a = bn.default if adapter is None else adapter
+        if not isinstance(a, int) or not 0 < a < ADAPTER_MAX:
+            return None
+        func = cb if boot.lua_type(cb) == b"function" else None
+        task = cb if isinstance(cb, bytes) else None
+        sc = SockCtrl(boot, bn, a, func, task)
+        bn.sockets.append(sc)
+        return sc
+
+    def debug(c: Any, on: Any = None, *_: Any) -> None:
+        ctrl_of(c).debug = bool(on)
+
+    def config(c: Any, lport: Any = None, udp: Any = None, tls: Any = None, *_: Any) -> bool:
+        sc = ctrl_of(c)
+        if sc.state in (S_CONNECTING, S_ONLINE, S_TLS, S_DNS):
+            return False
+        sc.lport = int(lport or 0)
+        sc.udp = bool(udp)
+        sc.tls = bool(tls)
+        return True
+
+    def linkup(c: Any, *_: Any) -> tuple[bool, bool]:
+        sc = ctrl_of(c)
+        if bn.is_ready(sc.adapter):
+            return True, True
+        sc.want_link = True
+        return True, False
+
+    def connect(c: Any, host: Any = None, port: Any = None, *_: Any) -> tuple[bool, bool]:
+        sc = ctrl_of(c)
+        if not isinstance(host, bytes) or not host or not isinstance(port, int | float):
+            return False, False
+        if not bn.is_ready(sc.adapter):
+            return False, False
+        sc.start_connect(s(host), int(port))
+        return True, False
+
+    def tx(c: Any, data: Any = None, ip: Any = None, port: Any = None, *_: Any) -> Any:
+        sc = ctrl_of(c)
+        if isinstance(data, bytes):
+            payload = data
+        elif zhandle is not None and boot.lua_type(data) == b"table":
+            payload = zhandle(data).query()
+        else:
+            return False, False, False
+        if sc.state != S_ONLINE or sc.sock is None:
+            return False, False, False
+        try:
+            if sc.udp and isinstance(ip, bytes) and isinstance(port, int):
+                dest = net.resolve(s(ip), int(port))
+                sc.sock.sendto(payload, dest)
+            else:
+                sc.sock.sendall(payload)
+        except (OSError, NetError):
+            return False, False, False
+        sc.reply_deadline = time.monotonic() + net.reply_window_ms / 1000.0
+        boot.device.trace_event("socket_tx", id=sc.id, bytes=len(payload))
+        sc.emit_later(2 * net.latency_ms + net.delay_for(len(payload)), TX_OK, 0, sc.gen)
+        return True, False, False
+
+    def rx(c: Any, zb: Any = None, *_: Any) -> Any:
+        sc = ctrl_of(c)
+        if sc.udp:
+            if zb is None or zhandle is None:
+                return True, sum(len(d[0]) for d in sc.dgrams)
+            if not sc.dgrams:
+                return (True, 0) if sc.state == S_ONLINE else (False, 0)
+            data, ip, port = sc.dgrams.pop(0)
+            zhandle(zb).append(data)
+            return True, len(data), b(ip), port
+        if zb is None or zhandle is None:
+            if not sc.rbuf and sc.state != S_ONLINE:
+                return False, 0
+            return True, len(sc.rbuf)
+        if not sc.rbuf:
+            return (True, 0) if sc.state == S_ONLINE else (False, 0)
+        data = bytes(sc.rbuf)
+        sc.rbuf.clear()
+        zhandle(zb).append(data)
+        return True, len(data)
+
+    def read(c: Any, n: Any = None, *_: Any) -> Any:
+        sc = ctrl_of(c)
+        if sc.udp:
+            if not sc.dgrams:
+                return sc.state == S_ONLINE, b""
+            data, ip, port = sc.dgrams.pop(0)
+            return True, data, b(ip), port
+        if not sc.rbuf and sc.state != S_ONLINE:
+            return False, b""
+        size = len(sc.rbuf) if not isinstance(n, int) or n <= 0 else n
+        data = bytes(sc.rbuf[:size])
+        del sc.rbuf[:size]
+        return True, data
+
+    def wait(c: Any, *_: Any) -> tuple[bool, bool]:
+        sc = ctrl_of(c)
+        if sc.rbuf or sc.dgrams:
+            return True, True
+        if sc.state != S_ONLINE:
+            return False, False
+        return True, False
+
+    def discon(c: Any, *_: Any) -> tuple[bool, bool]:
+        sc = ctrl_of(c)
+        if sc.state not in (S_ONLINE, S_CONNECTING, S_DNS, S_TLS):
+            return True, True
+        sc.close_now()
+        sc.emit_later(net.latency_ms, CLOSED, 0, sc.gen)
+        return True, False
+
+    def close(c: Any, *_: Any) -> None:
+        ctrl_of(c).close_now()
+
+    def release(c: Any, *_: Any) -> None:
+        if isinstance(c, SockCtrl) and not c.released:
+            c.close_now()
+            c.released = True
+            if c in bn.sockets:
+                bn.sockets.remove(c)
+
+    def close_all(adapter: Any = None, *_: Any) -> None:
+        for sc in list(bn.sockets):
+            if adapter is None or sc.adapter == adapter:
+                sc.close_now()
+
+    def state(c: Any, *_: Any) -> tuple[int, bytes]:
+        sc = ctrl_of(c)
+        return sc.state, b(STATE_TEXT[sc.state])
+
+    def adapter_fn(index: Any = None, *_: Any) -> tuple[bool, int]:
+        if isinstance(index, int):
+            return bn.is_ready(index), index
+        for i in range(1, ADAPTER_MAX):
+            if bn.is_ready(i):
+                return True, i
+        return False, -1
+
+    def dft(index: Any = None, *_: Any) -> tuple[int, int]:
+        if isinstance(index, int) and 0 < index < ADAPTER_MAX:
+            bn.default = index
+            boot.device.trace_event("socket_dft", adapter=index)
+        return bn.default, bn.last_registered
+
+    def local_ip(adapter: Any = None, *_: Any) -> Any:
+        a = bn.default if not isinstance(adapter, int) else adapter
+        addr = bn.ready.get(a)
+        if addr is None:
+            return ()  # nothing at all
+        return b(addr[0]), b(addr[1]), b(addr[2]), None
+
+    def set_dns(adapter: Any = None, idx: Any = None, ip: Any = None, *_: Any) -> bool:
+        if not isinstance(ip, bytes):
+            return False
+        a = bn.default if not isinstance(adapter, int) else adapter
+        bn.dns[(a, int(idx or 0))] = s(ip)
+        return True
+
+    def sntp(*_: Any) -> None:
+        if any(bn.is_ready(i) for i in range(1, ADAPTER_MAX)):
+            boot.post(200 + net.latency_ms * 2, lambda: boot.sys_pub(b"NTP_UPDATE"))
+
+    def listen(c: Any, *_: Any) -> tuple[bool, bool]:
+        boot.device.emit_sim("socket.listen is not emulated by luatos-sim (server sockets); "
+                             "it fails like a listen error")
+        return False, False
+
+    def icmp_ping(adapter: Any = None, ip: Any = None, *_: Any) -> bool:
+        a = bn.default if not isinstance(adapter, int) else adapter
+        if not bn.is_ready(a) or not isinstance(ip, bytes):
+            return False
+        try:
+            net.resolve(s(ip), 0, real_traffic=False)
+        except NetError:
+            return True  # sent; no answer ever comes
+        rtt = 20 + 2 * net.latency_ms
+        boot.post(rtt, lambda: boot.sys_pub(b"PING_RESULT", a, rtt, ip))
+        return True
+
+    boot.firmware_module("icmp", {"setup": lambda *_: True, "ping": icmp_ping,
+                                  "debug": lambda *_: None})
+    boot.firmware_module("socket", {
+        "create": create, "debug": debug, "config": config, "linkup": linkup,
+        "connect": connect, "tx": tx, "rx": rx, "read": read, "wait": wait,
+        "discon": discon, "close": close, "release": release, "close_all": close_all,
+        "state": state, "adapter": adapter_fn, "dft": dft, "localIP": local_ip,
+        "setDNS": set_dns, "sntp": sntp, "listen": listen,
+        "accept": lambda *_: None,
+    }, CONSTANTS)

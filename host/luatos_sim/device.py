@@ -289,7 +289,7 @@ class Device:
         """Pause at the next point where virtual time would advance."""
         self._stop = True
         if self.boot is not None:
-            self.boot.RT.deadline = self.boot.now
+            self.boot.set_deadline(self.boot.now)
 
     def current_ms(self) -> int:
         return self.boot.now if self.boot is not None else self.now
@@ -339,7 +339,7 @@ class Device:
         if res.kind == "pause":
             if res.detail == "idle":
                 self.now = until if not self._stop else boot.now
-                boot.RT.now = self.now
+                boot.now = self.now
             return
         self.now = boot.now
         info = self.boots[-1]

@@ -114,12 +114,11 @@ class Boot:
         (self._get_now, self._rt_post, self._rt_post_at, self._io_add, self._pub, self._send,
          self._cw, self._watch_add) = self.lua.execute(b"""
           local RT = ...
-          return function() return RT.now end, RT.post, RT.post_at,
-            function(d) RT.io = RT.io + d; if RT.io < 0 then RT.io = 0 end; return RT.io end,
+          return RT.get_now, RT.post, RT.post_at, RT.add_io,
             function(...) return sys_pub(...) end,
             function(...) return sys_send(...) end,
             function(...) return sys_cw(...) end,
-            function(d) RT.watch = RT.watch + d; if RT.watch < 0 then RT.watch = 0 end end
+            RT.add_watch
         """, self.RT)
         self.lua_type = self.G.type
         # Firmware functions are C functions on the device: type(f) == "function". lupa shows a
@@ -143,8 +142,10 @@ class Boot:
           return wrap, install
         """, self.RT, H)
         self._tostring = self.G.tostring
-        self.RT.now = start_ms
-        self.RT.deadline = start_ms
+        self._set_now = self.RT.set_now
+        self.set_deadline = self.RT.set_deadline
+        self._set_now(start_ms)
+        self.set_deadline(start_ms)
         self.RT.budget_max = max(1, self.busy_limit // 1000) if self.busy_limit else 0
         self.RT.budget = self.RT.budget_max
 
@@ -184,6 +185,10 @@ class Boot:
     @property
     def now(self) -> int:
         return self._get_now()
+
+    @now.setter
+    def now(self, value: int) -> None:
+        self._set_now(int(value))
 
     def post(self, delay_ms: int, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` from the device's event loop ``delay_ms`` from now (VM thread only)."""
@@ -307,7 +312,7 @@ class Boot:
 
     def step(self, deadline_ms: int) -> StepResult:
         """Run until the deadline, an idle pause, or the end of the boot."""
-        self.RT.deadline = deadline_ms
+        self.set_deadline(deadline_ms)
         t0 = time.perf_counter()
         try:
             result = self.RT.step()

@@ -267,3 +267,15 @@ def test_rtos_timer_start_return_values(boot):
     """)
     dev.run_for("1s")
     assert "I/user.ret 0 1 0" in dev.lines()
+
+
+def test_restarting_one_timer_in_a_loop_does_not_grow_memory(boot):
+    # The device replaces a running timer id; lazily dropped queue entries must not pile up
+    # against the 2 MB Lua heap.
+    dev = boot("""
+        for i = 1, 300000 do rtos.timer_start(5, 1000) end
+        sys.timerStart(function() log.info("alive", collectgarbage("count") < 1024) end, 10)
+        sys.run()
+    """)
+    dev.run_for("2s")
+    assert "I/user.alive true" in dev.lines()

@@ -214,14 +214,15 @@ dofile, loadfile = nil, nil
 -- os time on the virtual clock
 local raw_date, raw_time = os.date, os.time
 local epoch = H.epoch_at_power_on
+local get_now = RT.get_now
 os.time = function(t)
   if t ~= nil then return raw_time(t) end
-  return epoch + RT.now // 1000
+  return epoch + get_now() // 1000
 end
 os.date = function(fmt, t)
-  return raw_date(fmt or "%c", t or (epoch + RT.now // 1000))
+  return raw_date(fmt or "%c", t or (epoch + get_now() // 1000))
 end
-os.clock = function() return RT.now / 1000 end
+os.clock = function() return get_now() / 1000 end
 
 -- String extensions --------------------------------------------------------------------------------
 

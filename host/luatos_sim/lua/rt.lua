@@ -11,64 +11,126 @@
 local H = ...
 
 local RT = {
-  now = 0,            -- virtual ms since emulated power-on
-  deadline = 0,       -- the host's pause point (virtual ms)
-  io = 0,             -- real I/O operations in flight (set by the host)
-  watch = 0,          -- open host sockets that may receive data any time (set by the host)
   halted = false,     -- set by rtos.reboot and friends: no further Lua may run
   budget = 0,         -- instructions (in hook ticks) left before the busy-loop guard trips
   budget_max = 0,
 }
 
+-- Hot state lives in upvalues (a field lookup per event adds up); the host reads and writes
+-- it through the accessors below.
+local now = 0         -- virtual ms since emulated power-on
+local deadline = 0    -- the host's pause point (virtual ms)
+local io = 0          -- real I/O operations in flight (completions will arrive by themselves)
+local watch = 0       -- open host sockets that may receive data at any time
+
+function RT.get_now() return now end
+function RT.set_now(v) now = v end
+function RT.get_deadline() return deadline end
+function RT.set_deadline(v) deadline = v end
+function RT.add_io(d) io = io + d; if io < 0 then io = 0 end; return io end
+function RT.add_watch(d) watch = watch + d; if watch < 0 then watch = 0 end; return watch end
+
 local PAUSE = setmetatable({}, { __tostring = function() return "luatos-sim pause" end })
 RT.PAUSE = PAUSE
 
--- Binary heap of queue entries {due, seq, kind, a, b}. kind 1: timer (a=id, b=generation);
--- kind 2: firmware event (a=callable, b=arg table or nil).
+-- Binary heap of queue entries {due, seq, kind, a, b}, ordered by (due, seq). kind 1: timer
+-- (a=id, b=generation); kind 2: firmware event (a=callable, b=arg table or nil). Entries are
+-- recycled, so a running timer allocates nothing.
 local heap, hn, seq = {}, 0, 0
-local timers = {}     -- id -> {gen, period, rep}
+local pool, pn = {}, 0
+-- Timers: id -> generation / period / repeats left (parallel tables: no allocation per start)
+local tgen, tper, trep = {}, {}, {}
 local gen = 0
-
-local function less(x, y)
-  local dx, dy = x[1], y[1]
-  if dx ~= dy then return dx < dy end
-  return x[2] < y[2]
-end
+local stale = 0       -- heap entries of stopped or replaced timers, dropped lazily
 
 local function push(e)
   hn = hn + 1
   local i = hn
-  heap[i] = e
+  local d, q = e[1], e[2]
   while i > 1 do
     local p = i // 2
     local pe = heap[p]
-    if less(e, pe) then heap[i] = pe; heap[p] = e; i = p else break end
+    local pd = pe[1]
+    if d < pd or (d == pd and q < pe[2]) then
+      heap[i] = pe
+      i = p
+    else
+      break
+    end
   end
+  heap[i] = e
 end
 
-local function pop()
-  local top = heap[1]
+local function pop_top()
   local last = heap[hn]
   heap[hn] = nil
   hn = hn - 1
   if hn > 0 then
-    heap[1] = last
+    local d, q = last[1], last[2]
     local i = 1
     while true do
       local l = i * 2
       if l > hn then break end
-      local r = l + 1
       local c = l
-      if r <= hn and less(heap[r], heap[l]) then c = r end
-      if less(heap[c], last) then heap[i] = heap[c]; heap[c] = last; i = c else break end
+      local ce = heap[l]
+      local r = l + 1
+      if r <= hn then
+        local re = heap[r]
+        if re[1] < ce[1] or (re[1] == ce[1] and re[2] < ce[2]) then c = r; ce = re end
+      end
+      if ce[1] < d or (ce[1] == d and ce[2] < q) then
+        heap[i] = ce
+        i = c
+      else
+        break
+      end
     end
+    heap[i] = last
   end
-  return top
+end
+
+local function recycle(e)
+  e[4], e[5] = nil, nil
+  pn = pn + 1
+  pool[pn] = e
+end
+
+-- Rebuild the heap without stale entries, so restarting one timer in a loop cannot grow it.
+local function compact()
+  local live, n = {}, 0
+  for i = 1, hn do
+    local e = heap[i]
+    if e[3] ~= 1 or tgen[e[4]] == e[5] then n = n + 1; live[n] = e end
+  end
+  heap, hn, stale = {}, 0, 0
+  for i = 1, n do push(live[i]) end
 end
 
 local function schedule(due, kind, a, b)
+  if stale > 256 and stale * 2 > hn then compact() end
   seq = seq + 1
-  push({ due, seq, kind, a, b })
+  local e
+  if pn > 0 then
+    e = pool[pn]
+    pool[pn] = nil
+    pn = pn - 1
+    e[1], e[2], e[3], e[4], e[5] = due, seq, kind, a, b
+  else
+    e = { due, seq, kind, a, b }
+  end
+  push(e)
+end
+
+-- Drop stale timer entries from the top; return the top entry (or nil).
+local function top()
+  local e = heap[1]
+  while e ~= nil and e[3] == 1 and tgen[e[4]] ~= e[5] do
+    pop_top()
+    recycle(e)
+    stale = stale - 1
+    e = heap[1]
+  end
+  return e
 end
 
 -- Timers ------------------------------------------------------------------------------------
@@ -88,45 +150,39 @@ function RT.timer_start(id, ms, rep)
   if ims < 1 then return 0 end
   gen = gen + 1
   -- Restarting a running id replaces it (UNCONFIRMED on the device; the reference's default).
-  timers[iid] = { gen, ims, irep }
-  schedule(RT.now + ims, 1, iid, gen)
+  if tgen[iid] ~= nil then stale = stale + 1 end
+  tgen[iid], tper[iid], trep[iid] = gen, ims, irep
+  schedule(now + ims, 1, iid, gen)
   return 1
 end
 
 function RT.timer_stop(id)
   local iid = tointeger(id)
-  if iid ~= nil then timers[iid] = nil end
+  if iid ~= nil and tgen[iid] ~= nil then
+    stale = stale + 1
+    tgen[iid], tper[iid], trep[iid] = nil, nil, nil
+  end
 end
 
 function RT.timer_active(id)
-  return timers[id] ~= nil
+  return tgen[id] ~= nil
 end
 
 -- Firmware events -----------------------------------------------------------------------------
 
 -- Run fn(...) from the event loop `delay` ms from now (0 = at the next receive).
 function RT.post(delay, fn, args)
-  schedule(RT.now + (delay or 0), 2, fn, args)
+  schedule(now + (delay or 0), 2, fn, args)
 end
 
 function RT.post_at(due, fn, args)
-  if due < RT.now then due = RT.now end
+  if due < now then due = now end
   schedule(due, 2, fn, args)
 end
 
 function RT.next_due()
-  -- Skips stale timer entries so the host sees the real next deadline.
-  while hn > 0 do
-    local e = heap[1]
-    if e[3] == 1 then
-      local t = timers[e[4]]
-      if t and t[1] == e[5] then return e[1] end
-      pop()
-    else
-      return e[1]
-    end
-  end
-  return nil
+  local e = top()
+  return e and e[1]
 end
 
 function RT.pending()
@@ -156,54 +212,59 @@ function RT.receive(timeout)
   if RT.halted then error(H.halted_error, 0) end
   RT.budget = RT.budget_max
   local stop_at = nil
-  if timeout ~= nil and timeout ~= -1 and timeout >= 0 then stop_at = RT.now + timeout end
+  if timeout ~= nil and timeout ~= -1 and timeout >= 0 then stop_at = now + timeout end
   while true do
-    if RT.io > 0 then H.io_poll() end
-    local due = RT.next_due()
-    if due ~= nil and due <= RT.now then
-      local e = pop()
+    if io > 0 then H.io_poll() end
+    local e = top()
+    local due = e and e[1]
+    if due ~= nil and due <= now then
+      pop_top()
       if e[3] == 1 then
         local id = e[4]
-        local t = timers[id]
-        local rep = t[3]
+        local rep = trep[id]
         if rep == 0 then
-          timers[id] = nil
+          tgen[id], tper[id], trep[id] = nil, nil, nil
+          recycle(e)
         else
-          if rep > 0 then t[3] = rep - 1 end
-          schedule(e[1] + t[2], 1, id, t[1])
+          if rep > 0 then trep[id] = rep - 1 end
+          -- a repeating timer re-enters the heap in the same entry
+          seq = seq + 1
+          e[1], e[2] = due + tper[id], seq
+          push(e)
         end
         return 1, id, rep
       else
-        local args = e[5]
-        if args then e[4](unpack(args, 1, args.n)) else e[4]() end
+        local fn, args = e[4], e[5]
+        recycle(e)
+        if args then fn(unpack(args, 1, args.n)) else fn() end
         if RT.halted then error(H.halted_error, 0) end
         return 0
       end
     end
     -- Nothing due now. Real I/O in flight gets a bounded wall-clock wait before time jumps.
-    if RT.io > 0 then
-      local limit = due or RT.deadline
-      if limit > RT.deadline then limit = RT.deadline end
-      if H.io_wait(limit - RT.now) then goto continue end
+    if io > 0 then
+      local limit = due or deadline
+      if limit > deadline then limit = deadline end
+      if H.io_wait(limit - now) then goto continue end
     end
     -- Open sockets: pick up data already received before virtual time moves on.
-    if RT.watch > 0 and H.io_sync() then goto continue end
-    if stop_at ~= nil and (due == nil or due > stop_at) and stop_at <= RT.deadline then
-      RT.now = stop_at
+    if watch > 0 and H.io_sync() then goto continue end
+    if stop_at ~= nil and (due == nil or due > stop_at) and stop_at <= deadline then
+      now = stop_at
       return -1
     end
     if due == nil then
       -- Idle: nothing will ever happen unless the host injects something.
-      if RT.now < RT.deadline then
+      if now < deadline then
         local what = H.idle()
         if what == "continue" then goto continue end
       end
       if not pause("idle") then return nil end
-    elseif due > RT.deadline then
-      RT.now = RT.deadline
-      if not pause("deadline") then RT.now = due end
+    elseif due > deadline then
+      now = deadline
+      if not pause("deadline") then now = due end
     else
-      RT.now = due
+      now = due
     end
     ::continue::
   end

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_SCRIPT_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
-_CORE_RE = re.compile(r"^[Vv]?(\d+)$")
+_SCRIPT_RE = re.compile(r"^([0-9]+)\.([0-9]+)\.([0-9]+)$")
+_CORE_RE = re.compile(r"^[Vv]?([0-9]+)$")
 
 
 class VersionError(ValueError):

@@ -12,6 +12,7 @@ upload refusals); missing or wrong token -> 401.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -75,6 +76,11 @@ def _store(request: Request) -> Any:
     return request.app.state.store
 
 
+async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Store calls run in a worker thread: a slow database never stalls device traffic."""
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
 def _changed(request: Request) -> None:
     request.app.fota.invalidate()
 
@@ -111,12 +117,12 @@ def _devices_field(v: Any) -> list[str] | None:
 async def products(request: Request) -> Response:
     st = _store(request)
     if request.method == "GET":
-        return _ok({"products": st.list_products()})
+        return _ok({"products": await _call(st.list_products)})
     body = await _json(request)
     for f in ("project_key", "firmware_name"):
         if not body.get(f):
             raise ValueError(f"field {f!r} is required")
-    p = st.add_product(body["project_key"], body["firmware_name"], body.get("name", ""),
+    p = await _call(st.add_product, body["project_key"], body["firmware_name"], body.get("name", ""),
                        _bool(body.get("auto_register", True)), actor="api")
     _changed(request)
     return _ok(p, 201)
@@ -127,9 +133,9 @@ async def product_one(request: Request) -> Response:
     st = _store(request)
     pid = int(request.path_params["pid"])
     if request.method == "GET":
-        return _ok(st.get_product(pid))
+        return _ok(await _call(st.get_product, pid))
     body = await _json(request)
-    p = st.update_product(pid, name=body.get("name"),
+    p = await _call(st.update_product, pid, name=body.get("name"),
                           auto_register=_bool(body["auto_register"]) if "auto_register" in body else None,
                           actor="api")
     _changed(request)
@@ -142,18 +148,24 @@ async def product_one(request: Request) -> Response:
 async def releases(request: Request) -> Response:
     st = _store(request)
     if request.method == "GET":
-        return _ok({"releases": st.list_releases(_int_param(request, "product_id"))})
+        return _ok({"releases": await _call(st.list_releases, _int_param(request, "product_id"))})
+    cap = request.app.fota.config.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap + (64 << 10):  # + room for the form fields
+        return _err(413, f"upload of {declared} bytes; packages over {cap} bytes (max_upload_bytes) are refused")
     async with request.form(max_files=1, max_fields=50) as form:
         up = form.get("file") or form.get("package")
         if up is None or isinstance(up, str):
             raise UploadError("file", "multipart field 'file' (the package) is missing")
-        data = await up.read()
+        data = await up.read(cap + 1)
+        if len(data) > cap:
+            return _err(413, f"package over {cap} bytes (max_upload_bytes); refused")
         f = {k: v for k, v in form.items() if isinstance(v, str)}
         filename = f.get("filename") or up.filename
     if f.get("product_id"):
         pid = int(f["product_id"])
     elif f.get("project_key"):
-        pid = st.find_product(f["project_key"], f.get("firmware_name") or None)["id"]
+        pid = (await _call(st.find_product, f["project_key"], f.get("firmware_name") or None))["id"]
     else:
         raise UploadError("product_id", "give product_id, or project_key (+ firmware_name)")
     percent = float(f["percent"]) if f.get("percent") not in (None, "") else None
@@ -172,9 +184,9 @@ async def release_one(request: Request) -> Response:
     st = _store(request)
     rid = int(request.path_params["rid"])
     if request.method == "GET":
-        return _ok(st.get_release(rid))
+        return _ok(await _call(st.get_release, rid))
     body = await _json(request)
-    rel = st.update_release(rid, enabled=_bool(body["enabled"]) if "enabled" in body else None,
+    rel = await _call(st.update_release, rid, enabled=_bool(body["enabled"]) if "enabled" in body else None,
                             forced=_bool(body["forced"]) if "forced" in body else None,
                             notes=body.get("notes"), actor="api")
     _changed(request)
@@ -183,14 +195,14 @@ async def release_one(request: Request) -> Response:
 
 @authed
 async def release_enable(request: Request) -> Response:
-    rel = _store(request).update_release(int(request.path_params["rid"]), enabled=True, actor="api")
+    rel = await _call(_store(request).update_release, int(request.path_params["rid"]), enabled=True, actor="api")
     _changed(request)
     return _ok(rel)
 
 
 @authed
 async def release_pause(request: Request) -> Response:
-    rel = _store(request).update_release(int(request.path_params["rid"]), enabled=False, actor="api")
+    rel = await _call(_store(request).update_release, int(request.path_params["rid"]), enabled=False, actor="api")
     _changed(request)
     return _ok(rel)
 
@@ -202,7 +214,7 @@ async def release_target(request: Request) -> Response:
     if mode is None:
         mode = "devices" if body.get("devices") else ("percent" if "percent" in body else "all")
     pct = body.get("percent")
-    rel = _store(request).set_release_target(int(request.path_params["rid"]), mode,
+    rel = await _call(_store(request).set_release_target, int(request.path_params["rid"]), mode,
                                              percent=float(pct) if pct is not None else None,
                                              devices=_devices_field(body.get("devices")), actor="api")
     _changed(request)
@@ -211,7 +223,7 @@ async def release_target(request: Request) -> Response:
 
 @authed
 async def artifacts(request: Request) -> Response:
-    return _ok({"artifacts": _store(request).list_artifacts()})
+    return _ok({"artifacts": await _call(_store(request).list_artifacts)})
 
 
 # ---------------------------------------------------------------------------- devices
@@ -223,11 +235,11 @@ async def devices(request: Request) -> Response:
         body = await _json(request)
         if not body.get("device"):
             raise ValueError("field 'device' is required")
-        d = st.register_device(body["device"], body.get("product_id"), body.get("key_type", "mac"), actor="api")
+        d = await _call(st.register_device, body["device"], body.get("product_id"), body.get("key_type", "mac"), actor="api")
         _changed(request)
         return _ok(d, 201)
     banned_q = request.query_params.get("banned")
-    rows = st.list_devices(product_id=_int_param(request, "product_id"),
+    rows = await _call(st.list_devices, product_id=_int_param(request, "product_id"),
                            banned=None if banned_q in (None, "") else _bool(banned_q),
                            limit=_int_param(request, "limit", 1000) or 1000,
                            offset=_int_param(request, "offset", 0) or 0)
@@ -236,20 +248,20 @@ async def devices(request: Request) -> Response:
 
 @authed
 async def device_one(request: Request) -> Response:
-    return _ok(_store(request).require_device(request.path_params["key"]))
+    return _ok(await _call(_store(request).require_device, request.path_params["key"]))
 
 
 @authed
 async def device_ban(request: Request) -> Response:
     body = await _json(request)
-    d = _store(request).ban(request.path_params["key"], body.get("reason", ""), actor="api")
+    d = await _call(_store(request).ban, request.path_params["key"], body.get("reason", ""), actor="api")
     _changed(request)
     return _ok(d)
 
 
 @authed
 async def device_unban(request: Request) -> Response:
-    d = _store(request).unban(request.path_params["key"], actor="api")
+    d = await _call(_store(request).unban, request.path_params["key"], actor="api")
     _changed(request)
     return _ok(d)
 
@@ -258,7 +270,7 @@ async def device_unban(request: Request) -> Response:
 async def device_pin(request: Request) -> Response:
     body = await _json(request)
     rid = body.get("release_id")
-    d = _store(request).pin(request.path_params["key"], int(rid) if rid is not None else None, actor="api")
+    d = await _call(_store(request).pin, request.path_params["key"], int(rid) if rid is not None else None, actor="api")
     _changed(request)
     return _ok(d)
 
@@ -267,8 +279,8 @@ async def device_pin(request: Request) -> Response:
 
 @authed
 async def audit(request: Request) -> Response:
-    request.app.fota.writer.flush()  # show what was decided up to now, not up to the last flush
-    rows = _store(request).query_audit(
+    await _call(request.app.fota.writer.flush)  # show what was decided up to now, not up to the last flush
+    rows = await _call(_store(request).query_audit,
         device=request.query_params.get("device") or None, event_=request.query_params.get("event") or None,
         release_id=_int_param(request, "release_id"), limit=_int_param(request, "limit", 200) or 200,
         before_id=_int_param(request, "before_id"))
@@ -277,8 +289,8 @@ async def audit(request: Request) -> Response:
 
 @authed
 async def stats(request: Request) -> Response:
-    request.app.fota.writer.flush()
-    return _ok({"releases": _store(request).release_stats(_int_param(request, "release_id"))})
+    await _call(request.app.fota.writer.flush)
+    return _ok({"releases": await _call(_store(request).release_stats, _int_param(request, "release_id"))})
 
 
 # ---------------------------------------------------------------------------- push
@@ -311,7 +323,7 @@ async def push(request: Request) -> Response:
     version = body.get("version")
     rel = None
     if rid is not None:
-        rel = st.get_release(int(rid))
+        rel = await _call(st.get_release, int(rid))
         version = version or rel["script_version"]
         if not url:
             from .app import FotaApp
@@ -320,20 +332,47 @@ async def push(request: Request) -> Response:
             url = f"{app._base_url(request.scope)}/dl/{rel['sha256']}.bin"
     if not url and not body.get("message"):
         raise ValueError("give release_id, url or message")
-    message = body.get("message") or fota_command(str(url), version)
-    if devices_ is None:
-        if rel is None:
+    if rel is None or body.get("message") or body.get("url"):
+        # An operator's own message or URL goes out as given (nothing to decide on).
+        if devices_ is None:
             raise ValueError("give devices, or release_id to push to its online targeted devices")
-        cat = request.app.fota.catalog()
-        info = cat.releases.get(rel["id"])
-        devices_ = []
-        for o in hub.online():
-            key = normalize_device_key(o["device"])
-            d = st.get_device(key)
-            if info is not None and info.targets(key) and (d is None or d["product_id"] in (None, rel["product_id"])):
-                devices_.append(o["device"])
-    results = await hub.push(devices_, message)
-    return _ok({"message": message, "results": results})
+        message = body.get("message") or fota_command(str(url), version)
+        sent = await hub.push(devices_, message)
+        return _ok({"message": message, "results": sent, "skipped": {}})
+    # A release push goes through the check-in decision for each device (review finding 5):
+    # up to date, banned, pinned elsewhere, downgrade refused and the loop guard all apply, and
+    # each push is a counted serve whose fota_sn rides in the URL.
+    svc = request.app.fota
+    cat = await _call(svc.catalog)
+    product = cat.products.get(rel["product_id"])
+    if product is None:
+        raise NotFound(f"product {rel['product_id']} of release {rel['id']} is gone")
+    online = {normalize_device_key(o["device"]): o for o in hub.online()}
+    wanted = [normalize_device_key(d) for d in devices_] if devices_ is not None else list(online)
+    base = f"{request.app._base_url(request.scope)}/dl/{rel['sha256']}.bin"
+    results: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    messages: dict[str, Any] = {}
+    for key in wanted:
+        o = online.get(key)
+        if o is None:
+            results[key] = "offline"
+            continue
+        if o.get("project_key") and o["project_key"] != product.project_key:
+            skipped[key] = f"logged in for project_key {o['project_key']!r}, not this release's product"
+            continue
+        out, why = await _call(svc.push_decision, key, o.get("version"), product, rel["id"],
+                               (o.get("peer") or "").rsplit(":", 1)[0])
+        if out is None:
+            skipped[key] = why
+            continue
+        msg = fota_command(f"{base}?fota_sn={out.fota_sn}", version)
+        messages[key] = msg
+        results.update(await hub.push([o["device"]], msg))
+    svc.writer.audit({"ts": time.time(), "event": "push_release", "device_key": None,
+                      "product_id": product.id, "release_id": rel["id"], "status": None, "code": None,
+                      "ip": None, "actor": "api", "detail": json.dumps({"sent": results, "skipped": skipped})})
+    return _ok({"message": next(iter(messages.values()), None), "results": results, "skipped": skipped})
 
 
 # ---------------------------------------------------------------------------- openapi

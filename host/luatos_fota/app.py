@@ -12,11 +12,26 @@ always, ``application/octet-stream``, ``Accept-Ranges``, strong ``ETag: "<sha256
 ``Repr-Digest``), Range -> 206/416; up to date -> 304 without body and ``Cache-Control:
 no-store``; refusals -> 4xx JSON ``{"code","msg"}`` with vendor codes; overload/rate limit ->
 429/503 with ``Retry-After``. Never a redirect.
+
+The event loop never waits on the database or the disk: a check-in is first decided from memory
+(:meth:`FotaService.decide_fast`); anything that needs a row, a write or a file runs in a worker
+thread (:meth:`FotaApp.offload`, at most ``db_threads`` at once), and device-path writes give up
+after ``hot_busy_timeout_s`` with 503 + ``Retry-After``.
+
+What counts as a serve (loop guard, ``release stats``): a check-in answered with the package,
+counted only once the package is open (a failed read is a 503 and not a serve); a Range from
+byte N>0 continues a counted download and is a new serve only if none was counted in the window;
+HEAD gets what GET would get (including code 40) but records nothing and is audited as ``head``.
+Downloads from ``/dl/``: a URL carrying ``fota_sn`` (v2 check, admin push) was counted when it
+was issued; a URL carrying ``mac=``/``imei=``/``uid=`` of a known device is counted (and guarded)
+against that device's release with this package; anonymous downloads are audited only.
+``download_auth`` makes ``/dl/`` require a recent ``fota_sn`` or the admin token.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -29,6 +44,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+import anyio
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -37,11 +54,11 @@ from starlette.staticfiles import StaticFiles
 
 from .blobs import BlobStore
 from .config import ServerConfig
-from .devrequest import looks_like_device_request, parse_device_request, raw_target
-from .httpio import header, send_bytes, send_json, send_package
+from .devrequest import FIELD_LIMITS, looks_like_device_request, parse_device_request, raw_target
+from .httpio import header, plan_range, send_bytes, send_json, send_package
 from .ratelimit import TokenBuckets, retry_after_seconds
 from .service import CODE_INVALID_DEVICE, CODE_WAIT, FotaService, Outcome, Query
-from .store import NotFound, Store
+from .store import NotFound, Store, normalize_device_key
 
 log = logging.getLogger("luatos_fota.app")
 
@@ -80,14 +97,21 @@ class BlobCache:
         self._d: OrderedDict[str, bytes] = OrderedDict()
         self._size = 0
 
+    def peek(self, sha: str) -> bytes | None:
+        """The package if it is in memory (no disk access: safe on the event loop)."""
+        return self._d.get(sha)
+
     def get(self, sha: str) -> bytes | None:
+        """The package, read from disk if needed (blocking); None if it cannot be read."""
         b = self._d.get(sha)
         if b is not None:
-            self._d.move_to_end(sha)
+            with contextlib.suppress(KeyError):
+                self._d.move_to_end(sha)
             return b
         try:
             b = self.blobs.read(sha)
-        except (FileNotFoundError, ValueError):
+        except (OSError, ValueError) as e:  # missing, unreadable (permissions), corrupt
+            log.error("package %s cannot be read: %s", sha, e)
             return None
         if len(b) <= self.max_bytes // 4:
             self._d[sha] = b
@@ -112,6 +136,22 @@ class FotaApp(Starlette):
     ip_buckets: TokenBuckets
     artifacts: dict[str, dict[str, Any]]
     inflight: int = 0
+    _limiter: anyio.CapacityLimiter | None = None
+
+    async def offload(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a blocking store or disk call in a worker thread (at most ``db_threads`` at once),
+        so one slow database or disk never stalls the event loop (review finding 3)."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.fota.config.db_threads)
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._limiter)
+
+    async def _package(self, sha: str) -> bytes | None:
+        data = self.blob_cache.peek(sha)
+        return data if data is not None else await self.offload(self.blob_cache.get, sha)
+
+    async def _decide(self, q: Query) -> Outcome:
+        out = self.fota.decide_fast(q)
+        return out if out is not None else await self.offload(self.fota.decide, q, count_serve=False)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -128,6 +168,10 @@ class FotaApp(Starlette):
 
     async def _guarded(self, handler: Any, scope: dict, receive: Any, send: Any, *args: Any) -> None:
         if self.inflight >= self.fota.config.max_inflight:
+            self.fota.writer.audit({"ts": time.time(), "event": "overloaded", "device_key": None,
+                                    "product_id": None, "release_id": None, "status": 503, "code": CODE_WAIT,
+                                    "ip": client_ip(scope) or None, "actor": None,
+                                    "detail": json.dumps({"path": scope["path"][:200]})})
             ra = str(self.fota.config.retry_after_s).encode()
             await send_json(send, 503, {"code": CODE_WAIT, "msg": "server overloaded, retry later"},
                             [(b"retry-after", ra)])
@@ -155,7 +199,7 @@ class FotaApp(Starlette):
     def _rate_limited(self, ip: str, device_key: str | None) -> float:
         wait = self.ip_buckets.take(ip) if ip else 0.0
         if not wait and device_key and device_key != "nil":
-            wait = self.device_buckets.take(device_key)
+            wait = self.device_buckets.take(normalize_device_key(device_key)[:64])
         return wait
 
     async def _send_limited(self, send: Any, wait: float) -> None:
@@ -176,39 +220,56 @@ class FotaApp(Starlette):
             return await self._send_limited(send, wait)
         head = scope["method"] == "HEAD"
         if scope["method"] not in ("GET", "HEAD"):
+            svc.writer.audit({"ts": time.time(), "event": "bad_method", "device_key": req.device_id,
+                              "product_id": None, "release_id": None, "status": 405, "code": CODE_INVALID_DEVICE,
+                              "ip": ip or None, "actor": None, "detail": json.dumps({"method": scope["method"]})})
             return await send_json(send, 405, {"code": CODE_INVALID_DEVICE,
                                                "msg": f"method {scope['method']} not allowed; libfota2 sends GET"},
                                    [(b"allow", b"GET, HEAD")])
         q = Query("v1", req.key_type, req.device_id, req.project_key, req.firmware_name, req.version, ip,
-                  alt_project_key=req.alt("project_key"), alt_firmware_name=req.alt("firmware_name"))
+                  alt_project_key=req.alt("project_key"), alt_firmware_name=req.alt("firmware_name"),
+                  problems=req.too_long or None)
         rng = header(scope, b"range")
-        # A Range continuation (bytes=N-, N>0) of a download already counted is not a new serve.
-        counts = not head and (rng is None or rng.strip().lower().replace(b" ", b"") in (b"bytes=0-",))
-        out = svc.decide(q, count_serve=counts)
+        out = await self._decide(q)
         svc.seen(out, ip)
-        extra_detail: dict[str, Any] = {"path": req.base_path, "glued": req.glued}
-        if req.problems:
-            extra_detail["problems"] = req.problems
+        extra_detail: dict[str, Any] = {"path": req.base_path[:200], "glued": req.glued}
+        if req.problems or req.too_long:
+            extra_detail["problems"] = req.problems + req.too_long
         if out.serve and out.release is not None:
             rel = out.release
-            data = self.blob_cache.get(rel.sha256)
+            data = await self._package(rel.sha256)
             if data is None:
                 out = Outcome(CODE_WAIT, "package temporarily unavailable", product=out.product,
-                              device=out.device, release=rel, reason="blob vanished")
+                              device=out.device, release=rel, reason="package unreadable; not counted as a serve")
             else:
-                hdrs = [(b"x-fota-release", str(rel.id).encode()),
-                        (b"x-fota-version", str(out.target).encode())]
-                if out.fota_sn:
-                    hdrs.append((b"x-fota-sn", out.fota_sn.encode()))
-                status = await send_package(send, scope, data, rel.sha256, hdrs, head=head)
-                svc.audit("serve" if status in (200, 206) else "checkin", out, q, status,
-                          fota_sn=out.fota_sn, range=rng.decode("latin-1") if rng else None, **extra_detail)
-                return
+                # The package is open: only now does this count as a serve (finding 7). A Range
+                # from N>0 continues a counted download; HEAD sees the guard but records nothing.
+                plan = plan_range(rng, header(scope, b"if-range"), f'"{rel.sha256}"', len(data))
+                if head:
+                    mode = "head"
+                elif plan.status == 206 and plan.start > 0:
+                    mode = "continuation"
+                elif plan.status == 416:
+                    mode = "head"
+                else:
+                    mode = "full"
+                done = svc.commit_serve_fast(out, q, mode)
+                out = done if done is not None else await self.offload(svc.commit_serve, out, q, mode)
+                if out.serve:
+                    hdrs = [(b"x-fota-release", str(rel.id).encode()),
+                            (b"x-fota-version", str(out.target).encode())]
+                    if out.fota_sn:
+                        hdrs.append((b"x-fota-sn", out.fota_sn.encode()))
+                    status = await send_package(send, scope, data, rel.sha256, hdrs, head=head)
+                    event = "head" if head else ("serve" if status in (200, 206) else "checkin")
+                    svc.audit(event, out, q, status, fota_sn=out.fota_sn, mode=mode,
+                              range=rng.decode("latin-1")[:100] if rng else None, **extra_detail)
+                    return
         status = out.status
         if status == 304 and not svc.config.audit_up_to_date:
             pass
         else:
-            svc.audit("checkin", out, q, status, **extra_detail)
+            svc.audit("head" if head else "checkin", out, q, status, **extra_detail)
         if status == 304:
             await send_bytes(send, 304, [(b"cache-control", b"no-store"), (b"x-fota-code", b"27")])
             return
@@ -245,9 +306,15 @@ class FotaApp(Starlette):
         if core and script:
             parts = script.split(".")
             version = f"{core}.{parts[0]}.{parts[-1]}" if len(parts) == 3 else f"{core}.{script}"
+        problems = [f"parameter {k} is {len(params[k])} characters (at most {n})"
+                    for k, n in FIELD_LIMITS.items() if len(params.get(k, "")) > n]
+        if version and len(version) > FIELD_LIMITS["version"]:
+            problems.append(f"version is {len(version)} characters (at most {FIELD_LIMITS['version']})")
         q = Query("v2", key_type, dev_id, params.get("project_key"), params.get("firmware_name"),
-                  version, ip, script_name=params.get("script_name"))
-        out = svc.decide(q)
+                  version, ip, script_name=params.get("script_name"), problems=problems or None)
+        out = svc.decide_fast(q)
+        if out is None or out.serve:  # a serve is counted (fota_sn) before the URL is handed out
+            out = await self.offload(svc.decide, q)
         svc.seen(out, ip)
         svc.audit("v2_check", out, q, 200, model=params.get("model"), core_id=params.get("core_id"))
         body: dict[str, Any] = {"code": out.code, "msg": out.msg}
@@ -261,8 +328,17 @@ class FotaApp(Starlette):
         await send_json(send, 200, body)
 
     async def v2_result(self, request: Request) -> Response:
+        limit = self.fota.config.max_result_body
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return JSONResponse({"code": 413, "msg": f"result body of {declared} bytes; at most {limit}"}, 413)
+        raw = b""
+        async for chunk in request.stream():
+            raw += chunk
+            if len(raw) > limit:
+                return JSONResponse({"code": 413, "msg": f"result body over {limit} bytes"}, 413)
         try:
-            obj = json.loads(await request.body())
+            obj = json.loads(raw)
         except ValueError as e:
             return JSONResponse({"code": 1, "msg": f"body is not JSON: {e}"}, 400)
         if not isinstance(obj, dict) or "fota_sn" not in obj or "result_code" not in obj:
@@ -272,12 +348,25 @@ class FotaApp(Starlette):
         except (TypeError, ValueError):
             return JSONResponse({"code": 1, "msg": f"result_code {obj['result_code']!r} is not an integer"}, 400)
         try:
-            res = self.fota.store.record_result(str(obj["fota_sn"]), rc, client_ip(request.scope))
+            res = await self.offload(self.fota.store.record_result, str(obj["fota_sn"])[:100], rc,
+                                     client_ip(request.scope))
         except NotFound as e:
             return JSONResponse({"code": 1, "msg": str(e)}, 404)
         return JSONResponse({"code": 0, "msg": "ok", "success": res["success"]})
 
     # ------------------------------------------------------------------ downloads
+
+    async def _download_allowed(self, scope: dict, sha: str, fota_sn: str | None) -> bool:
+        auth = header(scope, b"authorization") or b""
+        scheme, _, tok = auth.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and tok and hmac.compare_digest(
+                tok.strip().encode(), str(self.state.admin_token).encode()):
+            return True
+        if not fota_sn or len(fota_sn) > 64:
+            return False
+        row = await self.offload(self.fota.store.serve_by_sn, fota_sn)
+        return bool(row and row["sha256"] == sha
+                    and time.time() - float(row["served_at"]) <= self.fota.config.download_sn_ttl_s)
 
     async def _download(self, scope: dict, receive: Any, send: Any) -> None:
         svc = self.fota
@@ -294,25 +383,42 @@ class FotaApp(Starlette):
         if art is None:
             if name.startswith("artifact/"):
                 ident = name[len("artifact/"):].removesuffix(".bin")
-                if ident.isdigit():
-                    art = svc.store.artifact_by_id(int(ident))
+                if ident.isdigit() and len(ident) < 12:
+                    art = await self.offload(svc.store.artifact_by_id, int(ident))
             else:
                 sha = name.removesuffix(".bin").lower()
                 if len(sha) == 64 and all(c in "0123456789abcdef" for c in sha):
-                    art = svc.store.artifact_by_sha(sha)
+                    art = await self.offload(svc.store.artifact_by_sha, sha)
             if art is not None and len(self.artifacts) < 10_000:
                 self.artifacts[name] = art
         if art is None:
             return await send_json(send, 404, {"code": 26, "msg": f"no package at {scope['path']}"}, head=head)
-        data = self.blob_cache.get(art["sha256"])
+        data = await self._package(art["sha256"])
         if data is None:
             return await send_json(send, 503, {"code": CODE_WAIT, "msg": "package missing from the blob store"},
                                    [(b"retry-after", b"60")], head=head)
+        qs = dict(parse_qsl((scope.get("query_string") or b"").decode("utf-8", "replace")))
+        if svc.config.download_auth and not await self._download_allowed(scope, art["sha256"], qs.get("fota_sn")):
+            return await send_json(send, 403, {"code": 17, "msg": "downloads need the fota_sn this server "
+                                               "issued with the URL (or the admin token)"}, head=head)
+        dev_id = (qs.get("mac") or qs.get("imei") or qs.get("uid") or "")[:FIELD_LIMITS["mac"]]
+        release_id = None
+        if dev_id and not qs.get("fota_sn"):
+            # A known device fetching a package by URL: a serve for stats and the loop guard.
+            # (With fota_sn the serve was counted when the URL was handed out: v2 check, push.)
+            plan = plan_range(header(scope, b"range"), header(scope, b"if-range"), f'"{art["sha256"]}"', len(data))
+            mode = ("head" if head or plan.status == 416 else
+                    "continuation" if plan.status == 206 and plan.start > 0 else "full")
+            out = await self.offload(svc.download_serve, art["sha256"], dev_id, ip, mode)
+            if out is not None:
+                release_id = out.release.id if out.release else None
+                if not out.serve:
+                    svc.audit("download", out, Query("dl", None, dev_id, None, None, None, ip), out.status)
+                    return await send_json(send, out.status, {"code": out.code, "msg": out.msg}, head=head)
         status = await send_package(send, scope, data, art["sha256"], head=head,
                                     cache=b"public, max-age=31536000, immutable")
-        qs = dict(parse_qsl((scope.get("query_string") or b"").decode("utf-8", "replace")))
-        svc.writer.audit({"ts": time.time(), "event": "download", "device_key": qs.get("mac") or qs.get("imei")
-                          or qs.get("uid"), "product_id": None, "release_id": None, "status": status,
+        svc.writer.audit({"ts": time.time(), "event": "download", "device_key": dev_id or None,
+                          "product_id": None, "release_id": release_id, "status": status,
                           "code": None, "ip": ip or None, "actor": None,
                           "detail": json.dumps({"artifact": art["id"], "sha256": art["sha256"],
                                                 "fota_sn": qs.get("fota_sn"), "head": head,
@@ -334,7 +440,8 @@ def _bare_endpoint(request: Request) -> Response:
 
 async def _healthz(request: Request) -> Response:
     app: FotaApp = request.app
-    return JSONResponse({"ok": True, "generation": app.fota.catalog().generation,
+    cat = await app.offload(app.fota.catalog)
+    return JSONResponse({"ok": True, "generation": cat.generation,
                          "inflight": app.inflight})
 
 
@@ -352,7 +459,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
 
     data = Path(data_dir)
     config = ServerConfig.from_kwargs(**cfg)
-    st = store or Store(data, db_url)
+    st = store or Store(data, db_url, hot_busy_timeout_s=config.hot_busy_timeout_s)
     token = resolve_admin_token(data, admin_token)
     svc = FotaService(st, config)
     if push_hub is not None and getattr(push_hub, "on_event", False) is None:
@@ -386,6 +493,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
                                        name="dashboard"))
     app.fota = svc
     app.blob_cache = BlobCache(st.blobs)
+    svc.blob_known = lambda sha: app.blob_cache.peek(sha) is not None
     app.device_buckets = TokenBuckets(config.device_rate, config.device_burst)
     app.ip_buckets = TokenBuckets(config.ip_rate, config.ip_burst)
     app.inflight = 0

@@ -1,10 +1,13 @@
 """Content-addressed package storage under ``DATA/blobs/``.
 
-A blob is written to ``blobs/tmp/<pid>-<random>``, fsynced, renamed to ``blobs/<aa>/<sha256>``
+A blob is written to ``blobs/tmp/<host>-<pid>-<random>``, fsynced, renamed to ``blobs/<aa>/<sha256>``
 and the directory fsynced, so after a kill -9 a blob path either does not exist or holds the
 complete content. The database references a blob only after :meth:`BlobStore.put` returned, so
 no release can point at a partial file; leftovers in ``tmp/`` from dead writers are removed by
-:meth:`BlobStore.clean_tmp`.
+:meth:`BlobStore.clean_tmp` (the host name is in the temp name because several instances may
+share one data directory over a network volume: a pid says nothing about another host's
+processes). Blobs no artifact references (a crash between the rename and the commit) are
+removed by :meth:`BlobStore.gc` (``luatos-fota blobs gc``).
 """
 
 from __future__ import annotations
@@ -13,9 +16,15 @@ import hashlib
 import os
 import secrets
 import signal
+import socket
+import time
+from collections.abc import Iterable
 from pathlib import Path
 
 CHUNK = 1 << 20
+# A temp file or unreferenced blob younger than this may belong to a write still in progress.
+STALE_AFTER_S = 3600.0
+HOST_TAG = socket.gethostname().replace("-", "_") or "host"
 _CRASH_ENV = "LUATOS_FOTA_CRASH_AT"
 
 
@@ -67,7 +76,7 @@ class BlobStore:
         final = self.path(sha)
         if final.is_file() and final.stat().st_size == len(data):
             return sha
-        tmp = self.tmp / f"{os.getpid()}-{secrets.token_hex(6)}"
+        tmp = self.tmp / f"{HOST_TAG}-{os.getpid()}-{secrets.token_hex(6)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             view = memoryview(data)
@@ -92,17 +101,42 @@ class BlobStore:
     def read(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
 
-    def clean_tmp(self) -> int:
-        """Remove temp files whose writer process is gone; returns how many were removed."""
+    def clean_tmp(self, stale_after_s: float = STALE_AFTER_S) -> int:
+        """Remove temp files whose writer is gone: on this host when its pid is dead, anywhere
+        when older than ``stale_after_s``; returns how many were removed."""
         removed = 0
+        now = time.time()
         for p in self.tmp.iterdir():
-            pid_text = p.name.split("-", 1)[0]
-            if pid_text.isdigit() and _pid_alive(int(pid_text)) and int(pid_text) != os.getpid():
+            parts = p.name.split("-")
+            same_host = len(parts) >= 3 and parts[0] == HOST_TAG and parts[1].isdigit()
+            try:
+                age = now - p.stat().st_mtime
+            except FileNotFoundError:
                 continue
-            if pid_text.isdigit() and int(pid_text) == os.getpid():
+            if same_host:
+                pid = int(parts[1])
+                gone = pid != os.getpid() and not _pid_alive(pid)
+            else:
+                gone = False
+            if gone or age > stale_after_s:
+                p.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+    def gc(self, referenced: Iterable[str], min_age_s: float = STALE_AFTER_S) -> list[str]:
+        """Delete blobs not in ``referenced`` and older than ``min_age_s``; returns their digests."""
+        keep = {r.lower() for r in referenced}
+        now = time.time()
+        removed = []
+        for sha in self.all_digests():
+            p = self.path(sha)
+            try:
+                if sha in keep or now - p.stat().st_mtime < min_age_s:
+                    continue
+            except FileNotFoundError:
                 continue
             p.unlink(missing_ok=True)
-            removed += 1
+            removed.append(sha)
         return removed
 
     def all_digests(self) -> list[str]:

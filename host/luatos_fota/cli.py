@@ -121,10 +121,14 @@ def main() -> None:
 @click.option("--audit-up-to-date/--no-audit-up-to-date", default=True, show_default=True,
               help="Write an audit row for every 'no update' check-in too.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
+@click.option("--serve-counts", type=click.Choice(["database", "memory"]), default="database",
+              show_default=True, envvar="LUATOS_FOTA_SERVE_COUNTS", show_envvar=True,
+              help="Loop-guard counting: 'database' is exact across instances sharing the DB; 'memory' "
+                   "keeps counts in this process and batches serve rows (faster; one instance per DB).")
 def serve(data_dir: Path, db_url: str | None, host: str, port: int, push_port: int | None,
           admin_token: str | None, public_url: str | None, loop_max: int, loop_window: str,
           device_rate: float, device_burst: float, ip_rate: float, ip_burst: float,
-          max_inflight: int, audit_up_to_date: bool, access_log: bool) -> None:
+          max_inflight: int, audit_up_to_date: bool, access_log: bool, serve_counts: str) -> None:
     """Run the HTTP server (device endpoint, v2 API, downloads, admin API, dashboard)."""
     from .app import create_app
     from .server import serve_forever
@@ -140,7 +144,7 @@ def serve(data_dir: Path, db_url: str | None, host: str, port: int, push_port: i
                      loop_max_serves=loop_max, loop_window_s=_duration(loop_window),
                      device_rate=device_rate, device_burst=device_burst, ip_rate=ip_rate,
                      ip_burst=ip_burst, max_inflight=max_inflight, audit_up_to_date=audit_up_to_date,
-                     extra=extra)
+                     serve_counts=serve_counts, extra=extra)
     tok_src = "given" if (admin_token or os.environ.get("LUATOS_FOTA_TOKEN")) else f"in {data_dir / 'admin_token'}"
     click.echo(f"luatos-fota: data {data_dir}, db {app.state.store.db_url.split('@')[-1]}", err=True)
     click.echo(f"luatos-fota: device URL http://{host}:{port}/api/site/firmware_upgrade? ; "
@@ -445,6 +449,23 @@ def audit_prune(data_dir: Path, db_url: str | None, older_than: str, as_json: bo
     """Delete old audit rows (the table grows with every check-in)."""
     n = Store(data_dir, db_url).prune_audit(_duration(older_than), actor="cli")
     _out({"deleted": n}) if as_json else click.echo(f"deleted {n} audit rows")
+
+
+@main.group()
+def blobs() -> None:
+    """Stored packages (content-addressed files under DATA/blobs)."""
+
+
+@blobs.command("gc")
+@data_opt
+@db_opt
+@click.option("--min-age", default="1h", show_default=True,
+              help="Only blobs older than this (younger ones may belong to an upload in progress).")
+@json_opt
+def blobs_gc(data_dir: Path, db_url: str | None, min_age: str, as_json: bool) -> None:
+    """Delete packages no release references (left over by a crash during an upload)."""
+    removed = Store(data_dir, db_url).gc_blobs(_duration(min_age))
+    _out({"removed": removed}) if as_json else click.echo(f"removed {len(removed)} unreferenced blobs")
 
 
 @main.command()

@@ -47,6 +47,24 @@ class ServerConfig:
     public_url: str | None = None
     # Whether a product that is unknown gets created on first check-in (off: code 25).
     auto_create_products: bool = False
+    # Loop-guard serve counting: "database" (every serve counted and inserted synchronously, in a
+    # worker thread: exact across instances sharing the DB) or "memory" (counts per device +
+    # release kept in this process, seeded from the DB on first use, fota_sn issued in memory,
+    # serve rows written through the batched writer: faster, but serves made by *other*
+    # instances after the seed are not seen, so use it with one instance per database).
+    serve_counts: str = "database"
+    # Device-path database writes wait at most this long for a lock (another instance, a CLI
+    # command), then the device gets 503 + Retry-After instead of a hung connection.
+    hot_busy_timeout_s: float = 2.0
+    # Worker threads for database and disk calls made while answering devices.
+    db_threads: int = 16
+    # Largest v2 result report (POST /api/site/turnkey_fota_result) and release upload accepted.
+    max_result_body: int = 4096
+    max_upload_bytes: int = 64 << 20
+    # /dl/ downloads need a fota_sn this server issued (v2 check, push) within download_sn_ttl_s,
+    # or the admin bearer token; off by default (libfota2 check-ins are unaffected either way).
+    download_auth: bool = False
+    download_sn_ttl_s: float = 24 * 3600.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -58,6 +76,8 @@ class ServerConfig:
         conf = cls(**cfg)
         if conf.anonymous_devices not in ("refuse", "by_ip"):
             raise ValueError(f"anonymous_devices must be 'refuse' or 'by_ip', not {conf.anonymous_devices!r}")
+        if conf.serve_counts not in ("memory", "database"):
+            raise ValueError(f"serve_counts must be 'memory' or 'database', not {conf.serve_counts!r}")
         if conf.loop_max_serves < 1:
             raise ValueError(f"loop_max_serves must be >= 1, not {conf.loop_max_serves}")
         return conf

@@ -17,6 +17,9 @@ DEVICE_KEY_NAMES = ("mac", "imei", "uid")
 KNOWN_PARAMS = (*DEVICE_KEY_NAMES, "project_key", "firmware_name", "version")
 # Where the glued parameters start when the base URL had no "?".
 _GLUE_RE = re.compile(rb"(mac|imei|uid|project_key|firmware_name|version)=")
+# Longest value accepted per field (longer -> code 3 naming the field), so nothing a device sends
+# can exceed a column (PostgreSQL refuses what SQLite would silently keep).
+FIELD_LIMITS = {"mac": 64, "imei": 64, "uid": 64, "project_key": 200, "firmware_name": 300, "version": 40}
 # Paths the server owns: never treated as a device check-in even if they carry parameters.
 RESERVED_PREFIXES = ("/admin", "/dl/", "/dashboard", "/static", "/api/site/turnkey_fota", "/healthz")
 
@@ -34,6 +37,7 @@ class DeviceRequest:
     firmware_name: str | None = None
     version: str | None = None
     problems: list[str] = field(default_factory=list)
+    too_long: list[str] = field(default_factory=list)  # refused with code 3
 
     def alt(self, name: str) -> str | None:
         """The percent-decoded variant of a value, for clients that did encode (curl, browsers)."""
@@ -103,6 +107,10 @@ def parse_device_request(target: bytes) -> DeviceRequest:
     req.project_key = req.params.get("project_key")
     req.firmware_name = req.params.get("firmware_name")
     req.version = req.params.get("version")
+    for name, limit in FIELD_LIMITS.items():
+        n = len(req.params.get(name, ""))
+        if n > limit:
+            req.too_long.append(f"parameter {name} is {n} characters (at most {limit})")
     return req
 
 

@@ -122,17 +122,112 @@ audit = sa.Table(
     sa.Column("actor", sa.String(40), nullable=True),
     sa.Column("detail", sa.Text, nullable=False, server_default=""),
     sa.Index("ix_audit_device", "device_key", "id"),
+    sa.Index("ix_audit_ts", "ts"),  # migration 2: pruning and time-range queries
 )
+
+# generation rows: 1 = catalogue (products, releases, targeting), 2 = device state (bans, pins,
+# registrations; migration 2). A device-only change drops cached devices, not the catalogue.
+GEN_CATALOG = 1
+GEN_DEVICES = 2
+
+
+def _v1_tables() -> sa.MetaData:
+    """The version-1 schema, frozen: migration 1 must create exactly this forever, whatever the
+    ``Table`` definitions above grow into (later changes are later migrations)."""
+    md = sa.MetaData()
+    sa.Table("generation", md, sa.Column("id", sa.Integer, primary_key=True),
+             sa.Column("value", sa.BigInteger, nullable=False))
+    sa.Table("products", md,
+             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+             sa.Column("project_key", sa.String(200), nullable=False),
+             sa.Column("firmware_name", sa.String(300), nullable=False),
+             sa.Column("name", sa.String(300), nullable=False, server_default=""),
+             sa.Column("auto_register", sa.Boolean, nullable=False, server_default=sa.true()),
+             sa.Column("created_at", sa.Float, nullable=False),
+             sa.UniqueConstraint("project_key", "firmware_name", name="uq_products_key_name"))
+    sa.Table("artifacts", md,
+             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+             sa.Column("sha256", sa.String(64), nullable=False, unique=True),
+             sa.Column("size", sa.BigInteger, nullable=False),
+             sa.Column("kind", sa.String(40), nullable=False),
+             sa.Column("core_version", sa.Integer, nullable=True),
+             sa.Column("details", sa.Text, nullable=False, server_default="{}"),
+             sa.Column("filename", sa.String(500), nullable=False, server_default=""),
+             sa.Column("created_at", sa.Float, nullable=False))
+    sa.Table("releases", md,
+             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+             sa.Column("product_id", sa.Integer, sa.ForeignKey("products.id"), nullable=False),
+             sa.Column("artifact_id", sa.Integer, sa.ForeignKey("artifacts.id"), nullable=False),
+             sa.Column("script_version", sa.String(40), nullable=False),
+             sa.Column("core_version", sa.Integer, nullable=True),
+             sa.Column("kind", sa.String(10), nullable=False),
+             sa.Column("notes", sa.Text, nullable=False, server_default=""),
+             sa.Column("enabled", sa.Boolean, nullable=False, server_default=sa.true()),
+             sa.Column("forced", sa.Boolean, nullable=False, server_default=sa.false()),
+             sa.Column("target_mode", sa.String(10), nullable=False, server_default="all"),
+             sa.Column("percent", sa.Float, nullable=False, server_default="100"),
+             sa.Column("created_at", sa.Float, nullable=False))
+    sa.Table("release_devices", md,
+             sa.Column("release_id", sa.Integer, sa.ForeignKey("releases.id"), primary_key=True),
+             sa.Column("device_key", sa.String(200), primary_key=True))
+    sa.Table("devices", md,
+             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+             sa.Column("device_key", sa.String(200), nullable=False, unique=True),
+             sa.Column("key_type", sa.String(10), nullable=False, server_default="mac"),
+             sa.Column("product_id", sa.Integer, sa.ForeignKey("products.id"), nullable=True),
+             sa.Column("reported_version", sa.String(60), nullable=False, server_default=""),
+             sa.Column("version_changed_at", sa.Float, nullable=False, server_default="0"),
+             sa.Column("first_seen", sa.Float, nullable=False),
+             sa.Column("last_seen", sa.Float, nullable=False),
+             sa.Column("last_ip", sa.String(64), nullable=False, server_default=""),
+             sa.Column("check_ins", sa.BigInteger, nullable=False, server_default="0"),
+             sa.Column("ban_code", sa.Integer, nullable=False, server_default="0"),
+             sa.Column("ban_reason", sa.Text, nullable=False, server_default=""),
+             sa.Column("banned_at", sa.Float, nullable=True),
+             sa.Column("pinned_release_id", sa.Integer, sa.ForeignKey("releases.id"), nullable=True),
+             sa.Column("registered", sa.Boolean, nullable=False, server_default=sa.false()))
+    sa.Table("serves", md,
+             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+             sa.Column("fota_sn", sa.String(40), nullable=False, unique=True),
+             sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id"), nullable=False),
+             sa.Column("release_id", sa.Integer, sa.ForeignKey("releases.id"), nullable=False),
+             sa.Column("channel", sa.String(10), nullable=False),
+             sa.Column("from_version", sa.String(60), nullable=False, server_default=""),
+             sa.Column("served_at", sa.Float, nullable=False),
+             sa.Column("result_code", sa.Integer, nullable=True),
+             sa.Column("reported_at", sa.Float, nullable=True),
+             sa.Column("confirmed_at", sa.Float, nullable=True),
+             sa.Index("ix_serves_device_release", "device_id", "release_id", "served_at"))
+    sa.Table("audit", md,
+             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+             sa.Column("ts", sa.Float, nullable=False),
+             sa.Column("event", sa.String(40), nullable=False),
+             sa.Column("device_key", sa.String(200), nullable=True),
+             sa.Column("product_id", sa.Integer, nullable=True),
+             sa.Column("release_id", sa.Integer, nullable=True),
+             sa.Column("status", sa.Integer, nullable=True),
+             sa.Column("code", sa.Integer, nullable=True),
+             sa.Column("ip", sa.String(64), nullable=True),
+             sa.Column("actor", sa.String(40), nullable=True),
+             sa.Column("detail", sa.Text, nullable=False, server_default=""),
+             sa.Index("ix_audit_device", "device_key", "id"))
+    return md
 
 
 def _m1_initial(conn: Connection) -> None:
-    metadata.create_all(conn, checkfirst=True)
+    _v1_tables().create_all(conn, checkfirst=True)
     if conn.execute(sa.select(generation.c.value).where(generation.c.id == 1)).first() is None:
         conn.execute(generation.insert().values(id=1, value=1))
 
 
+def _m2_device_generation_and_audit_ts(conn: Connection) -> None:
+    next(i for i in audit.indexes if i.name == "ix_audit_ts").create(conn, checkfirst=True)
+    if conn.execute(sa.select(generation.c.value).where(generation.c.id == GEN_DEVICES)).first() is None:
+        conn.execute(generation.insert().values(id=GEN_DEVICES, value=1))
+
+
 # Ordered: MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit.
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial]
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_device_generation_and_audit_ts]
 LATEST = len(MIGRATIONS)
 
 

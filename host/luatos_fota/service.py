@@ -8,13 +8,22 @@ also what lands in the audit log, so "why did this device get that?" has a recor
 Speed: the catalogue (products, releases, targeting) and device states are cached in memory and
 dropped when the DB generation counter moves (polled every ``cache_ttl_s``; local writes drop
 them at once). A known device that is up to date costs no database round trip: its last-seen
-time and the audit row go to the buffered writer.
+time and the audit row go to the buffered writer. Bans, pins and registrations move only the
+device generation, which drops cached devices but keeps the catalogue.
+
+Threads: :meth:`FotaService.decide_fast` runs on the event loop and raises nothing but answers
+None when it needs the database; :meth:`decide`, :meth:`commit_serve` and the push/download
+helpers block and run in worker threads, serialised per device (striped locks) so two requests
+of one device cannot both slip under the loop guard.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,12 +59,28 @@ class DeviceState:
     ban_reason: str
     pinned_release_id: int | None
     registered: bool
+    reported_fv: FotaVersion | None = None  # parsed once, compared numerically (§11.1)
 
     @classmethod
     def from_row(cls, d: dict[str, Any]) -> DeviceState:
-        return cls(d["id"], d["device_key"], d["product_id"], d["reported_version"],
-                   float(d["version_changed_at"]), int(d["ban_code"]), d["ban_reason"],
-                   d["pinned_release_id"], bool(d["registered"]))
+        st = cls(d["id"], d["device_key"], d["product_id"], d["reported_version"],
+                 float(d["version_changed_at"]), int(d["ban_code"]), d["ban_reason"],
+                 d["pinned_release_id"], bool(d["registered"]))
+        try:
+            st.reported_fv = FotaVersion.parse(st.reported_version) if st.reported_version else None
+        except VersionError:
+            st.reported_fv = None
+        return st
+
+
+class NeedsDatabase(Exception):
+    """Raised inside :meth:`FotaService.decide_fast` where the answer needs a database round trip."""
+
+
+# How specific a release's targeting is: a device list (or a pin) beats a percentage, which
+# beats "all"; only then does the version decide (reference §11.3 "a per-device assignment
+# beats latest").
+TARGET_RANK = {"devices": 2, "percent": 1, "all": 0}
 
 
 @dataclass
@@ -72,6 +97,7 @@ class Query:
     alt_project_key: str | None = None
     alt_firmware_name: str | None = None
     script_name: str | None = None  # v2: PROJECT, used when firmware_name is absent
+    problems: list[str] | None = None  # request fields refused while parsing (code 3)
 
 
 @dataclass
@@ -103,28 +129,50 @@ class FotaService:
         self._checked_at = 0.0
         self._stale = False
         self._devices: dict[str, DeviceState] = {}
+        self._device_generation = 0
+        # Decisions that touch the DB run in worker threads; one device's run is serialised so
+        # two concurrent requests cannot both slip under the loop guard's limit.
+        self._locks = [threading.Lock() for _ in range(64)]
+        # Loop-guard counts kept in memory (see ServerConfig.serve_counts): (device id, release id)
+        # -> serve times within the window, seeded from the DB on first use in this process.
+        self.memory_serves = config.serve_counts == "memory"
+        self._serve_log: dict[tuple[int, int], list[float]] = {}
+        # Whether a package is known to be readable without touching the disk (the app's cache).
+        self.blob_known: Callable[[str], bool] = lambda sha: False
         store.listeners.append(self.invalidate)
+        store.pending_writers.append(self.writer.flush)
 
     # ------------------------------------------------------------------ caches
 
     def catalog(self) -> Catalog:
+        """The current catalogue; may read the DB (call it off the event loop, or check
+        :meth:`catalog_fresh` first)."""
         now = time.monotonic()
         cat = self._catalog
         if cat is None or self._stale or now - self._checked_at >= self.config.cache_ttl_s:
             self._stale = False
-            gen = self.store.generation()
+            gen, dev_gen = self.store.generations()
             if cat is None or gen != cat.generation:
                 cat = self.store.load_catalog()
                 self._devices = {}
                 self._catalog = cat
+            elif dev_gen != self._device_generation:
+                self._devices = {}  # a ban, pin or registration: re-read devices, keep the catalogue
+            self._device_generation = dev_gen
             self._checked_at = now
         return cat
+
+    def catalog_fresh(self) -> bool:
+        return (self._catalog is not None and not self._stale
+                and time.monotonic() - self._checked_at < self.config.cache_ttl_s)
 
     def invalidate(self) -> None:
         """Re-check the generation on the next check-in (safe to call from any thread)."""
         self._stale = True
 
     def close(self) -> None:
+        if self.writer.flush in self.store.pending_writers:
+            self.store.pending_writers.remove(self.writer.flush)
         self.writer.close()
         if self.invalidate in self.store.listeners:
             self.store.listeners.remove(self.invalidate)
@@ -169,10 +217,15 @@ class FotaService:
         return None, Outcome(CODE_INVALID_FIRMWARE, f"unknown firmware_name {q.firmware_name!r} for this project_key",
                              reason="known firmware names: " + ", ".join(sorted(p.firmware_name for p in candidates)))
 
-    def _device(self, key: str, q: Query, product: ProductInfo, version: str) -> DeviceState | None:
+    def _lock_for(self, key: str) -> threading.Lock:
+        return self._locks[hash(key) % len(self._locks)]
+
+    def _device(self, key: str, q: Query, product: ProductInfo, version: str, db: bool) -> DeviceState | None:
         st = self._devices.get(key)
         if st is not None:
             return st
+        if not db:
+            raise NeedsDatabase
         row = self.store.get_device(key)
         if row is None:
             if not product.auto_register:
@@ -197,15 +250,72 @@ class FotaService:
             total = len(cat.releases_by_product.get(product.id, ()))
             return None, ("no release for this product" if not total
                           else "no enabled release targets this device")
-        best = max(cands, key=lambda r: (r.target_for(fv.core), r.id))
+        best = max(cands, key=lambda r: (TARGET_RANK.get(r.target_mode, 0), r.target_for(fv.core), r.id))
         return best, f"release {best.id} targets this device ({best.target_mode})"
 
     def decide(self, q: Query, *, count_serve: bool = True) -> Outcome:
-        cat = self.catalog()
+        """The whole decision, database included (blocking: run it in a worker thread).
+
+        With ``count_serve`` an upgrade is recorded as a serve (loop guard, ``fota_sn``) at once;
+        the device endpoint passes False and calls :meth:`commit_serve` once the package is
+        open, so a failed read never counts."""
+        key = self._key(q)
+        lock = self._lock_for(key) if key else None
+        if lock is None:
+            return self._decide(q, db=True)
+        with lock:
+            out = self._decide(q, db=True)
+            if out.serve and count_serve:
+                out = self._commit_serve(out, q, "full")
+        return out
+
+    def decide_fast(self, q: Query) -> Outcome | None:
+        """The decision from memory only, or None when it needs the database (then call
+        :meth:`decide` in a worker thread). Safe on the event loop."""
+        if not self.catalog_fresh():
+            return None
+        try:
+            return self._decide(q, db=False)
+        except NeedsDatabase:
+            return None
+
+    def commit_serve_fast(self, out: Outcome, q: Query, mode: str = "full") -> Outcome | None:
+        """:meth:`commit_serve` from memory only (counts in memory, no ban to write), or None."""
+        if not self.memory_serves:
+            return None
+        lock = self._lock_for(out.device.key if out.device else "")
+        if not lock.acquire(blocking=False):
+            return None
+        try:
+            return self._commit_serve(out, q, mode, db=False)
+        except NeedsDatabase:
+            return None
+        finally:
+            lock.release()
+
+    def commit_serve(self, out: Outcome, q: Query, mode: str = "full") -> Outcome:
+        """Count a serve that is about to be sent (blocking). ``mode``: ``full`` (a 200 or a
+        Range from 0), ``continuation`` (a Range from N>0: a serve only if none of this release
+        reached the device within the window), ``head`` (apply the guard, record nothing)."""
+        key = out.device.key if out.device else ""
+        with self._lock_for(key):
+            return self._commit_serve(out, q, mode)
+
+    @staticmethod
+    def _key(q: Query) -> str:
+        k = (q.device_id or "").strip()
+        return normalize_device_key(k) if k and k != "nil" else ""
+
+    def _decide(self, q: Query, db: bool) -> Outcome:
+        cat = self.catalog() if db else self._catalog
+        assert cat is not None
         product, err = self._find_product(cat, q)
         if err is not None:
             return err
         assert product is not None
+        if q.problems:
+            return Outcome(CODE_INVALID_DEVICE, "; ".join(q.problems), product=product,
+                           reason="malformed request: " + "; ".join(q.problems))
         key = (q.device_id or "").strip()
         if not key or key == "nil":
             if self.config.anonymous_devices == "by_ip" and q.ip:
@@ -220,16 +330,34 @@ class FotaService:
         if not q.version:
             return Outcome(CODE_INVALID_DEVICE, "version missing (expected core.x.z)", product=product,
                            reason="no version parameter")
+        if not q.version.isascii():
+            return Outcome(CODE_INVALID_DEVICE, f"version {q.version!r} has non-ASCII characters",
+                           product=product, reason="unparseable version")
         try:
             fv = FotaVersion.parse(q.version)
         except VersionError as e:
             return Outcome(CODE_INVALID_DEVICE, str(e), product=product, reason="unparseable version")
-        dev = self._device(key, q, product, fv.raw)
+        dev = self._device(key, q, product, fv.raw, db)
         if dev is None:
             return Outcome(CODE_NO_PERMISSION, f"device {key} is not registered for this product",
                            product=product, reason="product does not auto-register devices")
-        if dev.reported_version != fv.raw or dev.product_id != product.id:
-            self._note_version(dev, product, fv, q)
+        if dev.product_id != product.id:
+            if dev.registered and dev.product_id is not None:
+                return Outcome(CODE_NO_PERMISSION, f"device {key} is registered to another product",
+                               product=product, device=dev,
+                               reason=f"device registered to product {dev.product_id}, not {product.id}")
+            if not product.auto_register and not dev.registered:
+                return Outcome(CODE_NO_PERMISSION, f"device {key} is not registered for this product",
+                               product=product, device=dev,
+                               reason="closed product; device not registered to it")
+        elif not product.auto_register and not dev.registered:
+            return Outcome(CODE_NO_PERMISSION, f"device {key} is not registered for this product",
+                           product=product, device=dev, reason="closed product; device not registered to it")
+        old = dev.reported_fv
+        if old is None or fv != old or dev.product_id != product.id:
+            if not db:
+                raise NeedsDatabase
+            self._note_version(dev, product, fv, old, q)
         if dev.ban_code:
             code = CODE_LOOP if dev.ban_code == CODE_LOOP else CODE_NOT_ALLOWED
             return Outcome(code, dev.ban_reason or "banned", product=product, device=dev,
@@ -245,38 +373,145 @@ class FotaService:
             return Outcome(CODE_LATEST, "already latest", product=product, device=dev, release=release,
                            target=target, reason=f"{why}; device runs {fv}, newer than {target} "
                            "(downgrade refused: release not forced)")
-        if not self.store.blobs.exists(release.sha256):
+        if not db and not self.blob_known(release.sha256):
+            raise NeedsDatabase  # blob existence is a disk call: decided off the loop
+        if db and not self.store.blobs.exists(release.sha256):
             return Outcome(CODE_WAIT, "package temporarily unavailable", product=product, device=dev,
                            release=release, target=target,
                            reason=f"artifact {release.sha256} missing from the blob store")
-        out = Outcome(0, "upgrade", product=product, device=dev, release=release, target=target,
-                      reason=f"{why}; {fv} -> {target}" + (" (forced downgrade)" if target < fv else ""))
-        if count_serve:
-            since = max(time.time() - self.config.loop_window_s, dev.version_changed_at)
-            n = self.store.count_serves(dev.id, release.id, since)
-            if n >= self.config.loop_max_serves:
-                self.store.loop_ban(dev.id, dev.key, release.id, n, self.config.loop_window_s, fv.raw, q.ip)
-                self.invalidate()
-                return Outcome(CODE_LOOP, f"loop upgrade: release {release.id} served {n} times without "
-                               f"the device reaching {target}; banned until an operator unbans it",
-                               product=product, device=dev, release=release, target=target,
-                               reason=f"loop guard tripped after {n} serves")
-            out.fota_sn = self.store.record_serve(dev.id, release.id, q.channel, fv.raw)
+        return Outcome(0, "upgrade", product=product, device=dev, release=release, target=target,
+                       reason=f"{why}; {fv} -> {target}" + (" (forced downgrade)" if target < fv else ""))
+
+    def _serve_count(self, dev: DeviceState, release_id: int, since: float, db: bool) -> int:
+        if not self.memory_serves:
+            if not db:
+                raise NeedsDatabase
+            return self.store.count_serves(dev.id, release_id, since)
+        times = self._serve_log.get((dev.id, release_id))
+        if times is None:
+            if not db:
+                raise NeedsDatabase
+            seeded = self.store.serve_times(dev.id, release_id, time.time() - self.config.loop_window_s)
+            if len(self._serve_log) > 200_000:
+                self._serve_log.clear()
+            times = self._serve_log.setdefault((dev.id, release_id), seeded)
+        return sum(1 for ts in times if ts >= since)
+
+    def _record_serve(self, dev: DeviceState, release_id: int, channel: str) -> str:
+        if not self.memory_serves:
+            return self.store.record_serve(dev.id, release_id, channel, dev.reported_version)
+        now = time.time()
+        sn = secrets.token_hex(12)
+        times = self._serve_log.setdefault((dev.id, release_id), [])
+        times.append(now)
+        if len(times) > 4 * self.config.loop_max_serves:
+            cut = now - self.config.loop_window_s
+            times[:] = [ts for ts in times if ts >= cut][-4 * self.config.loop_max_serves:]
+        self.writer.serve({"fota_sn": sn, "device_id": dev.id, "release_id": release_id, "channel": channel,
+                           "from_version": dev.reported_version, "served_at": now})
+        return sn
+
+    def _commit_serve(self, out: Outcome, q: Query, mode: str, db: bool = True) -> Outcome:
+        dev, release = out.device, out.release
+        assert dev is not None and release is not None
+        if dev.ban_code:  # banned meanwhile (another request of this device)
+            code = CODE_LOOP if dev.ban_code == CODE_LOOP else CODE_NOT_ALLOWED
+            return Outcome(code, dev.ban_reason or "banned", product=out.product, device=dev,
+                           release=release, reason=f"device banned (code {dev.ban_code})")
+        since = max(time.time() - self.config.loop_window_s, dev.version_changed_at)
+        sn: str | None = None
+        if self.memory_serves:
+            n = self._serve_count(dev, release.id, since, db)
+        else:
+            if not db:
+                raise NeedsDatabase
+            n, sn = self.store.count_and_record(dev.id, release.id, since, self.config.loop_max_serves,
+                                                q.channel, dev.reported_version, mode)
+        if mode == "continuation" and n > 0:
+            out.reason += "; continues a counted download"
+            return out
+        if n >= self.config.loop_max_serves:
+            msg = (f"loop upgrade: release {release.id} served {n} times without the device reaching "
+                   f"{out.target}; banned until an operator unbans it")
+            if mode != "head":  # HEAD answers what GET would, without side effects
+                if not db:
+                    raise NeedsDatabase
+                dev.ban_reason = self.store.loop_ban(dev.id, dev.key, release.id, n, self.config.loop_window_s,
+                                                     dev.reported_version, q.ip)
+                dev.ban_code = CODE_LOOP
+            return Outcome(CODE_LOOP, msg, product=out.product, device=dev, release=release,
+                           target=out.target, reason=f"loop guard tripped after {n} serves")
+        if mode != "head":
+            out.fota_sn = sn if sn is not None else self._record_serve(dev, release.id, q.channel)
         return out
 
-    def _note_version(self, dev: DeviceState, product: ProductInfo, fv: FotaVersion, q: Query) -> None:
-        old = dev.reported_version
-        if old == fv.raw:  # only the product changed
-            self.store.update_device_product(dev.id, product.id)
+    def _note_version(self, dev: DeviceState, product: ProductInfo, fv: FotaVersion,
+                      old: FotaVersion | None, q: Query) -> None:
+        if old is not None and fv == old:  # only the product changed (an unregistered device moved)
+            self.store.update_device_product(dev.id, product.id, device_key=dev.key,
+                                             old_product_id=dev.product_id, ip=q.ip)
             dev.product_id = product.id
             return
-        lift = dev.ban_code == CODE_LOOP
-        self.store.device_version_changed(dev.id, dev.key, product.id, old, fv.raw, fv, q.ip, lift)
+        rose = old is None or fv > old
+        lift = dev.ban_code == CODE_LOOP and rose
+        self.store.device_version_changed(dev.id, dev.key, product.id, dev.reported_version, fv.raw, fv,
+                                          q.ip, lift, rose=rose)
         dev.reported_version = fv.raw
-        dev.version_changed_at = time.time()
+        dev.reported_fv = fv
+        if rose:
+            dev.version_changed_at = time.time()
         dev.product_id = product.id
         if lift:
             dev.ban_code, dev.ban_reason = 0, ""
+
+    def push_decision(self, device_key: str, version: str | None, product: ProductInfo, release_id: int,
+                      ip: str = "") -> tuple[Outcome | None, str]:
+        """Should a push of ``release_id`` go to this device? (blocking). Returns the counted
+        serve, or None and the reason it is skipped."""
+        if not version:
+            row = self.store.get_device(normalize_device_key(device_key))
+            version = row["reported_version"] if row else None
+        if not version:
+            return None, "version unknown (not in the push login, never checked in)"
+        q = Query("push", "mac", device_key, product.project_key, product.firmware_name, version, ip)
+        key = self._key(q)
+        with self._lock_for(key):
+            out = self._decide(q, db=True)
+            if not out.serve:
+                return None, f"code {out.code}: {out.msg} ({out.reason})"
+            assert out.release is not None
+            if out.release.id != release_id:
+                return None, f"release {out.release.id} is the one for this device ({out.reason})"
+            out = self._commit_serve(out, q, "full")
+        if not out.serve:
+            return None, f"code {out.code}: {out.msg} ({out.reason})"
+        return out, ""
+
+    def download_serve(self, sha256: str, device_id: str, ip: str, mode: str) -> Outcome | None:
+        """A ``/dl/`` download naming a known device (``?mac=``): count it like a check-in serve
+        of that device's release carrying this package (blocking). None: not attributable."""
+        key = normalize_device_key(device_id.strip())
+        if not key or key == "nil":
+            return None
+        cat = self.catalog()
+        row = self._devices.get(key)
+        if row is None:
+            r = self.store.get_device(key)
+            if r is None:
+                return None
+            row = DeviceState.from_row(r)
+        dev = row
+        rels = [r for r in cat.releases_by_product.get(dev.product_id or -1, ()) if r.sha256 == sha256]
+        if not rels:
+            return None
+        product = cat.products[rels[0].product_id]
+        q = Query("dl", "mac", key, product.project_key, product.firmware_name, dev.reported_version, ip)
+        core = dev.reported_fv.core if dev.reported_fv else 0
+        rel = max(rels, key=lambda r: r.id)
+        out = Outcome(0, "download", product=product, device=dev, release=rel, target=rel.target_for(core),
+                      reason="download by an identified device")
+        with self._lock_for(key):
+            return self._commit_serve(out, q, mode)
 
     def push_event(self, kind: str, device_id: str, data: dict[str, Any]) -> None:
         """``PushHub(on_event=...)`` hook: push-channel events go to the audit log."""

@@ -15,6 +15,7 @@ store holds either the whole release or none of it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import time
@@ -33,6 +34,8 @@ from . import schema as t
 from .blobs import BlobStore, crashpoint
 from .catalog import Catalog, ProductInfo, ReleaseInfo, rollout_bucket
 from .uploads import TARGET_MODES, UploadError, check_upload
+
+log = logging.getLogger("luatos_fota.store")
 
 
 class NotFound(LookupError):
@@ -56,9 +59,9 @@ def _sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'fota.db').resolve()}"
 
 
-def _make_engine(url: str, immediate: bool) -> Engine:
+def _make_engine(url: str, immediate: bool, busy_timeout_s: float = 30.0) -> Engine:
     if url.startswith("sqlite"):
-        eng = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+        eng = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
                                pool_size=8, max_overflow=16)
 
         @event.listens_for(eng, "connect")
@@ -66,7 +69,7 @@ def _make_engine(url: str, immediate: bool) -> Engine:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
@@ -85,7 +88,8 @@ def _make_engine(url: str, immediate: bool) -> Engine:
 _Q_DEVICE = sa.select(t.devices).where(t.devices.c.device_key == sa.bindparam("k"))
 _Q_INSERT_DEVICE = t.devices.insert()
 _Q_INSERT_AUDIT = t.audit.insert()
-_Q_GENERATION = sa.select(t.generation.c.value).where(t.generation.c.id == 1)
+_Q_GENERATION = sa.select(t.generation.c.value).where(t.generation.c.id == t.GEN_CATALOG)
+_Q_GENERATIONS = sa.select(t.generation.c.id, t.generation.c.value)
 _Q_COUNT_SERVES = sa.select(sa.func.count()).select_from(t.serves).where(
     t.serves.c.device_id == sa.bindparam("d"), t.serves.c.release_id == sa.bindparam("r"),
     t.serves.c.served_at >= sa.bindparam("s"))
@@ -98,17 +102,26 @@ def _row(r: Any) -> dict[str, Any]:
 class Store:
     """Open (and migrate) the store of ``data_dir``; ``db_url`` overrides the SQLite default."""
 
-    def __init__(self, data_dir: str | os.PathLike[str], db_url: str | None = None) -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], db_url: str | None = None, *,
+                 hot_busy_timeout_s: float = 2.0) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db_url = db_url or _sqlite_url(self.data_dir)
         self.is_sqlite = self.db_url.startswith("sqlite")
         self.read_engine = _make_engine(self.db_url, immediate=False)
         self.write_engine = _make_engine(self.db_url, immediate=True) if self.is_sqlite else self.read_engine
+        # Writes made while a device waits for its answer give up after hot_busy_timeout_s (the
+        # device gets 503 + Retry-After) instead of queueing behind a CLI or another instance.
+        self.hot_busy_timeout_s = hot_busy_timeout_s
+        self.hot_engine = (_make_engine(self.db_url, immediate=True, busy_timeout_s=hot_busy_timeout_s)
+                           if self.is_sqlite else self.read_engine)
         self.blobs = BlobStore(self.data_dir / "blobs")
         # Called (in the writing thread) after a commit that changed decision-relevant state, so
         # an app sharing this Store object drops its caches at once instead of after cache_ttl_s.
         self.listeners: list[Callable[[], None]] = []
+        # Called before reads that must see buffered serve rows (stats, results): an app that
+        # writes serves through its batched writer registers that writer's flush here.
+        self.pending_writers: list[Callable[[], None]] = []
         with self.write_engine.begin() as c:
             if not self.is_sqlite:  # instances starting together: one migrates, the others wait
                 c.execute(sa.text("SELECT pg_advisory_xact_lock(7306150)"))
@@ -116,9 +129,8 @@ class Store:
         self.blobs.clean_tmp()
 
     def close(self) -> None:
-        self.read_engine.dispose()
-        if self.write_engine is not self.read_engine:
-            self.write_engine.dispose()
+        for eng in {id(e): e for e in (self.read_engine, self.write_engine, self.hot_engine)}.values():
+            eng.dispose()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -134,19 +146,50 @@ class Store:
                 fn()
 
     @contextmanager
+    def hot_tx(self) -> Iterator[Connection]:
+        """A short write transaction for the device path: waits at most ``hot_busy_timeout_s``
+        for a lock (SQLite busy_timeout, PostgreSQL lock_timeout), then raises."""
+        with self.hot_engine.begin() as c:
+            c.info.pop("bumped", None)
+            if not self.is_sqlite:
+                c.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(self.hot_busy_timeout_s * 1000)}ms'")
+            yield c
+            bumped = c.info.pop("bumped", False)
+        if bumped:
+            for fn in list(self.listeners):
+                fn()
+
+    def drain(self) -> None:
+        """Make buffered rows of this process (serves, audit) durable before reading them."""
+        for fn in list(self.pending_writers):
+            try:
+                fn()
+            except Exception:
+                log.exception("could not write buffered rows before a read")
+
+    @contextmanager
     def ro(self) -> Iterator[Connection]:
         with self.read_engine.connect() as c:
             yield c
 
     @staticmethod
-    def bump(c: Connection) -> None:
+    def bump(c: Connection, *, devices_only: bool = False) -> None:
+        """Tell every instance its caches are stale: the catalogue, or (``devices_only``, for
+        bans, pins and registrations) just the cached device rows."""
         c.info["bumped"] = True
-        c.execute(t.generation.update().where(t.generation.c.id == 1)
+        gid = t.GEN_DEVICES if devices_only else t.GEN_CATALOG
+        c.execute(t.generation.update().where(t.generation.c.id == gid)
                   .values(value=t.generation.c.value + 1))
 
     def generation(self) -> int:
         with self.ro() as c:
             return int(c.execute(_Q_GENERATION).scalar_one())
+
+    def generations(self) -> tuple[int, int]:
+        """(catalogue generation, device generation) in one round trip."""
+        with self.ro() as c:
+            vals = dict(c.execute(_Q_GENERATIONS).fetchall())
+        return int(vals[t.GEN_CATALOG]), int(vals.get(t.GEN_DEVICES, 0))
 
     @staticmethod
     def _audit(c: Connection, event_: str, *, actor: str | None = None, device_key: str | None = None,
@@ -162,8 +205,12 @@ class Store:
         if not rows:
             return 0
         with self.tx() as c:
-            c.execute(t.audit.insert(), rows)
+            c.execute(_Q_INSERT_AUDIT, rows)
         return len(rows)
+
+    def write_audit_one(self, row: dict[str, Any]) -> None:
+        with self.tx() as c:
+            c.execute(_Q_INSERT_AUDIT, row)
 
     # ------------------------------------------------------------------ products
 
@@ -365,6 +412,13 @@ class Store:
         with self.ro() as c:
             return [_row(r) for r in c.execute(sa.select(t.artifacts).order_by(t.artifacts.c.id))]
 
+    def gc_blobs(self, min_age_s: float = 3600.0) -> list[str]:
+        """Delete stored packages no artifact row references (left by a crash between the blob
+        rename and the commit) once older than ``min_age_s``; returns their digests."""
+        with self.ro() as c:
+            used = [r[0] for r in c.execute(sa.select(t.artifacts.c.sha256))]
+        return self.blobs.gc(used, min_age_s)
+
     def artifact_by_id(self, artifact_id: int) -> dict[str, Any] | None:
         with self.ro() as c:
             r = c.execute(sa.select(t.artifacts).where(t.artifacts.c.id == artifact_id)).first()
@@ -418,7 +472,7 @@ class Store:
                "last_seen": now, "last_ip": ip, "check_ins": 0, "registered": registered,
                "ban_code": 0, "ban_reason": "", "banned_at": None, "pinned_release_id": None}
         try:
-            with self.tx() as c:
+            with (self.tx() if registered else self.hot_tx()) as c:
                 res = c.execute(_Q_INSERT_DEVICE, {k: v for k, v in row.items() if k not in (
                     "ban_code", "ban_reason", "banned_at", "pinned_release_id")})
                 row["id"] = res.inserted_primary_key[0]  # type: ignore[index]
@@ -440,24 +494,35 @@ class Store:
         d = self.get_device(key)
         if d is None:
             return self.create_device(key, key_type, product_id, "", "", registered=True)
+        if product_id is not None:
+            self.get_product(int(product_id))
         with self.tx() as c:
-            c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(registered=True))
-            self.bump(c)
+            vals: dict[str, Any] = {"registered": True}
+            if product_id is not None:
+                vals["product_id"] = int(product_id)
+            c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(**vals))
+            self.bump(c, devices_only=True)
+            self._audit(c, "device_registered", actor=actor, device_key=key, product_id=product_id)
         return self.require_device(key)
 
     def device_version_changed(self, device_id: int, device_key: str, product_id: int | None,
                                old: str, new: str, new_fv: FotaVersion | None, ip: str,
-                               lift_loop_ban: bool) -> None:
-        """A device reports a different version: record it, confirm serves it reached, lift a loop ban."""
+                               lift_loop_ban: bool, *, rose: bool = True) -> None:
+        """A device reports a different version: record it, confirm serves it reached, lift a loop ban.
+
+        Only a *rising* version restarts the loop-guard window (``version_changed_at``): a device
+        that falls back to its old image has not made progress (reference §11.3)."""
+        self.drain()  # serves still in a write buffer must be there to be confirmed
         now = time.time()
-        with self.tx() as c:
-            vals: dict[str, Any] = {"reported_version": new, "version_changed_at": now,
-                                    "product_id": product_id}
+        with self.hot_tx() as c:
+            vals: dict[str, Any] = {"reported_version": new, "product_id": product_id}
+            if rose:
+                vals["version_changed_at"] = now
             if lift_loop_ban:
                 vals.update(ban_code=0, ban_reason="", banned_at=None)
             c.execute(t.devices.update().where(t.devices.c.id == device_id).values(**vals))
             if lift_loop_ban:
-                self.bump(c)
+                self.bump(c, devices_only=True)
                 self._audit(c, "unbanned", device_key=device_key, product_id=product_id, actor="version-change",
                             reason=f"reported version changed {old} -> {new}")
             confirmed: list[int] = []
@@ -479,9 +544,13 @@ class Store:
             self._audit(c, "version_changed", device_key=device_key, product_id=product_id, ip=ip or None,
                         old=old, new=new, confirmed_serves=confirmed)
 
-    def update_device_product(self, device_id: int, product_id: int) -> None:
-        with self.tx() as c:
+    def update_device_product(self, device_id: int, product_id: int, *, device_key: str | None = None,
+                              old_product_id: int | None = None, ip: str = "") -> None:
+        """An unregistered device now checks in with another (open) product's key: follow it."""
+        with self.hot_tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == device_id).values(product_id=product_id))
+            self._audit(c, "device_moved", device_key=device_key, product_id=product_id, ip=ip or None,
+                        old_product_id=old_product_id)
 
     def touch_devices(self, seen: dict[int, tuple[float, str, int]]) -> None:
         """Apply buffered last-seen updates: device id -> (last_seen, ip, check-ins since last flush)."""
@@ -500,7 +569,7 @@ class Store:
         with self.tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(
                 ban_code=code, ban_reason=reason or "banned by an operator", banned_at=time.time()))
-            self.bump(c)
+            self.bump(c, devices_only=True)
             self._audit(c, "banned", actor=actor, device_key=d["device_key"], code=code, reason=reason)
         return self.require_device(d["device_key"])
 
@@ -509,7 +578,7 @@ class Store:
         with self.tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(
                 ban_code=0, ban_reason="", banned_at=None, version_changed_at=time.time()))
-            self.bump(c)
+            self.bump(c, devices_only=True)
             self._audit(c, "unbanned", actor=actor, device_key=d["device_key"],
                         previous_code=d["ban_code"], previous_reason=d["ban_reason"])
         return self.require_device(d["device_key"])
@@ -523,7 +592,7 @@ class Store:
                                f"device {d['device_key']} to product {d['product_id']}")
         with self.tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(pinned_release_id=release_id))
-            self.bump(c)
+            self.bump(c, devices_only=True)
             self._audit(c, "pinned" if release_id else "unpinned", actor=actor,
                         device_key=d["device_key"], release_id=release_id)
         return self.require_device(d["device_key"])
@@ -546,26 +615,67 @@ class Store:
         with self.ro() as c:
             return int(c.execute(_Q_COUNT_SERVES, {"d": device_id, "r": release_id, "s": since}).scalar_one())
 
+    def count_and_record(self, device_id: int, release_id: int, since: float, limit: int, channel: str,
+                         from_version: str, mode: str) -> tuple[int, str | None]:
+        """Loop-guard count and, when it allows, the serve row, in one short transaction (on
+        SQLite the write lock makes this exact across processes). ``mode``: ``full`` records
+        below ``limit``; ``continuation`` records only when nothing was served; ``head`` never.
+        Returns (serves counted before this one, fota_sn or None)."""
+        with self.hot_tx() as c:
+            n = int(c.execute(_Q_COUNT_SERVES, {"d": device_id, "r": release_id, "s": since}).scalar_one())
+            if not ((mode == "full" and n < limit) or (mode == "continuation" and n == 0 < limit)):
+                return n, None
+            sn = secrets.token_hex(12)
+            c.execute(t.serves.insert().values(fota_sn=sn, device_id=device_id, release_id=release_id,
+                                               channel=channel, from_version=from_version,
+                                               served_at=time.time()))
+            return n, sn
+
+    def serve_times(self, device_id: int, release_id: int, since: float) -> list[float]:
+        """When this release was served to this device since ``since`` (seeds in-memory counts)."""
+        with self.ro() as c:
+            return sorted(float(r[0]) for r in c.execute(
+                sa.select(t.serves.c.served_at).where(t.serves.c.device_id == device_id,
+                                                      t.serves.c.release_id == release_id,
+                                                      t.serves.c.served_at >= since)))
+
+    def insert_serves(self, rows: list[dict[str, Any]]) -> None:
+        """Batched serve rows (fota_sn issued in memory); see BufferedWriter.serve."""
+        with self.tx() as c:
+            c.execute(t.serves.insert(), rows)
+
+    def serve_by_sn(self, fota_sn: str) -> dict[str, Any] | None:
+        self.drain()
+        with self.ro() as c:
+            r = c.execute(sa.select(t.serves, t.devices.c.device_key, t.devices.c.ban_code, t.artifacts.c.sha256)
+                          .join(t.devices, t.devices.c.id == t.serves.c.device_id)
+                          .join(t.releases, t.releases.c.id == t.serves.c.release_id)
+                          .join(t.artifacts, t.artifacts.c.id == t.releases.c.artifact_id)
+                          .where(t.serves.c.fota_sn == fota_sn)).first()
+        return _row(r) if r else None
+
     def record_serve(self, device_id: int, release_id: int, channel: str, from_version: str) -> str:
         sn = secrets.token_hex(12)
-        with self.tx() as c:
+        with self.hot_tx() as c:
             c.execute(t.serves.insert().values(fota_sn=sn, device_id=device_id, release_id=release_id,
                                                channel=channel, from_version=from_version,
                                                served_at=time.time()))
         return sn
 
     def loop_ban(self, device_id: int, device_key: str, release_id: int, serves: int, window_s: float,
-                 version: str, ip: str) -> None:
-        with self.tx() as c:
+                 version: str, ip: str) -> str:
+        reason = (f"loop: release {release_id} served {serves} times within "
+                  f"{window_s / 3600:g} h while the device kept reporting {version}")
+        with self.hot_tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == device_id).values(
-                ban_code=40, banned_at=time.time(),
-                ban_reason=f"loop: release {release_id} served {serves} times within "
-                           f"{window_s / 3600:g} h while the device kept reporting {version}"))
-            self.bump(c)
+                ban_code=40, banned_at=time.time(), ban_reason=reason))
+            self.bump(c, devices_only=True)
             self._audit(c, "loop_ban", device_key=device_key, release_id=release_id, code=40, status=403,
                         ip=ip or None, serves=serves, window_s=window_s, version=version)
+        return reason
 
     def record_result(self, fota_sn: str, result_code: int, ip: str = "") -> dict[str, Any]:
+        self.drain()
         with self.tx() as c:
             row = c.execute(sa.select(t.serves, t.devices.c.device_key)
                             .join(t.devices, t.devices.c.id == t.serves.c.device_id)
@@ -618,6 +728,7 @@ class Store:
 
     def release_stats(self, release_id: int | None = None) -> list[dict[str, Any]]:
         """Rollout progress: devices targeted, served (distinct), confirmed (distinct)."""
+        self.drain()
         rels = [self.get_release(release_id)] if release_id is not None else self.list_releases()
         out = []
         with self.ro() as c:

@@ -3,8 +3,15 @@
 A daemon thread flushes every ``interval`` seconds (or sooner when a batch fills) in one
 transaction. :meth:`close` performs a final flush, and the app calls it on lifespan shutdown,
 so a clean stop loses nothing; a kill -9 can lose at most the last ``interval`` of check-in
-audit rows and last-seen times. Decisions that change state (serves, bans, version changes)
-are written synchronously and do not go through here.
+audit rows and last-seen times. Decisions that change state (bans, version changes) are written
+synchronously and do not go through here; serves do only with ``serve_counts="memory"`` (the
+store drains this buffer before reads that must see them: stats, results, confirmations).
+
+One bad row must not stop audit writing for good (review finding 2): strings are clipped to
+their column sizes before they are queued, and when a batch is refused for its content (not for
+an outage) the rows are written one by one and the ones the database refuses are logged and
+dropped. During an outage the rows are kept for the next attempt, up to ``max_buffer`` rows
+(oldest dropped first, counted in ``dropped_audit``).
 """
 
 from __future__ import annotations
@@ -15,17 +22,41 @@ import time
 from collections import deque
 from typing import Any
 
+import sqlalchemy as sa
+
+from . import schema
 from .store import Store
 
 log = logging.getLogger("luatos_fota.writer")
 
+# Column sizes of the audit table's bounded strings, so an oversized value is cut, not refused.
+_AUDIT_LIMITS: dict[str, int] = {c.name: int(c.type.length) for c in schema.audit.columns
+                                  if isinstance(c.type, sa.String) and c.type.length}
+
+
+def _clip(row: dict[str, Any]) -> dict[str, Any]:
+    for k, n in _AUDIT_LIMITS.items():
+        v = row.get(k)
+        if isinstance(v, str) and len(v) > n:
+            row[k] = v[:n]
+    return row
+
+
+def _is_outage(e: BaseException) -> bool:
+    """Database unreachable or busy (retry later) as opposed to a row it refuses (drop it)."""
+    if isinstance(e, sa.exc.DBAPIError) and e.connection_invalidated:
+        return True
+    return isinstance(e, (sa.exc.OperationalError, sa.exc.TimeoutError, OSError))
+
 
 class BufferedWriter:
-    def __init__(self, store: Store, interval: float = 0.5, batch: int = 2000) -> None:
+    def __init__(self, store: Store, interval: float = 0.5, batch: int = 2000,
+                 max_buffer: int = 200_000) -> None:
         self.store = store
         self.interval = interval
         self.batch = batch
         self._audit: deque[dict[str, Any]] = deque()
+        self._serves: deque[dict[str, Any]] = deque()
         self._seen: dict[int, tuple[float, str, int]] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -33,6 +64,9 @@ class BufferedWriter:
         self._thread: threading.Thread | None = None
         self._flush_lock = threading.Lock()
         self.flushed_audit = 0
+        self.dropped_audit = 0  # refused by the database, or pushed out of a full buffer
+        self.max_buffer = max_buffer
+        self.dropped_serves = 0
 
     def start(self) -> None:
         if self._thread is None:
@@ -40,11 +74,23 @@ class BufferedWriter:
             self._thread.start()
 
     def audit(self, row: dict[str, Any]) -> None:
-        self._audit.append(row)
+        self._audit.append(_clip(row))
+        if len(self._audit) > self.max_buffer:
+            try:
+                self._audit.popleft()
+                self.dropped_audit += 1
+            except IndexError:
+                pass
         if self._thread is None:
             self.start()
         if len(self._audit) >= self.batch:
             self._wake.set()
+
+    def serve(self, row: dict[str, Any]) -> None:
+        """A serve row (columns of ``serves``) whose fota_sn was issued in memory."""
+        self._serves.append(row)
+        if self._thread is None:
+            self.start()
 
     def seen(self, device_id: int, ts: float, ip: str) -> None:
         with self._lock:
@@ -57,23 +103,76 @@ class BufferedWriter:
         with self._flush_lock:
             with self._lock:
                 seen, self._seen = self._seen, {}
+            serves = []
+            while self._serves:
+                serves.append(self._serves.popleft())
+            if serves:
+                try:
+                    self._write_serves(serves)
+                except Exception:
+                    log.exception("serve flush failed; will retry")
+                    self._serves.extendleft(reversed(serves))
+                    raise
             rows = []
             while self._audit:
                 rows.append(self._audit.popleft())
             try:
                 if rows:
-                    self.store.write_audit(rows)
-                    self.flushed_audit += len(rows)
+                    self._write_rows(rows)
                 if seen:
                     self.store.touch_devices(seen)
-            except Exception:  # keep the rows for the next attempt rather than losing them
+            except Exception:  # an outage: keep the rows for the next attempt rather than losing them
                 log.exception("flush failed; will retry")
                 self._audit.extendleft(reversed(rows))
+                while len(self._audit) > self.max_buffer:
+                    self._audit.popleft()
+                    self.dropped_audit += 1
                 with self._lock:
                     for k, v in seen.items():
                         cur = self._seen.get(k)
                         self._seen[k] = (max(v[0], cur[0]), cur[1], cur[2] + v[2]) if cur else v
                 raise
+
+    def _write_serves(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            self.store.insert_serves(rows)
+            return
+        except Exception as e:
+            if _is_outage(e):
+                raise
+        for i, row in enumerate(rows):
+            try:
+                self.store.insert_serves([row])
+            except Exception as e:
+                if _is_outage(e):
+                    del rows[:i]
+                    raise
+                self.dropped_serves += 1
+                log.error("serve row dropped, the database refuses it: %s: %s; row=%r",
+                          type(e).__name__, str(e).splitlines()[0][:200], row)
+
+    def _write_rows(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            self.store.write_audit(rows)
+            self.flushed_audit += len(rows)
+            return
+        except Exception as e:
+            if _is_outage(e):
+                raise
+            log.warning("audit batch of %d rows refused (%s); writing them one by one", len(rows),
+                        type(e).__name__)
+        for i, row in enumerate(rows):
+            try:
+                self.store.write_audit_one(row)
+                self.flushed_audit += 1
+            except Exception as e:
+                if _is_outage(e):
+                    del rows[:i]  # the caller re-queues what is left
+                    raise
+                self.dropped_audit += 1
+                log.error("audit row dropped, the database refuses it: %s: %s; row=%r",
+                          type(e).__name__, str(e).splitlines()[0][:200], {k: (v[:80] if isinstance(v, str) else v)
+                                                                          for k, v in row.items()})
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -225,7 +225,7 @@ def test_dashboard_devices_upload_ban_unban_audit(
     push_sock.settimeout(10)
     command = json.loads(push_sock.makefile("rb").readline())
     assert command["fota"] == "true" and command["url"].startswith("###http://")
-    assert command["url"].endswith(f"/dl/{releases[0]['sha256']}.bin")
+    assert f"/dl/{releases[0]['sha256']}.bin?fota_sn=" in command["url"]
     push_sock.close()
 
     # The token survives a reload of the tab (sessionStorage), and sign-out forgets it.

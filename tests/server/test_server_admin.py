@@ -145,7 +145,9 @@ def test_push_via_admin_api(tmp_path):
                 buf += dev.recv(4096)
             cmd = json.loads(buf.split(b"\n")[0])
             assert cmd["fota"] == "true"
-            assert cmd["url"] == f"###{s.base_url}/dl/{rel['sha256']}.bin"
+            # through the decision: a counted serve whose fota_sn rides in the URL
+            assert cmd["url"].startswith(f"###{s.base_url}/dl/{rel['sha256']}.bin?fota_sn=")
+            assert s.store.release_stats(rel["id"])[0]["serves"] == 1
             r = api(s, "POST", "/push", json={"devices": ["OFFLINE1"], "url": "http://x/y.bin"})
             assert r.json()["results"] == {"OFFLINE1": "offline"}
         finally:

@@ -71,11 +71,27 @@ def test_loop_guard_configurable(tmp_path):
 
 
 def test_loop_guard_window_slides(tmp_path):
-    # a window of 0 s means old serves never count: no ban however often the device asks
-    with running_server(tmp_path / "d", loop_max_serves=2, loop_window_s=0) as s:
+    import time
+
+    from luatos_fota import schema
+
+    with running_server(tmp_path / "d", loop_max_serves=2, loop_window_s=3600) as s:
         p = s.store.add_product(KEY, FW)
-        s.store.add_release(build_air8101_ota({"main.lua": b"--2"}), product_id=p["id"], version="001.000.002")
-        assert all(device_request(s.port, check("2001.001.000")).status == 200 for _ in range(4))
+        rel = s.store.add_release(build_air8101_ota({"main.lua": b"--2"}), product_id=p["id"], version="001.000.002")
+        assert device_request(s.port, check("2001.001.000"), method=b"HEAD").status == 200  # known, not served
+        dev = s.store.get_device(MAC)
+        now = time.time()
+        with s.store.tx() as c:  # history: one serve 2 h ago (outside the window), one 30 min ago (inside)
+            c.execute(schema.devices.update().where(schema.devices.c.id == dev["id"])
+                      .values(version_changed_at=now - 5 * 3600))
+            for i, age in enumerate((7200, 1800)):
+                c.execute(schema.serves.insert().values(fota_sn=f"old{i}", device_id=dev["id"], release_id=rel["id"],
+                                                        channel="v1", from_version="2001.001.000",
+                                                        served_at=now - age))
+            s.store.bump(c, devices_only=True)
+        assert device_request(s.port, check("2001.001.000")).status == 200  # 1 in the window: still allowed
+        r = device_request(s.port, check("2001.001.000"))  # 2 in the window now
+        assert r.status == 403 and r.json()["code"] == 40
 
 
 def _selected(tmp: Path, percent: float, n: int) -> set[str]:

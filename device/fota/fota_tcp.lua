@@ -37,7 +37,7 @@ local libnet = require "libnet"
 local fota_tcp = {}
 
 local TASK_NAME = "fota_tcp"
-local OUTBOX_MAX = 8
+local OUTBOX_MAX = 8        -- lines kept while offline (results first, see session())
 local RX_CHUNKS_MAX = 64   -- reads per wake-up, so a flood cannot starve other tasks
 local LOG_MAX = 200
 
@@ -148,7 +148,9 @@ local function on_fota_end(ret, trigger)
     end
 end
 
----Read everything the socket holds into the framer.
+local send_all
+
+---Read everything the socket holds into the framer, answering each message.
 ---@return boolean ok false when the connection failed
 local function read_all(ctrl, rxbuf, frames)
     for _ = 1, RX_CHUNKS_MAX do
@@ -178,13 +180,17 @@ local function read_all(ctrl, rxbuf, frames)
         else
             break
         end
+        -- A burst of commands: send the answers before the outbox cap would drop any.
+        if #outbox >= OUTBOX_MAX - 1 and not send_all(ctrl) then
+            return false
+        end
     end
     return true
 end
 
 ---Send queued lines.
 ---@return boolean ok false when the connection failed
-local function send_all(ctrl)
+send_all = function(ctrl)
     while #outbox > 0 do
         local line = outbox[1].line
         local ok, full = libnet.tx(TASK_NAME, 15000, ctrl, line)

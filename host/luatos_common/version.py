@@ -88,3 +88,16 @@ def parse_core(core: str | int) -> int:
 
 def format_core(core: str | int) -> str:
     return f"V{parse_core(core)}"
+
+
+def reported_version(version: str, core: str | int | None = None) -> FotaVersion:
+    """The libfota2 form (``core.x.z``) of a version a device states elsewhere, e.g. in a push
+    login: either already ``core.x.z``, or the script ``VERSION`` (``xxx.yyy.zzz``) plus the
+    core it runs (``V2001``)."""
+    if core is not None:
+        core_num = parse_core(core)
+        fv = FotaVersion.parse(version)
+        if fv.core == core_num:
+            return fv
+        return ScriptVersion.parse(version).fota_version(core_num)
+    return FotaVersion.parse(version)

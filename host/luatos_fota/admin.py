@@ -21,6 +21,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from luatos_common.version import VersionError, reported_version
+
 from .store import Conflict, NotFound, normalize_device_key
 from .uploads import UploadError
 
@@ -361,7 +363,7 @@ async def push(request: Request) -> Response:
         if o.get("project_key") and o["project_key"] != product.project_key:
             skipped[key] = f"logged in for project_key {o['project_key']!r}, not this release's product"
             continue
-        out, why = await _call(svc.push_decision, key, o.get("version"), product, rel["id"],
+        out, why = await _call(svc.push_decision, key, _login_version(o), product, rel["id"],
                                (o.get("peer") or "").rsplit(":", 1)[0])
         if out is None:
             skipped[key] = why
@@ -455,3 +457,15 @@ def admin_routes() -> list[Route]:
         Route(f"{P}/push/online", push_online, methods=["GET"]),
         Route(f"{P}/push", push, methods=["POST"]),
     ]
+
+
+def _login_version(login: dict[str, Any]) -> str | None:
+    """A push login states VERSION and the core separately (device/ sends "001.000.001" and
+    "V2001"); decisions compare what libfota2 would report ("2001.001.001")."""
+    version = login.get("version")
+    if not version:
+        return None
+    try:
+        return str(reported_version(str(version), login.get("core")))
+    except VersionError:
+        return str(version)

@@ -59,3 +59,10 @@ def test_tracebacks_join_their_error_record():
     assert len(recs) == 2
     assert recs[0].text.endswith("\t[C]: in function 'error'")
     assert recs[1].line == "I/user.next x"
+
+
+def test_reported_version_from_a_push_login():
+    from luatos_common.version import reported_version
+    assert str(reported_version("001.000.001", "V2001")) == "2001.001.001"
+    assert str(reported_version("2001.001.001", "V2001")) == "2001.001.001"
+    assert str(reported_version("2001.001.001")) == "2001.001.001"

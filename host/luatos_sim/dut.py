@@ -320,7 +320,7 @@ class SerialDut(Dut):
         self._port_gone = PortGone
         self._follower = PortFollower(port, baud, retries=open_retries, delay=0.1,
                                       max_delay=1.0, read_timeout=read_timeout,
-                                      notice=self._notice, sleep=self._stop.wait)
+                                      notice=self._notice, sleep=self._sleep)
         try:
             self._follower.open()
         except PortGone as e:
@@ -336,6 +336,10 @@ class SerialDut(Dut):
     def _raw_line(self, line: str) -> None:
         if self._raw is not None:
             self._raw.write(line + "\n")
+
+    def _sleep(self, seconds: float) -> None:
+        """Back-off between reopen attempts that a close() interrupts at once."""
+        self._stop.wait(seconds)
 
     def _notice(self, text: str) -> None:
         self._add([LogRecord("W", "luatos-dut", text, text, HOST, None, time.time())])

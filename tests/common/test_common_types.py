@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from luatos_common.logline import C, LUA, OTHER, SDK, LogStreamParser, parse_uart_line
+from luatos_common.logline import LUA, OTHER, SDK, C, LogStreamParser, parse_uart_line
 from luatos_common.version import FotaVersion, ScriptVersion, VersionError, parse_core
 
 

@@ -56,12 +56,12 @@ def _crc8(data: bytes = b"", poly: int = 0x07, start: int = 0, revert: bool = Fa
         rp = int(f"{p:08b}"[::-1], 2)
         for byte in data:
             crc ^= byte
-            for _ in range(8):
+            for _bit in range(8):
                 crc = (crc >> 1) ^ rp if crc & 1 else crc >> 1
         return crc
     for byte in data:
         crc ^= byte
-        for _ in range(8):
+        for _bit in range(8):
             crc = ((crc << 1) ^ p) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
     return crc
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -80,7 +81,8 @@ def install(boot: Boot) -> None:
         return True, total // 4096, (used + 4095) // 4096, 4096, b"lfs"
 
     io = boot.G.io
-    for name, fn in {"exists": exists, "fileSize": file_size, "readFile": read_file,
+    extras: dict[str, Callable[..., Any]] = {"exists": exists, "fileSize": file_size, "readFile": read_file,
                      "writeFile": write_file, "mkdir": mkdir, "rmdir": rmdir,
-                     "lsdir": lsdir, "fsstat": fsstat}.items():
-        io[name.encode()] = boot._guard(fn)
+                     "lsdir": lsdir, "fsstat": fsstat}
+    for name, fn in extras.items():
+        io[name.encode()] = boot.lua_function(fn)

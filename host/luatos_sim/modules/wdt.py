@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def install(boot: Boot) -> None:
-    state = {"timeout": 0, "deadline": None, "armed": False}
+    state: dict[str, Any] = {"timeout": 0, "deadline": None, "armed": False}
 
     def check() -> None:
         state["armed"] = False

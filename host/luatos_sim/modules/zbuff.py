@@ -179,13 +179,15 @@ def install(boot: Boot) -> None:
             z = handle(obj)
             total = 0
             for v in values:
-                v = float(v) if _fmt[-1] in "fd" else int(v)
-                if _fmt[-1] not in "fd":
-                    bits = struct.calcsize(_fmt) * 8
-                    v &= (1 << bits) - 1
-                    if _fmt[-1].islower() and v >= 1 << (bits - 1):
-                        v -= 1 << bits
-                total += z.write_bytes(struct.pack(_fmt, v))
+                if _fmt[-1] in "fd":
+                    total += z.write_bytes(struct.pack(_fmt, float(v)))
+                    continue
+                n = int(v)
+                bits = struct.calcsize(_fmt) * 8
+                n &= (1 << bits) - 1
+                if _fmt[-1].islower() and n >= 1 << (bits - 1):
+                    n -= 1 << bits
+                total += z.write_bytes(struct.pack(_fmt, n))
             return total
 
         methods["read" + tname] = reader

@@ -21,6 +21,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from luatos_common.fsutil import fsync_dir
+
 CHUNK = 1 << 20
 # A temp file or unreferenced blob younger than this may belong to a write still in progress.
 STALE_AFTER_S = 3600.0
@@ -32,17 +34,6 @@ def crashpoint(name: str) -> None:
     """Die by SIGKILL at a named step when ``LUATOS_FOTA_CRASH_AT`` names it (crash-safety tests)."""
     if os.environ.get(_CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -94,7 +85,7 @@ class BlobStore:
         crashpoint("blob_fsynced")
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         crashpoint("blob_renamed")
         return sha
 

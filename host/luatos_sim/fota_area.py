@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from luatos_common.fsutil import fsync_dir
 from luatos_common.packages import (
     KIND_AIR8101,
     KIND_FULL,
@@ -269,7 +270,7 @@ class FotaArea:
             f_out.flush()
             os.fsync(f_out.fileno())
         os.replace(tmp, self.staged_path)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         src.unlink(missing_ok=True)
 
     def _cut_power(self, head: bytes) -> None:
@@ -315,7 +316,7 @@ class FotaArea:
                 raise PackageError(f"{pkg.kind} package holds no script image")
         except PackageError as e:
             self.staged_path.unlink()
-            _fsync_dir(self.dir)
+            fsync_dir(self.dir)
             self._sim(f"fota: staged package refused at boot, old scripts kept: {e}")
             self._trace("fota_refused", stage="boot", error=str(e))
             return
@@ -324,25 +325,12 @@ class FotaArea:
             self.device.profile = self.device.profile.with_overrides(core=pkg.core_version)
             (self.dir / CORE_FILE).write_text(json.dumps({"core": pkg.core_version}))
         self.staged_path.unlink()
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         self._sim(
             f"fota: applied {pkg.kind} package at boot ({reason}): {len(pkg.files)} files"
             + (f", core {pkg.core_version}" if pkg.core_version else ""))
         self._trace("fota_applied", package=pkg.kind, size=pkg.size, sha256=pkg.sha256,
                     core=pkg.core_version, files=sorted(pkg.files))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def power_cut(device: Device) -> None:

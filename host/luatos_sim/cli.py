@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="boot a project and print its log",
         description="Boot PROJECT (a directory of .lua files, flattened by basename like the "
                     "device's /luadb) and print every log line with its virtual time.")
-    run.add_argument("project", help="project directory holding main.lua")
+    run.add_argument("project", help="project directory holding main.lua, or a script image / "
+                     "upgrade package file (luatos-pack image/ota output)")
     run.add_argument("--lib-dir", action="append", default=[], metavar="DIR",
                      help="LuatOS script libraries (e.g. a LuatOS checkout's script/libs) ahead "
                           "of the built-in stand-ins; repeatable; also $LUATOS_SIM_LIB_DIRS")

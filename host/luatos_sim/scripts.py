@@ -33,12 +33,39 @@ class ScriptError(ValueError):
 
 
 def load_project_files(root: str | os.PathLike[str]) -> dict[str, bytes]:
-    """Read a project directory into the flat ``/luadb`` namespace."""
+    """Read a project directory — or a script image / upgrade package file — into the flat
+    ``/luadb`` namespace."""
+    if Path(root).is_file():
+        return load_image_file(Path(root))
     try:
         files = scan_project(root)
     except ProjectError as e:
         raise ScriptError(str(e)) from None
     return {name: f.read() for name, f in files.items()}
+
+
+def load_image_file(path: Path) -> dict[str, bytes]:
+    """A LuaDB script image (bare or with the Air8101 BK CRC framing, as ``luatos-pack image``
+    writes it) or an upgrade package (TAUL, LFTA, full): what the device would hold in /luadb."""
+    from luatos_common.bkcrc import PackageError, unframe
+    from luatos_common.luadb import looks_like_luadb, parse_luadb
+    from luatos_common.packages import detect_and_validate, inspect_image, is_framed_image
+
+    data = path.read_bytes()
+    image = inspect_image(data)
+    if image.ok:
+        payload = unframe(data) if is_framed_image(data) else data
+        return {e.name: e.data for e in parse_luadb(payload)}
+    try:
+        pkg = detect_and_validate(data)
+    except PackageError as e:
+        if looks_like_luadb(data):
+            raise ScriptError(f"{path}: not a valid script image: "
+                              f"{'; '.join(map(str, image.failures)) or e}") from None
+        raise ScriptError(f"{path}: neither a script image nor an upgrade package: {e}") from None
+    if not pkg.files:
+        raise ScriptError(f"{path}: a {pkg.kind} package without script files")
+    return dict(pkg.files)
 
 
 def load_lib_dir(root: str | os.PathLike[str]) -> dict[str, bytes]:

@@ -380,3 +380,20 @@ def test_power_cycle_keeps_flash_and_boots_as_power_on(boot):
     assert [b.outcome for b in dev.boots] == ["power-off", "running"]
     assert dev.boots[1].reason == "power-on"
     assert dev.lines(boot=2)[0] == "pm:reset native reason: 0"
+
+
+def test_boots_from_a_luadb_image_or_package_file(tmp_path):
+    from luatos_common.bkcrc import frame
+    from luatos_common.luadb import build_luadb
+    from luatos_common.packages import build_air8101_ota
+
+    files = {"main.lua": b'log.info("from", "image"); sys.run()'}
+    for name, data in [("plain.bin", build_luadb(files)), ("framed.bin", frame(build_luadb(files))),
+                       ("ota.bin", build_air8101_ota(files))]:
+        (tmp_path / name).write_bytes(data)
+        with Device(tmp_path / name) as dev:
+            dev.run_for("1s")
+            assert "I/user.from image" in dev.lines(), name
+    (tmp_path / "junk.bin").write_bytes(b"\x00junk" * 10)
+    with pytest.raises(ScriptError, match="junk.bin"):
+        Device(tmp_path / "junk.bin")

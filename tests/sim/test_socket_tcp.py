@@ -296,8 +296,8 @@ sys.taskInit(function()
     local _, ev, p = sys.waitUntil("SEV", 2000)
     if ev == socket.EVENT then break end
   end
-  local ok, n, ip, rport = socket.rx(c, zb)
-  log.info("rx", ok, n, ip, zb:query())
+  local ok, n, ip, rport = socket.rx(c, zb)  -- ip is raw: 0x00 + 4 address bytes
+  log.info("rx", ok, n, (ip:toHex()), zb:query())
 end)
 sys.run()
 """)
@@ -306,7 +306,7 @@ sys.run()
         dev.run_until("I/user.rx", within="20s")
     finally:
         udp.close()
-    assert "I/user.rx true 9 127.0.0.1 pong:ping" in dev.lines()
+    assert "I/user.rx true 9 007F000001 pong:ping" in dev.lines()
 
 
 def test_task_name_mode_queues_event_and_param(boot: Callable[..., Device],

@@ -38,6 +38,7 @@ OPTIONAL: dict[str, str] = {
     "gpio": "gpio",
     "mobile": "mobile",
     "uart": "uart",
+    "spi": "spi",
 }
 
 

@@ -131,6 +131,15 @@ class SockCtrl:
         boot, net = self.boot, self.net
         timeout_s = net.timings.connect_timeout_ms / 1000
         cut = net.take_cut(host) if not self.udp else None
+        if self.udp and (host == "255.255.255.255" or port == 0):
+            # The UDP "server" idiom (udpsrv, dnsproxy, dhcpsrv): config a local port, then
+            # connect to 255.255.255.255:0. The device just binds and goes online; here the
+            # socket is bound on loopback (any free port) and waits for datagrams.
+            sock = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM)
+            sock.bind(("127.0.0.1", 0))
+            boot.begin_io()
+            self._connected(gen, sock, None)
+            return
         boot.begin_io()
 
         def work() -> None:
@@ -360,6 +369,21 @@ def _quiet_close(sock: pysocket.socket, shutdown: bool = False) -> None:
         pass
 
 
+def _is_broadcast(ip: str) -> bool:
+    return ip == "255.255.255.255" or (ip.count(".") == 3 and ip.endswith(".255"))
+
+
+def raw_ip(ip: str) -> bytes:
+    """The device's form of a peer address in socket.rx/read: a type byte, then the address."""
+    try:
+        return b"\x00" + pysocket.inet_pton(pysocket.AF_INET, ip)
+    except OSError:
+        try:
+            return b"\x01" + pysocket.inet_pton(pysocket.AF_INET6, ip.split("%")[0])
+        except OSError:
+            return b"\x00\x00\x00\x00\x00"
+
+
 def install(boot: Boot) -> None:
     net = network_of(boot.device)
     bn = net.boot_net(boot)
@@ -449,8 +473,11 @@ def install(boot: Boot) -> None:
             return False, False, False
         try:
             if sc.udp and isinstance(ip, bytes) and isinstance(port, int):
-                dest = net.resolve(s(ip), int(port))
-                sc.sock.sendto(payload, dest)
+                if _is_broadcast(s(ip)):
+                    pass  # onto the emulated LAN, where nobody listens: sent, never answered
+                else:
+                    dest = net.resolve(s(ip), int(port))
+                    sc.sock.sendto(payload, dest)
             else:
                 sc.sock.sendall(payload)
         except (OSError, NetError):
@@ -460,26 +487,32 @@ def install(boot: Boot) -> None:
         sc.emit_later(2 * net.latency_ms + net.delay_for(len(payload)), TX_OK, 0, sc.gen)
         return True, False, False
 
-    def rx(c: Any, zb: Any = None, *_: Any) -> Any:
+    def rx(c: Any, zb: Any = None, _flag: Any = None, limit: Any = None, *_: Any) -> Any:
+        """Data goes into the zbuff at its pointer; a UDP read also returns the sender as raw
+        bytes (0x00 + 4 for IPv4, 0x01 + 16 for IPv6) and its port. ``limit`` truncates: the
+        rest of a datagram is dropped, the rest of a TCP stream stays for the next read."""
         sc = ctrl_of(c)
+        cap = int(limit) if isinstance(limit, int | float) and int(limit) > 0 else None
         if sc.udp:
             if zb is None or zhandle is None:
-                return True, sum(len(d[0]) for d in sc.dgrams)
+                return True, len(sc.dgrams[0][0]) if sc.dgrams else 0
             if not sc.dgrams:
                 return (True, 0) if sc.state == S_ONLINE else (False, 0)
             data, ip, port = sc.dgrams.pop(0)
+            data = data[:cap] if cap is not None else data
             zhandle(zb).append(data)
-            return True, len(data), b(ip), port
+            return True, len(data), raw_ip(ip), port
         if zb is None or zhandle is None:
             if not sc.rbuf and sc.state != S_ONLINE:
                 return False, 0
             return True, len(sc.rbuf)
         if not sc.rbuf:
             return (True, 0) if sc.state == S_ONLINE else (False, 0)
-        data = bytes(sc.rbuf)
-        sc.rbuf.clear()
+        size = len(sc.rbuf) if cap is None else min(cap, len(sc.rbuf))
+        data = bytes(sc.rbuf[:size])
+        del sc.rbuf[:size]
         zhandle(zb).append(data)
-        return True, len(data)
+        return True, len(data), None, None
 
     def read(c: Any, n: Any = None, *_: Any) -> Any:
         sc = ctrl_of(c)
@@ -487,7 +520,9 @@ def install(boot: Boot) -> None:
             if not sc.dgrams:
                 return sc.state == S_ONLINE, b""
             data, ip, port = sc.dgrams.pop(0)
-            return True, data, b(ip), port
+            if isinstance(n, int) and n > 0:
+                data = data[:n]
+            return True, data, raw_ip(ip), port
         if not sc.rbuf and sc.state != S_ONLINE:
             return False, b""
         size = len(sc.rbuf) if not isinstance(n, int) or n <= 0 else n
@@ -581,6 +616,10 @@ def install(boot: Boot) -> None:
 
     boot.firmware_module("icmp", {"setup": lambda *_: True, "ping": icmp_ping,
                                   "debug": lambda *_: None})
+    if "netdrv" in boot.profile.modules:
+        # netdrv.ping(id, ip[, len]) is the same probe under the netdrv name (LuatOS's libnet
+        # .ping uses it): true once sent, the answer arrives as PING_RESULT id, time, dst.
+        boot.firmware_module("netdrv", {"ping": icmp_ping})
     boot.firmware_module("socket", {
         "create": create, "debug": debug, "config": config, "linkup": linkup,
         "connect": connect, "tx": tx, "rx": rx, "read": read, "wait": wait,

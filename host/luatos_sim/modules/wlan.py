@@ -22,7 +22,7 @@ REASON_NO_AP = 201
 REASON_AUTH_FAIL = 202
 REASON_LINK_LOST = 200  # beacon timeout: the link went down under us
 
-CONSTANTS = {"NONE": 0, "STATION": 1, "AP": 2, "STATIONAP": 3}
+CONSTANTS = {"NONE": 0, "STATION": 1, "AP": 2, "STATIONAP": 3, "APSTA": 3}  # APSTA: alias
 
 
 class WlanState:

@@ -69,7 +69,7 @@ local function after_wait(id, ...)
 end
 
 function sys.wait(ms)
-  local co = co_running()
+  local co = sys.check_task()
   local id = taskTimerId
   repeat
     id = id + 1
@@ -87,7 +87,7 @@ function sys.wait(ms)
 end
 
 function sys.waitUntil(id, ms)
-  local co = co_running()
+  local co = sys.check_task()
   sys.subscribe(id, co)
   local r = ms and pack(sys.wait(ms)) or pack(co_yield())
   sys.unsubscribe(id, co)
@@ -98,7 +98,7 @@ function sys.waitUntil(id, ms)
 end
 
 function sys.waitUntilExt(id, ms)
-  local co = co_running()
+  local co = sys.check_task()
   sys.subscribe(id, co)
   local r = ms and pack(sys.wait(ms)) or pack(co_yield())
   sys.unsubscribe(id, co)
@@ -107,7 +107,7 @@ function sys.waitUntilExt(id, ms)
 end
 
 function sys.waitUntilMsg(id)
-  local co = co_running()
+  local co = sys.check_task()
   sys.subscribe(id, co)
   local r = pack(co_yield())
   sys.unsubscribe(id, co)
@@ -186,7 +186,7 @@ function sys.timerIsActive(val, ...)
   for id, cb in pairs(timerPool) do
     if cb == val and same_args(para[id], ...) then return true end
   end
-  return nil
+  -- not found: no value at all (so tostring(sys.timerIsActive(f)) raises, as on the device)
 end
 
 -- Messages -------------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ end
 function sys.taskInitEx(fun, taskName, cbFun, ...)
   if taskName == nil then
     log.error("sys", "taskName is nil", debug.traceback())
-    return nil
+    return  -- no value at all, like the firmware's sys
   end
   taskList[taskName] = { msgQueue = {}, To = false, cb = cbFun }
   return sys.taskInit(fun, ...)

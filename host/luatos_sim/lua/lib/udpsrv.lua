@@ -10,7 +10,15 @@ function udpsrv.create(port, topic, adapter)
         if event == socket.EVENT and param == 0 then
             local buff = zbuff.create(1500)
             local ok, len, ip, rport = socket.rx(srv.sc, buff)
-            if ok and len > 0 then sys.publish(topic, buff:query(), ip, rport) end
+            if ok and len > 0 then
+                -- socket.rx gives the sender as 0x00 + 4 raw bytes; publish it dotted
+                if type(ip) == "string" and #ip == 5 then
+                    ip = string.format("%d.%d.%d.%d", ip:byte(2, 5))
+                else
+                    ip = nil
+                end
+                sys.publish(topic, buff:query(), ip, rport)
+            end
         end
     end)
     if not sc then return nil end

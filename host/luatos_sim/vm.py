@@ -7,6 +7,7 @@ the VM through the event core's queue (``RT.post``), never by calling Lua from a
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Callable
@@ -169,7 +170,8 @@ class Boot:
     def firmware_module(self, name: str, functions: dict[str, Any],
                         constants: dict[str, Any] | None = None) -> Any:
         """Install a firmware (C) module table (one Lua call for the whole table)."""
-        funcs = self.lua.table_from({b(k): fn for k, fn in functions.items() if callable(fn)})
+        funcs = self.lua.table_from({b(k): _drop_extra_args(fn) for k, fn in functions.items()
+                                     if callable(fn)})
         consts = {b(k): (b(v) if isinstance(v, str) else v) for k, v in functions.items()
                   if not callable(v)}
         consts.update({b(k): (b(v) if isinstance(v, str) else v)
@@ -178,7 +180,7 @@ class Boot:
 
     def lua_function(self, fn: Callable[..., Any]) -> Any:
         """A Lua function calling ``fn`` (for tables installed by hand, e.g. io extras)."""
-        return self._lua_wrap(fn)
+        return self._lua_wrap(_drop_extra_args(fn))
 
     _guard = lua_function
 
@@ -340,9 +342,32 @@ class Boot:
     def error_text(self, err: Any) -> str:
         if isinstance(err, bytes):
             return s(err)
+        if isinstance(err, lua53.LuaError):
+            # A Lua error that crossed a Python handler (e.g. a socket callback): lupa wrapped
+            # it and appended its own traceback. The device prints only the Lua message (§2.5 B).
+            raw = err.args[0] if err.args else ""
+            text = s(raw) if isinstance(raw, bytes) else str(raw)
+            cut = text.rfind("\nstack traceback:")
+            return text[:cut] if cut >= 0 else text
         if isinstance(err, BaseException):
             return f"{type(err).__name__}: {err}"
         try:
             return s(self._tostring(err))
         except Exception:  # noqa: BLE001
             return repr(err)
+
+
+def _drop_extra_args(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A C function on the device ignores arguments beyond the ones it reads, so e.g.
+    ``sys.subscribe("X", rtos.reboot)`` or ``rtos.bsp(nil)`` must not raise a Python TypeError."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return fn
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return fn
+    n = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+    def call(*args: Any) -> Any:
+        return fn(*args[:n])
+    return call

@@ -162,7 +162,7 @@ def test_filesystem_sandbox_refuses_escape_and_luadb_writes(boot, tmp_path):
         log.info("rel", io.readFile("../secret.txt"))
         log.info("luadb", io.open("/luadb/main.lua", "w"))
         log.info("read", #io.readFile("/luadb/main.lua") > 0)
-        log.info("gone", io.popen, os.execute, os.exit, dofile)
+        log.info("gone", io.popen, os.execute, os.exit, dofile, package.loadlib)
         sys.run()
     """)
     dev.run_for("1s")
@@ -171,7 +171,7 @@ def test_filesystem_sandbox_refuses_escape_and_luadb_writes(boot, tmp_path):
     assert "I/user.rel nil" in lines
     assert any(ln.startswith("I/user.luadb nil /luadb/main.lua: Read-only") for ln in lines)
     assert "I/user.read true" in lines
-    assert "I/user.gone nil nil nil nil" in lines
+    assert "I/user.gone nil nil nil nil nil" in lines
 
 
 def test_watchdog_resets_a_device_that_stops_feeding(boot):

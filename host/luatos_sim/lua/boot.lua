@@ -210,6 +210,9 @@ io.input, io.output = nil, nil
 os.execute, os.exit, os.getenv, os.tmpname = nil, nil, nil, nil
 io.stdin, io.stdout, io.stderr = nil, nil, nil
 dofile, loadfile = nil, nil
+-- No host files or native libraries through package either: require resolves device paths only.
+package.loadlib, package.searchpath = nil, nil
+package.path, package.cpath = "", ""
 
 -- os time on the virtual clock
 local raw_date, raw_time = os.date, os.time

@@ -34,13 +34,17 @@ local mq_head, mq_tail = 1, 0
 -- taskInitEx registry: name -> {queue, timed_out, cb}
 local taskList = {}
 
+-- sys's one-shot assert(false, text). The device's sys is stripped, so its assert adds no
+-- position; raise at level 0 so the exit line repeats the text exactly (reference §2.5 A).
+local function roll_back(_, text) error(text, 0) end
+
 local function after_resume(co, ok, ...)
   if not ok then
     local err = tostring((...))
     local text = err .. "\r\n" .. debug.traceback(co)
     log.error("coroutine.resume", text)
     if COROUTINE_ERROR_ROLL_BACK then
-      sys.timerStart(assert, 500, false, text)
+      sys.timerStart(roll_back, 500, false, text)
     elseif COROUTINE_ERROR_RESTART then
       rtos.reboot()
     end

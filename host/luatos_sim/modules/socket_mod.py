@@ -4,8 +4,9 @@ Connects run in a worker thread (counted as I/O in flight, so virtual time waits
 an open connection has a reader thread that blocks on the host socket and hands every received
 chunk to the event loop through ``boot.post_from_thread``. An open socket is *watched*
 (``boot.watch``): before virtual time moves, the loop asks us to make sure data already in the
-kernel buffer has been handed over, so a test that pushes data and then runs the device always
-sees it, while an idle connection never slows virtual time down. After a device tx the server
+kernel buffer has been handed over, so data a test server has already *sent* (its peer socket
+with TCP_NODELAY, as PushHub does) is seen before time moves, while an idle connection never
+slows virtual time down. After a device tx the server
 gets ``dev.net.reply_window_ms`` of wall time (default 100) to answer before time may jump.
 Data still in the *sender's* socket is invisible: host sockets ACK at once (TCP_QUICKACK) so a
 peer's Nagle never holds a write back for long, but a peer should still use TCP_NODELAY.

@@ -16,11 +16,11 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from luatos_common.loopback_http import start_loopback_http, stop_loopback_http
 from luatos_common.packages import build_air8101_ota
 from luatos_sim import Device, DeviceOptions
 
@@ -96,14 +96,11 @@ class Server:
             def log_message(self, *_: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = start_loopback_http(Handler)
         self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop_loopback_http(self.httpd)
 
 
 def one_megabyte_package() -> bytes:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from luatos_common.loopback_http import start_loopback_http
+
 from .duration import parse_duration
 
 if TYPE_CHECKING:
@@ -310,7 +312,7 @@ def public_httpdns_port() -> int:
     """Port of the process-wide loopback stand-in for the public HTTP DNS services."""
     with _httpdns_lock:
         if not _httpdns_server:
-            from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+            from http.server import BaseHTTPRequestHandler
 
             class Handler(BaseHTTPRequestHandler):
                 def do_GET(self) -> None:  # noqa: N802 - http.server API
@@ -325,10 +327,7 @@ def public_httpdns_port() -> int:
                 def log_message(self, *args: Any) -> None:
                     pass
 
-            srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-            srv.daemon_threads = True
-            threading.Thread(target=srv.serve_forever, name="luatos-sim-httpdns",
-                             daemon=True).start()
+            srv = start_loopback_http(Handler, name="luatos-sim-httpdns")
             _httpdns_server.append(srv)
         return int(_httpdns_server[0].server_address[1])
 

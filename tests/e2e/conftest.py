@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +21,7 @@ from typing import Any
 import pytest
 
 from luatos_common.logline import SIM
+from luatos_common.loopback_http import start_loopback_http, stop_loopback_http
 from luatos_common.packages import build_air8101_ota
 from luatos_fota.testing import RunningServer, running_server
 from luatos_sim import Device, DeviceOptions
@@ -216,17 +216,13 @@ def raw_http() -> Iterator[Callable[[int, bytes], RawHttp]]:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        srv.daemon_threads = True
-        threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                         daemon=True).start()
+        srv = start_loopback_http(Handler)
         servers.append(srv)
         return RawHttp("127.0.0.1", int(srv.server_address[1]), seen)
 
     yield start
     for s in servers:
-        s.shutdown()
-        s.server_close()
+        stop_loopback_http(s)
 
 
 def free_port() -> int:

@@ -97,6 +97,21 @@ def sign_in(page: Any, srv: RunningServer, token: str = TOKEN) -> None:
     page.click("#token-form button[type=submit]")
 
 
+def wait_status(page: Any, kind: str, text: str) -> str:
+    """Wait until the status line is of `kind` and says `text`.
+
+    The status line keeps the previous action's message until the next answer arrives, so
+    waiting on the class alone can read the old message (an earlier "unbanned" is also ok).
+    """
+    page.wait_for_function(
+        "([kind, text]) => { const s = document.querySelector('#status');"
+        " return s && s.classList.contains(kind) && s.innerText.includes(text); }",
+        arg=[kind, text],
+        timeout=UI_WAIT_MS,
+    )
+    return str(page.inner_text("#status"))
+
+
 def push_login(srv: RunningServer, mac: str, version: str) -> socket.socket:
     hub: PushHub = srv.app.state.push_hub
     sock = socket.create_connection(("127.0.0.1", hub.port), timeout=10)
@@ -109,8 +124,7 @@ def push_login(srv: RunningServer, mac: str, version: str) -> socket.socket:
 
 def test_wrong_token_is_refused_and_nothing_is_shown(page: Any, srv: RunningServer) -> None:
     sign_in(page, srv, token="not-the-token")
-    page.wait_for_selector("#status.error")
-    assert "token" in page.inner_text("#status").lower()
+    assert "token" in wait_status(page, "error", "oken").lower()
     assert page.is_visible("#token-form")
     assert not page.is_visible("section[data-panel=devices]")
     assert page.evaluate("sessionStorage.getItem('luatos-fota-token')") is None
@@ -173,8 +187,7 @@ def test_dashboard_devices_upload_ban_unban_audit(
     page.set_input_files("#up-file", str(bad))
     page.fill("#up-version", "001.000.003")
     page.click("#upload-submit")
-    page.wait_for_selector("#status.error")
-    assert "file" in page.inner_text("#status") and "invalid package" in page.inner_text("#status")
+    assert "file" in wait_status(page, "error", "invalid package")
     assert len(srv.store.list_releases(product["id"])) == 1
 
     # Pause and re-enable the release from its row.
@@ -220,8 +233,7 @@ def test_dashboard_devices_upload_ban_unban_audit(
     push_row.wait_for()
     page.once("dialog", lambda dialog: dialog.accept(str(releases[0]["id"])))
     push_row.locator("button").click()
-    page.wait_for_selector("#status.ok")
-    assert "sent" in page.inner_text("#status")
+    assert MAC in wait_status(page, "ok", "sent")
     push_sock.settimeout(10)
     command = json.loads(push_sock.makefile("rb").readline())
     assert command["fota"] == "true" and command["url"].startswith("###http://")

@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import schema
-from .store import Store
+from .store import Store, StoreBusy
 
 log = logging.getLogger("luatos_fota.writer")
 
@@ -46,7 +46,7 @@ def _is_outage(e: BaseException) -> bool:
     """Database unreachable or busy (retry later) as opposed to a row it refuses (drop it)."""
     if isinstance(e, sa.exc.DBAPIError) and e.connection_invalidated:
         return True
-    return isinstance(e, (sa.exc.OperationalError, sa.exc.TimeoutError, OSError))
+    return isinstance(e, (sa.exc.OperationalError, sa.exc.TimeoutError, OSError, StoreBusy))
 
 
 class BufferedWriter:

@@ -14,6 +14,9 @@ local tostring, select, type, concat = tostring, select, type, table.concat
 -- The device runs `main` on its main Lua thread; we run it in a coroutine (so the host can
 -- pause it) and hide that: from the script's point of view it is still the main thread.
 
+-- The boot coroutine (RT.boot_co), kept in an upvalue too: these wrappers run on every yield.
+local boot_co = nil
+
 coroutine.create = function(f)
   local co = raw_create(f)
   sethook(co, hook, "", every)
@@ -31,17 +34,17 @@ end
 
 coroutine.running = function()
   local co, ismain = raw_running()
-  if co == RT.boot_co then return co, true end
+  if co == boot_co then return co, true end
   return co, ismain
 end
 
 coroutine.isyieldable = function()
-  if raw_running() == RT.boot_co then return false end
+  if raw_running() == boot_co then return false end
   return raw_isyieldable()
 end
 
 coroutine.yield = function(...)
-  if raw_running() == RT.boot_co then
+  if raw_running() == boot_co then
     error("attempt to yield from outside a coroutine", 0)
   end
   return raw_yield(...)
@@ -284,6 +287,7 @@ function RT.start_main(main_fn)
   local co = raw_create(main_fn)
   sethook(co, hook, "", every)
   RT.boot_co = co
+  boot_co = co
   return co
 end
 

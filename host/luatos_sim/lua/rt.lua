@@ -137,22 +137,25 @@ end
 
 local tointeger = math.tointeger
 
+local function bad_int(n)
+  error("bad argument #" .. n .. " to 'timer_start' (number has no integer representation)", 3)
+end
+
 function RT.timer_start(id, ms, rep)
-  local iid = tointeger(id)
-  if iid == nil then error("bad argument #1 to 'timer_start' (number has no integer representation)", 2) end
-  local ims = tointeger(ms)
-  if ims == nil then error("bad argument #2 to 'timer_start' (number has no integer representation)", 2) end
+  local iid, ims = tointeger(id), tointeger(ms)
+  if iid == nil then bad_int(1) elseif ims == nil then bad_int(2) end
   local irep = 0
   if rep ~= nil then
     irep = tointeger(rep)
-    if irep == nil then error("bad argument #3 to 'timer_start' (number has no integer representation)", 2) end
+    if irep == nil then bad_int(3) end
   end
   if ims < 1 then return 0 end
-  gen = gen + 1
+  local g = gen + 1
+  gen = g
   -- Restarting a running id replaces it (UNCONFIRMED on the device; the reference's default).
   if tgen[iid] ~= nil then stale = stale + 1 end
-  tgen[iid], tper[iid], trep[iid] = gen, ims, irep
-  schedule(now + ims, 1, iid, gen)
+  tgen[iid], tper[iid], trep[iid] = g, ims, irep
+  schedule(now + ims, 1, iid, g)
   return 1
 end
 
@@ -215,16 +218,19 @@ function RT.receive(timeout)
   if timeout ~= nil and timeout ~= -1 and timeout >= 0 then stop_at = now + timeout end
   while true do
     if io > 0 then H.io_poll() end
-    local e = top()
+    local e = heap[1]
+    if e ~= nil and e[3] == 1 and tgen[e[4]] ~= e[5] then e = top() end
     local due = e and e[1]
     if due ~= nil and due <= now then
-      pop_top()
+      if hn == 1 then heap[1] = nil; hn = 0 else pop_top() end
       if e[3] == 1 then
         local id = e[4]
         local rep = trep[id]
         if rep == 0 then
           tgen[id], tper[id], trep[id] = nil, nil, nil
-          recycle(e)
+          e[4], e[5] = nil, nil  -- recycle the entry (inlined: this is the hottest path)
+          pn = pn + 1
+          pool[pn] = e
         else
           if rep > 0 then trep[id] = rep - 1 end
           -- a repeating timer re-enters the heap in the same entry

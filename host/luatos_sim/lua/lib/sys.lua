@@ -13,6 +13,10 @@ COROUTINE_ERROR_RESTART = true
 local TASK_TIMER_ID_MAX = 0x1FFFFF
 local MSG_TIMER_ID_MAX = 0x7FFFFF
 
+-- The firmware's timer and receive calls (C functions on the device; fixed once sys is loaded).
+local rt_timer_start, rt_timer_stop, rt_receive = rtos.timer_start, rtos.timer_stop, rtos.receive
+local INF_TIMEOUT, MSG_TIMER = rtos.INF_TIMEOUT, rtos.MSG_TIMER
+
 local unpack = table.unpack
 local pack = table.pack
 local co_resume, co_yield, co_running, co_create = coroutine.resume, coroutine.yield,
@@ -66,14 +70,16 @@ end
 local function after_wait(id, ...)
   if select("#", ...) > 0 then
     -- Woken by a message, not by the timer.
-    rtos.timer_stop(id)
+    rt_timer_stop(id)
     taskTimerPool[id] = nil
     return ...
   end
 end
 
+-- The hot path of every task: kept free of table lookups it does not need.
 function sys.wait(ms)
-  local co = sys.check_task()
+  local co, ismain = co_running()
+  if ismain then error(debug.traceback("attempt to yield from outside a coroutine")) end
   local id = taskTimerId
   repeat
     id = id + 1
@@ -81,7 +87,7 @@ function sys.wait(ms)
   until taskTimerPool[id] == nil
   taskTimerId = id
   if ms ~= nil then
-    if rtos.timer_start(id, ms) ~= 1 then
+    if rt_timer_start(id, ms) ~= 1 then
       log.debug("rtos.timer_start error")
       return
     end
@@ -250,14 +256,17 @@ local function dispatch()
 end
 
 function sys.safeRun()
-  dispatch()
-  local msg, param, exparam = rtos.receive(rtos.INF_TIMEOUT)
+  if mq_head <= mq_tail then dispatch() end
+  local msg, param, exparam = rt_receive(INF_TIMEOUT)
   if msg == nil or msg == 0 then return end
-  if msg == rtos.MSG_TIMER and param then
+  if msg == MSG_TIMER and param then
     if param < TASK_TIMER_ID_MAX then
       local co = taskTimerPool[param]
       taskTimerPool[param] = nil
-      if co then sys.coresume(co) end
+      if co then
+        local ok, err = co_resume(co)
+        if not ok then after_resume(co, ok, err) end
+      end
     else
       local cb = timerPool[param]
       if cb then

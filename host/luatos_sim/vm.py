@@ -7,7 +7,6 @@ the VM through the event core's queue (``RT.post``), never by calling Lua from a
 
 from __future__ import annotations
 
-import inspect
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import lupa.lua53 as lua53
 
+from .cfunc import c_function, error_message
 from .scripts import ScriptError, ScriptImage, check_bytecode
 
 if TYPE_CHECKING:
@@ -105,6 +105,7 @@ class Boot:
         H.io_wait = self._io_wait
         H.io_sync = self._io_sync
         H.busy_loop = self._busy_loop
+        H.c_error = self._c_error
         H.halted_error = self.lua.eval(
             "setmetatable({}, {__tostring = function() return 'device rebooted' end})")
         self.RT = self.lua.execute(_RT_SRC, H)
@@ -127,10 +128,22 @@ class Boot:
         # refuses to run once the boot has halted (no Lua after a reboot, whatever pcalls).
         self._lua_wrap, self._install_table = self.lua.execute(b"""
           local RT, H = ...
+          local type, error, pcall = type, error, pcall
+          local halted_error, c_error = H.halted_error, H.c_error
+          -- A C function's error is a string carrying the caller's position (luaL_error); lupa
+          -- would hand Lua the Python exception object instead.
+          local function finish(ok, ...)
+            if ok then return ... end
+            if RT.halted then error(halted_error, 0) end
+            local e = ...
+            if type(e) ~= "userdata" then error(e, 0) end  -- a Lua value raised by Lua code
+            local text, where = c_error(e)
+            error(text, where and 2 or 0)  -- finish is tail-called: level 2 is the script
+          end
           local function wrap(f)
             return function(...)
-              if RT.halted then error(H.halted_error, 0) end
-              return f(...)
+              if RT.halted then error(halted_error, 0) end
+              return finish(pcall(f, ...))
             end
           end
           local function install(name, funcs, consts)
@@ -170,7 +183,7 @@ class Boot:
     def firmware_module(self, name: str, functions: dict[str, Any],
                         constants: dict[str, Any] | None = None) -> Any:
         """Install a firmware (C) module table (one Lua call for the whole table)."""
-        funcs = self.lua.table_from({b(k): _drop_extra_args(fn) for k, fn in functions.items()
+        funcs = self.lua.table_from({b(k): c_function(fn, k) for k, fn in functions.items()
                                      if callable(fn)})
         consts = {b(k): (b(v) if isinstance(v, str) else v) for k, v in functions.items()
                   if not callable(v)}
@@ -178,9 +191,10 @@ class Boot:
                        for k, v in (constants or {}).items()})
         return self._install_table(b(name), funcs, self.lua.table_from(consts) if consts else None)
 
-    def lua_function(self, fn: Callable[..., Any]) -> Any:
-        """A Lua function calling ``fn`` (for tables installed by hand, e.g. io extras)."""
-        return self._lua_wrap(_drop_extra_args(fn))
+    def lua_function(self, fn: Callable[..., Any], name: str | None = None) -> Any:
+        """A Lua function calling ``fn`` (for tables installed by hand, e.g. io extras); ``name``
+        is what a bad-argument error calls it."""
+        return self._lua_wrap(c_function(fn, name))
 
     _guard = lua_function
 
@@ -248,6 +262,10 @@ class Boot:
             self.RT.halted = True
 
     # -- bridge callbacks -------------------------------------------------------------------------
+
+    def _c_error(self, err: Any) -> tuple[bytes, bool]:
+        text, where = error_message(err)
+        return text.encode(), where
 
     def _emit(self, line: bytes) -> None:
         if self.halted is not None:
@@ -357,17 +375,3 @@ class Boot:
             return repr(err)
 
 
-def _drop_extra_args(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A C function on the device ignores arguments beyond the ones it reads, so e.g.
-    ``sys.subscribe("X", rtos.reboot)`` or ``rtos.bsp(nil)`` must not raise a Python TypeError."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return fn
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return fn
-    n = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
-
-    def call(*args: Any) -> Any:
-        return fn(*args[:n])
-    return call

@@ -234,13 +234,24 @@ os.clock = function() return get_now() / 1000 end
 
 local byte, char, format, gsub = string.byte, string.char, string.format, string.gsub
 
+-- These are C functions on the device: a wrong argument names them, not gsub (level 3: the
+-- caller of the extension).
+local function check_string(v, n, fname)
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "number" then return tostring(v) end  -- luaL_checklstring converts numbers
+  error("bad argument #" .. n .. " to '" .. fname .. "' (string expected, got " .. t .. ")", 3)
+end
+
 function string.toHex(s, sep)
+  s = check_string(s, 1, "toHex")
   sep = sep or ""
   local h = gsub(s, ".", function(c) return format("%02X", byte(c)) .. sep end)
   return h, #h
 end
 
 function string.fromHex(s)
+  s = check_string(s, 1, "fromHex")
   s = gsub(s, "[^%x]", "")
   return (gsub(s, "%x%x", function(x) return char(tonumber(x, 16)) end))
 end
@@ -264,9 +275,18 @@ function string.split(s, delim, keep_empty)
   return out
 end
 
-function string.startsWith(s, p) return s:sub(1, #p) == p end
-function string.endsWith(s, p) return #p == 0 or s:sub(-#p) == p end
-function string.trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
+function string.startsWith(s, p)
+  s, p = check_string(s, 1, "startsWith"), check_string(p, 2, "startsWith")
+  return s:sub(1, #p) == p
+end
+function string.endsWith(s, p)
+  s, p = check_string(s, 1, "endsWith"), check_string(p, 2, "endsWith")
+  return #p == 0 or s:sub(-#p) == p
+end
+function string.trim(s)
+  s = check_string(s, 1, "trim")
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
 
 -- Firmware module tables: a missing function fails like a nil call on the device, and the host
 -- remembers which module.function it was so the error can say "not emulated".

@@ -14,13 +14,13 @@ if TYPE_CHECKING:
 
 
 def _hexdigest(name: str) -> Any:
-    def digest(data: bytes = b"", *_: Any) -> bytes:
+    def digest(data: bytes, *_: Any) -> bytes:  # the data is required (luaL_checklstring)
         return hashlib.new(name, data).hexdigest().upper().encode()
     return digest
 
 
 def _hmac(name: str) -> Any:
-    def mac(data: bytes = b"", key: bytes = b"", *_: Any) -> bytes:
+    def mac(data: bytes, key: bytes, *_: Any) -> bytes:
         return hmac.new(key, data, name).hexdigest().upper().encode()
     return mac
 

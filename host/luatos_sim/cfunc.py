@@ -1,0 +1,182 @@
+"""Python callables made to behave like the firmware's C functions at the Lua boundary.
+
+A script meets three C-function habits the emulator has to copy: extra arguments are ignored, a
+number where a string goes is converted (``luaL_checklstring``: ``crypto.md5(5)`` hashes "5"), and
+a wrong argument raises ``bad argument #n to 'name' (string expected, got nil)``. Python would instead
+raise ``TypeError: object supporting the buffer API required``, which a firmware author cannot
+map back to their call. The argument types come from each implementation's own annotations, and
+they are consulted only after the call failed, so an annotation never refuses a call that works.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import lupa.lua53 as lua53
+
+
+class BadArgument(TypeError):
+    """Raised into Lua with the exact text a C function's luaL_argerror would give."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Param:
+    kind: str | None  # "string", "integer", "number" or None (not checked)
+    nullable: bool    # annotated "| None": nil is a meaning, not a mistake
+    has_default: bool  # "no value" is fine (Python used the default)
+
+
+def _kind(annotation: Any) -> tuple[str | None, bool]:
+    if annotation is inspect.Parameter.empty or not isinstance(annotation, str):
+        return None, False
+    parts = {p.strip() for p in annotation.split("|")}
+    nullable = "None" in parts
+    parts.discard("None")
+    if parts <= {"bytes", "str", "bytes | str"} and parts:
+        return "string", nullable
+    if parts == {"int"}:
+        return "integer", nullable
+    if parts <= {"int", "float"} and parts:
+        return "number", nullable
+    return None, nullable
+
+
+def lua_type_name(v: Any) -> str:
+    if v is None:
+        return "nil"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, (bytes, str)):
+        return "string"
+    return lua53.lua_type(v) or "userdata"
+
+
+def _as_number(v: Any) -> float | int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return v
+    if isinstance(v, (bytes, str)):  # Lua converts numeric strings where a number is expected
+        text = v.decode("latin-1") if isinstance(v, bytes) else v
+        try:
+            return int(text, 0)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                return None
+    return None
+
+
+def _problem(p: _Param, args: tuple[Any, ...], i: int) -> str | None:
+    """What luaL_check* would say about argument i, or None when it is acceptable."""
+    if p.kind is None:
+        return None
+    expected = "string" if p.kind == "string" else "number"
+    if i >= len(args):
+        return None if p.has_default else f"{expected} expected, got no value"
+    if args[i] is None:
+        # Asked only after the call failed: a nil where a typed value goes is the likely cause,
+        # even when the Python side has a default (the C side may well require the argument).
+        return None if p.nullable else f"{expected} expected, got nil"
+    v = args[i]
+    if p.kind == "string":
+        if isinstance(v, (bytes, str)) or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+            return None
+        return f"string expected, got {lua_type_name(v)}"
+    n = _as_number(v)
+    if n is None:
+        return f"number expected, got {lua_type_name(v)}"
+    if p.kind == "integer" and isinstance(n, float) and not n.is_integer():
+        return "number has no integer representation"
+    return None
+
+
+def lua_number_text(v: int | float) -> bytes:
+    """A number as Lua 5.3's tostring writes it (integers plain, floats "%.14g" with ".0")."""
+    if isinstance(v, int):
+        return str(v).encode()
+    if v != v:
+        return b"nan" if str(v) == "nan" else b"-nan"
+    if v in (float("inf"), float("-inf")):
+        return b"inf" if v > 0 else b"-inf"
+    text = f"{v:.14g}"
+    if all(c in "-0123456789" for c in text):
+        text += ".0"
+    return text.encode()
+
+
+def c_function(fn: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
+    """``fn`` as the firmware would expose it (see the module docstring)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return fn
+    positional = [p for p in sig.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    variadic = any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
+    n = len(positional)
+    # Arguments where the implementation takes bytes: a Lua number is converted, as in C.
+    string_args = [i for i, p in enumerate(positional) if _kind(p.annotation)[0] == "string"]
+    # Where it takes an int: an integral float (5.0) is that integer, as luaL_checkinteger gives.
+    int_args = [i for i, p in enumerate(positional) if _kind(p.annotation)[0] == "integer"]
+    params = []
+    for p in positional:
+        kind, nullable = _kind(p.annotation)
+        params.append(_Param(kind, nullable or p.default is None, p.default is not inspect.Parameter.empty))
+
+    def explain(args: tuple[Any, ...]) -> str | None:
+        if name is None:
+            return None
+        for i, p in enumerate(params):
+            problem = _problem(p, args, i)
+            if problem is not None:
+                return f"bad argument #{i + 1} to '{name}' ({problem})"
+        return None
+
+    def call(*args: Any) -> Any:
+        if not variadic and len(args) > n:
+            args = args[:n]
+        for i in string_args:
+            if i < len(args):
+                v = args[i]
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    args = (*args[:i], lua_number_text(v), *args[i + 1:])
+        for i in int_args:
+            if i < len(args):
+                v = args[i]
+                if isinstance(v, float) and v.is_integer():
+                    args = (*args[:i], int(v), *args[i + 1:])
+        try:
+            return fn(*args)
+        except (TypeError, ValueError, AttributeError, OverflowError) as e:
+            if isinstance(e, BadArgument):
+                raise
+            text = explain(args)
+            if text is None:
+                raise
+            raise BadArgument(text) from e
+
+    call.__wrapped__ = fn  # type: ignore[attr-defined]
+    return call
+
+
+def error_message(err: Any) -> tuple[str, bool]:
+    """The text a Python error raised into Lua should carry, and whether Lua should prefix the
+    caller's position (as luaL_error does). A Lua error that crossed a Python callback already
+    has its position; lupa appended its own traceback, which the device would not print."""
+    if isinstance(err, lua53.LuaError):
+        raw = err.args[0] if err.args else ""
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        cut = text.rfind("\nstack traceback:")
+        return (text[:cut] if cut >= 0 else text), False
+    if isinstance(err, (BadArgument, TypeError, ValueError)):
+        return str(err), True
+    if isinstance(err, BaseException):
+        return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__, True
+    return str(err), True

@@ -165,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
                            "note": r[3]} for r in rows]))
         return 0
     print(f"{'case':36} {'bytes/boots':>12} {'median s':>9}  {'goal':>6}  note")
-    for name, size, secs, note in rows:
-        verdict = "ok" if secs < 0.5 else "SLOW"
+    for i, (name, size, secs, note) in enumerate(rows):
+        # The issue sets a goal (< 0.5 s) for the upgrade cycle only; PSM is reported as measured.
+        verdict = ("ok" if secs < 0.5 else "MISSED") if i == 0 else "-"
         print(f"{name:36} {size:>12} {secs:>9.3f}  {verdict:>6}  {note}")
     return 0
 

@@ -111,24 +111,55 @@ def lua_number_text(v: int | float) -> bytes:
     return text.encode()
 
 
-def c_function(fn: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
-    """``fn`` as the firmware would expose it (see the module docstring)."""
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    n: int                  # positional parameters (extra arguments are dropped)
+    variadic: bool
+    string_args: tuple[int, ...]  # takes bytes: a Lua number is converted, as in C
+    int_args: tuple[int, ...]     # takes an int: an integral float (5.0) is that integer
+    params: tuple[_Param, ...]
+
+
+_SPECS: dict[tuple[Any, int], _Spec] = {}
+
+
+def _spec(fn: Callable[..., Any]) -> _Spec | None:
+    # Modules define their functions inside install(boot), so each boot brings new function
+    # objects with the same code: cache by code object, or every boot pays inspect.signature
+    # for ~160 functions (3 ms).
+    code = getattr(fn, "__code__", None)
+    key = (code, len(getattr(fn, "__defaults__", None) or ())) if code is not None else None
+    if key is not None and key in _SPECS:
+        return _SPECS[key]
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
-        return fn
+        return None
     positional = [p for p in sig.parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    variadic = any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values())
-    n = len(positional)
-    # Arguments where the implementation takes bytes: a Lua number is converted, as in C.
-    string_args = [i for i, p in enumerate(positional) if _kind(p.annotation)[0] == "string"]
-    # Where it takes an int: an integral float (5.0) is that integer, as luaL_checkinteger gives.
-    int_args = [i for i, p in enumerate(positional) if _kind(p.annotation)[0] == "integer"]
     params = []
     for p in positional:
         kind, nullable = _kind(p.annotation)
         params.append(_Param(kind, nullable or p.default is None, p.default is not inspect.Parameter.empty))
+    spec = _Spec(
+        n=len(positional),
+        variadic=any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values()),
+        string_args=tuple(i for i, p in enumerate(params) if p.kind == "string"),
+        int_args=tuple(i for i, p in enumerate(params) if p.kind == "integer"),
+        params=tuple(params),
+    )
+    if key is not None:
+        _SPECS[key] = spec
+    return spec
+
+
+def c_function(fn: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
+    """``fn`` as the firmware would expose it (see the module docstring)."""
+    spec = _spec(fn)
+    if spec is None:
+        return fn
+    n, variadic, string_args, int_args, params = (spec.n, spec.variadic, spec.string_args,
+                                                  spec.int_args, spec.params)
 
     def explain(args: tuple[Any, ...]) -> str | None:
         if name is None:

@@ -301,12 +301,25 @@ def _hub(request: Request) -> Any:
     return request.app.state.push_hub
 
 
+def _pusher(request: Request) -> Any:
+    """What sends pushes: the relay (devices on every instance sharing the database) when it
+    runs, else this instance's hub alone."""
+    return getattr(request.app.state, "push_relay", None) or _hub(request)
+
+
+async def _online(request: Request) -> list[dict[str, Any]]:
+    relay = getattr(request.app.state, "push_relay", None)
+    if relay is not None:
+        return list(await relay.online())
+    return list(_hub(request).online())
+
+
 @authed
 async def push_online(request: Request) -> Response:
     hub = _hub(request)
     if hub is None:
         return _err(503, "push channel not running (start the server with --push-port)")
-    return _ok({"online": hub.online()})
+    return _ok({"online": await _online(request)})
 
 
 @authed
@@ -339,7 +352,7 @@ async def push(request: Request) -> Response:
         if devices_ is None:
             raise ValueError("give devices, or release_id to push to its online targeted devices")
         message = body.get("message") or fota_command(str(url), version)
-        sent = await hub.push(devices_, message)
+        sent = await _pusher(request).push(devices_, message)
         return _ok({"message": message, "results": sent, "skipped": {}})
     # A release push goes through the check-in decision for each device (review finding 5):
     # up to date, banned, pinned elsewhere, downgrade refused and the loop guard all apply, and
@@ -349,7 +362,7 @@ async def push(request: Request) -> Response:
     product = cat.products.get(rel["product_id"])
     if product is None:
         raise NotFound(f"product {rel['product_id']} of release {rel['id']} is gone")
-    online = {normalize_device_key(o["device"]): o for o in hub.online()}
+    online = {normalize_device_key(o["device"]): o for o in await _online(request)}
     wanted = [normalize_device_key(d) for d in devices_] if devices_ is not None else list(online)
     base = f"{request.app._base_url(request.scope)}/dl/{rel['sha256']}.bin"
     results: dict[str, str] = {}
@@ -370,7 +383,7 @@ async def push(request: Request) -> Response:
             continue
         msg = fota_command(f"{base}?fota_sn={out.fota_sn}", version)
         messages[key] = msg
-        results.update(await hub.push([o["device"]], msg))
+        results.update(await _pusher(request).push([o["device"]], msg))
     svc.writer.audit({"ts": time.time(), "event": "push_release", "device_key": None,
                       "product_id": product.id, "release_id": rel["id"], "status": None, "code": None,
                       "ip": None, "actor": "api", "detail": json.dumps({"sent": results, "skipped": skipped})})

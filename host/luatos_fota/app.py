@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hmac
+import inspect
 import json
 import logging
 import os
@@ -56,6 +57,8 @@ from .blobs import BlobStore
 from .config import ServerConfig
 from .devrequest import FIELD_LIMITS, looks_like_device_request, parse_device_request, raw_target
 from .httpio import header, plan_range, send_bytes, send_json, send_package
+from .push import PushHub
+from .pushrelay import PushRelay
 from .ratelimit import TokenBuckets, retry_after_seconds
 from .service import CODE_INVALID_DEVICE, CODE_WAIT, FotaService, Outcome, Query
 from .store import NotFound, Store, normalize_device_key
@@ -462,8 +465,18 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     st = store or Store(data, db_url, hot_busy_timeout_s=config.hot_busy_timeout_s)
     token = resolve_admin_token(data, admin_token)
     svc = FotaService(st, config)
-    if push_hub is not None and getattr(push_hub, "on_event", False) is None:
-        push_hub.on_event = svc.push_event
+    relay_box: list[PushRelay] = []  # the relay exists once the hub listens (lifespan)
+    if push_hub is not None:
+        first_hook = getattr(push_hub, "on_event", None) or svc.push_event
+
+        async def on_push_event(kind: str, device: str, data: dict[str, Any]) -> None:
+            result = first_hook(kind, device, data)
+            if inspect.isawaitable(result):
+                await result
+            for relay in relay_box:
+                await relay.on_hub_event(kind, device, data)
+
+        push_hub.on_event = on_push_event
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FotaApp) -> AsyncIterator[None]:
@@ -473,9 +486,18 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
         if hub is not None and getattr(hub, "address", None) is None and "push_port" in config.extra:
             await hub.start(config.extra.get("push_host", "0.0.0.0"), int(config.extra["push_port"]))
             started_hub = True
+        relay = None
+        if isinstance(hub, PushHub) and hub.address is not None:
+            relay = PushRelay(st, hub, **config.extra.get("push_relay", {}))
+            await relay.start()
+            relay_box.append(relay)
+            app.state.push_relay = relay
         try:
             yield
         finally:
+            if relay is not None:
+                relay_box.clear()
+                await relay.stop()
             if started_hub:
                 await hub.stop()
             svc.close()
@@ -503,6 +525,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     app.state.config = config
     app.state.admin_token = token
     app.state.push_hub = push_hub
+    app.state.push_relay = None
     app.state.data_dir = data
     return app
 

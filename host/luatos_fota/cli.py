@@ -519,8 +519,9 @@ def push(server: str, tok: str | None, data_dir: Path | None, devices: str | Non
         res = _api(server, tok, "GET", "/admin/api/push/online")
         if as_json:
             return _out(res)
-        _table([[o["device"], o.get("version"), o.get("peer"), o.get("connected_at")] for o in res["online"]],
-               ["DEVICE", "VERSION", "PEER", "CONNECTED"])
+        _table([[o["device"], o.get("version"), o.get("peer"), o.get("connected_at"), o.get("instance") or "-"]
+                for o in res["online"]],
+               ["DEVICE", "VERSION", "PEER", "CONNECTED", "INSTANCE"])
         return
     if release_id is None and not url:
         raise click.UsageError("give --release-id or --url")

@@ -125,6 +125,43 @@ audit = sa.Table(
     sa.Index("ix_audit_ts", "ts"),  # migration 2: pruning and time-range queries
 )
 
+# The push channel across instances (migration 3). Each server instance that runs a push hub
+# has a row it heartbeats; a device logged in to an instance has a session row naming it; a push
+# asked of one instance for a device connected to another is an outbox row that the owning
+# instance picks up, sends and marks with the hub's result.
+push_instances = sa.Table(
+    "push_instances", metadata,
+    sa.Column("instance_id", sa.String(40), primary_key=True),
+    sa.Column("push_address", sa.String(200), nullable=False, server_default=""),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+)
+
+push_sessions = sa.Table(
+    "push_sessions", metadata,
+    sa.Column("device_key", sa.String(200), primary_key=True),
+    sa.Column("instance_id", sa.String(40), nullable=False),
+    sa.Column("peer", sa.String(100), nullable=False, server_default=""),
+    sa.Column("info", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("connected_at", sa.Float, nullable=False),
+    sa.Column("last_answer", sa.Text, nullable=True),
+    sa.Column("last_answer_at", sa.Float, nullable=True),
+)
+
+push_outbox = sa.Table(
+    "push_outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("instance_id", sa.String(40), nullable=False),  # the instance holding the socket
+    sa.Column("origin", sa.String(40), nullable=False),       # the instance that was asked
+    sa.Column("device_key", sa.String(200), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("state", sa.String(10), nullable=False, server_default="queued"),  # queued | done
+    sa.Column("result", sa.Text, nullable=False, server_default=""),
+    sa.Column("done_at", sa.Float, nullable=True),
+    sa.Index("ix_push_outbox_instance_state", "instance_id", "state"),
+)
+
 # generation rows: 1 = catalogue (products, releases, targeting), 2 = device state (bans, pins,
 # registrations; migration 2). A device-only change drops cached devices, not the catalogue.
 GEN_CATALOG = 1
@@ -226,8 +263,14 @@ def _m2_device_generation_and_audit_ts(conn: Connection) -> None:
         conn.execute(generation.insert().values(id=GEN_DEVICES, value=1))
 
 
+def _m3_push_relay(conn: Connection) -> None:
+    for table in (push_instances, push_sessions, push_outbox):
+        table.create(conn, checkfirst=True)
+
+
 # Ordered: MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit.
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_device_generation_and_audit_ts]
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_device_generation_and_audit_ts,
+                                                  _m3_push_relay]
 LATEST = len(MIGRATIONS)
 
 

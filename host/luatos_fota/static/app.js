@@ -294,7 +294,8 @@ async function loadPush() {
     el("td", { class: "mono" }, o.device),
     el("td", { class: "mono" }, o.version || "—"),
     el("td", { class: "mono" }, o.core || "—"),
-    el("td", { class: "mono" }, o.peer),
+    el("td", { class: "mono", title: o.instance ? `server instance ${o.instance}` : "" },
+      o.here === false ? `${o.peer} (via ${o.instance})` : o.peer),
     el("td", {}, o.connected_at),
     el("td", { class: "mono", title: o.last_answer_at || "" }, o.last_answer ? JSON.stringify(o.last_answer) : "—"),
     el("td", {}, el("button", { type: "button", class: "small", onclick: () => guarded(() => pushDevice(o.device)) }, "Push"))));

@@ -1,0 +1,288 @@
+"""The push channel across server instances that share one database.
+
+Why: behind a load balancer each device's push socket lands on one instance, and an operator's
+push request on any instance. Without a relay an instance sees only its own sockets, so "who is
+online" is a fraction of the fleet and a push reaches only the devices that happen to share the
+instance the operator hit. Through the database every instance sees every session, and a push
+for a device held elsewhere is handed to the instance that holds it.
+
+How: each instance has a heartbeat row (``push_instances``); a login writes the device's
+session row (``push_sessions``) naming its instance, a disconnect removes it. A push for a
+device on another live instance becomes an ``push_outbox`` row; the owner polls for its rows
+every ``poll_s``, claims one (``queued`` → ``sending``, so exactly one instance sends it), sends
+it through its hub and stores the hub's result, which the asking instance returns. A session of
+an instance whose heartbeat is older than ``stale_s`` is not online (the instance died).
+Polling, not LISTEN/NOTIFY, so the same code works on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import schema as t
+from .push import LOGIN_INFO_KEYS, PushHub, encode_command, normalize_device_id
+from .store import Store
+
+log = logging.getLogger("luatos_fota.pushrelay")
+
+#: Finished outbox rows are kept this long (they show what a device was sent), then pruned.
+OUTBOX_KEEP_S = 24 * 3600.0
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class PushRelay:
+    def __init__(self, store: Store, hub: PushHub, *, instance_id: str | None = None, poll_s: float = 0.2,
+                 heartbeat_s: float = 2.0, stale_s: float = 10.0, wait_s: float = 5.0) -> None:
+        self.store = store
+        self.hub = hub
+        self.instance_id = instance_id or uuid.uuid4().hex[:16]
+        self.poll_s = poll_s
+        self.heartbeat_s = heartbeat_s
+        self.stale_s = stale_s
+        self.wait_s = wait_s
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._register)
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="push-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        try:
+            await asyncio.to_thread(self._unregister)
+        except Exception:  # a database outage at shutdown: the heartbeat goes stale instead
+            log.exception("push relay: could not remove this instance's rows")
+
+    def _register(self) -> None:
+        now = time.time()
+        addr = f"{self.hub.address[0]}:{self.hub.address[1]}" if self.hub.address else ""
+        with self.store.tx() as c:
+            c.execute(t.push_instances.delete().where(t.push_instances.c.instance_id == self.instance_id))
+            c.execute(t.push_instances.insert().values(instance_id=self.instance_id, push_address=addr,
+                                                       started_at=now, heartbeat_at=now))
+
+    def _unregister(self) -> None:
+        with self.store.tx() as c:
+            c.execute(t.push_sessions.delete().where(t.push_sessions.c.instance_id == self.instance_id))
+            c.execute(t.push_outbox.update()
+                      .where(t.push_outbox.c.instance_id == self.instance_id, t.push_outbox.c.state == "queued")
+                      .values(state="done", result="offline", done_at=time.time()))
+            c.execute(t.push_instances.delete().where(t.push_instances.c.instance_id == self.instance_id))
+
+    # ------------------------------------------------------------------ hub events
+
+    async def on_hub_event(self, kind: str, device: str, data: dict[str, Any]) -> None:
+        """Keep this instance's session rows in step with its hub (``PushHub.on_event``)."""
+        if kind == "login":
+            await asyncio.to_thread(self._session_login, device, data)
+        elif kind == "disconnect":
+            await asyncio.to_thread(self._session_logout, device)
+        elif kind == "answer":
+            await asyncio.to_thread(self._session_answer, device, data)
+
+    def _session_login(self, device: str, data: dict[str, Any]) -> None:
+        info = {k: data[k] for k in LOGIN_INFO_KEYS if k in data}
+        with self.store.tx() as c:
+            c.execute(t.push_sessions.delete().where(t.push_sessions.c.device_key == device))
+            c.execute(t.push_sessions.insert().values(
+                device_key=device, instance_id=self.instance_id, peer=str(data.get("peer", ""))[:100],
+                info=json.dumps(info, ensure_ascii=False), connected_at=time.time()))
+
+    def _session_logout(self, device: str) -> None:
+        with self.store.tx() as c:  # only our own row: the device may have moved on already
+            c.execute(t.push_sessions.delete().where(t.push_sessions.c.device_key == device,
+                                                     t.push_sessions.c.instance_id == self.instance_id))
+
+    def _session_answer(self, device: str, answer: dict[str, Any]) -> None:
+        with self.store.tx() as c:
+            c.execute(t.push_sessions.update()
+                      .where(t.push_sessions.c.device_key == device,
+                             t.push_sessions.c.instance_id == self.instance_id)
+                      .values(last_answer=json.dumps(answer, ensure_ascii=False)[:4000],
+                              last_answer_at=time.time()))
+
+    # ------------------------------------------------------------------ queries
+
+    def _live_sessions(self) -> list[dict[str, Any]]:
+        since = time.time() - self.stale_s
+        j = t.push_sessions.join(t.push_instances,
+                                 t.push_instances.c.instance_id == t.push_sessions.c.instance_id)
+        q = (sa.select(t.push_sessions, t.push_instances.c.push_address)
+             .select_from(j).where(t.push_instances.c.heartbeat_at >= since)
+             .order_by(t.push_sessions.c.device_key))
+        with self.store.ro() as c:
+            return [dict(r._mapping) for r in c.execute(q)]
+
+    async def online(self) -> list[dict[str, Any]]:
+        """Every device logged in to a live instance, in the same shape as ``PushHub.online()``
+        plus ``instance`` (and ``here``: held by this instance)."""
+        local = {o["device"]: o for o in self.hub.online()}
+        rows = await asyncio.to_thread(self._live_sessions)
+        out: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            key = r["device_key"]
+            if r["instance_id"] == self.instance_id:
+                if key not in local:  # disconnected a moment ago; the hub is the truth here
+                    continue
+                out[key] = {**local[key], "instance": self.instance_id, "here": True}
+                continue
+            info = json.loads(r["info"] or "{}")
+            out[key] = {"device": key, **{k: info.get(k) for k in LOGIN_INFO_KEYS}, "peer": r["peer"],
+                        "connected_at": _iso(r["connected_at"]), "last_seen": None,
+                        "last_answer": json.loads(r["last_answer"]) if r["last_answer"] else None,
+                        "last_answer_at": _iso(r["last_answer_at"]), "instance": r["instance_id"],
+                        "here": False}
+        for key, o in local.items():  # logged in, session row not written yet
+            out.setdefault(key, {**o, "instance": self.instance_id, "here": True})
+        return [out[k] for k in sorted(out)]
+
+    # ------------------------------------------------------------------ pushing
+
+    async def push(self, device_ids: list[str], message: dict[str, Any]) -> dict[str, str]:
+        """Like ``PushHub.push``, for devices on any live instance. A device on another instance
+        gets the result its hub reported: "sent", "offline" or "error: ..."."""
+        encode_command(message)  # refuse a bad message before anything is queued
+        if isinstance(device_ids, str):
+            raise TypeError("push device_ids must be a list of ids, not one string")
+        normalized = {given: normalize_device_id(given) for given in device_ids}
+        unique = list(dict.fromkeys(normalized.values()))
+        local = [d for d in unique if self.hub.is_online(d)]
+        results: dict[str, str] = {}
+        if local:
+            results.update(await self.hub.push(local, message))
+        remote = [d for d in unique if d not in results]
+        if remote:
+            results.update(await self._push_remote(remote, message))
+        return {given: results[norm] for given, norm in normalized.items()}
+
+    async def _push_remote(self, devices: list[str], message: dict[str, Any]) -> dict[str, str]:
+        queued = await asyncio.to_thread(self._enqueue, devices, message)
+        results = {d: "offline" for d in devices if d not in queued}
+        deadline = time.monotonic() + self.wait_s
+        pending = dict(queued)  # device -> outbox id
+        while pending and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.05, self.poll_s))
+            done = await asyncio.to_thread(self._results, list(pending.values()))
+            for device, row_id in list(pending.items()):
+                if row_id in done:
+                    results[device] = done[row_id]
+                    del pending[device]
+        if pending:
+            late = await asyncio.to_thread(self._give_up, list(pending.values()))
+            for device, row_id in pending.items():
+                results[device] = late.get(row_id) or (
+                    f"error: the instance holding this device did not send it within {self.wait_s:g} s")
+        return results
+
+    def _enqueue(self, devices: list[str], message: dict[str, Any]) -> dict[str, int]:
+        since = time.time() - self.stale_s
+        text = json.dumps(message, ensure_ascii=False)
+        out: dict[str, int] = {}
+        with self.store.tx() as c:
+            j = t.push_sessions.join(t.push_instances,
+                                     t.push_instances.c.instance_id == t.push_sessions.c.instance_id)
+            rows = c.execute(sa.select(t.push_sessions.c.device_key, t.push_sessions.c.instance_id)
+                             .select_from(j)
+                             .where(t.push_sessions.c.device_key.in_(devices),
+                                    t.push_instances.c.heartbeat_at >= since,
+                                    t.push_sessions.c.instance_id != self.instance_id)).all()
+            for device, instance in rows:
+                res = c.execute(t.push_outbox.insert().values(
+                    instance_id=instance, origin=self.instance_id, device_key=device, message=text,
+                    created_at=time.time(), state="queued"))
+                pk = res.inserted_primary_key
+                assert pk is not None
+                out[device] = int(pk[0])
+        return out
+
+    def _results(self, ids: list[int]) -> dict[int, str]:
+        with self.store.ro() as c:
+            return {int(r[0]): str(r[1]) for r in c.execute(
+                sa.select(t.push_outbox.c.id, t.push_outbox.c.result)
+                .where(t.push_outbox.c.id.in_(ids), t.push_outbox.c.state == "done"))}
+
+    def _give_up(self, ids: list[int]) -> dict[int, str]:
+        """Withdraw rows nobody claimed (so they are never sent late); return results of rows
+        that finished meanwhile."""
+        with self.store.tx() as c:
+            c.execute(t.push_outbox.update()
+                      .where(t.push_outbox.c.id.in_(ids), t.push_outbox.c.state == "queued")
+                      .values(state="done", result="error: not picked up in time", done_at=time.time()))
+        done = self._results(ids)
+        return {i: r for i, r in done.items() if r != "error: not picked up in time"}
+
+    # ------------------------------------------------------------------ the owner's side
+
+    async def _run(self) -> None:
+        next_beat = 0.0
+        while True:
+            try:
+                if time.monotonic() >= next_beat:
+                    await asyncio.to_thread(self._heartbeat)
+                    next_beat = time.monotonic() + self.heartbeat_s
+                for row_id, device, text in await asyncio.to_thread(self._claim):
+                    try:
+                        result = (await self.hub.push([device], json.loads(text)))[device]
+                    except Exception as exc:  # noqa: BLE001 - report, never kill the loop
+                        result = f"error: {exc}"
+                    await asyncio.to_thread(self._finish, row_id, result)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database outage: try again next round
+                log.exception("push relay round failed")
+            await asyncio.sleep(self.poll_s)
+
+    def _heartbeat(self) -> None:
+        now = time.time()
+        with self.store.tx() as c:
+            res = c.execute(t.push_instances.update()
+                            .where(t.push_instances.c.instance_id == self.instance_id)
+                            .values(heartbeat_at=now))
+            if res.rowcount == 0:  # removed by someone (or a restore): put it back
+                c.execute(t.push_instances.insert().values(instance_id=self.instance_id, push_address="",
+                                                           started_at=now, heartbeat_at=now))
+            c.execute(t.push_outbox.delete().where(t.push_outbox.c.state == "done",
+                                                   t.push_outbox.c.done_at < now - OUTBOX_KEEP_S))
+
+    def _claim(self) -> list[tuple[int, str, str]]:
+        with self.store.ro() as c:
+            rows = c.execute(sa.select(t.push_outbox.c.id, t.push_outbox.c.device_key, t.push_outbox.c.message)
+                             .where(t.push_outbox.c.instance_id == self.instance_id,
+                                    t.push_outbox.c.state == "queued")
+                             .order_by(t.push_outbox.c.id)).all()
+        if not rows:
+            return []
+        claimed = []
+        with self.store.tx() as c:
+            for row_id, device, text in rows:
+                res = c.execute(t.push_outbox.update()
+                                .where(t.push_outbox.c.id == row_id, t.push_outbox.c.state == "queued")
+                                .values(state="sending"))
+                if res.rowcount == 1:
+                    claimed.append((int(row_id), str(device), str(text)))
+        return claimed
+
+    def _finish(self, row_id: int, result: str) -> None:
+        with self.store.tx() as c:
+            c.execute(t.push_outbox.update().where(t.push_outbox.c.id == row_id)
+                      .values(state="done", result=result[:500], done_at=time.time()))

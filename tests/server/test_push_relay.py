@@ -123,40 +123,39 @@ def test_push_relay_on_postgres(tmp_path: Path, pg_url: str) -> None:
     _relay_flow(tmp_path, pg_url)
 
 
-def test_a_dead_instances_devices_are_not_online(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    with pair(tmp_path, url) as (a, b):
+@contextlib.contextmanager
+def device_on_b_with_b_relay_stopped(tmp_path: Path) -> Iterator[tuple[RunningServer, RunningServer, socket.socket]]:
+    """A device logged in to B and seen by A; then B's relay loop stops (no polling, no
+    heartbeat: a hung instance) while its session row stays."""
+    with pair(tmp_path, f"sqlite:///{tmp_path / 'shared.db'}") as (a, b):
         sock = login(b, MAC)
         try:
             eventually(lambda: online(a), lambda o: MAC in o, "device on B listed by A")
-            relay_b = b.app.state.push_relay
-            # B's relay stops beating (a hung or killed instance) but its session row stays.
-            relay_b._task.get_loop().call_soon_threadsafe(relay_b._task.cancel)
-            eventually(lambda: online(a), lambda o: MAC not in o, "stale instance's device dropped", within=5)
-            r = api(a, "POST", "/push", json={"devices": [MAC], "url": "http://10.0.0.1/p.bin"})
-            assert r.json()["results"] == {MAC: "offline"}
+            task = b.app.state.push_relay._task
+            task.get_loop().call_soon_threadsafe(task.cancel)
+            eventually(task.done, bool, "B's relay loop stopped")
+            yield a, b, sock
         finally:
             sock.close()
+
+
+def test_a_dead_instances_devices_are_not_online(tmp_path: Path) -> None:
+    with device_on_b_with_b_relay_stopped(tmp_path) as (a, _b, _sock):
+        eventually(lambda: online(a), lambda o: MAC not in o, "stale instance's device dropped", within=5)
+        r = api(a, "POST", "/push", json={"devices": [MAC], "url": "http://10.0.0.1/p.bin"})
+        assert r.json()["results"] == {MAC: "offline"}
 
 
 def test_a_push_nobody_picks_up_is_withdrawn_not_sent_late(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    with pair(tmp_path, url) as (a, b):
-        sock = login(b, MAC)
-        try:
-            eventually(lambda: online(a), lambda o: MAC in o, "device on B listed by A")
-            relay_b = b.app.state.push_relay
-            task = relay_b._task
-            task.get_loop().call_soon_threadsafe(task.cancel)  # B stops polling its outbox...
-            eventually(task.done, bool, "B's relay loop stopped")
-            relay_b._heartbeat()  # ...but still looks alive for stale_s
-            a.app.state.push_relay.wait_s = 0.5
-            r = api(a, "POST", "/push", json={"devices": [MAC], "url": "http://10.0.0.1/late.bin"})
-            result = r.json()["results"][MAC]
-            assert result.startswith("error:") and "did not send it within 0.5 s" in result
-            assert relay_b._claim() == []  # B looking now finds nothing to send
-            sock.settimeout(0.5)
-            with pytest.raises(TimeoutError):
-                sock.recv(4096)
-        finally:
-            sock.close()
+    with device_on_b_with_b_relay_stopped(tmp_path) as (a, b, sock):
+        relay_b = b.app.state.push_relay
+        relay_b._heartbeat()  # B still looks alive for stale_s, but does not poll its outbox
+        a.app.state.push_relay.stale_s = 60.0  # however slow this machine, A sees B alive
+        a.app.state.push_relay.wait_s = 0.5
+        r = api(a, "POST", "/push", json={"devices": [MAC], "url": "http://10.0.0.1/late.bin"})
+        result = r.json()["results"][MAC]
+        assert result.startswith("error:") and "did not send it within 0.5 s" in result
+        assert relay_b._claim() == []  # B looking now finds nothing to send
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recv(4096)

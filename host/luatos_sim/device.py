@@ -53,6 +53,9 @@ class DeviceOptions:
     log_limit: int = 200_000  # records kept in memory
     reboot_loop_boots: int = 3  # failing boots in a row that make a reboot loop
     epoch_at_power_on: int | None = None  # os.time() before SNTP; None: the host clock
+    # With a server_ca, http.request verifies the server's chain against it; whether the
+    # device also matches the certificate's name to the host is UNCONFIRMED (default: no).
+    tls_check_hostname: bool = False
 
 
 @dataclass

@@ -21,10 +21,12 @@ import base64
 import os
 import socket as pysocket
 import ssl
+import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..network import ADAPTER_MAX, NetError, Network, connect_host, network_of
@@ -59,6 +61,43 @@ class SetupError(ValueError):
     """http.request's setup checks: the call fails at once with -4."""
 
 
+@dataclass(frozen=True)
+class TlsSettings:
+    """The certificate arguments of http.request (PEM text as the script gives it)."""
+
+    server_ca: bytes | None = None
+    client_cert: bytes | None = None
+    client_key: bytes | None = None
+    client_password: bytes | None = None
+    check_hostname: bool = False
+
+    def context(self) -> ssl.SSLContext:
+        """The client context: no check without server_ca (as the device), else the chain must
+        lead to it. A certificate that does not parse fails the request like a bad handshake."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        if self.server_ca:
+            try:
+                ctx.load_verify_locations(cadata=self.server_ca.decode("ascii", "replace"))
+            except (ssl.SSLError, ValueError) as e:
+                raise HttpFail(E_CONNECT, f"server_ca is not a usable PEM certificate: {e}") from None
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.check_hostname = self.check_hostname
+        if self.client_cert:
+            if not self.client_key:
+                raise HttpFail(E_CONNECT, "client_cert given without client_key")
+            with tempfile.TemporaryDirectory(prefix="luatos-sim-tls-") as d:
+                cert, key = Path(d) / "cert.pem", Path(d) / "key.pem"
+                cert.write_bytes(self.client_cert)
+                key.write_bytes(self.client_key)
+                try:
+                    ctx.load_cert_chain(cert, key, password=self.client_password or None)
+                except (ssl.SSLError, ValueError) as e:
+                    raise HttpFail(E_CONNECT, f"client_cert/client_key not usable: {e}") from None
+        return ctx
+
+
 @dataclass
 class HttpRequestSpec:
     """What the device sends, and where the host-side connection goes."""
@@ -73,6 +112,7 @@ class HttpRequestSpec:
     cut: int | None = None  # cut the connection after this many response bytes
     net: Network | None = None
     live_sock: Any = None  # the host socket while the exchange runs (to abort it)
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     def abort(self) -> None:
         """Unblock the worker (from the VM thread): a timeout or the end of the boot."""
@@ -209,9 +249,11 @@ class RawTransport:
         sock.settimeout(wall_timeout_s)
         spec.live_sock = sock
         if spec.scheme == "https":
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
+            try:
+                ctx = spec.tls.context()
+            except HttpFail:
+                sock.close()
+                raise
             try:
                 sock = ctx.wrap_socket(sock, server_hostname=spec.host)
             except OSError as e:
@@ -394,8 +436,10 @@ class RequestsTransport:
     def open(self, spec: HttpRequestSpec, wall_timeout_s: float) -> ResponseStream:
         bare_body = spec.body is not None and not any(
             n.lower() == b"content-length" for n, _ in spec.headers)
-        if spec.cut is not None or bare_body or not _urllib3_keeps(spec.target):
-            # urllib3 would re-encode the target or frame a bare body as chunked
+        if (spec.cut is not None or bare_body or not _urllib3_keeps(spec.target)
+                or (spec.scheme == "https" and spec.tls != TlsSettings())):
+            # urllib3 would re-encode the target or frame a bare body as chunked; certificates
+            # are handled by the raw client's own TLS context
             return self.raw.open(spec, wall_timeout_s)
         import requests
         from requests.structures import CaseInsensitiveDict
@@ -565,9 +609,16 @@ def install(boot: Boot) -> None:
     bn.lose_listeners.append(adapter_lost)
 
     def request(method: Any = None, url: Any = None, headers: Any = None, body: Any = None,
-                opts: Any = None, *_certs: Any) -> Any:
+                opts: Any = None, server_ca: Any = None, client_cert: Any = None,
+                client_key: Any = None, client_password: Any = None) -> Any:
+        def pem(v: Any) -> bytes | None:
+            return v if isinstance(v, bytes) and v else None
+
+        tls = TlsSettings(pem(server_ca), pem(client_cert), pem(client_key), pem(client_password),
+                          check_hostname=boot.device.options.tls_check_hostname)
         try:
             ex = setup(method, url, headers, body, opts)
+            ex.spec.tls = tls
         except SetupError as e:
             boot.device.trace_event("http_setup_failed", reason=str(e))
             return boot.cw_fail(E_CONNECT)

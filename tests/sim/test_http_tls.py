@@ -1,0 +1,178 @@
+"""http.request's certificate arguments over real TLS on loopback: a pinned server_ca is
+checked (a FOTA server behind the wrong certificate fails as it would on the device), client
+certificates work for mutual TLS, and without server_ca nothing is checked, as on the device."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from luatos_sim import Device, DeviceOptions
+
+HOST = "secure.example.com"
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test PKI")
+
+
+@dataclass(frozen=True)
+class Pki:
+    ca: Path
+    other_ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _openssl(*args: str | Path) -> None:
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+
+def _ca(d: Path, name: str) -> tuple[Path, Path]:
+    cert, key = d / f"{name}.pem", d / f"{name}.key"
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", key, "-out", cert, "-days", "2", "-subj", f"/CN={name}",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+    return cert, key
+
+
+def _leaf(d: Path, name: str, ca: tuple[Path, Path], ext: str) -> tuple[Path, Path]:
+    cert, key, csr, extfile = d / f"{name}.pem", d / f"{name}.key", d / f"{name}.csr", d / f"{name}.ext"
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+    extfile.write_text(ext)
+    _openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
+             "-out", cert, "-days", "2", "-extfile", extfile)
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    d = tmp_path_factory.mktemp("pki")
+    ca = _ca(d, "fleet-ca")
+    other = _ca(d, "other-ca")
+    server = _leaf(d, HOST, ca, f"subjectAltName=DNS:{HOST}\nextendedKeyUsage=serverAuth\n")
+    client = _leaf(d, "device-0001", ca, "extendedKeyUsage=clientAuth\n")
+    return Pki(ca[0], other[0], server[0], server[1], client[0], client[1])
+
+
+@pytest.fixture
+def tls_server(pki: Pki) -> Iterator[Callable[..., int]]:
+    """start(require_client_cert=False) -> port of a one-shot HTTPS server answering 200."""
+    listeners: list[socket.socket] = []
+
+    def start(require_client_cert: bool = False, status: bytes = b"200 OK") -> int:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(pki.server_cert, pki.server_key)
+        if require_client_cert:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(pki.ca)
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listener.settimeout(20)
+        listeners.append(listener)
+
+        def serve() -> None:
+            for _ in range(2):  # bounded: at most two connections per test
+                try:
+                    raw, _ = listener.accept()
+                except OSError:
+                    return
+                try:
+                    with ctx.wrap_socket(raw, server_side=True) as c:
+                        c.recv(4000)
+                        c.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Length: 6\r\n\r\nsecret")
+                except OSError:
+                    pass  # a client that refused our certificate, or we refused its
+
+        threading.Thread(target=serve, daemon=True).start()
+        return int(listener.getsockname()[1])
+
+    yield start
+    for listener in listeners:
+        listener.close()
+
+
+def lua_text(path: Path) -> str:
+    return "[==[" + path.read_text() + "]==]"
+
+
+def request_result(boot: Callable[..., Device], port: int, args: str, *, host: str = HOST,
+                   options: DeviceOptions | None = None) -> str:
+    dev = boot(f"""
+        sys.taskInit(function()
+          wlan.init(); wlan.connect("ap", "pw"); sys.waitUntil("IP_READY")
+          local code, headers, body = http.request("GET", "https://{host}/pkg", nil, nil, nil{args}).wait()
+          log.info("result", code, body)
+        end)
+        sys.run()
+    """, **({"options": options} if options else {}))
+    dev.net.map_address(f"{host}:443", f"127.0.0.1:{port}")
+    return dev.run_until("I/user.result", within="5m").line
+
+
+def test_without_server_ca_nothing_is_checked(boot, tls_server) -> None:
+    assert request_result(boot, tls_server(), "") == "I/user.result 200 secret"
+
+
+def test_server_ca_of_the_fleet_passes(boot, pki: Pki, tls_server) -> None:
+    assert request_result(boot, tls_server(), ", " + lua_text(pki.ca)) == "I/user.result 200 secret"
+
+
+def test_a_server_behind_another_ca_is_refused_like_a_failed_connect(boot, pki: Pki, tls_server) -> None:
+    line = request_result(boot, tls_server(), ", " + lua_text(pki.other_ca))
+    assert line.startswith("I/user.result -4")
+
+
+def test_server_ca_that_is_not_a_certificate_fails_the_request(boot, tls_server) -> None:
+    line = request_result(boot, tls_server(), ', "-----BEGIN CERTIFICATE-----\\nnot base64\\n"')
+    assert line.startswith("I/user.result -4")
+
+
+def test_mutual_tls_needs_the_client_certificate(boot, pki: Pki, tls_server) -> None:
+    port = tls_server(require_client_cert=True)
+    with_cert = f", {lua_text(pki.ca)}, {lua_text(pki.client_cert)}, {lua_text(pki.client_key)}"
+    assert request_result(boot, port, with_cert) == "I/user.result 200 secret"
+    port = tls_server(require_client_cert=True)
+    line = request_result(boot, port, ", " + lua_text(pki.ca))
+    assert not line.startswith("I/user.result 200")  # the server hung up on us
+
+
+def test_host_name_is_checked_only_when_configured(boot, pki: Pki, tls_server) -> None:
+    other_name = "fota.other-name.example"
+    args = ", " + lua_text(pki.ca)
+    assert request_result(boot, tls_server(), args, host=other_name) == "I/user.result 200 secret"
+    strict = DeviceOptions(epoch_at_power_on=1_700_000_000, tls_check_hostname=True)
+    line = request_result(boot, tls_server(), args, host=other_name, options=strict)
+    assert line.startswith("I/user.result -4")
+    assert request_result(boot, tls_server(), args, options=strict) == "I/user.result 200 secret"
+
+
+def test_libfota2_passes_server_cert_to_the_request(boot, pki: Pki, tls_server) -> None:
+    """Wrong CA: the connect fails (cb 1). Right CA: the TLS session is up and the server's
+    "no update" answer arrives (cb 4)."""
+    results = []
+    for ca in (pki.other_ca, pki.ca):
+        port = tls_server(status=b"304 Not Modified")
+        dev = boot(f"""
+            PROJECT, VERSION = "TLS", "001.000.000"
+            local libfota2 = require "libfota2"
+            sys.taskInit(function()
+              wlan.init(); wlan.connect("ap", "pw"); sys.waitUntil("IP_READY")
+              libfota2.request(function(r) log.info("fota", r) end,
+                {{url = "###https://{HOST}/pkg.bin", server_cert = {lua_text(ca)}}})
+            end)
+            sys.run()
+        """)
+        dev.net.map_address(f"{HOST}:443", f"127.0.0.1:{port}")
+        results.append(dev.run_until("I/user.fota ", within="15m").line)
+    assert results == ["I/user.fota 1", "I/user.fota 4"]

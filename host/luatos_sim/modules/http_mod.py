@@ -20,16 +20,14 @@ from __future__ import annotations
 import base64
 import os
 import socket as pysocket
-import ssl
-import tempfile
 import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..network import ADAPTER_MAX, NetError, Network, connect_host, network_of
+from ..tlsconf import TlsSettings, TlsSetupError, pem_arg
 from ..vm import s
 
 if TYPE_CHECKING:
@@ -59,43 +57,6 @@ class HttpFail(Exception):
 
 class SetupError(ValueError):
     """http.request's setup checks: the call fails at once with -4."""
-
-
-@dataclass(frozen=True)
-class TlsSettings:
-    """The certificate arguments of http.request (PEM text as the script gives it)."""
-
-    server_ca: bytes | None = None
-    client_cert: bytes | None = None
-    client_key: bytes | None = None
-    client_password: bytes | None = None
-    check_hostname: bool = False
-
-    def context(self) -> ssl.SSLContext:
-        """The client context: no check without server_ca (as the device), else the chain must
-        lead to it. A certificate that does not parse fails the request like a bad handshake."""
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        if self.server_ca:
-            try:
-                ctx.load_verify_locations(cadata=self.server_ca.decode("ascii", "replace"))
-            except (ssl.SSLError, ValueError) as e:
-                raise HttpFail(E_CONNECT, f"server_ca is not a usable PEM certificate: {e}") from None
-            ctx.verify_mode = ssl.CERT_REQUIRED
-            ctx.check_hostname = self.check_hostname
-        if self.client_cert:
-            if not self.client_key:
-                raise HttpFail(E_CONNECT, "client_cert given without client_key")
-            with tempfile.TemporaryDirectory(prefix="luatos-sim-tls-") as d:
-                cert, key = Path(d) / "cert.pem", Path(d) / "key.pem"
-                cert.write_bytes(self.client_cert)
-                key.write_bytes(self.client_key)
-                try:
-                    ctx.load_cert_chain(cert, key, password=self.client_password or None)
-                except (ssl.SSLError, ValueError) as e:
-                    raise HttpFail(E_CONNECT, f"client_cert/client_key not usable: {e}") from None
-        return ctx
 
 
 @dataclass
@@ -251,9 +212,9 @@ class RawTransport:
         if spec.scheme == "https":
             try:
                 ctx = spec.tls.context()
-            except HttpFail:
+            except TlsSetupError as e:
                 sock.close()
-                raise
+                raise HttpFail(E_CONNECT, str(e)) from None
             try:
                 sock = ctx.wrap_socket(sock, server_hostname=spec.host)
             except OSError as e:
@@ -437,7 +398,7 @@ class RequestsTransport:
         bare_body = spec.body is not None and not any(
             n.lower() == b"content-length" for n, _ in spec.headers)
         if (spec.cut is not None or bare_body or not _urllib3_keeps(spec.target)
-                or (spec.scheme == "https" and spec.tls != TlsSettings())):
+                or (spec.scheme == "https" and spec.tls.configured)):
             # urllib3 would re-encode the target or frame a bare body as chunked; certificates
             # are handled by the raw client's own TLS context
             return self.raw.open(spec, wall_timeout_s)
@@ -611,11 +572,8 @@ def install(boot: Boot) -> None:
     def request(method: Any = None, url: Any = None, headers: Any = None, body: Any = None,
                 opts: Any = None, server_ca: Any = None, client_cert: Any = None,
                 client_key: Any = None, client_password: Any = None) -> Any:
-        def pem(v: Any) -> bytes | None:
-            return v if isinstance(v, bytes) and v else None
-
-        tls = TlsSettings(pem(server_ca), pem(client_cert), pem(client_key), pem(client_password),
-                          check_hostname=boot.device.options.tls_check_hostname)
+        tls = TlsSettings(pem_arg(server_ca), pem_arg(client_cert), pem_arg(client_key),
+                          pem_arg(client_password), check_hostname=boot.device.options.tls_check_hostname)
         try:
             ex = setup(method, url, headers, body, opts)
             ex.spec.tls = tls

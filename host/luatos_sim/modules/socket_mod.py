@@ -39,6 +39,7 @@ from ..network import (
     connect_host,
     network_of,
 )
+from ..tlsconf import TlsSettings, TlsSetupError, pem_arg
 from ..vm import b, s
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class SockCtrl:
         self.id = next(_ids)
         self.udp = False
         self.tls = False
+        self.tls_settings = TlsSettings()
         self.lport = 0
         self.state = S_OFFLINE if bn.is_ready(adapter) else S_HW_OFFLINE
         self.sock: pysocket.socket | None = None
@@ -149,9 +151,11 @@ class SockCtrl:
                 if not self.udp:
                     _tune(sock)
                 if self.tls:
-                    ctx = ssl.create_default_context()
-                    ctx.check_hostname = False
-                    ctx.verify_mode = ssl.CERT_NONE
+                    try:
+                        ctx = self.tls_settings.context()
+                    except TlsSetupError as e:
+                        sock.close()
+                        raise OSError(str(e)) from None
                     sock = ctx.wrap_socket(sock, server_hostname=host)
                 boot.post_from_thread(self._connected, gen, sock, cut)
             except NetError as e:
@@ -437,13 +441,18 @@ def install(boot: Boot) -> None:
     def debug(c: Any, on: Any = None, *_: Any) -> None:
         ctrl_of(c).debug = bool(on)
 
-    def config(c: Any, lport: Any = None, udp: Any = None, tls: Any = None, *_: Any) -> bool:
+    def config(c: Any, lport: Any = None, udp: Any = None, tls: Any = None, keep_idle: Any = None,
+               keep_intvl: Any = None, keep_cnt: Any = None, server_cert: Any = None,
+               client_cert: Any = None, client_key: Any = None, client_password: Any = None) -> bool:
         sc = ctrl_of(c)
         if sc.state in (S_CONNECTING, S_ONLINE, S_TLS, S_DNS):
             return False
         sc.lport = int(lport or 0)
         sc.udp = bool(udp)
         sc.tls = bool(tls)
+        sc.tls_settings = TlsSettings(pem_arg(server_cert), pem_arg(client_cert), pem_arg(client_key),
+                                      pem_arg(client_password),
+                                      check_hostname=boot.device.options.tls_check_hostname)
         return True
 
     def linkup(c: Any, *_: Any) -> tuple[bool, bool]:

@@ -1,6 +1,7 @@
-"""http.request's certificate arguments over real TLS on loopback: a pinned server_ca is
-checked (a FOTA server behind the wrong certificate fails as it would on the device), client
-certificates work for mutual TLS, and without server_ca nothing is checked, as on the device."""
+"""Certificate arguments of http.request and socket.config over real TLS on loopback: a pinned
+server CA is checked (a FOTA server behind the wrong certificate fails as it would on the
+device), client certificates work for mutual TLS, and without a CA nothing is checked, as on
+the device."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def tls_server(pki: Pki) -> Iterator[Callable[..., int]]:
     """start(require_client_cert=False) -> port of a one-shot HTTPS server answering 200."""
     listeners: list[socket.socket] = []
 
-    def start(require_client_cert: bool = False, status: bytes = b"200 OK") -> int:
+    def start(require_client_cert: bool = False, status: bytes = b"200 OK", raw: bytes | None = None) -> int:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(pki.server_cert, pki.server_key)
         if require_client_cert:
@@ -84,13 +85,14 @@ def tls_server(pki: Pki) -> Iterator[Callable[..., int]]:
         def serve() -> None:
             for _ in range(2):  # bounded: at most two connections per test
                 try:
-                    raw, _ = listener.accept()
+                    conn, _ = listener.accept()
                 except OSError:
                     return
                 try:
-                    with ctx.wrap_socket(raw, server_side=True) as c:
-                        c.recv(4000)
-                        c.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Length: 6\r\n\r\nsecret")
+                    with ctx.wrap_socket(conn, server_side=True) as c:
+                        got = c.recv(4000)
+                        c.sendall(raw + got if raw is not None
+                                  else b"HTTP/1.1 " + status + b"\r\nContent-Length: 6\r\n\r\nsecret")
                 except OSError:
                     pass  # a client that refused our certificate, or we refused its
 
@@ -176,3 +178,43 @@ def test_libfota2_passes_server_cert_to_the_request(boot, pki: Pki, tls_server) 
         dev.net.map_address(f"{HOST}:443", f"127.0.0.1:{port}")
         results.append(dev.run_until("I/user.fota ", within="15m").line)
     assert results == ["I/user.fota 1", "I/user.fota 4"]
+
+
+def socket_result(boot: Callable[..., Device], port: int, config_args: str) -> list[str]:
+    """A TLS socket in callback mode: connect, send "hi", read the echo."""
+    dev = boot(f"""
+        sys.taskInit(function()
+          wlan.init(); wlan.connect("ap", "pw"); sys.waitUntil("IP_READY")
+          local c = socket.create(nil, function(ctrl, ev, p) sys.publish("SEV", ev, p) end)
+          socket.config(c, nil, nil, true{config_args})
+          socket.connect(c, "{HOST}", 8883)
+          local _, ev, p = sys.waitUntil("SEV", 30000)
+          log.info("online", ev == socket.ON_LINE, p)
+          if p ~= 0 then return end
+          socket.tx(c, "hi")
+          repeat _, ev, p = sys.waitUntil("SEV", 30000) until ev == socket.EVENT
+          local zb = zbuff.create(64)
+          local ok, n = socket.rx(c, zb)
+          log.info("rx", ok, n, zb:query())
+        end)
+        sys.run()
+    """)
+    dev.net.map_address(f"{HOST}:8883", f"127.0.0.1:{port}")
+    dev.run_until(r"I/user\.(rx|online false|online true -1)", within="5m")
+    return [ln for ln in dev.lines() if ln.startswith(("I/user.online", "I/user.rx"))]
+
+
+def test_socket_tls_with_the_fleet_ca_and_a_client_certificate(boot, pki: Pki, tls_server) -> None:
+    port = tls_server(require_client_cert=True, raw=b"echo:")
+    args = f", nil, nil, nil, {lua_text(pki.ca)}, {lua_text(pki.client_cert)}, {lua_text(pki.client_key)}"
+    assert socket_result(boot, port, args) == ["I/user.online true 0", "I/user.rx true 7 echo:hi"]
+
+
+def test_socket_tls_refuses_a_server_behind_another_ca(boot, pki: Pki, tls_server) -> None:
+    lines = socket_result(boot, tls_server(raw=b"echo:"), f", nil, nil, nil, {lua_text(pki.other_ca)}")
+    assert lines == ["I/user.online true -1"]
+
+
+def test_socket_tls_without_a_ca_checks_nothing(boot, tls_server) -> None:
+    assert socket_result(boot, tls_server(raw=b"echo:"), "") == ["I/user.online true 0",
+                                                                 "I/user.rx true 7 echo:hi"]

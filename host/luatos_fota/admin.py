@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from luatos_common.version import VersionError, reported_version
 
-from .store import Conflict, NotFound, normalize_device_key
+from .store import Conflict, NotFound, StoreBusy, normalize_device_key
 from .uploads import UploadError
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -54,6 +54,8 @@ def authed(fn: Handler) -> Handler:
             return _err(404, str(e))
         except Conflict as e:
             return _err(409, str(e))
+        except StoreBusy as e:  # device traffic held the database longer than a write waits
+            return JSONResponse({"code": 503, "msg": f"{e}; retry later"}, 503, headers={"Retry-After": "5"})
         except (ValueError, TypeError) as e:
             return _err(400, str(e))
     wrapper.__name__ = fn.__name__

@@ -11,6 +11,7 @@ before its transaction commits, so a crash loses no acknowledged serve and count
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,16 @@ class _Slot(Generic[T, R]):
     done: threading.Event = field(default_factory=threading.Event)
     result: R | None = None
     error: BaseException | None = None
+
+
+def _own_copy(e: BaseException) -> BaseException:
+    """The batch's error for one caller. Raising the one shared object in every caller's thread
+    would pile all their frames onto a single traceback (and keep them alive with it)."""
+    try:
+        mine = copy.copy(e)
+    except Exception:  # noqa: BLE001 - an exception type that cannot be copied: share it
+        return e
+    return mine if type(mine) is type(e) else e
 
 
 class GroupCommit(Generic[T, R]):
@@ -62,7 +73,7 @@ class GroupCommit(Generic[T, R]):
                     raise BatchBusy(f"no write turn within {timeout_s:g} s")
             slot.done.wait()  # a leader has it in a running batch: it ends with that transaction
         if slot.error is not None:
-            raise slot.error
+            raise _own_copy(slot.error) from slot.error
         return slot.result  # type: ignore[return-value]
 
     def _lead(self) -> None:

@@ -55,19 +55,26 @@ class PushRelay:
         self.stale_s = stale_s
         self.wait_s = wait_s
         self._task: asyncio.Task[None] | None = None
+        # Session writes are applied one at a time, in the order the hub reported them, by
+        # one consumer; the hub's connection handlers only enqueue (never wait on the database).
+        self._events: asyncio.Queue[tuple[str, str, dict[str, Any]]] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         await asyncio.to_thread(self._register)
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="push-relay")
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._run(), name="push-relay")
+        self._writer = loop.create_task(self._apply_events(), name="push-relay-sessions")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        for task in (self._task, self._writer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._task = self._writer = None
         try:
             await asyncio.to_thread(self._unregister)
         except Exception:  # a database outage at shutdown: the heartbeat goes stale instead
@@ -85,20 +92,36 @@ class PushRelay:
         with self.store.tx() as c:
             c.execute(t.push_sessions.delete().where(t.push_sessions.c.instance_id == self.instance_id))
             c.execute(t.push_outbox.update()
-                      .where(t.push_outbox.c.instance_id == self.instance_id, t.push_outbox.c.state == "queued")
+                      .where(t.push_outbox.c.instance_id == self.instance_id,
+                             t.push_outbox.c.state.in_(("queued", "sending")))
                       .values(state="done", result="offline", done_at=time.time()))
             c.execute(t.push_instances.delete().where(t.push_instances.c.instance_id == self.instance_id))
 
     # ------------------------------------------------------------------ hub events
 
     async def on_hub_event(self, kind: str, device: str, data: dict[str, Any]) -> None:
-        """Keep this instance's session rows in step with its hub (``PushHub.on_event``)."""
-        if kind == "login":
-            await asyncio.to_thread(self._session_login, device, data)
-        elif kind == "disconnect":
-            await asyncio.to_thread(self._session_logout, device)
-        elif kind == "answer":
-            await asyncio.to_thread(self._session_answer, device, data)
+        """``PushHub.on_event``: queue the session change (returns at once)."""
+        if kind in ("login", "disconnect", "answer"):
+            self._events.put_nowait((kind, device, data))
+
+    async def _apply_events(self) -> None:
+        while True:
+            kind, device, data = await self._events.get()
+            try:
+                if kind == "login":
+                    if self.hub.is_online(device):  # not already gone again
+                        await asyncio.to_thread(self._session_login, device, data)
+                elif kind == "disconnect":
+                    # A new connection of the same device may have replaced the old one (its
+                    # login can be reported before the old one's disconnect): keep its row.
+                    if not self.hub.is_online(device):
+                        await asyncio.to_thread(self._session_logout, device)
+                elif kind == "answer":
+                    await asyncio.to_thread(self._session_answer, device, data)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # an outage: the heartbeat's reconcile repairs the rows later
+                log.exception("push relay: session %s of %s not written", kind, device)
 
     def _session_login(self, device: str, data: dict[str, Any]) -> None:
         info = {k: data[k] for k in LOGIN_INFO_KEYS if k in data}
@@ -137,7 +160,11 @@ class PushRelay:
         """Every device logged in to a live instance, in the same shape as ``PushHub.online()``
         plus ``instance`` (and ``here``: held by this instance)."""
         local = {o["device"]: o for o in self.hub.online()}
-        rows = await asyncio.to_thread(self._live_sessions)
+        try:
+            rows = await asyncio.to_thread(self._live_sessions)
+        except Exception:  # database outage: this instance's own devices are still known
+            log.exception("push relay: sessions unreadable, listing this instance's devices only")
+            rows = []
         out: dict[str, dict[str, Any]] = {}
         for r in rows:
             key = r["device_key"]
@@ -172,7 +199,11 @@ class PushRelay:
             results.update(await self.hub.push(local, message))
         remote = [d for d in unique if d not in results]
         if remote:
-            results.update(await self._push_remote(remote, message))
+            try:
+                results.update(await self._push_remote(remote, message))
+            except Exception as exc:  # the local ones went out: report, do not fail them all
+                log.exception("push relay: remote push failed")
+                results.update({d: f"error: push relay unavailable ({type(exc).__name__})" for d in remote})
         return {given: results[norm] for given, norm in normalized.items()}
 
     async def _push_remote(self, devices: list[str], message: dict[str, Any]) -> dict[str, str]:
@@ -238,9 +269,12 @@ class PushRelay:
         while True:
             try:
                 if time.monotonic() >= next_beat:
-                    await asyncio.to_thread(self._heartbeat)
+                    await asyncio.to_thread(self._heartbeat, sorted(o["device"] for o in self.hub.online()))
                     next_beat = time.monotonic() + self.heartbeat_s
-                for row_id, device, text in await asyncio.to_thread(self._claim):
+                # One row at a time: a row is "sending" only while it is really being sent, so
+                # an asker that gives up can still withdraw every row behind it.
+                while (claimed := await asyncio.to_thread(self._claim_one)) is not None:
+                    row_id, device, text = claimed
                     try:
                         result = (await self.hub.push([device], json.loads(text)))[device]
                     except Exception as exc:  # noqa: BLE001 - report, never kill the loop
@@ -252,7 +286,9 @@ class PushRelay:
                 log.exception("push relay round failed")
             await asyncio.sleep(self.poll_s)
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self, here: list[str]) -> None:
+        """Beat, and make this instance's session rows match its hub's connections (repairs
+        whatever an outage or a lost event left behind)."""
         now = time.time()
         with self.store.tx() as c:
             res = c.execute(t.push_instances.update()
@@ -261,26 +297,37 @@ class PushRelay:
             if res.rowcount == 0:  # removed by someone (or a restore): put it back
                 c.execute(t.push_instances.insert().values(instance_id=self.instance_id, push_address="",
                                                            started_at=now, heartbeat_at=now))
-            c.execute(t.push_outbox.delete().where(t.push_outbox.c.state == "done",
-                                                   t.push_outbox.c.done_at < now - OUTBOX_KEEP_S))
+            mine = {r[0] for r in c.execute(sa.select(t.push_sessions.c.device_key)
+                                           .where(t.push_sessions.c.instance_id == self.instance_id))}
+            gone = mine - set(here)
+            if gone:
+                c.execute(t.push_sessions.delete().where(t.push_sessions.c.instance_id == self.instance_id,
+                                                         t.push_sessions.c.device_key.in_(gone)))
+            missing = [d for d in here if d not in mine]
+            if missing:  # the device's row is ours now, wherever it pointed before
+                c.execute(t.push_sessions.delete().where(t.push_sessions.c.device_key.in_(missing)))
+                c.execute(t.push_sessions.insert(), [
+                    {"device_key": d, "instance_id": self.instance_id, "peer": "", "info": "{}",
+                     "connected_at": now} for d in missing])
+            c.execute(t.push_outbox.delete().where(t.push_outbox.c.created_at < now - OUTBOX_KEEP_S))
 
-    def _claim(self) -> list[tuple[int, str, str]]:
-        with self.store.ro() as c:
-            rows = c.execute(sa.select(t.push_outbox.c.id, t.push_outbox.c.device_key, t.push_outbox.c.message)
-                             .where(t.push_outbox.c.instance_id == self.instance_id,
-                                    t.push_outbox.c.state == "queued")
-                             .order_by(t.push_outbox.c.id)).all()
-        if not rows:
-            return []
-        claimed = []
-        with self.store.tx() as c:
-            for row_id, device, text in rows:
+    def _claim_one(self) -> tuple[int, str, str] | None:
+        while True:
+            with self.store.ro() as c:
+                row = c.execute(sa.select(t.push_outbox.c.id, t.push_outbox.c.device_key,
+                                          t.push_outbox.c.message)
+                                .where(t.push_outbox.c.instance_id == self.instance_id,
+                                       t.push_outbox.c.state == "queued")
+                                .order_by(t.push_outbox.c.id).limit(1)).first()
+            if row is None:
+                return None
+            with self.store.tx() as c:
                 res = c.execute(t.push_outbox.update()
-                                .where(t.push_outbox.c.id == row_id, t.push_outbox.c.state == "queued")
+                                .where(t.push_outbox.c.id == row[0], t.push_outbox.c.state == "queued")
                                 .values(state="sending"))
-                if res.rowcount == 1:
-                    claimed.append((int(row_id), str(device), str(text)))
-        return claimed
+            if res.rowcount == 1:
+                return int(row[0]), str(row[1]), str(row[2])
+            # withdrawn by its asker meanwhile: that row is done, look at the next
 
     def _finish(self, row_id: int, result: str) -> None:
         with self.store.tx() as c:

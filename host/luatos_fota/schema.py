@@ -264,8 +264,33 @@ def _m2_device_generation_and_audit_ts(conn: Connection) -> None:
 
 
 def _m3_push_relay(conn: Connection) -> None:
-    for table in (push_instances, push_sessions, push_outbox):
-        table.create(conn, checkfirst=True)
+    """Frozen copies (as in migration 1): later changes to the tables above are later migrations."""
+    md = sa.MetaData()
+    sa.Table("push_instances", md,
+             sa.Column("instance_id", sa.String(40), primary_key=True),
+             sa.Column("push_address", sa.String(200), nullable=False, server_default=""),
+             sa.Column("started_at", sa.Float, nullable=False),
+             sa.Column("heartbeat_at", sa.Float, nullable=False))
+    sa.Table("push_sessions", md,
+             sa.Column("device_key", sa.String(200), primary_key=True),
+             sa.Column("instance_id", sa.String(40), nullable=False),
+             sa.Column("peer", sa.String(100), nullable=False, server_default=""),
+             sa.Column("info", sa.Text, nullable=False, server_default="{}"),
+             sa.Column("connected_at", sa.Float, nullable=False),
+             sa.Column("last_answer", sa.Text, nullable=True),
+             sa.Column("last_answer_at", sa.Float, nullable=True))
+    sa.Table("push_outbox", md,
+             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+             sa.Column("instance_id", sa.String(40), nullable=False),
+             sa.Column("origin", sa.String(40), nullable=False),
+             sa.Column("device_key", sa.String(200), nullable=False),
+             sa.Column("message", sa.Text, nullable=False),
+             sa.Column("created_at", sa.Float, nullable=False),
+             sa.Column("state", sa.String(10), nullable=False, server_default="queued"),
+             sa.Column("result", sa.Text, nullable=False, server_default=""),
+             sa.Column("done_at", sa.Float, nullable=True),
+             sa.Index("ix_push_outbox_instance_state", "instance_id", "state"))
+    md.create_all(conn, checkfirst=True)
 
 
 # Ordered: MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit.

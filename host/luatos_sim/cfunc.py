@@ -197,10 +197,13 @@ def c_function(fn: Callable[..., Any], name: str | None = None) -> Callable[...,
     return call
 
 
-def error_message(err: Any) -> tuple[str, bool]:
+def error_message(err: Any) -> tuple[str, bool] | None:
     """The text a Python error raised into Lua should carry, and whether Lua should prefix the
     caller's position (as luaL_error does). A Lua error that crossed a Python callback already
-    has its position; lupa appended its own traceback, which the device would not print."""
+    has its position; lupa appended its own traceback, which the device would not print.
+    None: not a device error at all (Ctrl-C, SystemExit): it must go on to the host as it is."""
+    if isinstance(err, BaseException) and not isinstance(err, Exception):
+        return None
     if isinstance(err, lua53.LuaError):
         raw = err.args[0] if err.args else ""
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)

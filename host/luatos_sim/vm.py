@@ -74,6 +74,7 @@ class Boot:
         self.number = number
         self.reason = reason
         self.halted: tuple[str, int] | None = None  # (kind, reset detail)
+        self.host_interrupt: BaseException | None = None  # Ctrl-C met inside a firmware call
         self.busy_limit = device.options.busy_loop_instructions
         heap = device.options.lua_heap if device.options.lua_heap is not None \
             else self.profile.lua_heap
@@ -138,6 +139,7 @@ class Boot:
             local e = ...
             if type(e) ~= "userdata" then error(e, 0) end  -- a Lua value raised by Lua code
             local text, where = c_error(e)
+            if text == nil then error(e, 0) end  -- Ctrl-C and the like: on to the host as is
             error(text, where and 2 or 0)  -- finish is tail-called: level 2 is the script
           end
           local function wrap(f)
@@ -263,9 +265,16 @@ class Boot:
 
     # -- bridge callbacks -------------------------------------------------------------------------
 
-    def _c_error(self, err: Any) -> tuple[bytes, bool]:
-        text, where = error_message(err)
-        return text.encode(), where
+    def _c_error(self, err: Any) -> tuple[bytes | None, bool]:
+        found = error_message(err)
+        if found is None:
+            # Ctrl-C (or SystemExit) arrived inside a firmware call. A script's pcall or sys's
+            # coroutine.resume would take it for a device error and carry on, so stop this
+            # boot's Lua now and hand the exception to the host when the step returns.
+            self.host_interrupt = err
+            self.halt("interrupted", 0)
+            return None, False
+        return found[0].encode(), found[1]
 
     def _emit(self, line: bytes) -> None:
         if self.halted is not None:
@@ -340,6 +349,8 @@ class Boot:
         except lua53.LuaMemoryError:
             status, detail = "error", b"not enough memory"
         self.device.wall_in_vm += time.perf_counter() - t0
+        if self.host_interrupt is not None:
+            raise self.host_interrupt
         if self.halted is not None:
             return StepResult("halt", self.halted)
         status = s(status)

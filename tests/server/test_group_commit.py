@@ -172,3 +172,37 @@ def test_write_turn_timeout_is_a_clear_busy_error(tmp_path: Path) -> None:
     assert st.count_serves(device_id, release_id, 0.0) == 0
     assert st.count_and_record(device_id, release_id, 0.0, LIMIT, "http", "x", "full")[0] == 0
     st.close()
+
+
+def test_each_caller_of_a_failed_batch_gets_its_own_error_object() -> None:
+    """Review finding R1: one shared exception raised in many threads grows one traceback."""
+    gate = threading.Event()
+    calls = 0
+
+    def run(items: list[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            gate.wait(5)  # the others queue behind this batch, then all fail together
+            return items
+        raise OSError("disk I/O error")
+
+    gc: GroupCommit[int, int] = GroupCommit(run)
+    errors: list[BaseException] = []
+
+    def one(i: int) -> None:
+        try:
+            gc.submit(i, 10.0)
+        except OSError as e:
+            errors.append(e)
+
+    with ThreadPoolExecutor(9) as pool:
+        futures = [pool.submit(one, i) for i in range(9)]
+        deadline = time.monotonic() + 5
+        while len(gc._queue) < 8 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        gate.set()
+        for f in futures:
+            f.result(timeout=10)
+    assert len(errors) == 8 and len({id(e) for e in errors}) == 8
+    assert all(str(e) == "disk I/O error" and isinstance(e.__cause__, OSError) for e in errors)

@@ -149,13 +149,68 @@ def test_a_dead_instances_devices_are_not_online(tmp_path: Path) -> None:
 def test_a_push_nobody_picks_up_is_withdrawn_not_sent_late(tmp_path: Path) -> None:
     with device_on_b_with_b_relay_stopped(tmp_path) as (a, b, sock):
         relay_b = b.app.state.push_relay
-        relay_b._heartbeat()  # B still looks alive for stale_s, but does not poll its outbox
+        relay_b._heartbeat([MAC])  # B still looks alive for stale_s, but does not poll its outbox
         a.app.state.push_relay.stale_s = 60.0  # however slow this machine, A sees B alive
         a.app.state.push_relay.wait_s = 0.5
         r = api(a, "POST", "/push", json={"devices": [MAC], "url": "http://10.0.0.1/late.bin"})
         result = r.json()["results"][MAC]
         assert result.startswith("error:") and "did not send it within 0.5 s" in result
-        assert relay_b._claim() == []  # B looking now finds nothing to send
+        assert relay_b._claim_one() is None  # B looking now finds nothing to send
         sock.settimeout(0.5)
         with pytest.raises(TimeoutError):
             sock.recv(4096)
+
+
+def test_a_reconnect_that_replaces_the_old_socket_keeps_the_device_visible(tmp_path: Path) -> None:
+    """The old connection's disconnect can be reported after the new login: it must not
+    remove the new session (review finding B1)."""
+    with pair(tmp_path, f"sqlite:///{tmp_path / 'shared.db'}") as (a, b):
+        socks = [login(b, MAC)]
+        try:
+            for _ in range(5):
+                socks.append(login(b, MAC))  # replaces the previous connection of MAC
+                time.sleep(0.3)  # let both events be applied
+                assert MAC in online(a), "device vanished for the other instance after a reconnect"
+            r = api(a, "POST", "/push", json={"devices": [MAC], "url": "http://10.0.0.1/p.bin"})
+            assert r.json()["results"] == {MAC: "sent"}
+            assert read_line(socks[-1]) == {"fota": "true", "url": "###http://10.0.0.1/p.bin"}
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def test_heartbeat_repairs_a_lost_session_row(tmp_path: Path) -> None:
+    from luatos_fota import schema
+
+    with pair(tmp_path, f"sqlite:///{tmp_path / 'shared.db'}") as (a, b):
+        sock = login(b, MAC)
+        try:
+            eventually(lambda: online(a), lambda o: MAC in o, "device on B listed by A")
+            with b.store.tx() as c:  # as if the login's write had been lost in an outage
+                c.execute(schema.push_sessions.delete())
+            eventually(lambda: online(a), lambda o: MAC in o, "row put back by B's heartbeat")
+        finally:
+            sock.close()
+        eventually(lambda: online(a), lambda o: MAC not in o, "row removed after the disconnect")
+
+
+def test_a_relay_failure_still_reports_the_local_sends(tmp_path: Path) -> None:
+    local_mac = "C8C2C68CD6A2"
+    with pair(tmp_path, f"sqlite:///{tmp_path / 'shared.db'}") as (a, b):
+        remote_sock, local_sock = login(b, MAC), login(a, local_mac)
+        try:
+            eventually(lambda: online(a), lambda o: MAC in o, "device on B listed by A")
+
+            def outage(*_: Any) -> None:
+                raise OSError("database unreachable")
+
+            a.app.state.push_relay._enqueue = outage
+            r = api(a, "POST", "/push", json={"devices": [local_mac, MAC], "url": "http://10.0.0.1/p.bin"})
+            assert r.status_code == 200
+            results = r.json()["results"]
+            assert results[local_mac] == "sent"
+            assert results[MAC].startswith("error: push relay unavailable")
+            assert read_line(local_sock)["url"] == "###http://10.0.0.1/p.bin"
+        finally:
+            remote_sock.close()
+            local_sock.close()

@@ -116,3 +116,25 @@ def test_error_message_wants_position_for_python_errors_only() -> None:
     assert error_message(BadArgument("bad argument #1 to 'x' (string expected, got nil)")) == (
         "bad argument #1 to 'x' (string expected, got nil)", True)
     assert error_message(KeyError("k")) == ("KeyError: 'k'", True)
+
+
+def test_ctrl_c_inside_a_firmware_call_reaches_the_host_even_through_pcall(boot, monkeypatch) -> None:
+    import luatos_sim.modules.crypto as crypto_module
+
+    class Interrupting:
+        def new(self, *_: object) -> None:
+            raise KeyboardInterrupt
+
+    dev = boot("""
+        sys.taskInit(function()
+          sys.wait(10)
+          local ok, err = pcall(crypto.md5, "x")
+          log.info("swallowed", ok, err)
+        end)
+        sys.run()
+    """)
+    monkeypatch.setattr(crypto_module, "hashlib", Interrupting())
+    with pytest.raises(KeyboardInterrupt):
+        dev.run_for("2s")
+    assert not any("swallowed" in r.line for r in dev.log)
+    assert error_message(KeyboardInterrupt()) is None and error_message(SystemExit(1)) is None

@@ -11,6 +11,7 @@ upload refusals); missing or wrong token -> 401.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -383,9 +384,13 @@ async def push(request: Request) -> Response:
         if out is None:
             skipped[key] = why
             continue
-        msg = fota_command(f"{base}?fota_sn={out.fota_sn}", version)
-        messages[key] = msg
-        results.update(await _pusher(request).push([o["device"]], msg))
+        messages[key] = fota_command(f"{base}?fota_sn={out.fota_sn}", version)
+    # Decided one by one (each a counted serve), sent all at once: a device on another instance
+    # costs a relay round trip, and a thousand of them must not queue behind each other.
+    pusher = _pusher(request)
+    sent = await asyncio.gather(*(pusher.push([online[key]["device"]], msg) for key, msg in messages.items()))
+    for one in sent:
+        results.update(one)
     svc.writer.audit({"ts": time.time(), "event": "push_release", "device_key": None,
                       "product_id": product.id, "release_id": rel["id"], "status": None, "code": None,
                       "ip": None, "actor": "api", "detail": json.dumps({"sent": results, "skipped": skipped})})

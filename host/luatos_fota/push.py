@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from luatos_common.deviceid import normalize_device_id
+
 log = logging.getLogger("luatos_fota.push")
 
 EventCallback = Callable[[str, str, dict[str, Any]], Awaitable[None] | None]
@@ -66,16 +68,6 @@ MAX_BAD_LINES = 20
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def normalize_device_id(device: str) -> str:
-    """MAC-shaped ids become 12 upper-case hex digits (as the server's store keys them), so
-    ``c8:c2:c6:8c:d6:02`` typed by an operator finds the device that logged in as C8C2C68CD602."""
-    text = device.strip()
-    compact = text.replace(":", "").replace("-", "")
-    if len(compact) == 12 and all(c in "0123456789abcdefABCDEF" for c in compact):
-        return compact.upper()
-    return text
 
 
 def fota_command(url: str, version: str | None = None, *, raw_url: bool = True) -> dict[str, str]:

@@ -28,8 +28,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from luatos_common.deviceid import normalize_device_id
+
 from . import schema as t
-from .push import LOGIN_INFO_KEYS, PushHub, encode_command, normalize_device_id
+from .push import LOGIN_INFO_KEYS, PushHub, encode_command
 from .store import Store
 
 log = logging.getLogger("luatos_fota.pushrelay")

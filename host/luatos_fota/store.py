@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
+from luatos_common.deviceid import normalize_device_id
 from luatos_common.version import FotaVersion, ScriptVersion, VersionError, format_core
 
 from . import schema as t
@@ -53,13 +54,8 @@ class Conflict(ValueError):
     """A write that contradicts existing state (duplicate product or release; HTTP 409)."""
 
 
-def normalize_device_key(key: str) -> str:
-    """Operators type MACs as ``c8:c2:c6:8c:d6:02``; devices send ``C8C2C68CD602``."""
-    k = key.strip()
-    compact = k.replace(":", "").replace("-", "")
-    if len(compact) == 12 and all(c in "0123456789abcdefABCDEF" for c in compact):
-        return compact.upper()
-    return k
+# One rule for every part that names a device (store, push hub, admin API).
+normalize_device_key = normalize_device_id
 
 
 def _sqlite_url(data_dir: Path) -> str:

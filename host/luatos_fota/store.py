@@ -97,6 +97,11 @@ _Q_INSERT_AUDIT = t.audit.insert()
 _Q_GENERATION = sa.select(t.generation.c.value).where(t.generation.c.id == t.GEN_CATALOG)
 _Q_GENERATIONS = sa.select(t.generation.c.id, t.generation.c.value)
 _Q_INSERT_SERVE = t.serves.insert()
+# The hot serve path on SQLite runs these on the DBAPI connection (see _count_and_record_batch_sqlite).
+_SQL_COUNT_SERVES = ("SELECT count(*) FROM serves WHERE device_id = ? AND release_id = ? "
+                     "AND served_at >= ?")
+_SQL_INSERT_SERVE = ("INSERT INTO serves (fota_sn, device_id, release_id, channel, from_version, served_at) "
+                     "VALUES (?, ?, ?, ?, ?, ?)")
 _Q_DEVICE_SERVE_LOCK = sa.text("SELECT pg_advisory_xact_lock(7306151, :d)")
 _Q_COUNT_SERVES = sa.select(sa.func.count()).select_from(t.serves).where(
     t.serves.c.device_id == sa.bindparam("d"), t.serves.c.release_id == sa.bindparam("r"),
@@ -671,6 +676,8 @@ class Store:
             raise StoreBusy(f"database busy: {e}") from None
 
     def _count_and_record_batch(self, items: list[_ServeItem]) -> list[tuple[int, str | None]]:
+        if self.is_sqlite:
+            return self._count_and_record_batch_sqlite(items)
         with self.hot_tx() as c:
             if not self.is_sqlite:
                 # SQLite's write lock already serialises instances; on PostgreSQL each device's
@@ -696,6 +703,46 @@ class Store:
             if rows:
                 c.execute(_Q_INSERT_SERVE, rows)
             return out
+
+    def _count_and_record_batch_sqlite(self, items: list[_ServeItem]) -> list[tuple[int, str | None]]:
+        """The same as the SQLAlchemy path below it, on the DBAPI connection: every package a
+        check-in serves passes here, and Core's per-statement machinery was three quarters of
+        its cost (0.15 ms against 0.03 ms raw), on the event loop's GIL."""
+        out: list[tuple[int, str | None]] = []
+        rows: list[tuple[Any, ...]] = []
+        pending: dict[tuple[int, int], int] = {}
+        with self._turn(self.hot_busy_timeout_s):
+            raw = self.hot_engine.raw_connection()
+            try:
+                cur = raw.cursor()
+                cur.execute("BEGIN IMMEDIATE")  # waits at most busy_timeout for other processes
+                try:
+                    for it in items:
+                        key = (it.device_id, it.release_id)
+                        cur.execute(_SQL_COUNT_SERVES, (it.device_id, it.release_id, it.since))
+                        (counted,) = cur.fetchone() or (0,)
+                        n = pending.get(key, 0) + int(counted)
+                        if not ((it.mode == "full" and n < it.limit)
+                                or (it.mode == "continuation" and n == 0 < it.limit)):
+                            out.append((n, None))
+                            continue
+                        sn = secrets.token_hex(12)
+                        rows.append((sn, it.device_id, it.release_id, it.channel, it.from_version, time.time()))
+                        pending[key] = pending.get(key, 0) + 1
+                        out.append((n, sn))
+                    if rows:
+                        cur.executemany(_SQL_INSERT_SERVE, rows)
+                    cur.execute("COMMIT")
+                except BaseException:
+                    dbapi = raw.driver_connection
+                    if dbapi is not None and dbapi.in_transaction:
+                        dbapi.rollback()
+                    raise
+                finally:
+                    cur.close()
+            finally:
+                raw.close()  # back to the pool
+        return out
 
     def serve_times(self, device_id: int, release_id: int, since: float) -> list[float]:
         """When this release was served to this device since ``since`` (seeds in-memory counts)."""

@@ -66,7 +66,7 @@ MAX_DEVICE_ID_LEN = 64
 MAX_BAD_LINES = 20
 
 
-def _iso(ts: float) -> str:
+def iso_utc(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -252,8 +252,8 @@ class PushHub:
                     "device": device,
                     **{k: conn.info.get(k) for k in LOGIN_INFO_KEYS},
                     "peer": conn.peer,
-                    "connected_at": _iso(conn.connected_at),
-                    "last_seen": _iso(conn.last_seen),
+                    "connected_at": iso_utc(conn.connected_at),
+                    "last_seen": iso_utc(conn.last_seen),
                     "last_answer": last["message"] if last else None,
                     "last_answer_at": last["at"] if last else None,
                 }
@@ -501,7 +501,7 @@ class PushHub:
                 self._answers.popitem(last=False)
         else:
             self._answers.move_to_end(device)
-        entries.append({"at": _iso(time.time()), "message": obj})
+        entries.append({"at": iso_utc(time.time()), "message": obj})
 
     async def _emit(self, kind: str, device: str, data: dict[str, Any]) -> None:
         if self.on_event is None:

@@ -23,7 +23,6 @@ import json
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,7 +30,7 @@ import sqlalchemy as sa
 from luatos_common.deviceid import normalize_device_id
 
 from . import schema as t
-from .push import LOGIN_INFO_KEYS, PushHub, encode_command
+from .push import LOGIN_INFO_KEYS, PushHub, encode_command, iso_utc
 from .store import Store
 
 log = logging.getLogger("luatos_fota.pushrelay")
@@ -40,10 +39,8 @@ log = logging.getLogger("luatos_fota.pushrelay")
 OUTBOX_KEEP_S = 24 * 3600.0
 
 
-def _iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+#: What a withdrawn outbox row says (the asker reports its own message instead).
+WITHDRAWN = "error: not picked up in time"
 
 
 class PushRelay:
@@ -148,13 +145,15 @@ class PushRelay:
 
     # ------------------------------------------------------------------ queries
 
-    def _live_sessions(self) -> list[dict[str, Any]]:
-        since = time.time() - self.stale_s
+    def _live(self, *columns: Any) -> sa.Select[Any]:
+        """Sessions held by instances whose heartbeat is recent."""
         j = t.push_sessions.join(t.push_instances,
                                  t.push_instances.c.instance_id == t.push_sessions.c.instance_id)
-        q = (sa.select(t.push_sessions, t.push_instances.c.push_address)
-             .select_from(j).where(t.push_instances.c.heartbeat_at >= since)
-             .order_by(t.push_sessions.c.device_key))
+        return (sa.select(*columns).select_from(j)
+                .where(t.push_instances.c.heartbeat_at >= time.time() - self.stale_s))
+
+    def _live_sessions(self) -> list[dict[str, Any]]:
+        q = self._live(t.push_sessions).order_by(t.push_sessions.c.device_key)
         with self.store.ro() as c:
             return [dict(r._mapping) for r in c.execute(q)]
 
@@ -177,9 +176,10 @@ class PushRelay:
                 continue
             info = json.loads(r["info"] or "{}")
             out[key] = {"device": key, **{k: info.get(k) for k in LOGIN_INFO_KEYS}, "peer": r["peer"],
-                        "connected_at": _iso(r["connected_at"]), "last_seen": None,
+                        "connected_at": iso_utc(r["connected_at"]), "last_seen": None,
                         "last_answer": json.loads(r["last_answer"]) if r["last_answer"] else None,
-                        "last_answer_at": _iso(r["last_answer_at"]), "instance": r["instance_id"],
+                        "last_answer_at": iso_utc(r["last_answer_at"]) if r["last_answer_at"] else None,
+                        "instance": r["instance_id"],
                         "here": False}
         for key, o in local.items():  # logged in, session row not written yet
             out.setdefault(key, {**o, "instance": self.instance_id, "here": True})
@@ -228,16 +228,11 @@ class PushRelay:
         return results
 
     def _enqueue(self, devices: list[str], message: dict[str, Any]) -> dict[str, int]:
-        since = time.time() - self.stale_s
         text = json.dumps(message, ensure_ascii=False)
         out: dict[str, int] = {}
         with self.store.tx() as c:
-            j = t.push_sessions.join(t.push_instances,
-                                     t.push_instances.c.instance_id == t.push_sessions.c.instance_id)
-            rows = c.execute(sa.select(t.push_sessions.c.device_key, t.push_sessions.c.instance_id)
-                             .select_from(j)
+            rows = c.execute(self._live(t.push_sessions.c.device_key, t.push_sessions.c.instance_id)
                              .where(t.push_sessions.c.device_key.in_(devices),
-                                    t.push_instances.c.heartbeat_at >= since,
                                     t.push_sessions.c.instance_id != self.instance_id)).all()
             for device, instance in rows:
                 res = c.execute(t.push_outbox.insert().values(
@@ -260,9 +255,9 @@ class PushRelay:
         with self.store.tx() as c:
             c.execute(t.push_outbox.update()
                       .where(t.push_outbox.c.id.in_(ids), t.push_outbox.c.state == "queued")
-                      .values(state="done", result="error: not picked up in time", done_at=time.time()))
+                      .values(state="done", result=WITHDRAWN, done_at=time.time()))
         done = self._results(ids)
-        return {i: r for i, r in done.items() if r != "error: not picked up in time"}
+        return {i: r for i, r in done.items() if r != WITHDRAWN}
 
     # ------------------------------------------------------------------ the owner's side
 

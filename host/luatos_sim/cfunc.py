@@ -153,11 +153,29 @@ def _spec(fn: Callable[..., Any]) -> _Spec | None:
     return spec
 
 
-def c_function(fn: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
-    """``fn`` as the firmware would expose it (see the module docstring)."""
+# lupa's base class of every Lua table/function/userdata wrapper (not exported by name).
+_LuaObject: type = type(lua53.LuaRuntime().eval("{}")).__mro__[1]
+
+
+def c_function(fn: Callable[..., Any], name: str | None = None,
+               main_state: Callable[[Any], Any] | None = None) -> Callable[..., Any]:
+    """``fn`` as the firmware would expose it (see the module docstring).
+
+    ``main_state`` re-binds each Lua table/function argument to the VM's main state. lupa ties
+    a Lua value handed to Python to the coroutine that handed it over; a callback kept and
+    called later through that tie runs on the coroutine's stack while it is suspended, and the
+    first count hook there kills the call with a bogus yield (issue 9 item 1). The firmware
+    keeps a registry reference instead and calls back from its message loop, i.e. on the main
+    state: so do we."""
     spec = _spec(fn)
     if spec is None:
-        return fn
+        if main_state is None:
+            return fn
+        raw = fn
+
+        def rebound(*args: Any) -> Any:
+            return raw(*[main_state(a) if isinstance(a, _LuaObject) else a for a in args])
+        return rebound
     n, variadic, string_args, int_args, params = (spec.n, spec.variadic, spec.string_args,
                                                   spec.int_args, spec.params)
 
@@ -173,6 +191,10 @@ def c_function(fn: Callable[..., Any], name: str | None = None) -> Callable[...,
     def call(*args: Any) -> Any:
         if not variadic and len(args) > n:
             args = args[:n]
+        if main_state is not None:
+            for i, v in enumerate(args):
+                if isinstance(v, _LuaObject):
+                    args = (*args[:i], main_state(v), *args[i + 1:])
         for i in string_args:
             if i < len(args):
                 v = args[i]

@@ -158,6 +158,8 @@ class Boot:
           return wrap, install
         """, self.RT, H)
         self._tostring = self.G.tostring
+        # A Lua value re-read through the main state (see cfunc.c_function's main_state).
+        self.main_state = self.lua.eval("function(v) return v end")
         self._set_now = self.RT.set_now
         self.set_deadline = self.RT.set_deadline
         self._set_now(start_ms)
@@ -188,8 +190,8 @@ class Boot:
     def firmware_module(self, name: str, functions: dict[str, Any],
                         constants: dict[str, Any] | None = None) -> Any:
         """Install a firmware (C) module table (one Lua call for the whole table)."""
-        funcs = self.lua.table_from({b(k): c_function(fn, k) for k, fn in functions.items()
-                                     if callable(fn)})
+        funcs = self.lua.table_from({b(k): c_function(fn, k, self.main_state)
+                                     for k, fn in functions.items() if callable(fn)})
         consts = {b(k): (b(v) if isinstance(v, str) else v) for k, v in functions.items()
                   if not callable(v)}
         consts.update({b(k): (b(v) if isinstance(v, str) else v)
@@ -199,7 +201,7 @@ class Boot:
     def lua_function(self, fn: Callable[..., Any], name: str | None = None) -> Any:
         """A Lua function calling ``fn`` (for tables installed by hand, e.g. io extras); ``name``
         is what a bad-argument error calls it."""
-        return self._lua_wrap(c_function(fn, name))
+        return self._lua_wrap(c_function(fn, name, self.main_state))
 
     _guard = lua_function
 

@@ -311,6 +311,15 @@ function RT.start_main(main_fn)
   return co
 end
 
+-- Firmware callbacks (a socket's callback, http's progress callback) run on the main state, as
+-- the firmware calls them from its message loop (Python re-binds them there: cfunc.main_state).
+-- The count hook covers them too, but only while the boot coroutine is active underneath them
+-- ("normal"): between steps, the host's own calls into Lua are not device code.
+local co_status = coroutine.status
+sethook(function()
+  if boot_co ~= nil and co_status(boot_co) == "normal" then hook() end
+end, "", every)
+
 local PAUSE = RT.PAUSE
 function RT.step()
   local co = RT.boot_co

@@ -106,6 +106,9 @@ class Boot:
         H.io_wait = self._io_wait
         H.io_sync = self._io_sync
         H.busy_loop = self._busy_loop
+        H.fire = self._fire
+        self._events: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
+        self._event_keys = 0
         H.c_error = self._c_error
         H.halted_error = self.lua.eval(
             "setmetatable({}, {__tostring = function() return 'device rebooted' end})")
@@ -214,11 +217,21 @@ class Boot:
         self._set_now(int(value))
 
     def post(self, delay_ms: int, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn(*args)`` from the device's event loop ``delay_ms`` from now (VM thread only)."""
-        self._rt_post(int(delay_ms), fn, self._pack(args) if args else None)
+        """Run ``fn(*args)`` from the device's event loop ``delay_ms`` from now (VM thread only).
+        ``fn`` and ``args`` stay in Python; the event queue holds an integer key."""
+        self._rt_post(int(delay_ms), self._keep(fn, args))
 
     def post_at(self, due_ms: int, fn: Callable[..., Any], *args: Any) -> None:
-        self._rt_post_at(int(due_ms), fn, self._pack(args) if args else None)
+        self._rt_post_at(int(due_ms), self._keep(fn, args))
+
+    def _keep(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> int:
+        self._event_keys += 1
+        self._events[self._event_keys] = (fn, args)
+        return self._event_keys
+
+    def _fire(self, key: int) -> None:
+        fn, args = self._events.pop(key)
+        fn(*args)
 
     def post_from_thread(self, fn: Callable[..., Any], *args: Any) -> None:
         """Thread-safe: deliver ``fn(*args)`` into the event loop at the next receive."""
@@ -237,11 +250,6 @@ class Boot:
         """Count of open host sockets (+1 on open, -1 on close): while >0 the event loop calls
         ``io_sync_hooks`` before virtual time moves, so received data is never skipped over."""
         self._watch_add(delta)
-
-    def _pack(self, args: tuple[Any, ...]) -> Any:
-        t = self.lua.table(*args)
-        t[b"n"] = len(args)
-        return t
 
     def sys_pub(self, *args: Any) -> None:
         self._pub(*args)

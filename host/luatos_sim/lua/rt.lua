@@ -7,6 +7,7 @@
 --
 -- Loaded once per boot with the host bridge table H:
 --   H.idle(), H.io_poll(), H.io_wait(ms)   host callbacks
+--   H.fire(key)                            run the host's firmware event `key`
 --   H.halted_error                         the value raised to unwind a halted boot
 local H = ...
 
@@ -34,7 +35,7 @@ local PAUSE = setmetatable({}, { __tostring = function() return "luatos-sim paus
 RT.PAUSE = PAUSE
 
 -- Binary heap of queue entries {due, seq, kind, a, b}, ordered by (due, seq). kind 1: timer
--- (a=id, b=generation); kind 2: firmware event (a=callable, b=arg table or nil). Entries are
+-- (a=id, b=generation); kind 2: firmware event (a=the host's integer key). Entries are
 -- recycled, so a running timer allocates nothing.
 local heap, hn, seq = {}, 0, 0
 local pool, pn = {}, 0
@@ -173,14 +174,21 @@ end
 
 -- Firmware events -----------------------------------------------------------------------------
 
--- Run fn(...) from the event loop `delay` ms from now (0 = at the next receive).
-function RT.post(delay, fn, args)
-  schedule(now + (delay or 0), 2, fn, args)
+-- A firmware event is an integer key: the host keeps what to run under it and runs it when
+-- H.fire(key) is called from here. No per-event Python object ever enters the VM: lupa's cache
+-- of Python objects in Lua is not safe for an object pushed again while its previous userdata
+-- awaits finalization (the object is freed under the new userdata), which the stream of short-
+-- lived event handlers and arguments of a busy exchange used to hit (issue 9 item 2).
+local fire = H.fire
+
+-- Run the host's event `key` from the event loop `delay` ms from now (0 = at the next receive).
+function RT.post(delay, key)
+  schedule(now + (delay or 0), 2, key)
 end
 
-function RT.post_at(due, fn, args)
+function RT.post_at(due, key)
   if due < now then due = now end
-  schedule(due, 2, fn, args)
+  schedule(due, 2, key)
 end
 
 function RT.next_due()
@@ -208,7 +216,6 @@ local function pause(reason)
   return true
 end
 
-local unpack = table.unpack
 
 -- rtos.receive(timeout): the heart of the device. See the reference's "emulator event loop".
 function RT.receive(timeout)
@@ -240,9 +247,9 @@ function RT.receive(timeout)
         end
         return 1, id, rep
       else
-        local fn, args = e[4], e[5]
+        local key = e[4]
         recycle(e)
-        if args then fn(unpack(args, 1, args.n)) else fn() end
+        fire(key)
         if RT.halted then error(H.halted_error, 0) end
         return 0
       end

@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-colour", "--no-color", dest="colour", action="store_false",
                      default=None, help="never colour the output")
     try:
-        from .network import add_network_arguments
+        from .network_args import add_network_arguments
     except ImportError:
         pass
     else:
@@ -121,7 +121,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     mode = "json" if args.json else ("raw" if args.raw else "text")
     dev.add_listener(Printer(out, mode, colour))
     try:
-        from .network import apply_network_arguments
+        from .network_args import apply_network_arguments
     except ImportError:
         pass
     else:

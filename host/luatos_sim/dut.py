@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,9 +137,6 @@ class Dut:
         """Power-cycle (emulator) or pulse RESET (board). Unread output is discarded."""
         raise NotImplementedError
 
-    def run_for(self, duration: str | int | float, *, allow_wall_clock: bool = False) -> None:
-        raise NotImplementedError
-
     def close(self) -> None:
         pass
 
@@ -213,8 +210,7 @@ class SimDut(Dut):
     def _attach(self, device: Device) -> None:
         device.add_listener(self.log.append)
         if self.console_uart is not None:
-            from .modules.uart import bus_of
-            bus_of(device).console = self.console_uart
+            device.uart.console = self.console_uart
 
     def _clock_name(self) -> str:
         return f"virtual time, device clock now {format_ms(self.device.current_ms())}"
@@ -236,49 +232,19 @@ class SimDut(Dut):
         return self._search(rx)
 
     def write(self, data: bytes | str) -> None:
-        from .modules.uart import host_write
-
         payload = _data(data)
         self.log.append(_host_note(_shown(payload), self.device.current_ms()))
-        host_write(self.device, payload)
+        self.device.uart.host_write(payload)
 
     def run_for(self, duration: str | int | float, *, allow_wall_clock: bool = False) -> None:
         """Advance virtual time (``"4h"`` costs milliseconds)."""
         self.device.run_for(timeout_ms(duration))
 
     def reset(self) -> None:
-        """Power-cycle: the flash (script image, fs, fskv) survives, everything else restarts.
-
-        Uses ``Device.power_cycle()`` when the core has it; otherwise a fresh Device over the
-        same state directory (``self.device`` then names the new one).
-        """
-        old = self.device
+        """Power-cycle: the flash (script image, fs, fskv) survives, everything else restarts."""
         self.resets += 1
         self._cursor = len(self.log)
-        power_cycle: Callable[[], None] | None = getattr(old, "power_cycle", None)
-        if power_cycle is not None:
-            power_cycle()
-            return
-        from .device import Device
-
-        old.remove_listener(self.log.append)
-        bus = old.extensions.get("uart")
-        new = Device(None, model=old.profile, lib_dirs=self.lib_dirs, state_dir=old.state_dir,
-                     options=old.options)
-        # Layers attached to the old device (network, FOTA) keep their hooks.
-        new.extensions.update({k: v for k, v in old.extensions.items() if k != "uart"})
-        new.before_boot.extend(old.before_boot)
-        new.after_boot_ends.extend(old.after_boot_ends)
-        # A Device that made its own temporary state directory deletes it on close: hand over.
-        own_tmp = getattr(old, "_tmp", None)
-        old._tmp = None  # noqa: SLF001
-        old.close()
-        new._tmp = own_tmp  # noqa: SLF001
-        self.device = new
-        self._attach(new)
-        if bus is not None and self.console_uart is None:
-            from .modules.uart import bus_of
-            bus_of(new).console = bus.console
+        self.device.power_cycle()
 
     def close(self) -> None:
         self.device.remove_listener(self.log.append)

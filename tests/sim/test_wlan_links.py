@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from luatos_sim import Device
-from luatos_sim.network import add_network_arguments, apply_network_arguments, parse_rate
+from luatos_sim.network_args import add_network_arguments, apply_network_arguments
+from luatos_sim.platform.network import parse_rate
 
 JOIN = """
 sys.subscribe("WLAN_STA_INC", function(ev, a, b)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .. import lint
-from ..fota_area import area_for
+from .. import upgrade_checks
+from ..platform.fota_area import area_for
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -41,7 +41,7 @@ def install(boot: Boot) -> None:
         if isinstance(buf, bytes):
             data = buf
         elif buf is not None and boot.lua_type(buf) == b"table" and \
-                hasattr(boot, "zbuff_handle"):
+                boot.zbuff_handle is not None:
             try:
                 data = boot.zbuff_handle(buf).query()
             except Exception:  # noqa: BLE001 - not a zbuff: same as a bad argument
@@ -71,7 +71,7 @@ def install(boot: Boot) -> None:
     def file(path: Any = None, *_: Any) -> tuple[bool, bool, int]:
         host = None
         if isinstance(path, bytes):
-            host, _err = boot.device.fs.host_path(path)
+            host, _err = boot.platform.fs.host_path(path)
         if host is None or not os.path.isfile(host):
             return False, False, 0
         if not area.in_progress:
@@ -109,7 +109,7 @@ def install(boot: Boot) -> None:
         "init": init, "wait": wait, "run": run, "file": file, "isDone": is_done,
         "done": is_done, "finish": finish, "end": finish,
     })
-    lint.install(boot)
+    upgrade_checks.install(boot)
     _trace_wlan_disconnect(boot)
 
 
@@ -125,4 +125,4 @@ def _trace_wlan_disconnect(boot: Boot) -> None:
           return disconnect(...)
         end
       end
-    """, lambda *_: boot.device.trace_event("wlan_disconnect"))
+    """, lambda *_: boot.trace("wlan_disconnect"))

@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        duration = parse_duration(args.duration or ("24h" if args.until else "1m"))
+        duration = args.duration or ("24h" if args.until else "1m")
+        parse_duration(duration)  # refused here, as a usage error, rather than mid-run
         delay = parse_duration(args.exit_reboot_delay)
         pattern = re.compile(args.until) if args.until else None
     except (ValueError, re.error) as e:

@@ -22,7 +22,7 @@ from typing import Any
 from luatos_common.logline import SIM, LogRecord, c_record, lua_record
 
 from .clock import ScheduledEvent, Timeline
-from .duration import format_ms, parse_duration
+from .duration import Duration, format_ms, parse_duration
 from .fs import DeviceFS
 from .fskv_store import FskvStore
 from .lifecycle import (
@@ -297,12 +297,12 @@ class Device:
 
     # -- running -----------------------------------------------------------------------------------
 
-    def run_for(self, duration: str | int) -> None:
+    def run_for(self, duration: Duration) -> None:
         """Advance virtual time by ``duration``, running whatever the device does meanwhile."""
         self._run(self.current_ms() + parse_duration(duration))
 
     def run_until(self, pattern: str | re.Pattern[str] | Callable[[LogRecord], bool],
-                  within: str | int = "10m", *, stop_on_reboot_loop: bool = True) -> LogRecord:
+                  within: Duration = "10m", *, stop_on_reboot_loop: bool = True) -> LogRecord:
         """Run until a log record matches (regex searched in the device line), or fail.
 
         Raises :class:`UntilTimeout` when ``within`` virtual time passes first, and
@@ -350,14 +350,19 @@ class Device:
         """The device's virtual time (the ``luat:`` ms counter)."""
         return self.clock.now
 
-    def schedule(self, delay: str | int, action: Callable[[], None], label: str = "", *,
+    def schedule(self, delay: Duration, action: Callable[[], None], label: str = "", *,
                  power_bound: bool = False) -> ScheduledEvent:
-        """Run ``action`` at a virtual time from now, whether or not a boot is running; inside a
-        running boot it runs from the device's event loop. ``power_bound`` events belong to
-        the powered device (a pending reboot, an RTC wake): :meth:`power_off` drops them.
-        Returns the handle that cancels it."""
-        event = self.clock.after(parse_duration(delay), action,
-                                 label or getattr(action, "__name__", "action"))
+        """Run ``action`` at a virtual time from now (``"2s"``), whether or not a boot is
+        running; inside a running boot it runs from the device's event loop. ``power_bound``
+        events belong to the powered device (a pending reboot, an RTC wake): :meth:`power_off`
+        drops them. Returns the handle that cancels it."""
+        return self.schedule_at(self.current_ms() + parse_duration(delay), action, label,
+                                power_bound=power_bound)
+
+    def schedule_at(self, due_ms: int, action: Callable[[], None], label: str = "", *,
+                    power_bound: bool = False) -> ScheduledEvent:
+        """:meth:`schedule` at an absolute virtual time (ms since power-on)."""
+        event = self.clock.at(due_ms, action, label or getattr(action, "__name__", "action"))
         if power_bound:
             self._power_bound = [e for e in self._power_bound if e.pending]
             self._power_bound.append(event)
@@ -365,7 +370,7 @@ class Device:
 
     # -- the lifecycle ----------------------------------------------------------------------------
 
-    def power_on(self, delay: str | int = 0) -> ScheduledEvent:
+    def power_on(self, delay: Duration = 0) -> ScheduledEvent:
         """Switch the supply on (at ``delay`` from now): a power-on boot, unless the device is
         already running by then."""
         def on() -> None:
@@ -517,12 +522,12 @@ class Device:
         self._count_failure(info, info.error or "main returned")
         if info.error == "module 'main' not found":
             self._nag_missing_main(delay)
-        self.schedule(delay, lambda: self.start_boot(BootReason.REBOOT), "reboot after exit",
-                      power_bound=True)
+        self.schedule_at(self.clock.now + delay, lambda: self.start_boot(BootReason.REBOOT),
+                         "reboot after exit", power_bound=True)
 
     def _nag_missing_main(self, delay: int) -> None:
         for t in range(1000, delay, 1000):
-            self.schedule(t, lambda: self.emit_c(
+            self.schedule_at(self.clock.now + t, lambda: self.emit_c(
                 "E", "main", "未找到main.lua,请刷入脚本以运行程序 / main.lua not found, "
                 "please flash a script"), "missing main", power_bound=True)
 

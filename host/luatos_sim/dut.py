@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from luatos_common.logline import SIM, LogRecord
 
-from .duration import format_ms, parse_duration
+from .duration import Duration, format_ms, parse_duration
 
 if TYPE_CHECKING:
     from .device import Device
@@ -38,14 +38,10 @@ class ExpectTimeout(AssertionError):
     """``expect`` did not see its pattern in time; the message carries the last log lines."""
 
 
-def timeout_ms(value: str | int | float) -> int:
-    """``"10s"`` → 10000; a bare number means seconds (as in pytest-embedded)."""
-    if isinstance(value, bool):
-        raise ValueError(f"timeout {value!r}: expected e.g. '10s' or a number of seconds")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"timeout {value!r} is negative")
-        return int(value * 1000)
+def timeout_ms(value: Duration) -> int:
+    """``"10s"`` -> 10000. A timeout is a duration like any other (duration.py): a bare number
+    is refused rather than guessed (pytest-embedded reads it as seconds, the emulator's own
+    API used to read it as milliseconds)."""
     return parse_duration(value)
 
 
@@ -84,7 +80,7 @@ class Dut:
         return None
 
     def expect(self, pattern: str | bytes | re.Pattern[str],
-               timeout: str | int | float = "10s") -> re.Match[str]:
+               timeout: Duration = "10s") -> re.Match[str]:
         """Wait for a log line matching ``pattern`` (a regex searched in the device line, e.g.
         ``I/user.main ...`` or ``pm:boot up by reboot``) and return the match."""
         __tracebackhide__ = True
@@ -99,7 +95,7 @@ class Dut:
                                 + self.log_text(last=TAIL_LINES))
         return m
 
-    def expect_exact(self, text: str, timeout: str | int | float = "10s") -> re.Match[str]:
+    def expect_exact(self, text: str, timeout: Duration = "10s") -> re.Match[str]:
         """``expect`` for a literal piece of text."""
         __tracebackhide__ = True
         return self.expect(re.escape(text), timeout)
@@ -223,7 +219,8 @@ class SimDut(Dut):
         from .device import RebootLoopError, UntilTimeout
 
         try:
-            self.device.run_until(lambda rec: rx.search(rec.line) is not None, within=ms)
+            self.device.run_until(lambda rec: rx.search(rec.line) is not None,
+                                  within=f"{ms}ms")
         except UntilTimeout:
             return None
         except RebootLoopError as e:
@@ -236,9 +233,9 @@ class SimDut(Dut):
         self.log.append(_host_note(_shown(payload), self.device.current_ms()))
         self.device.uart.host_write(payload)
 
-    def run_for(self, duration: str | int | float, *, allow_wall_clock: bool = False) -> None:
+    def run_for(self, duration: Duration, *, allow_wall_clock: bool = False) -> None:
         """Advance virtual time (``"4h"`` costs milliseconds)."""
-        self.device.run_for(timeout_ms(duration))
+        self.device.run_for(duration)
 
     def reset(self) -> None:
         """Power-cycle: the flash (script image, fs, fskv) survives, everything else restarts."""
@@ -389,7 +386,7 @@ class SerialDut(Dut):
             raise DutError(f"cannot pulse DTR/RTS on {self.port} to reset the board: {e}. "
                            "Reset it by hand, or run with --luatos-no-reset") from e
 
-    def run_for(self, duration: str | int | float, *, allow_wall_clock: bool = False) -> None:
+    def run_for(self, duration: Duration, *, allow_wall_clock: bool = False) -> None:
         """On a board time is real: sleeping needs ``allow_wall_clock=True`` (the log keeps
         being read meanwhile)."""
         ms = timeout_ms(duration)

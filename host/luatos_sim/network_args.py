@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from .duration import parse_duration
+
 if TYPE_CHECKING:
     from .device import Device
 
@@ -39,9 +41,9 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
                    help="DNS lookups of HOST fail (repeatable)")
     g.add_argument("--unreachable", action="append", default=[], metavar="HOST[:timeout]",
                    help="connections to HOST are refused (or time out with :timeout)")
-    g.add_argument("--reply-window", type=int, default=None, metavar="MS",
-                   help="wall ms a server gets to answer a device tx before virtual time "
-                        "moves on (default 100)")
+    g.add_argument("--reply-window", default=None, metavar="DURATION",
+                   help="wall time a server gets to answer a device tx before virtual time "
+                        "moves on (default 100ms)")
     g.add_argument("--fota-error-body", choices=("empty", "buffered"), default="empty",
                    help="body returned with a fota-mode -9 (default: %(default)s)")
 
@@ -90,6 +92,7 @@ def apply_network_arguments(device: Device, args: argparse.Namespace) -> None:
     net.fota_error_body = getattr(args, "fota_error_body", "empty") or "empty"
     window = getattr(args, "reply_window", None)
     if window is not None:
-        if window < 0:
-            raise ValueError(f"--reply-window {window}: must be >= 0")
-        net.reply_window_ms = window
+        try:
+            net.reply_window_ms = parse_duration(window)
+        except ValueError as e:
+            raise ValueError(f"--reply-window: {e}") from None

@@ -99,8 +99,10 @@ def test_sim_dut_expect_write_reset_and_virtual_time(pytester: pytest.Pytester,
             assert dut.resets == 2
             assert dut.device.boots[-1].reason == "power-on"
 
-        def test_run_for_takes_seconds_as_numbers(dut):
-            dut.run_for(2.5)
+        def test_run_for_wants_a_unit(dut):
+            with pytest.raises(ValueError, match="no unit"):
+                dut.run_for(2.5)
+            dut.run_for("2.5s")
             assert dut.device.current_ms() == 2500
     """)
     result = pytester.runpytest(*QUIET)

@@ -183,7 +183,7 @@ def test_cli_flags_configure_the_network(boot: Callable[..., Device]) -> None:
         "--dns-fail", "bad.example.com", "--unreachable", "10.9.9.9",
         "--unreachable", "10.9.9.8:timeout", "--ap", "office:pw", "--no-ap", "ghost",
         "--link-down", "10s", "--link-up", "eth@20s", "--fota-error-body", "buffered",
-        "--reply-window", "250",
+        "--reply-window", "250ms",
     ])
     dev = boot("sys.run()")
     apply_network_arguments(dev, args)

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from ..duration import parse_duration
+from ..duration import Duration, parse_duration
 
 if TYPE_CHECKING:
     from ..device import Device
@@ -41,24 +41,24 @@ class GpioBank:
 
     # -- test API ---------------------------------------------------------------------------------
 
-    def set_input(self, pin: int, level: int, at: str | int = 0) -> None:
+    def set_input(self, pin: int, level: int, at: Duration = 0) -> None:
         """Drive an input pin to ``level`` at ``at`` (virtual time from now)."""
-        self.device.schedule(at, lambda: self._drive(pin, 1 if level else 0),
-                             f"gpio {pin} -> {level}")
+        self._drive_at(self.device.current_ms() + parse_duration(at), pin, level)
 
-    def press(self, pin: int, hold: str | int = "100ms", at: str | int = 0,
+    def press(self, pin: int, hold: Duration = "100ms", at: Duration = 0,
               active: int = 0) -> None:
         """A button on ``pin``: ``active`` level (0: to ground, with a pull-up) for ``hold``."""
-        start = parse_duration(at)
-        self.set_input(pin, active, start)
-        self.set_input(pin, 0 if active else 1, start + parse_duration(hold))
+        start = self.device.current_ms() + parse_duration(at)
+        self._drive_at(start, pin, active)
+        self._drive_at(start + parse_duration(hold), pin, 0 if active else 1)
 
-    def bounce(self, pin: int, levels: list[int], step: str | int = "2ms",
-               at: str | int = 0) -> None:
+    def bounce(self, pin: int, levels: list[int], step: Duration = "2ms",
+               at: Duration = 0) -> None:
         """A bouncing contact: ``levels`` one after another, ``step`` apart."""
-        start, dt = parse_duration(at), parse_duration(step)
+        start = self.device.current_ms() + parse_duration(at)
+        dt = parse_duration(step)
         for i, lv in enumerate(levels):
-            self.set_input(pin, lv, start + i * dt)
+            self._drive_at(start + i * dt, pin, lv)
 
     def level(self, pin: int) -> int | None:
         """The pin's current level: what the script drives, else what the outside drives."""
@@ -67,6 +67,10 @@ class GpioBank:
         return self.inputs.get(pin)
 
     # -- internals --------------------------------------------------------------------------------
+
+    def _drive_at(self, due_ms: int, pin: int, level: int) -> None:
+        self.device.schedule_at(due_ms, lambda: self._drive(pin, 1 if level else 0),
+                                f"gpio {pin} -> {level}")
 
     def _drive(self, pin: int, level: int) -> None:
         pins = self.pins

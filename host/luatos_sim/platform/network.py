@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from luatos_common.loopback_http import start_loopback_http
 
-from ..duration import parse_duration
+from ..duration import Duration, parse_duration
 
 if TYPE_CHECKING:
     from ..device import Device
@@ -205,9 +205,9 @@ class Network:
             raise ValueError(f"unreachable mode {mode!r}: use 'refused' or 'timeout'")
         self.unreachable_hosts[host.lower()] = mode
 
-    def latency(self, value: str | int) -> None:
+    def latency(self, value: Duration) -> None:
         """One-way latency added (in virtual time) to connects, acks, data and HTTP answers."""
-        self.latency_ms = parse_duration(value) if isinstance(value, str) else int(value)
+        self.latency_ms = parse_duration(value)
 
     def bandwidth(self, value: str | float | None) -> None:
         self.bandwidth_bps = None if value is None else parse_rate(value)
@@ -218,14 +218,14 @@ class Network:
             raise ValueError("cut_after: nbytes must be >= 0")
         self.cut_rules.append((int(nbytes), host.lower() if host else None))
 
-    def link_down(self, adapter: str | int = "wifi", at: str | int | None = None) -> None:
+    def link_down(self, adapter: str | int = "wifi", at: Duration | None = None) -> None:
         """Take a link down now or at a virtual time from now (``at="10s"``)."""
         self._at(at, lambda: self.set_link(adapter_id(adapter), False), f"link down {adapter}")
 
-    def link_up(self, adapter: str | int = "wifi", at: str | int | None = None) -> None:
+    def link_up(self, adapter: str | int = "wifi", at: Duration | None = None) -> None:
         self._at(at, lambda: self.set_link(adapter_id(adapter), True), f"link up {adapter}")
 
-    def _at(self, at: str | int | None, action: Callable[[], None], label: str) -> None:
+    def _at(self, at: Duration | None, action: Callable[[], None], label: str) -> None:
         self.device.schedule(0 if at is None else at, action, label)
 
     # -- used by the modules ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..clock import ScheduledEvent
-from ..duration import format_ms
+from ..duration import Duration, format_ms
 from ..lifecycle import WAKE_BY_DTIMER, WAKE_BY_PAD, BootReason, WakeCause
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class PowerControl:
 
     # -- test API ---------------------------------------------------------------------------------
 
-    def wake(self, delay: str | int = 0, reason: WakeCause = WAKE_BY_PAD) -> None:
+    def wake(self, delay: Duration = 0, reason: WakeCause = WAKE_BY_PAD) -> None:
         """Wake a sleeping device (a pad/IO wake unless ``reason`` says otherwise); after
         ``pm.shutdown()`` this is the power key, and the boot is a power-on."""
         if not self.asleep:
@@ -106,8 +106,8 @@ class PowerControl:
                 self._woken(wake_id)
                 self.device.wake(WAKE_BY_DTIMER)
             # A power cut while asleep loses the RTC timer: the event goes with the power.
-            self._dtimer_wake = self.device.schedule(max(0, wake_at - now), by_dtimer,
-                                                     "deep sleep wake-up", power_bound=True)
+            self._dtimer_wake = self.device.schedule_at(max(now, wake_at), by_dtimer,
+                                                        "deep sleep wake-up", power_bound=True)
 
     def shutdown(self, boot: Boot) -> None:
         """pm.shutdown(): off until the power key (``wake()``)."""

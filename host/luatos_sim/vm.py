@@ -165,6 +165,9 @@ class Boot:
         self.RT.budget_max = max(1, self.busy_limit // 1000) if self.busy_limit else 0
         self.RT.budget = self.RT.budget_max
 
+        from .objects import FirmwareObjects
+        self.objects = FirmwareObjects(self)  # firmware userdata types (zbuff, socket, ...)
+
         from .modules import install_modules
         install_modules(self)
 
@@ -368,6 +371,7 @@ class Boot:
         return StepResult("error", detail)
 
     def close(self) -> None:
+        self.objects.close()
         for c in self.closers:
             try:
                 c()

@@ -66,8 +66,8 @@ class Boot:
     ``table``, ``firmware_module``, ``lua_function``, ``post``, ``post_at``,
     ``post_from_thread``, ``begin_io``/``end_io``, ``watch``, ``io_sync_hooks``, ``on_idle``,
     ``closers``, ``sys_pub``, ``sys_send``, ``new_cw``, ``cw_fail``, ``log_c``, ``note``,
-    ``trace``, ``halt``, ``zbuff_handle``/``zbuff_wrap``. It never touches ``device`` (that is
-    the lifecycle's side: docs/architecture.md, "The seam").
+    ``trace``, ``halt``, ``objects`` (firmware userdata types). It never touches ``device``
+    (that is the lifecycle's side: docs/architecture.md, "The seam").
     """
 
     def __init__(self, device: Device, number: int, reason: BootReason, start_ms: int) -> None:
@@ -79,10 +79,6 @@ class Boot:
         self.reason = reason
         self.last_reset = device.last_reset  # what pm.lastReson() reports
         self.halted: tuple[BootOutcome, ResetDetail] | None = None
-        # zbuff's handles, for bindings that take a zbuff where the firmware does (set by the
-        # zbuff binding when the model has it).
-        self.zbuff_handle: Callable[[Any], Any] | None = None
-        self.zbuff_wrap: Callable[..., Any] | None = None
         self.host_interrupt: BaseException | None = None  # Ctrl-C met inside a firmware call
         self.busy_limit = device.options.busy_loop_instructions
         heap = device.options.lua_heap if device.options.lua_heap is not None \
@@ -173,6 +169,9 @@ class Boot:
         self.set_deadline(start_ms)
         self.RT.budget_max = max(1, self.busy_limit // 1000) if self.busy_limit else 0
         self.RT.budget = self.RT.budget_max
+
+        from .objects import FirmwareObjects
+        self.objects = FirmwareObjects(self)  # firmware userdata types (zbuff, socket, ...)
 
         from .modules import install_modules
         install_modules(self)
@@ -393,6 +392,7 @@ class Boot:
         return Crashed(detail)
 
     def close(self) -> None:
+        self.objects.close()
         for c in self.closers:
             try:
                 c()

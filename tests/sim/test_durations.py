@@ -10,7 +10,7 @@ import pytest
 
 from luatos_sim import Device, parse_duration
 from luatos_sim.cli import main
-from luatos_sim.dut import SimDut, timeout_ms
+from luatos_testing.dut import SimDut, timeout_ms
 
 from .conftest import write_project
 

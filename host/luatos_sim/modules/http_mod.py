@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..lua_text import py_str
 from ..platform.network import ADAPTER_MAX, NetError, Network, connect_host
 from ..tlsconf import TlsSettings, TlsSetupError, pem_arg
+from .zbuff import ZBuff
 
 if TYPE_CHECKING:
     from ..platform.network import BootNet
@@ -635,8 +636,8 @@ def install(boot: Boot) -> None:
         if isinstance(body, bytes):
             payload = body
             wire.append((b"Content-Length", str(len(body)).encode()))
-        elif boot.lua_type(body) == b"table" and boot.zbuff_handle is not None:
-            payload = boot.zbuff_handle(body).query()
+        elif isinstance(body, ZBuff):
+            payload = body.query()
             if m in (b"POST", b"PUT"):
                 wire.append((b"Content-Length", str(len(payload)).encode()))
         spec = HttpRequestSpec(py_str(m), scheme, host, port, target, wire, payload, net=net)

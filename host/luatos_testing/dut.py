@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from luatos_common.logline import SIM, LogRecord
-
-from .duration import Duration, format_ms, parse_duration
+from luatos_sim.duration import Duration, format_ms, parse_duration
 
 if TYPE_CHECKING:
-    from .device import Device
-    from .profiles import ModelProfile
+    from luatos_sim.device import Device
+    from luatos_sim.profiles import ModelProfile
 
 HOST = "host"  # records the DUT itself adds (port notices); never printed by a device
 _NOT_DEVICE = (SIM, HOST)
@@ -167,7 +166,7 @@ def _data(data: bytes | str) -> bytes:
 def profile_with_uart(model: str) -> ModelProfile:
     """The model's profile; ``dut.write`` needs the ``uart`` module, which every profile lists.
     Raises ValueError for an unknown model."""
-    from .profiles import get_profile
+    from luatos_sim.profiles import get_profile
 
     profile = get_profile(model)
     if "uart" not in profile.modules:
@@ -196,7 +195,7 @@ class SimDut(Dut):
                     lib_dirs: Iterable[str | Path] = (), state_dir: str | Path | None = None,
                     console_uart: int | None = None, **device_kwargs: Any) -> SimDut:
         """A new emulated device running ``project``; closing the DUT closes the device."""
-        from .device import Device
+        from luatos_sim.device import Device
 
         libs = tuple(lib_dirs)
         device = Device(project, model=profile_with_uart(model), lib_dirs=libs,
@@ -216,7 +215,7 @@ class SimDut(Dut):
         return f"{format_ms(rec.device_ms or 0):>10} {boot}{rec.uart()}"
 
     def _wait_for(self, rx: re.Pattern[str], ms: int) -> re.Match[str] | None:
-        from .device import RebootLoopError, UntilTimeout
+        from luatos_sim.device import RebootLoopError, UntilTimeout
 
         try:
             self.device.run_until(lambda rec: rx.search(rec.line) is not None,

@@ -120,14 +120,14 @@ def test_a_thousand_requests_with_random_link_drops(ok_server: int) -> None:
     try:
         dev.net.map_address("api.example.com", f"127.0.0.1:{ok_server}")
         dev.net.http_transport = RawTransport()
-        dev.net.latency(20)  # exchanges span virtual time, so a drop can land inside one
+        dev.net.latency("20ms")  # exchanges span virtual time, so a drop can land inside one
         rng = random.Random(9)
         at = 2_000
         for _ in range(25):
             at += rng.randrange(50, 400)
-            dev.net.link_down("wifi", at=at)
+            dev.net.link_down("wifi", at=f"{at}ms")
             at += rng.randrange(20, 300)
-            dev.net.link_up("wifi", at=at)
+            dev.net.link_up("wifi", at=f"{at}ms")
         dev.run_until(_finished_or_failed, within="1h")
         assert _errors(dev) == []
         counts = _counts(dev)

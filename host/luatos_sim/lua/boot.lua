@@ -230,6 +230,130 @@ os.date = function(fmt, t)
 end
 os.clock = function() return get_now() / 1000 end
 
+-- Lua 5.1/5.2 compatibility ------------------------------------------------------------------------
+-- The firmware's Lua 5.3 is built with the 5.1 and 5.2 compatibility options (docs/defaults.md):
+-- unpack, loadstring, table.maxn, package.loaders, math.pow/log10 (and the 5.2 math extras) and
+-- the bit32 library exist, and the vendor's own libraries use them.
+
+unpack = table.unpack
+loadstring = load
+package.loaders = package.searchers
+
+do
+  local floor, huge, tointeger, log, exp = math.floor, math.huge, math.tointeger, math.log, math.exp
+  local function checknum(v, n, fname)
+    local x = tonumber(v)
+    if x == nil then
+      error("bad argument #" .. n .. " to '" .. fname .. "' (number expected, got " ..
+        (v == nil and "no value" or type(v)) .. ")", 3)
+    end
+    return x
+  end
+  function math.pow(x, y) return checknum(x, 1, "pow") ^ checknum(y, 2, "pow") end
+  function math.log10(x) return log(checknum(x, 1, "log10"), 10) end
+  function math.ldexp(m, e) return checknum(m, 1, "ldexp") * 2.0 ^ checknum(e, 2, "ldexp") end
+  function math.frexp(x)
+    x = checknum(x, 1, "frexp") + 0.0
+    if x == 0 or x ~= x or x == huge or x == -huge then return x, 0 end
+    local e = floor(log(x < 0 and -x or x, 2)) + 1
+    local m = x / 2.0 ^ e
+    if m >= 1 or m <= -1 then m, e = m / 2, e + 1 end  -- rounding at a power of two
+    if m < 0.5 and m > -0.5 then m, e = m * 2, e - 1 end
+    return m, e
+  end
+  function math.cosh(x) x = checknum(x, 1, "cosh"); return (exp(x) + exp(-x)) / 2 end
+  function math.sinh(x) x = checknum(x, 1, "sinh"); return (exp(x) - exp(-x)) / 2 end
+  function math.tanh(x)
+    x = checknum(x, 1, "tanh")
+    if x > 20 then return 1.0 elseif x < -20 then return -1.0 end
+    local a, b = exp(x), exp(-x)
+    return (a - b) / (a + b)
+  end
+
+  function table.maxn(t)
+    if type(t) ~= "table" then
+      error("bad argument #1 to 'maxn' (table expected, got " ..
+        (t == nil and "no value" or type(t)) .. ")", 2)
+    end
+    local max = 0
+    for k in pairs(t) do
+      if type(k) == "number" and k > max then max = k end
+    end
+    return max
+  end
+
+  -- bit32: unsigned 32-bit results, arguments taken modulo 2^32 (Lua 5.2's library).
+  local MASK = 0xFFFFFFFF
+  local function u(v, n, fname)
+    local x = checknum(v, n, fname)
+    local i = tointeger(x)
+    if i == nil then
+      if x ~= x or x == huge or x == -huge then i = 0 else i = tointeger(floor(x)) or 0 end
+    end
+    return i & MASK
+  end
+  local bit32 = {}
+  function bit32.band(...)
+    local r = MASK
+    for i = 1, select("#", ...) do r = r & u((select(i, ...)), i, "band") end
+    return r
+  end
+  function bit32.bor(...)
+    local r = 0
+    for i = 1, select("#", ...) do r = r | u((select(i, ...)), i, "bor") end
+    return r
+  end
+  function bit32.bxor(...)
+    local r = 0
+    for i = 1, select("#", ...) do r = r ~ u((select(i, ...)), i, "bxor") end
+    return r
+  end
+  function bit32.btest(...) return bit32.band(...) ~= 0 end
+  function bit32.bnot(x) return (~u(x, 1, "bnot")) & MASK end
+  local function shift(x, disp)
+    if disp <= -32 or disp >= 32 then return 0 end
+    if disp >= 0 then return (x << disp) & MASK end
+    return x >> -disp
+  end
+  function bit32.lshift(x, d) return shift(u(x, 1, "lshift"), checknum(d, 2, "lshift") // 1) end
+  function bit32.rshift(x, d) return shift(u(x, 1, "rshift"), -(checknum(d, 2, "rshift") // 1)) end
+  function bit32.arshift(x, d)
+    x, d = u(x, 1, "arshift"), checknum(d, 2, "arshift") // 1
+    if d < 0 or (x & 0x80000000) == 0 then return shift(x, -d) end
+    if d >= 32 then return MASK end
+    return ((x >> d) | (MASK << (32 - d))) & MASK
+  end
+  function bit32.lrotate(x, d)
+    x, d = u(x, 1, "lrotate"), (checknum(d, 2, "lrotate") // 1) % 32
+    return ((x << d) | (x >> (32 - d))) & MASK
+  end
+  function bit32.rrotate(x, d)
+    x, d = u(x, 1, "rrotate"), (checknum(d, 2, "rrotate") // 1) % 32
+    return ((x >> d) | (x << (32 - d))) & MASK
+  end
+  local function field(f, w, fname)
+    f = checknum(f, 2, fname) // 1
+    w = w == nil and 1 or checknum(w, 3, fname) // 1
+    if f < 0 then error("bad argument #2 to '" .. fname .. "' (field cannot be negative)", 3) end
+    if w <= 0 then error("bad argument #3 to '" .. fname .. "' (width must be positive)", 3) end
+    if f + w > 32 then error("trying to access non-existent bits", 3) end
+    return f, w
+  end
+  function bit32.extract(n, f, w)
+    n = u(n, 1, "extract")
+    f, w = field(f, w, "extract")
+    return (n >> f) & ((1 << w) - 1)
+  end
+  function bit32.replace(n, v, f, w)
+    n, v = u(n, 1, "replace"), u(v, 2, "replace")
+    f, w = field(f, w, "replace")
+    local m = ((1 << w) - 1) << f
+    return ((n & ~m) | ((v << f) & m)) & MASK
+  end
+  _G.bit32 = bit32
+  package.loaded.bit32 = bit32
+end
+
 -- String extensions --------------------------------------------------------------------------------
 
 local byte, char, format, gsub = string.byte, string.char, string.format, string.gsub

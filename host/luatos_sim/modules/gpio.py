@@ -24,6 +24,15 @@ CONSTANTS = {
     "LOW": 0, "HIGH": 1, "PULLUP": 1, "PULLDOWN": 2, "RISING": 0, "FALLING": 1, "BOTH": 2,
     "HIGH_IRQ": 3, "LOW_IRQ": 4, "NONE": 0xFF,
 }
+# Pins only the Cat.1 chips define (virtual GPIOs), by the profile's chip. PWR_KEY follows the
+# vendor's pwrkey demo (35 on EC618, 46 on EC718); the WAKEUP numbers are UNCONFIRMED
+# (docs/defaults.md). WAKEUP3..5 are GPIO20..22 per the API docs.
+CHIP_CONSTANTS: dict[str, dict[str, int]] = {
+    "EC618": {"WAKEUP0": 32, "WAKEUP1": 33, "WAKEUP2": 34, "WAKEUP3": 20, "WAKEUP4": 21,
+              "WAKEUP5": 22, "PWR_KEY": 35},
+    "EC718": {"WAKEUP0": 40, "WAKEUP1": 41, "WAKEUP2": 42, "WAKEUP3": 20, "WAKEUP4": 21,
+              "WAKEUP5": 22, "WAKEUP6": 47, "PWR_KEY": 46},
+}
 PULLUP, PULLDOWN = 1, 2
 RISING, FALLING, BOTH, HIGH_IRQ, LOW_IRQ = 0, 1, 2, 3, 4
 MAX_PIN = 255
@@ -198,14 +207,28 @@ def install(boot: Boot) -> None:
     boot.firmware_module("gpio", {
         "_setup": setup, "set": set_level, "get": get_level, "close": close,
         "toggle": toggle, "pulse": pulse, "debounce": debounce, "count": count,
-    }, CONSTANTS)
+    }, {**CONSTANTS, **CHIP_CONSTANTS.get(boot.profile.chip, {})})
     # setup's return conventions (a setter / getter closure, nil on a bad pin) in Lua, so the
     # values are real Lua functions and `gpio.count` works as a mode.
     boot.lua.execute(b"""
       local raw = gpio._setup
       gpio._setup = nil
       local set, get = gpio.set, gpio.get
-      function gpio.setup(pin, mode, pull, irq, alt)
+      local tointeger, select, type = math.tointeger, select, type
+      function gpio.setup(...)
+        local pin, mode, pull, irq, alt = ...
+        -- luaL_checkinteger(L, 1)
+        local p = tointeger(pin)
+        if p == nil and type(pin) == "string" then p = tointeger(tonumber(pin)) end
+        if p == nil then
+          local what
+          if type(pin) == "number" then
+            error("bad argument #1 to 'setup' (number has no integer representation)", 2)
+          end
+          what = (pin == nil and select("#", ...) == 0) and "no value" or type(pin)
+          error("bad argument #1 to 'setup' (number expected, got " .. what .. ")", 2)
+        end
+        pin = p
         local kind, cb
         if mode == gpio.count then kind = "count"
         elseif type(mode) == "function" then kind, cb = "irq", mode

@@ -336,8 +336,10 @@ class BootNet:
         self.boot = boot
         self.ready: dict[int, tuple[str, str, str]] = {}  # adapter -> (ip, mask, gw)
         self.registered: list[int] = []
-        gp_first = "mobile" in boot.profile.modules and "wlan" not in boot.profile.modules
-        self.default = LWIP_GP if gp_first else LWIP_STA
+        # A Cat.1 model (Air780E, and the Air8000 with its Wi-Fi too) registers its cellular
+        # bearer at boot, and that is the default adapter until socket.dft() changes it; an
+        # Air8101's is the Wi-Fi STA (docs/behaviour.md, "socket").
+        self.default = LWIP_GP if "mobile" in boot.profile.modules else LWIP_STA
         self.last_registered = self.default
         self.dns: dict[tuple[int, int], str] = {}
         self.sockets: list[Any] = []  # socket_mod.SockCtrl

@@ -82,6 +82,11 @@ class Timeline:
         self._get, self._set = get, set_
         self._owner = threading.get_ident()
 
+    def off_boot_thread(self) -> bool:
+        """True on a thread other than the one running the boot (real I/O workers): such a
+        thread must not call into the VM, and what it reports belongs to the event loop."""
+        return self._owner is not None and threading.get_ident() != self._owner
+
     def sync(self) -> None:
         """After a boot's step: what other threads read as the time."""
         if self._get is not None:

@@ -270,6 +270,12 @@ class Device:
                               boot=self._boot_no))
 
     def emit_sim(self, text: str, ms: int | None = None) -> None:
+        boot = self.boot
+        if ms is None and boot is not None and self.clock.off_boot_thread():
+            # A note from an I/O thread (a refused connection) goes through the event loop:
+            # stamped with the virtual time it is handled at, in order with the device's lines.
+            boot.post_from_thread(self.emit_sim, text)
+            return
         self._record(LogRecord("W", "luatos-sim", text, text, SIM,
                                self.clock.now if ms is None else ms, boot=self._boot_no))
 

@@ -33,8 +33,13 @@ class ProjectFile:
         return self.path.read_bytes()
 
 
-def scan_project(root: str | os.PathLike[str]) -> dict[str, ProjectFile]:
-    """Every file below ``root`` by its flat device name, sorted by name."""
+def scan_project(root: str | os.PathLike[str],
+                 notes: list[str] | None = None) -> dict[str, ProjectFile]:
+    """Every file below ``root`` by its flat device name, sorted by name.
+
+    Two files with one name in different folders would be one ``/luadb`` file: refused when
+    their contents differ, accepted when they are byte-identical (the vendor's demos ship such
+    pairs), the first kept and a note naming both appended to ``notes``."""
     root_path = Path(root)
     if not root_path.is_dir():
         raise ProjectError(f"{root_path}: not a directory")
@@ -48,11 +53,20 @@ def scan_project(root: str | os.PathLike[str]) -> dict[str, ProjectFile]:
             if fn in found:
                 a = found[fn].path.relative_to(root_path)
                 b = p.relative_to(root_path)
+                if _same_bytes(found[fn].path, p):
+                    if notes is not None:
+                        notes.append(f"{a} and {b} are the same file (byte-identical); "
+                                     f"/luadb/{fn} holds it once")
+                    continue
                 raise ProjectError(
                     f"duplicate file name {fn!r}: {a} and {b} would both be /luadb/{fn} "
                     "on the device; rename one")
             found[fn] = ProjectFile(fn, p)
     return dict(sorted(found.items()))
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
 
 
 def check_image_names(names: list[str]) -> None:

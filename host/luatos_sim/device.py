@@ -123,8 +123,10 @@ class Device:
         self.fs_root = self.state_dir / "fs"
         env_libs = [p for p in os.environ.get("LUATOS_SIM_LIB_DIRS", "").split(os.pathsep) if p]
         self._lib_layers = [load_lib_dir(d) for d in [*lib_dirs, *env_libs]]
+        load_notes: list[str] = []  # e.g. byte-identical files under one name
         if project is not None or files is not None:
-            self.flash(load_project_files(project) if project is not None else dict(files or {}))
+            self.flash(load_project_files(project, load_notes) if project is not None
+                       else dict(files or {}))
         elif not self.image_dir.is_dir():
             raise ScriptError("no project: give a project directory, files, or a state_dir "
                               "that already holds a flashed image")
@@ -153,6 +155,8 @@ class Device:
         self.after_boot_ends: list[Callable[[Device, BootInfo], None]] = []
         # The device-level parts (docs/architecture.md): created here, and only here.
         self.platform = Platform.build(self)
+        for note in load_notes:
+            self.emit_sim(note, 0)
         self.power_on()
 
     # -- the platform's parts, for tests ------------------------------------------------------------

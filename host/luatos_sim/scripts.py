@@ -32,13 +32,14 @@ class ScriptError(ValueError):
     """A script source the emulator cannot use (named, with the reason)."""
 
 
-def load_project_files(root: str | os.PathLike[str]) -> dict[str, bytes]:
+def load_project_files(root: str | os.PathLike[str],
+                       notes: list[str] | None = None) -> dict[str, bytes]:
     """Read a project directory — or a script image / upgrade package file — into the flat
-    ``/luadb`` namespace."""
+    ``/luadb`` namespace (``notes``: what the reader accepted but a user should know)."""
     if Path(root).is_file():
         return load_image_file(Path(root))
     try:
-        files = scan_project(root)
+        files = scan_project(root, notes)
     except ProjectError as e:
         raise ScriptError(str(e)) from None
     return {name: f.read() for name, f in files.items()}

@@ -53,6 +53,17 @@ WLAN_API = _functions("init scan scanResult mode setMode ready connect disconnec
                       "createAP stopAP autoreconn")
 MOBILE_API = _functions("csq flymode iccid imei imsi rssi status")
 
+# What the real firmware has that no binding installs yet (module -> functions; an empty set
+# is the whole module). A script touching one gets "[luatos-sim] NAME is not emulated" once,
+# then the nil it would get. As bindings land (i2c, lcd, mqtt, ...), entries move into the API.
+ABSENT_COMMON: Mapping[str, frozenset[str]] = MappingProxyType({
+    "i2c": frozenset(), "lcd": frozenset(), "pwm": frozenset(), "adc": frozenset(),
+    "mqtt": frozenset(), "websocket": frozenset(), "fatfs": frozenset(),
+    "io": _functions("dexist"),
+})
+ABSENT_WITH_BLE: Mapping[str, frozenset[str]] = MappingProxyType(
+    {**ABSENT_COMMON, "ble": frozenset()})
+
 # Lua-side modules every build has (set up by boot.lua, not by a binding).
 LUA_MODULES = frozenset({"log", "os"})
 
@@ -80,6 +91,8 @@ class ModelProfile:
     imei: str | None = None
     uid: bytes = bytes.fromhex("54540D5E2E")
     api: Mapping[str, frozenset[str]] = field(default_factory=lambda: COMMON_API)  # per module
+    # The firmware's API beyond what the emulator installs (see ABSENT_COMMON).
+    absent_api: Mapping[str, frozenset[str]] = field(default_factory=lambda: ABSENT_COMMON)
     # Milliseconds from reset to the banner, and from reset to the first line of main.
     banner_ms: int = 581
     main_ms: int = 800
@@ -111,7 +124,7 @@ class ModelProfile:
 
 AIR8101 = ModelProfile(
     model="Air8101", bsp="Air8101", chip="BK7258", hwver="A10", mac="C8C2C68CD602",
-    api=api_with(wlan=WLAN_API),
+    api=api_with(wlan=WLAN_API), absent_api=ABSENT_WITH_BLE,
 )
 
 AIR780E = ModelProfile(
@@ -125,7 +138,8 @@ AIR8000 = ModelProfile(
     model="Air8000", bsp="Air8000", chip="EC718", hwver="A11", core="V2008", base="25.11",
     bits=64, lua_heap=2_097_144, psram=4_194_304, imei="864536079876541",
     mac="C8C2C68CE001", uid=bytes.fromhex("5A17C0FFEE0102"),
-    api=api_with(mobile=MOBILE_API, wlan=WLAN_API), fota_formats=("ec", "luatos-full"),
+    api=api_with(mobile=MOBILE_API, wlan=WLAN_API), absent_api=ABSENT_WITH_BLE,
+    fota_formats=("ec", "luatos-full"),
 )
 
 PROFILES: dict[str, ModelProfile] = {p.model: p for p in (AIR8101, AIR780E, AIR8000)}

@@ -180,6 +180,7 @@ class Boot:
 
         from .modules import install_modules
         install_modules(self)
+        self._mark_absent()
 
         main_fn = self.lua.execute(_MAIN_SRC, H)
         self.RT.start_main(main_fn)
@@ -282,6 +283,26 @@ class Boot:
     def log_c(self, level: str, tag: str, text: str) -> None:
         """A firmware (C) log line, ``luat:<level>(ms):<tag>:<text>``."""
         self.device.emit_c(level, tag, text, self.now)
+
+    def _mark_absent(self) -> None:
+        """Name what the model's firmware has but no binding installed (profile.absent_api)."""
+        G, lua = self.G, self.lua
+        rawget = G.rawget
+        globals_, fields = lua.table(), lua.table()
+        for module, names in self.profile.absent_api.items():
+            t = rawget(G, lua_str(module))
+            if t is None:
+                globals_[lua_str(module)] = True
+            elif names and self.lua_type(t) == b"table":
+                missing = [n for n in names if rawget(t, lua_str(n)) is None]
+                if missing:
+                    fields[lua_str(module)] = lua.table_from({lua_str(n): True for n in missing})
+        p = self.profile
+
+        def note(label: bytes) -> None:
+            self.note(f"{py_str(label)} is not emulated by luatos-sim (model {p.model}, core "
+                      f"{p.core}); it is nil here, so the script fails as it would without it")
+        self.RT.mark_absent(globals_, fields, note)
 
     def note(self, text: str) -> None:
         """An emulator diagnostic (``[luatos-sim] ...``), not a device line."""

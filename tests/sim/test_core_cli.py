@@ -70,7 +70,8 @@ def test_project_errors_exit_2(tmp_path, capsys):
     empty = write_project(tmp_path / "empty", {"util.lua": "return 1"})
     assert run(["run", str(empty)])[0] == 2
     assert "no main.lua" in capsys.readouterr().err
-    dup = write_project(tmp_path / "dup", {"main.lua": "", "a/x.lua": "", "b/x.lua": ""})
+    dup = write_project(tmp_path / "dup", {"main.lua": "", "a/x.lua": "return 1",
+                                           "b/x.lua": "return 2"})
     assert run(["run", str(dup)])[0] == 2
     assert "duplicate file name 'x.lua'" in capsys.readouterr().err
     assert run(["run", str(tmp_path / "missing")])[0] == 2

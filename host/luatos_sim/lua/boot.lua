@@ -426,6 +426,36 @@ end
 RT.firmware_table("rtos", rtos)
 RT.firmware_table("log", log)
 
+-- What the model's firmware has but the emulator does not install (a whole module such as
+-- i2c, or a function such as io.dexist): the first access names it once ("[luatos-sim] i2c is
+-- not emulated"), then the value is nil and the script meets the Lua error it meets.
+-- globals: set of global names; fields: module name -> set of function names.
+function RT.mark_absent(globals, fields, note)
+  local noted = {}
+  local function once(label)
+    if not noted[label] then
+      noted[label] = true
+      note(label)
+    end
+  end
+  local function guard(t, names, prefix)
+    local mt = getmetatable(t)
+    if mt == nil then mt = {}; setmetatable(t, mt) end
+    local old = mt.__index
+    mt.__index = function(tbl, k)
+      if names[k] then once(prefix .. k) end
+      if old == nil then return nil end
+      if type(old) == "function" then return old(tbl, k) end
+      return old[k]
+    end
+  end
+  if next(globals) ~= nil then guard(_G, globals, "") end
+  for name, names in pairs(fields) do
+    local t = rawget(_G, name)
+    if type(t) == "table" then guard(t, names, name .. ".") end
+  end
+end
+
 -- The boot coroutine that runs `main`
 function RT.start_main(main_fn)
   local co = raw_create(main_fn)

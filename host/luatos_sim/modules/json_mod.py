@@ -7,11 +7,14 @@ use ``%.7f``; ``/`` is not escaped; UTF-8 passes through raw.
 
 from __future__ import annotations
 
-import json as pyjson
 import math
+import re
+import sys
 from typing import TYPE_CHECKING, Any
 
 import lupa.lua53 as lua53
+
+from . import cjson_decode
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -34,6 +37,9 @@ def _escape(data: bytes) -> bytes:
     if not any(c in _NEEDS_ESCAPE for c in data):
         return b'"' + data + b'"'
     return b'"' + b"".join(_ESCAPE_TABLE[c] for c in data) + b'"'
+
+
+_SHORT_FLOAT_FORMAT = re.compile(rb"[0-9]{1,2}[fg]")
 
 
 class JsonNull:
@@ -74,11 +80,14 @@ def install(boot: Boot) -> None:
     def decode(text: Any = None, *_: Any) -> tuple[Any, ...]:
         if not isinstance(text, bytes):
             return (None, False, b"json.decode: argument must be a string")
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 4 * cjson_decode.MAX_DEPTH + 500))
         try:
-            value = pyjson.loads(text.decode("utf-8", "surrogateescape"))
-        except (ValueError, RecursionError) as e:
-            return (None, False, f"Expected value but found invalid token: {e}".encode())
-        return (to_lua(value), 1)
+            return (to_lua(cjson_decode.decode(text)), 1)
+        except cjson_decode.DecodeError as e:
+            return (None, False, str(e).encode())
+        finally:
+            sys.setrecursionlimit(limit)
 
     def encode_value(v: Any, depth: int, out: list[bytes]) -> None:
         if depth > _MAX_DEPTH:
@@ -139,7 +148,11 @@ def install(boot: Boot) -> None:
             return (b"",)
         if isinstance(fmt, bytes) and fmt.startswith(b"%"):
             float_fmt[0] = fmt.decode()
+        elif isinstance(fmt, bytes) and _SHORT_FLOAT_FORMAT.fullmatch(fmt):
+            float_fmt[0] = "%." + fmt.decode()  # "3f": three decimals, "7g": 7 significant
         out: list[bytes] = []
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, 4 * _MAX_DEPTH + 500))
         try:
             encode_value(value, 0, out)
         except EncodeError as e:
@@ -148,6 +161,7 @@ def install(boot: Boot) -> None:
             return (None, str(e).encode())
         finally:
             float_fmt[0] = "%.7f"
+            sys.setrecursionlimit(limit)
         return (b"".join(out),)
 
     boot.firmware_module("json", {"decode": decode, "encode": encode}, {"null": null})

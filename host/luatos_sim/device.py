@@ -68,7 +68,11 @@ class DeviceOptions:
     exit_reboot_delay_ms: int = 15_000  # LUAT_EXIT_REBOOT_DELAY
     lua_heap: int | None = None  # None: the profile's heap; 0: no cap
     io_grace_ms: int = 2_000  # wall time to wait for real I/O before virtual time jumps
-    busy_loop_instructions: int = 200_000_000  # Lua without a yield before a watchdog reset
+    # Lua without a yield before the guard resets the device like a watchdog (0: never).
+    busy_loop_instructions: int = 100_000_000
+    # The virtual cost of Lua: instructions per virtual ms (None: the model's nominal rate,
+    # ModelProfile.lua_instructions_per_ms; 0: Lua takes no virtual time).
+    lua_instructions_per_ms: int | None = None
     log_limit: int = 200_000  # records kept in memory
     reboot_loop_boots: int = 3  # failing boots in a row that make a reboot loop
     epoch_at_power_on: int | None = None  # os.time() before SNTP; None: the host clock

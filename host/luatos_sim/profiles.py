@@ -85,6 +85,9 @@ class ModelProfile:
     type_number: int = 0  # second value of rtos.version(true)
     bits: int = 64
     lua_heap: int = 2_097_144  # Lua VM heap cap in bytes (rtos.meminfo("lua") total)
+    # Nominal Lua VM instructions per ms: what one ms of virtual time buys a computation
+    # (UNCONFIRMED, docs/defaults.md; DeviceOptions.lua_instructions_per_ms overrides).
+    lua_instructions_per_ms: int = 5_000
     sys_heap: int = 233_872
     psram: int = 6_291_456
     mac: str | None = None  # STA MAC, 12 uppercase hex characters
@@ -130,6 +133,7 @@ AIR8101 = ModelProfile(
 AIR780E = ModelProfile(
     model="Air780E", bsp="EC618", chip="EC618", hwver="A14", core="V1112", base="24.06",
     rom_build="Jun 20 2024 10:00:00", bits=32, lua_heap=1_048_568, psram=0,
+    lua_instructions_per_ms=3_000,
     imei="864536071234561", uid=bytes.fromhex("3C3A1B9F77A0C1D2"),
     api=api_with(mobile=MOBILE_API), fota_formats=("ec", "luatos-full"),
 )
@@ -137,6 +141,7 @@ AIR780E = ModelProfile(
 AIR8000 = ModelProfile(
     model="Air8000", bsp="Air8000", chip="EC718", hwver="A11", core="V2008", base="25.11",
     bits=64, lua_heap=2_097_144, psram=4_194_304, imei="864536079876541",
+    lua_instructions_per_ms=4_000,
     mac="C8C2C68CE001", uid=bytes.fromhex("5A17C0FFEE0102"),
     api=api_with(mobile=MOBILE_API, wlan=WLAN_API), absent_api=ABSENT_WITH_BLE,
     fota_formats=("ec", "luatos-full"),

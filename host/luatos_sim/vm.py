@@ -112,6 +112,7 @@ class Boot:
         H.io_sync = self._io_sync
         H.busy_loop = self._busy_loop
         H.fire = self._fire
+        H.wdt_expired = lambda: None  # wdt's binding puts its check here
         self._events: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self._event_keys = 0
         H.c_error = self._c_error
@@ -174,6 +175,8 @@ class Boot:
         self.set_deadline(start_ms)
         self.RT.budget_max = max(1, self.busy_limit // 1000) if self.busy_limit else 0
         self.RT.budget = self.RT.budget_max
+        rate = device.options.lua_instructions_per_ms
+        self.RT.set_rate(self.profile.lua_instructions_per_ms if rate is None else rate)
 
         from .objects import FirmwareObjects
         self.objects = FirmwareObjects(self)  # firmware userdata types (zbuff, socket, ...)

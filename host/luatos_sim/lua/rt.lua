@@ -221,6 +221,7 @@ end
 function RT.receive(timeout)
   if RT.halted then error(H.halted_error, 0) end
   RT.budget = RT.budget_max
+  RT.extended = 0
   local stop_at = nil
   if timeout ~= nil and timeout ~= -1 and timeout >= 0 then stop_at = now + timeout end
   while true do
@@ -285,17 +286,50 @@ end
 
 -- Halting and the busy-loop guard --------------------------------------------------------------
 
--- A count hook on every coroutine: unwinds a halted boot through any pcall, and catches Lua
--- code that never yields (the device's watchdog would reset it; we report it).
+-- A count hook on every coroutine (and on the main state while a callback runs there):
+--  * unwinds a halted boot through any pcall;
+--  * gives Lua execution a virtual cost: each tick of hook_every instructions moves the clock
+--    by hook_every / (the model's nominal instructions per ms), so a long computation takes
+--    virtual time and a busy loop reaches the watchdog's deadline when the device would;
+--  * trips the watchdog (wdt.init) at that virtual moment;
+--  * catches Lua that never yields (a guard that stands for the device's own hardware
+--    watchdog; while wdt is armed, wdt decides, up to 50 times the guard).
 local hook_every = 1000
+local floor = math.floor
+local tick_ms = 0      -- virtual ms per tick (0: Lua costs no virtual time)
+local frac = 0         -- ms accumulated below 1
+local wdt_at = nil     -- virtual ms at which the armed watchdog fires
+function RT.set_rate(per_ms)
+  tick_ms = (per_ms and per_ms > 0) and hook_every / per_ms or 0
+end
+function RT.set_wdt(at) wdt_at = at end
+RT.extended = 0
 local function hook()
   if RT.halted then error(H.halted_error, 0) end
+  if tick_ms > 0 then
+    local f = frac + tick_ms
+    if f >= 1 then
+      local whole = floor(f)  -- an integer: the clock stays integral
+      now = now + whole
+      f = f - whole
+    end
+    frac = f
+    if wdt_at ~= nil and now >= wdt_at then
+      H.wdt_expired()
+      if RT.halted then error(H.halted_error, 0) end
+    end
+  end
   if RT.budget_max > 0 then
     local b = RT.budget - 1
     RT.budget = b
     if b == 0 then
-      H.busy_loop()
-      error(H.halted_error, 0)
+      if wdt_at ~= nil and RT.extended < 50 then
+        RT.extended = RT.extended + 1
+        RT.budget = RT.budget_max
+      else
+        H.busy_loop()
+        error(H.halted_error, 0)
+      end
     end
   end
 end

@@ -18,17 +18,28 @@ if TYPE_CHECKING:
 def install(boot: Boot) -> None:
     state: dict[str, Any] = {"timeout": 0, "deadline": None, "armed": False}
 
+    def expired() -> bool:
+        deadline = state["deadline"]
+        if deadline is None or boot.now < deadline:
+            return False
+        boot.note(f"watchdog: not fed for {state['timeout']} ms, the device resets")
+        boot.trace("watchdog", timeout_ms=state["timeout"])
+        boot.halt(BootOutcome.WATCHDOG, ResetDetail.WATCHDOG)
+        return True
+
     def check() -> None:
         state["armed"] = False
-        deadline = state["deadline"]
-        if deadline is None:
-            return
-        if boot.now >= deadline:
-            boot.note(f"watchdog: not fed for {state['timeout']} ms, the device resets")
-            boot.trace("watchdog", timeout_ms=state["timeout"])
-            boot.halt(BootOutcome.WATCHDOG, ResetDetail.WATCHDOG)
-        else:
-            arm(deadline)
+        if not expired() and state["deadline"] is not None:
+            arm(state["deadline"])
+
+    # The count hook checks the deadline too (rt.lua): a busy loop that never reaches the event
+    # loop still resets the device when its virtual cost passes the deadline.
+    set_hook_deadline = boot.RT.set_wdt
+    boot.H.wdt_expired = expired
+
+    def deadline_is(due: int | None) -> None:
+        state["deadline"] = due
+        set_hook_deadline(due)
 
     def arm(due: int) -> None:
         if not state["armed"]:
@@ -37,24 +48,24 @@ def install(boot: Boot) -> None:
 
     def init(ms: Any = 9000, *_: Any) -> bool:
         state["timeout"] = int(ms)
-        state["deadline"] = boot.now + int(ms)
+        deadline_is(boot.now + int(ms))
         arm(state["deadline"])
         return True
 
     def feed(*_: Any) -> bool:
         if state["deadline"] is None:
             return False
-        state["deadline"] = boot.now + state["timeout"]
+        deadline_is(boot.now + state["timeout"])
         return True
 
     def set_timeout(ms: Any = 9000, *_: Any) -> bool:
         state["timeout"] = int(ms)
         if state["deadline"] is not None:
-            state["deadline"] = boot.now + int(ms)
+            deadline_is(boot.now + int(ms))
         return True
 
     def close(*_: Any) -> bool:
-        state["deadline"] = None
+        deadline_is(None)
         return True
 
     boot.firmware_module("wdt", {"init": init, "feed": feed, "setTimeout": set_timeout,

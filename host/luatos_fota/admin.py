@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from luatos_common.version import VersionError, reported_version
 
+from .blobs import BlobStoreUnavailable
 from .store import Conflict, NotFound, StoreBusy, normalize_device_key
 from .uploads import UploadError
 
@@ -57,6 +58,9 @@ def authed(fn: Handler) -> Handler:
             return _err(409, str(e))
         except StoreBusy as e:  # device traffic held the database longer than a write waits
             return JSONResponse({"code": 503, "msg": f"{e}; retry later"}, 503, headers={"Retry-After": "5"})
+        except BlobStoreUnavailable as e:  # the object store is down: nothing was recorded
+            return JSONResponse({"code": 503, "msg": f"{e}; nothing was recorded, retry later"}, 503,
+                                headers={"Retry-After": "30"})
         except (ValueError, TypeError) as e:
             return _err(400, str(e))
     wrapper.__name__ = fn.__name__

@@ -53,7 +53,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .blobs import BlobStore
+from .blobs import Blobs
 from .config import ServerConfig
 from .devrequest import FIELD_LIMITS, looks_like_device_request, parse_device_request, raw_target
 from .httpio import header, plan_range, send_bytes, send_json, send_package
@@ -94,7 +94,7 @@ def resolve_admin_token(data_dir: Path, given: str | None) -> str:
 class BlobCache:
     """Recently served packages kept in memory (bounded), so a rollout does not re-read disk."""
 
-    def __init__(self, blobs: BlobStore, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, blobs: Blobs, max_bytes: int = 64 << 20) -> None:
         self.blobs = blobs
         self.max_bytes = max_bytes
         self._d: OrderedDict[str, bytes] = OrderedDict()
@@ -462,7 +462,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
 
     data = Path(data_dir)
     config = ServerConfig.from_kwargs(**cfg)
-    st = store or Store(data, db_url, hot_busy_timeout_s=config.hot_busy_timeout_s)
+    st = store or Store(data, db_url, hot_busy_timeout_s=config.hot_busy_timeout_s, blob_url=config.blob_url)
     token = resolve_admin_token(data, admin_token)
     svc = FotaService(st, config)
     relay_box: list[PushRelay] = []  # the relay exists once the hub listens (lifespan)

@@ -23,6 +23,7 @@ from typing import Any
 
 import click
 
+from .blobs import BlobStoreUnavailable
 from .store import Conflict, NotFound, Store
 from .uploads import UploadError, check_upload
 
@@ -52,6 +53,8 @@ class _Guard:
             return
         if isinstance(e, NotFound):
             _fail(EXIT_NOT_FOUND, str(e))
+        if isinstance(e, BlobStoreUnavailable):
+            _fail(EXIT_SERVER, f"{e}; nothing was recorded")
         if isinstance(e, UploadError):
             _fail(EXIT_REFUSED, f"refused ({e.field}): {e}")
         if isinstance(e, Conflict):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from . import metrics
 from .blobs import STALE_AFTER_S, BlobStore, BlobStoreUnavailable
 
 CONNECT_TIMEOUT_S = 3.0
@@ -144,11 +145,12 @@ class S3BlobStore:
             except FileNotFoundError:
                 pass
             key = self.key(sha256)
-            obj = self._call("fetching " + key, self.client.get_object, Bucket=self.bucket, Key=key)
-            try:
-                data = obj["Body"].read()
-            except Exception as e:  # connection dropped mid-body
-                raise self._unavailable("reading " + key, e) from None
+            with metrics.blob_fetch():
+                obj = self._call("fetching " + key, self.client.get_object, Bucket=self.bucket, Key=key)
+                try:
+                    data = obj["Body"].read()
+                except Exception as e:  # connection dropped mid-body
+                    raise self._unavailable("reading " + key, e) from None
             got = hashlib.sha256(data).hexdigest()
             if got != local.name:
                 raise ValueError(f"object store {self.label}: {key} holds content with sha256 {got}")

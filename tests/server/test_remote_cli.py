@@ -207,3 +207,17 @@ def test_ci_publish_is_one_command(srv: RunningServer, tmp_path: Path) -> None:
     rel = json.loads(res.stdout)
     assert rel["script_version"] == "001.000.003"  # taken from the Luatools file name
     assert [r["id"] for r in srv.store.list_releases()] == [rel["id"]]
+
+
+def test_progress_bar_shows_only_for_large_uploads(capfd: pytest.CaptureFixture[str]) -> None:
+    from luatos_fota.remote import ProgressBar
+
+    small = ProgressBar("uploading small.bin", min_bytes=1000)
+    small(50, 100)
+    small(100, 100)
+    big = ProgressBar("uploading big.bin", min_bytes=1000)
+    big(1000, 4000)
+    big(4000, 4000)
+    err = capfd.readouterr().err
+    assert "small.bin" not in err
+    assert "big.bin" in err and "4.0/4.0 kB" in err

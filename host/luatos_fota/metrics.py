@@ -76,9 +76,20 @@ REGISTRY.register(_PUSH)
 
 # ---------------------------------------------------------------------------- called by the server
 
+# Labelled children looked up once: ``.labels()`` costs a lock and a dict build per call, and
+# these run on every device request.
+_checkin_children: dict[tuple[str, int | None], Any] = {}
+_latency_children: dict[tuple[str, str], Any] = {}
+_bytes_children: dict[str, Any] = {}
+
+
 def checkin(channel: str, code: int | None) -> None:
     """A device check-in was answered with vendor ``code``."""
-    CHECKINS.labels(channel, OUTCOMES.get(code, str(code)) if code is not None else "none").inc()
+    child = _checkin_children.get((channel, code))
+    if child is None:
+        outcome = OUTCOMES.get(code, str(code)) if code is not None else "none"
+        child = _checkin_children.setdefault((channel, code), CHECKINS.labels(channel, outcome))
+    child.inc()
 
 
 def serve(mode: str) -> None:
@@ -159,9 +170,16 @@ def observe_response(path: str, send: Send) -> Send:
         elif kind == "http.response.body":
             body = message.get("body")
             if body:
-                RESPONSE_BYTES.labels(endpoint).inc(len(body))
+                sent = _bytes_children.get(endpoint)
+                if sent is None:
+                    sent = _bytes_children.setdefault(endpoint, RESPONSE_BYTES.labels(endpoint))
+                sent.inc(len(body))
             if not message.get("more_body", False):
-                REQUEST_SECONDS.labels(endpoint, status[0]).observe(time.perf_counter() - t0)
+                key = (endpoint, status[0])
+                hist = _latency_children.get(key)
+                if hist is None:
+                    hist = _latency_children.setdefault(key, REQUEST_SECONDS.labels(*key))
+                hist.observe(time.perf_counter() - t0)
     return counting_send
 
 

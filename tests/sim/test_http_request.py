@@ -167,7 +167,7 @@ def fake_area(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeArea]:
 def test_libfota2_style_get_sends_exactly_the_device_bytes(
         boot: Callable[..., Device], http_server: Callable[[Handler], RawHttpServer],
         transport: str) -> None:
-    from luatos_sim.modules.http_mod import RawTransport, RequestsTransport
+    from luatos_sim.platform.http_transport import RawTransport, RequestsTransport
 
     srv = http_server(reply("200 OK", b"x"))
     url = ("http://ota.example.com:8000/upgrade?mac=C8C2C68CD602&project_key=K&firmware_name="

@@ -17,7 +17,7 @@ import pytest
 
 from luatos_common.logline import LogRecord
 from luatos_sim import Device, DeviceOptions
-from luatos_sim.modules.http_mod import RawTransport
+from luatos_sim.platform.http_transport import RawTransport
 
 OPTIONS = DeviceOptions(epoch_at_power_on=1_700_000_000)
 

@@ -13,7 +13,6 @@ a test plugs one into ``dev.net.http_transport``.
 from __future__ import annotations
 
 import base64
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,9 +22,7 @@ from ..lua_text import py_str
 from ..platform.http_transport import (
     E_CLOSED,
     E_CONNECT,
-    E_FILE,
     E_FOTA,
-    E_STATE,
     E_TIMEOUT,
     HttpFail,
     HttpRequestSpec,
@@ -35,6 +32,7 @@ from ..platform.http_transport import (
 )
 from ..platform.network import ADAPTER_MAX
 from ..tlsconf import TlsSettings, pem_arg
+from .http_body import BodySink, FileSink, FotaSink
 from .zbuff import ZBuff
 
 if TYPE_CHECKING:
@@ -45,8 +43,6 @@ METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"PATCH")
 DEFAULT_TIMEOUT_FOTA = 600_000
 DEFAULT_TIMEOUT_DST = 300_000
 DEFAULT_TIMEOUT = 60_000
-DONE_POLL_MS = 100
-DONE_POLL_MAX = 120
 SEGMENT = 1460  # bytes per delivery when a bandwidth limit stretches a transfer
 
 
@@ -103,10 +99,10 @@ class _Exchange:
     boot: Boot
     bn: BootNet
     topic: bytes
-    mode: str  # "plain" | "dst" | "fota"
+    mode: str  # "plain" | "dst" | "fota" (the sink's)
     spec: HttpRequestSpec
     timeout_ms: int
-    dst_host: str | None = None
+    sink: BodySink = field(default_factory=lambda: BodySink(lambda *_: None))
     callback: Any = None
     userdata: Any = None
     debug: bool = False
@@ -114,11 +110,7 @@ class _Exchange:
     status: int = 0
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_length: int | None = None
-    body: bytearray = field(default_factory=bytearray)
     received: int = 0
-    file: Any = None
-    area: Any = None
-    area_begun: bool = False
     abort: bool = False
     stream: ResponseStream | None = None
     next_at: int = 0
@@ -139,9 +131,7 @@ def install(boot: Boot) -> None:
             st = ex.stream
             if st is not None:
                 st.close()
-            if ex.file is not None:
-                ex.file.close()
-                ex.file = None
+            ex.sink.release()
         live.clear()
 
     boot.closers.append(close_all)
@@ -161,14 +151,8 @@ def install(boot: Boot) -> None:
             text = f"adapter {adapter} lost its address"
             if not ex.headers and not ex.status:
                 finish(ex, E_CLOSED if connected else E_CONNECT, text)
-            elif ex.mode == "fota" and ex.status in (200, 206):
-                fail_fota(ex)
-            elif ex.mode == "fota":
-                from ..platform.fota_area import area_for
-                area_for(boot).end(False)
-                finish(ex, E_FOTA, text, body=b"")
             else:
-                finish(ex, E_STATE, text)
+                ex.sink.lost(ex.status, text)
 
     bn.lose_listeners.append(adapter_lost)
 
@@ -244,12 +228,18 @@ def install(boot: Boot) -> None:
                 wire.append((b"Content-Length", str(len(payload)).encode()))
         spec = HttpRequestSpec(py_str(m), scheme, host, port, target, wire, payload, net=net)
         ex = _Exchange(boot, bn, b"", mode, spec, int(timeout))
-        ex.dst_host = None
+
+        def end(code: int, text: str, result_body: Any) -> None:
+            finish(ex, code, text, body=result_body)
         if mode == "dst" and isinstance(dst, bytes):
             path, err = boot.platform.fs.host_path(dst, write=True)
             if path is None:
                 raise SetupError(f"dst {py_str(dst)!r}: {err}")
-            ex.dst_host = path
+            ex.sink = FileSink(end, path)
+        elif mode == "fota":
+            ex.sink = FotaSink(end, boot, net.fota_error_body == "buffered")
+        else:
+            ex.sink = BodySink(end)
         ex.callback = o.get("callback") if boot.lua_type(o.get("callback")) == b"function" \
             else None
         ex.userdata = o.get("userdata")
@@ -289,8 +279,7 @@ def install(boot: Boot) -> None:
             return
         ex.stream = stream
         post(on_headers, ex, stream.status, list(stream.headers))
-        fota_reject = ex.mode == "fota" and stream.status not in (200, 206)
-        if fota_reject and net.fota_error_body != "buffered":
+        if not ex.sink.wants_body(stream.status):
             stream.close()
             post(on_end, ex, "eof")
             return
@@ -338,20 +327,9 @@ def install(boot: Boot) -> None:
                 ex.content_length = int(v)
         if ex.debug:
             boot.log_c("D", "http", f"status {status}")
-        if ex.mode == "fota" and status in (200, 206):
-            from ..platform.fota_area import area_for
-            ex.area = area_for(boot)
-            ex.area_begun = bool(ex.area.begin())
-            if not ex.area_begun:
-                ex.abort = True
-                fail_fota(ex)
-        elif ex.mode == "dst":
-            try:
-                os.makedirs(os.path.dirname(ex.dst_host or "."), exist_ok=True)
-                ex.file = open(ex.dst_host or "", "wb")  # noqa: SIM115 - closed at the end
-            except OSError as e:
-                ex.abort = True
-                finish(ex, E_FILE, f"dst: {e}")
+        ex.sink.begin(status)
+        if ex.sink.failed:
+            ex.abort = True
 
     def on_chunk(ex: _Exchange, chunk: bytes) -> None:
         if net.bandwidth_bps:
@@ -365,20 +343,10 @@ def install(boot: Boot) -> None:
         if ex.done:
             return
         ex.received += len(chunk)
-        if ex.mode == "fota" and ex.area is not None:
-            if ex.area.write(chunk) < 0:
-                ex.abort = True
-                fail_fota(ex)
-                return
-        elif ex.mode == "dst" and ex.file is not None:
-            try:
-                ex.file.write(chunk)
-            except OSError as e:
-                ex.abort = True
-                finish(ex, E_FILE, f"dst write: {e}")
-                return
-        else:
-            ex.body += chunk
+        ex.sink.write(chunk)
+        if ex.sink.failed:
+            ex.abort = True
+            return
         if ex.callback is not None:
             ex.callback(ex.content_length or 0, ex.received, ex.userdata)
 
@@ -390,60 +358,10 @@ def install(boot: Boot) -> None:
         if ex.done:
             return
         if how == "error":
-            if code == E_TIMEOUT:
-                return
-            if ex.mode == "fota" and ex.area_begun:
-                fail_fota(ex)
-            elif ex.mode == "dst":
-                finish(ex, E_STATE, text)
-            else:
-                finish(ex, E_STATE, text)
+            if code != E_TIMEOUT:  # the device timer reports -8 in virtual time
+                ex.sink.broken(text)
             return
-        if ex.mode == "fota":
-            if ex.status not in (200, 206):
-                from ..platform.fota_area import area_for
-                area_for(boot).end(False)  # every -9 ends the fota area with 0
-                finish(ex, E_FOTA, "status", body=b"" if net.fota_error_body != "buffered"
-                       else bytes(ex.body))
-                return
-            cl = ex.content_length
-            if cl is not None and cl > 0 and ex.received < cl:
-                boot.log_c("E", "http", f"fota body incomplete, {ex.received}/{cl}")
-                fail_fota(ex)
-                return
-            poll_done(ex, 0)
-            return
-        if ex.mode == "dst":
-            if ex.file is not None:
-                ex.file.close()
-                ex.file = None
-            if ex.status > 299 and ex.dst_host:
-                _unlink(ex.dst_host)
-            finish(ex, ex.status, "ok", body=ex.received)
-            return
-        finish(ex, ex.status, "ok", body=bytes(ex.body))
-
-    def poll_done(ex: _Exchange, n: int) -> None:
-        if ex.done:
-            return
-        r = ex.area.is_done()
-        if r > 0:
-            if n + 1 >= DONE_POLL_MAX:
-                fail_fota(ex)
-                return
-            boot.post(DONE_POLL_MS, poll_done, ex, n + 1)
-            return
-        if r < 0 or not ex.area.end(True):
-            fail_fota(ex)
-            return
-        ex.area_begun = False
-        finish(ex, 200, "fota ok", body=ex.received)
-
-    def fail_fota(ex: _Exchange) -> None:
-        if ex.area is not None:
-            ex.area.end(False)
-            ex.area_begun = False
-        finish(ex, E_FOTA, "fota", body=ex.received)
+        ex.sink.complete(ex.status, ex.content_length, ex.received)
 
     def on_timeout(ex: _Exchange) -> None:
         if ex.done:
@@ -454,9 +372,7 @@ def install(boot: Boot) -> None:
         if st is not None:
             st.close()
         io_done(ex)
-        if ex.mode == "fota" and ex.area_begun:
-            ex.area.end(False)
-            ex.area_begun = False
+        ex.sink.timed_out()
         finish(ex, E_TIMEOUT, "timeout")
 
     def finish(ex: _Exchange, code: int, text: str = "", body: Any = None) -> None:
@@ -465,11 +381,7 @@ def install(boot: Boot) -> None:
         ex.done = True
         if ex in live:
             live.remove(ex)
-        if ex.file is not None:
-            ex.file.close()
-            ex.file = None
-        if ex.mode == "dst" and ex.dst_host and (code < 0 and code != E_FOTA):
-            _unlink(ex.dst_host)
+        ex.sink.close(code)
         boot.trace("http_result", code=code, host=ex.spec.host,
                                 target=ex.spec.target, detail=text)
         if code < 0 and code != E_FOTA:
@@ -478,15 +390,6 @@ def install(boot: Boot) -> None:
         t = boot.lua.table()
         for k, v in ex.headers:
             t[k.encode("latin-1")] = v.encode("latin-1")
-        if ex.mode == "fota" and code == E_FOTA and body is None:
-            body = ex.received
         boot.sys_pub(ex.topic, code, t, body)
 
     boot.firmware_module("http", {"request": request})
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

@@ -63,7 +63,7 @@ class UntilTimeout(AssertionError):
 
 @dataclass
 class DeviceOptions:
-    """Knobs for points the reference leaves UNCONFIRMED, and for the emulator itself."""
+    """Knobs for points docs/behaviour.md leaves UNCONFIRMED, and for the emulator itself."""
 
     exit_reboot_delay_ms: int = 15_000  # LUAT_EXIT_REBOOT_DELAY
     lua_heap: int | None = None  # None: the profile's heap; 0: no cap

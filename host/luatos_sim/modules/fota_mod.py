@@ -1,4 +1,4 @@
-"""fota: the firmware's upgrade-package writer (reference §7.1), over the device's FOTA area.
+"""fota: the firmware's upgrade-package writer (docs/behaviour.md §7.1), over the device's FOTA area.
 
 libfota2 picks fota mode (rather than downloading to ``/update.bin``) because this global
 exists, so every model has it. The write/done/end results come from

@@ -1,4 +1,4 @@
-"""http: ``http.request`` as the firmware's libhttp does it (reference §6).
+"""http: ``http.request`` as the firmware's libhttp does it (docs/behaviour.md §6).
 
 The exchange runs in a worker thread over a *transport*; the worker only talks to the
 network and hands events (headers, body chunks, end) to the event loop through
@@ -43,7 +43,7 @@ DONE_POLL_MS = 100
 DONE_POLL_MAX = 120
 SEGMENT = 1460  # bytes per delivery when a bandwidth limit stretches a transfer
 
-# Result codes (§6).
+# Result codes (docs/behaviour.md §6).
 E_STATE, E_HEADER, E_BODY, E_CONNECT, E_CLOSED, E_RX, E_FILE, E_TIMEOUT, E_FOTA = \
     -1, -2, -3, -4, -5, -6, -7, -8, -9
 

@@ -3,7 +3,9 @@
 Runs this checkout's ``bench_sim_core.py`` and ``bench_fota_cycle.py`` against two source trees
 (``--before`` and ``--after``, each a checkout of this repository) by putting each tree's
 ``host`` and ``tools`` first on ``PYTHONPATH``, alternating the trees round by round so machine
-noise hits both alike. Prints each measure's median per tree and the after/before ratio::
+noise hits both alike. Prints each measure per tree and the after/before ratio; on a shared,
+loaded machine ``--stat best`` (the default: the fastest round of each tree) is the steadier
+reading, ``--stat median`` the typical one::
 
     git worktree add /tmp/before main
     .venv/bin/python bench/bench_compare.py --before /tmp/before --rounds 3
@@ -60,6 +62,13 @@ def value(result: dict[str, Any], script: str, key: str | int) -> float:
     return float(result[script][str(key)] if script == "fota" else result[script][key])
 
 
+def combine(values: list[float], stat: str, better: str) -> float:
+    """The rounds of one tree as one number: the best round, or the median."""
+    if stat == "median":
+        return statistics.median(values)
+    return max(values) if better == "higher" else min(values)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", type=Path, required=True, help="checkout measured as 'before'")
@@ -67,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                     "(default: this one)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per tree")
     ap.add_argument("--runs", type=int, default=3, help="repetitions inside each bench script")
+    ap.add_argument("--stat", choices=("best", "median"), default="best",
+                    help="how rounds combine: the best round (default) or the median")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args(argv)
     for tree in (args.before, args.after):
@@ -80,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             results[name].append(run_tree(tree, args.runs))
     table = []
     for label, script, key, better, unit in MEASURES:
-        b = statistics.median(value(r, script, key) for r in results["before"])
-        a = statistics.median(value(r, script, key) for r in results["after"])
+        b, a = (combine([value(r, script, key) for r in results[tree]], args.stat, better)
+                for tree in ("before", "after"))
         table.append({"measure": label, "before": b, "after": a, "ratio": a / b if b else 0.0,
                       "better": better, "unit": unit})
     if args.json:
@@ -91,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     for row in table:
         print(f"{row['measure']:32} {row['before']:>12.4g} {row['after']:>12.4g} "
               f"{row['ratio']:>12.3f}x  {row['better']} ({row['unit']})")
-    print(f"(medians of {args.rounds} alternating rounds x {args.runs} runs; before "
+    print(f"({args.stat} of {args.rounds} alternating rounds, each the median of {args.runs} "
+          f"runs; before "
           f"{args.before}, after {args.after}; python {sys.version.split()[0]})")
     return 0
 

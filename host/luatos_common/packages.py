@@ -1,6 +1,6 @@
 """Upgrade packages: recognise, validate, inspect and build them.
 
-One module for every format the project meets (docs/behaviour.md §10), because the emulator's ``fota``
+One module for every format the project meets (behaviour.md §10), because the emulator's ``fota``
 module, the server's upload check and ``luatos-pack`` must agree byte for byte on what a good
 package is. Validation is strict and every refusal names the format, the field, the offset and
 what was expected versus found; ``inspect_package`` runs the same checks but keeps going past

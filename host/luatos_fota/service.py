@@ -2,7 +2,7 @@
 
 Order (architecture.md): product -> device allowed -> not banned -> the release that targets
 this device -> newer than what it runs -> artifact -> loop guard. Each step that says "no"
-returns an :class:`Outcome` carrying the vendor code (docs/behaviour.md §11.3) and the reason, which is
+returns an :class:`Outcome` carrying the vendor code (behaviour.md §11.3) and the reason, which is
 also what lands in the audit log, so "why did this device get that?" has a recorded answer.
 
 Speed: the catalogue (products, releases, targeting) and device states are cached in memory and
@@ -60,7 +60,8 @@ class DeviceState:
     ban_reason: str
     pinned_release_id: int | None
     registered: bool
-    reported_fv: FotaVersion | None = None  # parsed once, compared numerically (docs/behaviour.md §11.1)
+    # parsed once, compared numerically (behaviour.md §11.1)
+    reported_fv: FotaVersion | None = None
 
     @classmethod
     def from_row(cls, d: dict[str, Any]) -> DeviceState:

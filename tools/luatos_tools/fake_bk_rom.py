@@ -9,7 +9,8 @@ shows up as a failing test rather than being mirrored:
   sampled 1 ms after RESET is released; if it was high, the ROM opens its LinkCheck window
   8 ms after BOOT is released again and keeps it open for ``window`` seconds. LinkChecks
   outside that window get no answer. Otherwise the "application" boots and prints a log.
-* frames: short/long TX and RX exactly as docs/behaviour.md §12.2 describes them; unknown commands get no answer.
+* frames: short/long TX and RX as behaviour.md §12.2 describes them; unknown commands get no
+  answer.
 * baud: SetBaud makes the ROM answer at the new rate ``delay`` ms later; bytes on a
   mismatched rate arrive garbled, in both directions.
 * flash: ``flash_size`` bytes of 0xFF, NOR semantics (a write ANDs bits, so writing over

@@ -3,7 +3,7 @@
 A ``.soc`` is a ZIP that carries, next to the firmware, the numbers a flasher needs: where the
 script partition starts, how large it is, whether the chip wants BK CRC16 framing, and which
 baud rates to use. Files in the wild leave keys out and spell numbers as ints, hex strings or
-``"2M"``; every missing key falls back to the Air8101 default (docs/formats.md, docs/behaviour.md §12), and a
+``"2M"``; every missing key falls back to the Air8101 default (docs/formats.md, behaviour.md §12), and a
 value we cannot read is an error that names the key and the value instead of a silent default.
 """
 

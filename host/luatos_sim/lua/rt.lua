@@ -152,7 +152,7 @@ function RT.timer_start(id, ms, rep)
   if ims < 1 then return 0 end
   local g = gen + 1
   gen = g
-  -- Restarting a running id replaces it (UNCONFIRMED on the device; default of docs/behaviour.md §4.1).
+  -- Restarting a running id replaces it (UNCONFIRMED on the device; default of behaviour.md §4.1).
   if tgen[iid] ~= nil then stale = stale + 1 end
   tgen[iid], tper[iid], trep[iid] = g, ims, irep
   schedule(now + ims, 1, iid, g)

@@ -139,7 +139,7 @@ class NetError(Exception):
 
 @dataclass
 class Timings:
-    """Virtual delays of link events (docs/behaviour.md §5.2; the WiFi ones are UNCONFIRMED defaults)."""
+    """Virtual delays of link events (behaviour.md §5.2; the WiFi ones are UNCONFIRMED)."""
 
     wifi_connected_ms: int = 1000
     wifi_ip_ms: int = 1100
@@ -166,7 +166,8 @@ class Network:
     bandwidth_bps: float | None = None
     cut_rules: list[tuple[int, str | None]] = field(default_factory=list)
     links_down: set[int] = field(default_factory=set)
-    # Body returned with a fota-mode -9 (docs/behaviour.md §6; docs/defaults.md): "" by default, or the buffered body.
+    # Body returned with a fota-mode -9 (behaviour.md §6; docs/defaults.md): "" by default, or
+    # the buffered body.
     fota_error_body: str = "empty"  # "empty" | "buffered"
     http_transport: Any = None  # None: the default requests-based transport
     # After a socket tx, how long (wall ms) a server gets to answer before virtual time may

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..clock import ScheduledEvent
 from ..duration import Duration, format_ms
 from ..lifecycle import WAKE_BY_DTIMER, WAKE_BY_PAD, BootReason, WakeCause
+from ..upgrade_checks import check_sleep
 
 if TYPE_CHECKING:
     from ..device import Device
@@ -79,7 +80,6 @@ class PowerControl:
 
     def enter_sleep(self, boot: Boot, why: str) -> None:
         """The boot asked for deep sleep and reached an idle point: end it and arm the wake."""
-        from ..upgrade_checks import check_sleep
         check_sleep(boot)
         now = boot.now
         if self.psm_entry_fails:

@@ -1,9 +1,10 @@
-"""The simulated device: persistent state, the virtual clock across boots, and the run loop.
+"""The simulated device: its lifecycle, the run loop, and what outlives a boot.
 
-A Device outlives its boots. It owns what survives a reboot on the module (the filesystem, fskv,
-the flashed script image, a staged FOTA package, the ``luat:`` millisecond counter) and what a
-test wants to look at afterwards (the log, the trace, the list of boots and why each ended).
-Each boot is a fresh VM (:class:`luatos_sim.vm.Boot`).
+A Device outlives its boots. It owns what survives a reboot on the module (the flashed script
+image, and through its platform parts the filesystem, fskv, a staged FOTA package), the one
+clock (``luat:`` milliseconds, :mod:`luatos_sim.clock`), and what a test wants to look at
+afterwards (the log, the trace, the list of boots and why each ended). Each boot is a fresh VM
+(:class:`luatos_sim.vm.Boot`). docs/architecture.md has the lifecycle.
 """
 
 from __future__ import annotations

@@ -96,7 +96,8 @@ class LoadResult:
 
 
 def _request(path: str, port: int, method: str = "GET") -> bytes:
-    # Exactly what libfota2 sends (§11.1): Host with the port, Connection: Close, nothing else.
+    # Exactly what libfota2 sends (behaviour.md §11.1): Host with the port, Connection: Close,
+    # nothing else.
     return (
         f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: Close\r\n\r\n".encode()
     )

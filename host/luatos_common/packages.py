@@ -1,6 +1,6 @@
 """Upgrade packages: recognise, validate, inspect and build them.
 
-One module for every format the project meets (reference §10), because the emulator's ``fota``
+One module for every format the project meets (behaviour.md §10), because the emulator's ``fota``
 module, the server's upload check and ``luatos-pack`` must agree byte for byte on what a good
 package is. Validation is strict and every refusal names the format, the field, the offset and
 what was expected versus found; ``inspect_package`` runs the same checks but keeps going past
@@ -8,9 +8,9 @@ checksum failures so that a person sees every damaged block at once.
 
 Formats (``Package.kind``):
 
-* ``air8101-script`` - the vendor Air8101 script OTA ("TAUL", §10.3);
-* ``lfta`` - the 2021 LFTA script package (§10.4);
-* ``ec`` - EC618/EC7xx packages (§10.5), validated for the server only;
+* ``air8101-script`` - the vendor Air8101 script OTA ("TAUL", docs/formats.md);
+* ``lfta`` - the 2021 LFTA script package (docs/formats.md);
+* ``ec`` - EC618/EC7xx packages (docs/formats.md), validated for the server only;
 * ``luatos-full`` - this project's own core+script package (see ``docs/formats.md``); the
   vendor's full-firmware layout is not public, so the emulator uses this one.
 """
@@ -50,17 +50,17 @@ DEVICE_KINDS = (KIND_AIR8101, KIND_LFTA, KIND_FULL)
 
 AIR8101_SCRIPT_PARTITION = 512 * 1024  # script partition size at 0x200000 (framed bytes)
 
-# --- Air8101 TAUL (§10.3)
+# --- Air8101 TAUL (docs/formats.md)
 TAUL_PREFIX_LEN = 1024
 TAUL_MAGIC = b"TAUL"
 TAUL_HEADER_LEN = TAUL_PREFIX_LEN + 8
-# --- LFTA (§10.4)
+# --- LFTA (docs/formats.md)
 LFTA_MAGIC = b"LFTA"
 LFTA_HEADER_LEN = 256
 LFTA_FIELD2 = 0x10
 LFTA_TYPE_SCRIPT = 1
 LFTA_MAX_UNPACKED = 16 * 1024 * 1024  # far above any script partition; stops gzip bombs
-# --- EC family (§10.5)
+# --- EC family (docs/formats.md)
 EC618_MAGIC = 0xEAF18C16
 EC7XX_MAGIC = 0xEAC37218
 EC_MAGICS = {EC618_MAGIC: "EC618", EC7XX_MAGIC: "EC7xx"}
@@ -328,7 +328,7 @@ def _truncated(fmt: str, need: int, got: int, field_: str = "header") -> Package
     return PackageError(fmt, field_, got, f"{need} bytes", f"{got} bytes", "file truncated")
 
 
-# ------------------------------------------------------------------------- Air8101 TAUL §10.3
+# ------------------------------------------------------------------------ Air8101 TAUL (formats.md)
 
 
 def _validate_air8101(data: bytes, ctx: _Ctx) -> Package:
@@ -371,7 +371,7 @@ def build_air8101_ota(files: Mapping[str, bytes] | Iterable[tuple[str, bytes]]) 
     return b"\xff" * TAUL_PREFIX_LEN + TAUL_MAGIC + struct.pack("<I", len(framed)) + framed
 
 
-# -------------------------------------------------------------------------------- LFTA §10.4
+# -------------------------------------------------------------------------------- LFTA (formats.md)
 
 
 def _validate_lfta(data: bytes, ctx: _Ctx) -> Package:
@@ -435,7 +435,7 @@ def build_lfta(files: Mapping[str, bytes] | Iterable[tuple[str, bytes]], *,
     return struct.pack("<64I", *fields) + payload
 
 
-# ----------------------------------------------------------------------------------- EC §10.5
+# ---------------------------------------------------------------------------------- EC (formats.md)
 
 
 def _ec_header_crc(h: bytes) -> int:
@@ -492,7 +492,7 @@ def build_ec_script(files: Mapping[str, bytes] | Iterable[tuple[str, bytes]], *,
                     chip: str = "EC618") -> bytes:
     """An EC-family script-only package with a raw common part (DataLen == TotalLen).
 
-    Meant for server tests: the layout and checks follow §10.5; the sector-header magic and
+    Meant for server tests: the layout and checks follow docs/formats.md; the sector-header magic and
     start address are placeholders because the vendor values are not public.
     """
     magic = {"EC618": EC618_MAGIC, "EC7XX": EC7XX_MAGIC}.get(chip.upper())

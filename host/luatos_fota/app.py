@@ -7,7 +7,7 @@ base URL lacked ``?`` has its query glued to the path (``/api/site/firmware_upgr
 no router can match, and check-ins are the hot path (benchmark goal: 2,000 "no update"
 check-ins per second on 2 cores).
 
-Device-facing answers (reference §11.4): upgrade -> 200 with the whole package (Content-Length
+Device-facing answers (behaviour.md §11.4): upgrade -> 200 with the whole package (Content-Length
 always, ``application/octet-stream``, ``Accept-Ranges``, strong ``ETag: "<sha256>"``,
 ``Repr-Digest``), Range -> 206/416; up to date -> 304 without body and ``Cache-Control:
 no-store``; refusals -> 4xx JSON ``{"code","msg"}`` with vendor codes; overload/rate limit ->

@@ -1,6 +1,6 @@
 """Server tunables in one place, so the CLI, ``create_app(**cfg)`` and tests agree on names.
 
-Defaults follow shared/luatos-reference.md §11 and §13 (loop ban after 6 serves in a sliding
+Defaults follow docs/behaviour.md §11 and §13 (loop ban after 6 serves in a sliding
 24 h window). Per-IP limiting is off by default because cellular devices often share one
 carrier-NAT address; per-device limiting is on.
 """

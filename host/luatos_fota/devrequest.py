@@ -1,7 +1,7 @@
 """Read a libfota2 check-in from the raw request target, the way the device actually sends it.
 
 libfota2 appends ``mac=…&project_key=…&firmware_name=…&version=…`` to the user's base URL
-without adding ``?`` and without encoding anything (reference §7.2). So ``/upgrade?mac=…`` and
+without adding ``?`` and without encoding anything (behaviour.md §7.2). So ``/upgrade?mac=…`` and
 ``/api/site/firmware_upgrademac=…`` are the same request, values may be raw UTF-8, and the
 device id may be the literal ``nil``. URL routers see the glued form as an unknown path, so the
 app hands every request to :func:`looks_like_device_request` first and parses the raw bytes here.

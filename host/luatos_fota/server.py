@@ -1,6 +1,6 @@
 """Run the app under uvicorn with a protocol that tolerates what devices really send.
 
-libfota2 puts raw UTF-8 into the request target (reference §6: nothing is encoded). uvicorn's
+libfota2 puts raw UTF-8 into the request target (behaviour.md §6: nothing is encoded). uvicorn's
 httptools protocol decodes the path as ASCII and fails on such bytes, so
 :class:`DeviceTolerantProtocol` keeps the original target in ``scope["luatos.raw_target"]`` (the
 device endpoint parses that) and percent-encodes bytes >= 0x80 before uvicorn sees them.

@@ -2,7 +2,7 @@
 
 Order (architecture.md): product -> device allowed -> not banned -> the release that targets
 this device -> newer than what it runs -> artifact -> loop guard. Each step that says "no"
-returns an :class:`Outcome` carrying the vendor code (reference §11.3) and the reason, which is
+returns an :class:`Outcome` carrying the vendor code (behaviour.md §11.3) and the reason, which is
 also what lands in the audit log, so "why did this device get that?" has a recorded answer.
 
 Speed: the catalogue (products, releases, targeting) and device states are cached in memory and
@@ -35,7 +35,7 @@ from .config import ServerConfig
 from .store import Store, normalize_device_key
 from .writer import BufferedWriter
 
-# Vendor codes (reference §11.3) and the HTTP status each is sent with on the v1 endpoint.
+# Vendor codes (docs/behaviour.md §11.3) and the HTTP status each is sent with on the v1 endpoint.
 CODE_INVALID_DEVICE = 3
 CODE_NO_PERMISSION = 17
 CODE_NOT_ALLOWED = 21
@@ -60,7 +60,8 @@ class DeviceState:
     ban_reason: str
     pinned_release_id: int | None
     registered: bool
-    reported_fv: FotaVersion | None = None  # parsed once, compared numerically (§11.1)
+    # parsed once, compared numerically (behaviour.md §11.1)
+    reported_fv: FotaVersion | None = None
 
     @classmethod
     def from_row(cls, d: dict[str, Any]) -> DeviceState:
@@ -79,7 +80,7 @@ class NeedsDatabase(Exception):
 
 
 # How specific a release's targeting is: a device list (or a pin) beats a percentage, which
-# beats "all"; only then does the version decide (reference §11.3 "a per-device assignment
+# beats "all"; only then does the version decide (docs/behaviour.md §11.3 "a per-device assignment
 # beats latest").
 TARGET_RANK = {"devices": 2, "percent": 1, "all": 0}
 

@@ -582,7 +582,7 @@ class Store:
         """A device reports a different version: record it, confirm serves it reached, lift a loop ban.
 
         Only a *rising* version restarts the loop-guard window (``version_changed_at``): a device
-        that falls back to its old image has not made progress (reference §11.3)."""
+        that falls back to its old image has not made progress (docs/behaviour.md §11.3)."""
         self.drain()  # serves still in a write buffer must be there to be confirmed
         now = time.time()
         with self.hot_tx() as c:

@@ -136,7 +136,7 @@ class RawResponse:
 
 def device_request(port: int, target: bytes | str, *, host: str = "127.0.0.1", method: bytes = b"GET",
                    extra_headers: bytes = b"", body: bytes = b"", timeout: float = 30.0) -> RawResponse:
-    """Send exactly what LuatOS ``http.request`` sends (reference §6) and read until close.
+    """Send exactly what LuatOS ``http.request`` sends (docs/behaviour.md §6) and read until close.
 
     ``GET <target> HTTP/1.1\\r\\nConnection: Close\\r\\nHost: 127.0.0.1:<port>\\r\\n<extra>\\r\\n``
     ``target`` is sent verbatim (str is UTF-8 encoded, never percent-encoded).

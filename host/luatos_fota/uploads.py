@@ -132,7 +132,7 @@ def check_upload(data: bytes, *, filename: str | None = None, version: str | Non
             core_num = vcore
             notes.append(f"built for core {vendor.core} (from the file name)")
         if firmware_name:
-            # libfota2 cuts the bsp name at its first '-' (reference §7.2 step 3.3)
+            # libfota2 cuts the bsp name at its first '-' (docs/behaviour.md §7.2)
             expected_fw = f"{vendor.project}_LuatOS-SoC_{vendor.chip.split('-', 1)[0]}"
             if expected_fw != firmware_name:
                 raise UploadError("file", f"file name {filename!r} is for firmware {expected_fw!r}, "

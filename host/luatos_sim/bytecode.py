@@ -1,7 +1,7 @@
 """Run device-compiled ``.luac`` on the host: rewrite the Lua 5.3 dump's size_t fields.
 
 Vendor Air8101 packages hold bytecode compiled with int=4, size_t=4, Instruction=4,
-integer=8, number=8 (reference §2.1); lupa's Lua on a 64-bit host expects size_t=8 and refuses
+integer=8, number=8 (behaviour.md §2.1); lupa's Lua on a 64-bit host expects size_t=8 and refuses
 the chunk. Only two things in a Lua 5.3 dump depend on size_t: the header byte that states it,
 and the length of every string of 254 bytes or more (shorter ones fit in the one-byte length).
 So the translation walks the function prototypes recursively and re-emits those lengths with

@@ -1,9 +1,10 @@
-"""The simulated device: persistent state, the virtual clock across boots, and the run loop.
+"""The simulated device: its lifecycle, the run loop, and what outlives a boot.
 
-A Device outlives its boots. It owns what survives a reboot on the module (the filesystem, fskv,
-the flashed script image, a staged FOTA package, the ``luat:`` millisecond counter) and what a
-test wants to look at afterwards (the log, the trace, the list of boots and why each ended).
-Each boot is a fresh VM (:class:`luatos_sim.vm.Boot`).
+A Device outlives its boots. It owns what survives a reboot on the module (the flashed script
+image, and through its platform parts the filesystem, fskv, a staged FOTA package), the one
+clock (``luat:`` milliseconds, :mod:`luatos_sim.clock`), and what a test wants to look at
+afterwards (the log, the trace, the list of boots and why each ended). Each boot is a fresh VM
+(:class:`luatos_sim.vm.Boot`). docs/architecture.md has the lifecycle.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class UntilTimeout(AssertionError):
 
 @dataclass
 class DeviceOptions:
-    """Knobs for points the reference leaves UNCONFIRMED, and for the emulator itself."""
+    """Knobs for points docs/behaviour.md leaves UNCONFIRMED, and for the emulator itself."""
 
     exit_reboot_delay_ms: int = 15_000  # LUAT_EXIT_REBOOT_DELAY
     lua_heap: int | None = None  # None: the profile's heap; 0: no cap

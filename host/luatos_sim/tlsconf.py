@@ -1,6 +1,6 @@
 """The certificate arguments a script gives to http.request and socket.config, as one type.
 
-Both follow the same device rule (reference §5.3 and §6): without a server CA nothing is
+Both follow the same device rule (docs/behaviour.md §5.3 and §6): without a server CA nothing is
 checked; with one, the server's chain must lead to it. Whether the device also matches the
 certificate's name to the host is UNCONFIRMED, so it is an option (default off).
 """

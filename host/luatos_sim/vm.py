@@ -439,7 +439,8 @@ class Boot:
             return py_str(err)
         if isinstance(err, lua53.LuaError):
             # A Lua error that crossed a Python handler (e.g. a socket callback): lupa wrapped
-            # it and appended its own traceback. The device prints only the Lua message (§2.5 B).
+            # it and appended its own traceback. The device prints only the Lua message
+            # (behaviour.md §2.5 B).
             raw = err.args[0] if err.args else ""
             text = py_str(raw) if isinstance(raw, bytes) else str(raw)
             cut = text.rfind("\nstack traceback:")

@@ -24,7 +24,7 @@ MAC = "C8C2C68CD602"
 
 def q(version: str, *, mac: str = MAC, key: str = KEY, fw: str = FW, base: str = "/api/site/firmware_upgrade?",
       idkey: str = "mac") -> str:
-    """What libfota2 appends to opts.url: no '?' added, nothing encoded (reference §7.2)."""
+    """What libfota2 appends to opts.url: no '?' added, nothing encoded (behaviour.md §7.2)."""
     return f"{base}{idkey}={mac}&project_key={key}&firmware_name={fw}&version={version}"
 
 
@@ -317,7 +317,8 @@ def test_bare_endpoint_without_parameters(srv):
     "http://H/upgrade", "http://H/upgrade?token=abc&", "http://H/upgrade?token=abc", "http://H/a/b/c/",
 ])
 def test_every_opts_url_shape_libfota2_produces(srv, product, opts_url):
-    """Build the request as libfota2 does (§7.2: base + query, no '?' added) for several base URLs."""
+    """Build the request as libfota2 does (behaviour.md §7.2: base + query, no '?' added) for
+    several base URLs."""
     add(srv, product, "001.000.002")
     base = opts_url.removeprefix("http://H")
     target = f"{base}mac={MAC}&project_key={KEY}&firmware_name={FW}&version=2001.001.000"

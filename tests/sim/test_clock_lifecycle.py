@@ -202,3 +202,23 @@ def test_no_private_member_of_device_or_boot_is_used_outside_them(path: Path) ->
            if chain.split(".")[-2] in ("device", "boot", "dev") and
            chain.split(".")[-1].startswith("_")]
     assert not bad, f"{path.name} uses private members: {bad}"
+
+
+def test_a_power_on_during_deep_sleep_drops_the_pending_dtimer_wake() -> None:
+    src = """
+    fskv.init()
+    if pm.lastReson() == 0 and not fskv.get("slept") then
+      fskv.set("slept", true)
+      pm.dtimerStart(0, 60000)
+      pm.power(pm.WORK_MODE, 3)
+    end
+    log.info("boot", pm.lastReson())
+    sys.run()
+    """
+    with device(src) as dev:
+        dev.run_for("5s")
+        assert dev.power.asleep
+        dev.power_on()  # the supply is cycled by hand while the dtimer is armed
+        dev.run_for("2m")
+        assert [b.reason for b in dev.boots] == ["power-on", "power-on"]
+        assert dev.boot is not None and dev.boots[-1].outcome is BootOutcome.RUNNING

@@ -1,4 +1,4 @@
-"""log/print line formats (§4.2) and json semantics (§4.3)."""
+"""log/print line formats (docs/behaviour.md §4.2) and json semantics (docs/behaviour.md §4.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""sys stand-in semantics, each against the reference's contract (§3)."""
+"""sys stand-in semantics, each against the contract (docs/behaviour.md §3)."""
 
 from __future__ import annotations
 

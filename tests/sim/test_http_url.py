@@ -1,4 +1,4 @@
-"""http.request's URL rules (reference §6 setup checks), without a device."""
+"""http.request's URL rules (docs/behaviour.md §6 setup checks), without a device."""
 
 from __future__ import annotations
 

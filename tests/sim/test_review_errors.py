@@ -1,10 +1,10 @@
-"""Review findings on error handling (reference §2.5)."""
+"""Review findings on error handling (docs/behaviour.md §2.5)."""
 
 from __future__ import annotations
 
 
 def test_task_error_exit_text_has_no_position_prefix(boot):
-    """§2.5 A: the C line after `Luat: ` is the same text as the resume line, no position."""
+    """behaviour.md §2.5 A: the C line after `Luat: ` is the same text as the resume line, no position."""
     dev = boot("""
         sys.taskInit(function() sys.wait(100); error("boom") end)
         sys.run()
@@ -20,7 +20,7 @@ def test_task_error_exit_text_has_no_position_prefix(boot):
 
 
 def test_error_in_a_firmware_callback_is_case_b_with_the_bare_lua_text(boot):
-    """§2.5 B: a callback run by a C handler (here a gpio interrupt) dies like a timer
+    """behaviour.md §2.5 B: a callback run by a C handler (here a gpio interrupt) dies like a timer
     callback: `Luat: `, then `<file>:<line>: <msg>` (no host exception name, no traceback)."""
     dev = boot("""
         gpio.setup(5, function(level)

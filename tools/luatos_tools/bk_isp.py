@@ -1,4 +1,4 @@
-"""The BK7258 (Air8101) ROM bootloader protocol, host side, as in reference §12.2.
+"""The BK7258 (Air8101) ROM bootloader protocol, host side, as in docs/behaviour.md §12.2.
 
 Every wait is a field of :class:`IspTimings`, including the sleep and clock functions, so the
 whole protocol runs against the fake ROM (:mod:`luatos_tools.fake_bk_rom`) in virtual time.
@@ -193,7 +193,7 @@ _SR_TABLE[0x1560C4] = SrLayout(2, (0x05, 0x35), 0x407C)
 
 
 def sr_layout(mid: int) -> SrLayout:
-    """The unprotect rule for a flash MID (reference table, with its two fallback rows)."""
+    """The unprotect rule for a flash MID (the known table, with its two fallback rows)."""
     if mid in _SR_TABLE:
         return _SR_TABLE[mid]
     if (mid >> 16) >= 0x14:

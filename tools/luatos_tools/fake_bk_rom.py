@@ -1,6 +1,6 @@
 """A fake BK7258 ROM bootloader behind a pyserial URL (``fakebk://NAME?opt=value``).
 
-Written from reference §12.1/§12.2 only, to test luatos-flash without a board (none was
+Written from docs/behaviour.md §12.1/§12.2 only, to test luatos-flash without a board (none was
 attached while writing it; flashing is tested against this fake only). It keeps its own model
 of the hardware instead of sharing code with the host side, so a misunderstanding on one side
 shows up as a failing test rather than being mirrored:
@@ -9,7 +9,8 @@ shows up as a failing test rather than being mirrored:
   sampled 1 ms after RESET is released; if it was high, the ROM opens its LinkCheck window
   8 ms after BOOT is released again and keeps it open for ``window`` seconds. LinkChecks
   outside that window get no answer. Otherwise the "application" boots and prints a log.
-* frames: short/long TX and RX exactly as the reference tables; unknown commands get no answer.
+* frames: short/long TX and RX as behaviour.md §12.2 describes them; unknown commands get no
+  answer.
 * baud: SetBaud makes the ROM answer at the new rate ``delay`` ms later; bytes on a
   mismatched rate arrive garbled, in both directions.
 * flash: ``flash_size`` bytes of 0xFF, NOR semantics (a write ANDs bits, so writing over
@@ -46,7 +47,7 @@ WINDOW_DELAY = 0.008
 LINK_REPLY = bytes.fromhex("040e0501e0fc0100")
 
 # How the fake flash's status register protects it (the device's own knowledge).
-DEFAULT_MID = 0x1640C8  # a 4 MiB JEDEC id (capacity byte 0x16); not in the reference table
+DEFAULT_MID = 0x1640C8  # a 4 MiB JEDEC id (capacity byte 0x16); not in the known table
 DEFAULT_PROTECT_BITS = 0x001C  # BP0..BP2: any set = whole array protected (simplified)
 
 _DEVICES: dict[str, FakeBkDevice] = {}

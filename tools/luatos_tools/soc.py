@@ -3,7 +3,7 @@
 A ``.soc`` is a ZIP that carries, next to the firmware, the numbers a flasher needs: where the
 script partition starts, how large it is, whether the chip wants BK CRC16 framing, and which
 baud rates to use. Files in the wild leave keys out and spell numbers as ints, hex strings or
-``"2M"``; every missing key falls back to the Air8101 default of the reference (§10.6), and a
+``"2M"``; every missing key falls back to the Air8101 default (docs/formats.md, behaviour.md §12), and a
 value we cannot read is an error that names the key and the value instead of a silent default.
 """
 
@@ -93,7 +93,7 @@ def _as_bool(value: Any, key: str, source: str) -> bool:
 
 
 def parse_info(info: dict[str, Any], *, source: str = "info.json") -> SocInfo:
-    """The :class:`SocInfo` of a parsed ``info.json``, with the reference's defaults."""
+    """The :class:`SocInfo` of a parsed ``info.json``, with the defaults of docs/formats.md."""
     if not isinstance(info, dict):
         raise SocError(f"{source}: top level is {type(info).__name__}, expected an object")
     missing: list[str] = []

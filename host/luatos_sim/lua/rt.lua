@@ -153,7 +153,7 @@ function RT.timer_start(id, ms, rep)
   if ims < 1 then return 0 end
   local g = gen + 1
   gen = g
-  -- Restarting a running id replaces it (UNCONFIRMED on the device; the reference's default).
+  -- Restarting a running id replaces it (UNCONFIRMED on the device; default of behaviour.md §4.1).
   if tgen[iid] ~= nil then stale = stale + 1 end
   tgen[iid], tper[iid], trep[iid] = g, ims, irep
   schedule(now + ims, 1, iid, g)
@@ -217,7 +217,7 @@ local function pause(reason)
 end
 
 
--- rtos.receive(timeout): the heart of the device. See the reference's "emulator event loop".
+-- rtos.receive(timeout): the heart of the device. See docs/behaviour.md §3 (virtual time).
 function RT.receive(timeout)
   if RT.halted then error(H.halted_error, 0) end
   RT.budget = RT.budget_max

@@ -1,8 +1,8 @@
-"""fota: the firmware's upgrade-package writer (reference §7.1), over the device's FOTA area.
+"""fota: the firmware's upgrade-package writer (behaviour.md §7.1), over the device's FOTA area.
 
 libfota2 picks fota mode (rather than downloading to ``/update.bin``) because this global
 exists, so every model has it. The write/done/end results come from
-:mod:`luatos_sim.fota_area`; this module only maps them to the Lua return conventions:
+:mod:`luatos_sim.platform.fota_area`; this module only maps them to the Lua return conventions:
 run/file ``true,false,r`` (more wanted) / ``true,true,0`` (complete) / ``false,true,r``
 (refused), isDone ``true,false`` / ``true,true`` / ``false,true``.
 

@@ -1,4 +1,4 @@
-"""http: ``http.request`` as the firmware's libhttp does it (reference §6).
+"""http: ``http.request`` as the firmware's libhttp does it (docs/behaviour.md §6).
 
 The exchange runs in a worker thread over a *transport*; the worker only talks to the
 network and hands events (headers, body chunks, end) to the event loop through

@@ -5,8 +5,8 @@
 ``timings.eth_link_ms`` later unless a test took the link down, and DHCP (on by default) then
 publishes ``IP_READY ip id`` at ``timings.eth_ip_ms``. A static address (``netdrv.dhcp(id,
 false)`` plus ``netdrv.ipv4(id, ip, mask, gw)``) is ready as soon as the link is. ``netdrv.on``
-is deliberately absent (reference §5.5 default). The type constants' values are not in the
-reference: they are emulator choices.
+is deliberately absent (docs/behaviour.md §5.5 default). The type constants' values are not in the
+docs/behaviour.md: they are emulator choices.
 """
 
 from __future__ import annotations

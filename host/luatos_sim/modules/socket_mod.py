@@ -11,7 +11,7 @@ gets ``dev.net.reply_window_ms`` of wall time (default 100) to answer before tim
 Data still in the *sender's* socket is invisible: host sockets ACK at once (TCP_QUICKACK) so a
 peer's Nagle never holds a write back for long, but a peer should still use TCP_NODELAY.
 
-Events go out in the three ways the reference gives (§5.3): ``cb(ctrl, event, param)``,
+Events go out in the three ways the contract gives (behaviour.md §5.3): ``cb(ctrl, event, param)``,
 ``sys_send(task, event, param)``, or ``sys_pub("NWCTRL", adapter, id, event, param)``.
 """
 
@@ -45,7 +45,8 @@ from .zbuff import ZBuff
 if TYPE_CHECKING:
     from ..vm import Boot
 
-# Event constants: the enum values from base 0xF200000F, masked with 0x0FFFFFFF (§5.1).
+# Event constants (behaviour.md §5.1): the enum values from base 0xF200000F, masked with
+# 0x0FFFFFFF.
 LINK, ON_LINE, TX_OK, CLOSED, EVENT = 33554448, 33554449, 33554450, 33554451, 33554452
 
 STATE_TEXT = {

@@ -4,7 +4,7 @@ Exists because LuatOS's own exnetif opens the bus with ``spi.setup(...)`` before
 ``netdrv.setup(adapter, netdrv.CH390, {spi=, cs=})`` and treats any return other than 0 as
 "spi open error". The emulator has no SPI peripherals to talk to: a bus that is open accepts
 writes (kept per bus in ``dev.spi.tx`` for tests) and reads back idle-line bytes (0xFF).
-The bus ids and constant values are not in the reference: they are emulator choices that
+The bus ids and constant values are not in docs/behaviour.md: they are emulator choices that
 follow the usual LuatOS numbering (MSB=1, master=1, full duplex=1).
 """
 

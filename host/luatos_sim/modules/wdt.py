@@ -1,8 +1,8 @@
 """wdt: a watchdog that resets the device (reset detail 8) when it is not fed in time.
 
-Whether the Air8101 has wdt and what a timeout reports is UNCONFIRMED; the reference's
-default is to provide it and reboot with detail 8. One pending check at a time: a feed only
-moves the deadline, so feeding every 3 s costs no queue traffic.
+Whether the Air8101 has wdt and what a timeout reports is UNCONFIRMED; the default
+(docs/behaviour.md §2.6) is to provide it and reboot with detail 8. One pending check at a time:
+a feed only moves the deadline, so feeding every 3 s costs no queue traffic.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """wlan: the WiFi station (and soft AP) of the Air8101, over the simulated network.
 
 Every SSID joins with any password unless the test declared the access point
-(``dev.net.access_point``). Joining takes the reference's PC-mock timings (UNCONFIRMED on the
+(``dev.net.access_point``). Joining takes the timings of docs/behaviour.md §5.2 (UNCONFIRMED on the
 device, configurable in ``dev.net.timings``): ``WLAN_STA_INC "CONNECTED" ssid bssid`` at
 +1000 ms, ``IP_READY ip 2`` at +1100 ms. A refused password or a missing SSID publishes
 ``WLAN_STA_INC "DISCONNECTED" reason`` instead (202 auth failed, 201 no AP found: ESP-style

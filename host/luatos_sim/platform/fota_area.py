@@ -50,7 +50,7 @@ WRITE_COMPLETE = 0  # accepted, and the package is complete and valid
 WRITE_REFUSED = -1  # refused: not a package this device takes, corrupt, or too long
 WRITE_NOT_READY = -2  # write without a successful begin()
 
-# Air8101 "type" in the accept log line; the reference knows only type=1 (the TAUL script
+# Air8101 "type" in the accept log line; docs/behaviour.md knows only type=1 (the TAUL script
 # package). LFTA carries its own type field [4] (1 = script); luatos-full is this project's own.
 _TYPE_NUMBERS = {KIND_AIR8101: 1, KIND_LFTA: 1, KIND_FULL: 2}
 

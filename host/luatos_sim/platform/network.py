@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..device import Device
     from ..vm import Boot
 
-# Adapter ids, Dec-2025 numbering (reference §5.1 / §13 #12).
+# Adapter ids, Dec-2025 numbering (docs/behaviour.md §5.1; docs/defaults.md).
 LWIP_GP, LWIP_STA, LWIP_AP, LWIP_ETH, LWIP_SPI = 1, 2, 3, 4, 5
 LWIP_USER0 = 7
 LWIP_GP_GW, ETH0 = 15, 16
@@ -139,7 +139,7 @@ class NetError(Exception):
 
 @dataclass
 class Timings:
-    """Virtual delays of link events (reference §5.2; the WiFi ones are UNCONFIRMED defaults)."""
+    """Virtual delays of link events (behaviour.md §5.2; the WiFi ones are UNCONFIRMED)."""
 
     wifi_connected_ms: int = 1000
     wifi_ip_ms: int = 1100
@@ -166,7 +166,8 @@ class Network:
     bandwidth_bps: float | None = None
     cut_rules: list[tuple[int, str | None]] = field(default_factory=list)
     links_down: set[int] = field(default_factory=set)
-    # Body returned with a fota-mode -9 (reference §13 #15): "" by default, or the buffered body.
+    # Body returned with a fota-mode -9 (behaviour.md §6; docs/defaults.md): "" by default, or
+    # the buffered body.
     fota_error_body: str = "empty"  # "empty" | "buffered"
     http_transport: Any = None  # None: the default requests-based transport
     # After a socket tx, how long (wall ms) a server gets to answer before virtual time may

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from ..clock import ScheduledEvent
 from ..duration import Duration, format_ms
 from ..lifecycle import WAKE_BY_DTIMER, WAKE_BY_PAD, BootReason, WakeCause
+from ..upgrade_checks import check_sleep
 
 if TYPE_CHECKING:
     from ..device import Device
@@ -62,6 +63,9 @@ class PowerControl:
         """A boot starts: the dtimers are consumed (a wake clears them all, and the RTC timers do
         not survive a reset either). Returns this boot's ``pm.dtimerWkId()``."""
         wake_id = self.wake_id if reason == BootReason.WAKE else -1
+        if self._dtimer_wake is not None:  # booted otherwise (power on): the RTC wake is moot
+            self._dtimer_wake.cancel()
+            self._dtimer_wake = None
         self.wake_id = -1
         self.dtimers.clear()
         self.asleep = False
@@ -79,7 +83,6 @@ class PowerControl:
 
     def enter_sleep(self, boot: Boot, why: str) -> None:
         """The boot asked for deep sleep and reached an idle point: end it and arm the wake."""
-        from ..upgrade_checks import check_sleep
         check_sleep(boot)
         now = boot.now
         if self.psm_entry_fails:
@@ -103,8 +106,9 @@ class PowerControl:
         self.device.enter_sleep()
         if wake_at is not None:
             def by_dtimer() -> None:
-                self._woken(wake_id)
-                self.device.wake(WAKE_BY_DTIMER)
+                if self.asleep and not self.off:
+                    self._woken(wake_id)
+                    self.device.wake(WAKE_BY_DTIMER)
             # A power cut while asleep loses the RTC timer: the event goes with the power.
             self._dtimer_wake = self.device.schedule_at(max(now, wake_at), by_dtimer,
                                                         "deep sleep wake-up", power_bound=True)

@@ -1,5 +1,5 @@
 -- exnetif: pick the network a device uses from a priority list (WiFi, Ethernet, 4G, ...).
--- Written for luatos-sim from the behaviour contract (reference §5.6); not the vendor code.
+-- Written for luatos-sim from the behaviour contract (behaviour.md §5.6); not the vendor code.
 --
 -- set_priority_order{ {WIFI={ssid=,password=,bssid=,ping_ip=,need_ping=}},
 --                     {ETHUSER1={tp=netdrv.CH390, opts={spi=,cs=}, static_ip=..., ping_ip=}},

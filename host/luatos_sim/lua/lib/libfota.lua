@@ -1,5 +1,5 @@
 -- luatos-sim stand-in for the older LuatOS script library libfota (v1), after the project's
--- reference §7.3. A user's own copy (--lib-dir) replaces this one.
+-- docs/behaviour.md §7.3. A user's own copy (--lib-dir) replaces this one.
 --
 -- libfota.request(cb, url, storge_location, len, param1, ota_port, timeout, server_cert,
 --                 client_cert, client_key, client_password, show_otaurl)

@@ -1,5 +1,5 @@
 -- luatos-sim stand-in for the LuatOS script library libfota2 (behaviour of version
--- 202607021200, see the project's reference §7.2). Written from that description; a user's
+-- 202607021200, see docs/behaviour.md §7.2). Written from that description; a user's
 -- own copy of the upstream file (--lib-dir) replaces this one.
 --
 -- libfota2.request(cb, opts) checks the server for an upgrade and streams it into the fota

@@ -1,5 +1,5 @@
 -- libnet: blocking-style helpers over the socket module, for tasks started with
--- sys.taskInitEx. Written for luatos-sim from the behaviour contract (reference §5.4).
+-- sys.taskInitEx. Written for luatos-sim from the behaviour contract (docs/behaviour.md §5.4).
 --
 -- Every helper first tries the operation; when the socket module says "not done yet", it
 -- waits for the matching event in the task's message queue with sysplus.waitMsg. Messages

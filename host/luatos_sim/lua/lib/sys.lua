@@ -39,7 +39,7 @@ local mq_head, mq_tail = 1, 0
 local taskList = {}
 
 -- sys's one-shot assert(false, text). The device's sys is stripped, so its assert adds no
--- position; raise at level 0 so the exit line repeats the text exactly (reference §2.5 A).
+-- position; raise at level 0 so the exit line repeats the text exactly (docs/behaviour.md §2.5 A).
 local function roll_back(_, text) error(text, 0) end
 
 local function after_resume(co, ok, ...)

@@ -37,6 +37,7 @@ from luatos_common.packages import (
     vendor_filename,
 )
 from luatos_common.project import ProjectError, check_image_names, scan_project
+from luatos_common.version import VersionError, stamp_version
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_CORE = "V2001"
@@ -112,6 +113,14 @@ def _build(args: argparse.Namespace, files: dict[str, bytes]) -> tuple[bytes, st
 
 def cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
     files = load_project(args.project)
+    if args.version is not None:
+        if "main.lua" not in files:
+            raise UsageError(f"{args.project}: --version needs main.lua (source) to stamp")
+        try:
+            files["main.lua"] = stamp_version(files["main.lua"], args.version,
+                                              f"{args.project}/main.lua")
+        except VersionError as e:
+            raise UsageError(f"--version: {e}") from None
     data, kind = _build(args, files)
     path = output_path(args, files)
     try:
@@ -228,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output file, or a directory for the vendor-named file")
         sp.add_argument("--chip", default=DEFAULT_CHIP,
                         help=f"chip for the output name (default {DEFAULT_CHIP})")
+        sp.add_argument("--version", metavar="XXX.YYY.ZZZ", default=None,
+                        help="stamp this VERSION into the packed main.lua (the project on "
+                             "disk is not changed); the output name follows it")
         return sp
 
     sp = build_cmd("image", "LuaDB v2 script image of the project (what /luadb holds)")

@@ -23,13 +23,30 @@ from typing import Any
 
 import click
 
+from luatos_common.cliconv import CONTEXT_SETTINGS, honour_no_color, version_option
+
 from .store import Conflict, NotFound, Store
 from .uploads import UploadError, check_upload
 
 EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_SERVER = 3, 4, 5
 
+# Commands that may create the data directory; every other one refuses a missing one, so a
+# typo in --data never silently starts a new, empty database.
+CREATES_DATA = ("serve", "init")
+
+
+def _existing_data_dir(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    if value is None or ctx.info_name in CREATES_DATA or value.is_dir():
+        return value
+    raise click.BadParameter(
+        f"data directory {str(value)!r} does not exist. `luatos-fota serve --data {value}` "
+        f"(or `luatos-fota init --data {value}`) creates it; check the path otherwise.",
+        ctx=ctx, param=param)
+
+
 data_opt = click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
                         envvar="LUATOS_FOTA_DATA", required=True, show_envvar=True,
+                        callback=_existing_data_dir,
                         help="Data directory (fota.db, blobs/, admin_token).")
 db_opt = click.option("--db", "db_url", envvar="LUATOS_FOTA_DB", default=None, show_envvar=True,
                       help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: DATA/fota.db).")
@@ -64,6 +81,9 @@ def _out(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
+_TIME_FIELDS = ("last_seen", "first_seen", "ts", "created", "updated", "banned_until")
+
+
 def _ts(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
 
@@ -93,10 +113,26 @@ def _duration(text: str) -> float:
         raise click.BadParameter(f"{text!r}: expected seconds or a duration like 90s, 30m, 24h, 7d") from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+@click.group(context_settings=CONTEXT_SETTINGS,
              epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused, 5 server error.")
-def main() -> None:
+@version_option("luatos-fota")
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Self-hosted FOTA server for LuatOS devices (libfota2-compatible)."""
+    honour_no_color(ctx)
+
+
+@main.command()
+@data_opt
+@db_opt
+def init(data_dir: Path, db_url: str | None) -> None:
+    """Create a data directory (database, package store, admin token) without serving."""
+    from .app import resolve_admin_token
+
+    with _Guard():
+        Store(data_dir, db_url).close()
+    resolve_admin_token(data_dir, None)
+    click.echo(f"data directory {data_dir} ready; admin token in {data_dir / 'admin_token'}")
 
 
 # ---------------------------------------------------------------------------- serve
@@ -169,6 +205,7 @@ def product() -> None:
 @json_opt
 def product_add(data_dir: Path, db_url: str | None, project_key: str, firmware_name: str, name: str,
                 closed: bool, as_json: bool) -> None:
+    """Register a product: the project key and firmware name its devices send."""
     with _Guard():
         p = Store(data_dir, db_url).add_product(project_key, firmware_name, name, not closed, actor="cli")
     if as_json:
@@ -182,6 +219,7 @@ def product_add(data_dir: Path, db_url: str | None, project_key: str, firmware_n
 @db_opt
 @json_opt
 def product_list(data_dir: Path, db_url: str | None, as_json: bool) -> None:
+    """List the products with their project keys."""
     rows = Store(data_dir, db_url).list_products()
     if as_json:
         return _out(rows)
@@ -217,7 +255,9 @@ def release() -> None:
 @db_opt
 @click.option("--product-id", type=int, default=None)
 @click.option("--project-key", default=None)
-@click.option("--firmware-name", default=None, help="Creates the product if it does not exist yet.")
+@click.option("--firmware-name", default=None, help="What libfota2 sends: <PROJECT>_LuatOS-SoC_<bsp>.")
+@click.option("--create-product", is_flag=True,
+              help="Create the product (--project-key + --firmware-name) if it does not exist.")
 @click.option("--version", "version", default=None,
               help="Script VERSION xxx.yyy.zzz (default: from a PROJECT_core.x.z_LuatOS-SoC_CHIP.bin name).")
 @click.option("--core", default=None, help="Core version VNNNN (required for --kind full unless the package names it).")
@@ -230,9 +270,9 @@ def release() -> None:
 @json_opt
 @click.argument("package", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def release_add(data_dir: Path, db_url: str | None, product_id: int | None, project_key: str | None,
-                firmware_name: str | None, version: str | None, core: str | None, kind: str | None,
-                percent: float | None, devices: tuple[str, ...], forced: bool, paused: bool, notes: str,
-                as_json: bool, package: Path) -> None:
+                firmware_name: str | None, create_product: bool, version: str | None, core: str | None,
+                kind: str | None, percent: float | None, devices: tuple[str, ...], forced: bool,
+                paused: bool, notes: str, as_json: bool, package: Path) -> None:
     """Validate PACKAGE and publish it as a release."""
     spinner: Any = contextlib.nullcontext()
     if sys.stderr.isatty():
@@ -250,6 +290,10 @@ def release_add(data_dir: Path, db_url: str | None, product_id: int | None, proj
             # Check the package before creating anything, so a refused upload leaves no trace.
             check_upload(data, filename=package.name, version=version, core=core, kind=kind,
                          firmware_name=firmware_name)
+            if not create_product:
+                _fail(EXIT_NOT_FOUND, f"no product {project_key} / {firmware_name}: create it with "
+                      f"`luatos-fota product add --project-key {project_key} --firmware-name "
+                      f"{firmware_name}`, or pass --create-product")
             pid = _product_id(st, None, project_key, firmware_name, create=True)
         rel = st.add_release(data, product_id=pid, version=version, core=core, kind=kind,
                              filename=package.name, notes=notes, enabled=not paused, forced=forced,
@@ -268,6 +312,7 @@ def release_add(data_dir: Path, db_url: str | None, product_id: int | None, proj
 @click.option("--product-id", type=int, default=None)
 @json_opt
 def release_list(data_dir: Path, db_url: str | None, product_id: int | None, as_json: bool) -> None:
+    """List releases (script version, state, target, size)."""
     rows = Store(data_dir, db_url).list_releases(product_id)
     if as_json:
         return _out(rows)
@@ -293,6 +338,7 @@ def _set_enabled(data_dir: Path, db_url: str | None, rid: int, enabled: bool, as
 @json_opt
 @click.argument("release_id", type=int)
 def release_enable(data_dir: Path, db_url: str | None, as_json: bool, release_id: int) -> None:
+    """Serve a paused release again."""
     _set_enabled(data_dir, db_url, release_id, True, as_json)
 
 
@@ -302,6 +348,7 @@ def release_enable(data_dir: Path, db_url: str | None, as_json: bool, release_id
 @json_opt
 @click.argument("release_id", type=int)
 def release_pause(data_dir: Path, db_url: str | None, as_json: bool, release_id: int) -> None:
+    """Stop serving a release (devices keep what they have)."""
     _set_enabled(data_dir, db_url, release_id, False, as_json)
 
 
@@ -360,6 +407,7 @@ def device() -> None:
 @json_opt
 def device_list(data_dir: Path, db_url: str | None, product_id: int | None, banned: bool, limit: int,
                 as_json: bool) -> None:
+    """List devices: version, last check-in, ban, pin."""
     rows = Store(data_dir, db_url).list_devices(product_id=product_id, banned=True if banned else None, limit=limit)
     if as_json:
         return _out(rows)
@@ -372,10 +420,19 @@ def device_list(data_dir: Path, db_url: str | None, product_id: int | None, bann
 @device.command("show")
 @data_opt
 @db_opt
+@json_opt
 @click.argument("device_id")
-def device_show(data_dir: Path, db_url: str | None, device_id: str) -> None:
+def device_show(data_dir: Path, db_url: str | None, as_json: bool, device_id: str) -> None:
+    """One device: its version, last check-in, ban and pin (the audit has its history)."""
     with _Guard():
-        _out(Store(data_dir, db_url).require_device(device_id))
+        d = Store(data_dir, db_url).require_device(device_id)
+    if as_json:
+        return _out(d)
+    width = max(len(k) for k in d)
+    for k, v in d.items():
+        shown = _ts(v) if isinstance(v, int | float) and (k.endswith("_at") or k in _TIME_FIELDS) \
+            else ("-" if v in (None, "") else v)
+        click.echo(f"{k.replace('_', ' '):<{width}}  {shown}")
 
 
 @device.command("ban")
@@ -430,14 +487,35 @@ def device_pin(data_dir: Path, db_url: str | None, as_json: bool, device_id: str
 def audit(data_dir: Path, db_url: str | None, device: str | None, event_: str | None,
           release_id: int | None, limit: int, as_json: bool) -> None:
     """Why did a device get (or not get) a package? Newest first."""
-    rows = Store(data_dir, db_url).query_audit(device=device, event_=event_, release_id=release_id, limit=limit)
+    st = Store(data_dir, db_url)
+    rows = st.query_audit(device=device, event_=event_, release_id=release_id, limit=limit)
     if as_json:
         return _out(rows)
+    if not rows:
+        click.echo(_why_no_audit(st, device, event_, release_id), err=True)
+        return None
     for a in rows:
         d = a["detail"] if isinstance(a["detail"], dict) else {"detail": a["detail"]}
         why = d.get("reason") or d.get("msg") or ", ".join(f"{k}={v}" for k, v in d.items() if v not in (None, ""))
         click.echo(f"{_ts(a['ts'])}  {a['event']:<16} {a['device_key'] or '-':<16} "
                    f"rel={a['release_id'] or '-'} status={a['status'] or '-'} code={a['code'] if a['code'] is not None else '-'}  {why}")
+
+
+def _why_no_audit(st: Store, device: str | None, event_: str | None, release_id: int | None) -> str:
+    """Say why ``audit`` printed nothing, so an empty answer is never a puzzle."""
+    if device is not None:
+        try:
+            st.require_device(device)
+        except NotFound:
+            known = [d["device_key"] for d in st.list_devices(limit=5)]
+            hint = f" (devices it knows: {', '.join(known)})" if known else " (it knows no devices yet)"
+            return (f"no audit rows: device {device} has never checked in with this server"
+                    f"{hint}; the id is the MAC (Air8101) or IMEI the device sends")
+    filters = [f"{k} {v}" for k, v in (("device", device), ("event", event_), ("release", release_id))
+               if v is not None]
+    if filters:
+        return f"no audit rows for {', '.join(filters)}"
+    return "no audit rows yet: nothing has happened on this server"
 
 
 @main.command("audit-prune")
@@ -471,10 +549,9 @@ def blobs_gc(data_dir: Path, db_url: str | None, min_age: str, as_json: bool) ->
 @main.command()
 @data_opt
 def token(data_dir: Path) -> None:
-    """Print the admin token of DATA (creating it if needed)."""
+    """Print the admin token of DATA (creating the token if the directory has none yet)."""
     from .app import resolve_admin_token
 
-    data_dir.mkdir(parents=True, exist_ok=True)
     click.echo(resolve_admin_token(data_dir, None))
 
 

@@ -47,6 +47,16 @@ E_STATE, E_HEADER, E_BODY, E_CONNECT, E_CLOSED, E_RX, E_FILE, E_TIMEOUT, E_FOTA 
     -1, -2, -3, -4, -5, -6, -7, -8, -9
 
 
+
+def fota_status_note(status: int) -> str:
+    """Plain words for a fota-mode answer that is not 200/206: the device logs only -9 and
+    libfota2's callback 4, which read like a failure even when nothing went wrong."""
+    head = f"fota: the server answered HTTP {status}"
+    if status == 304:
+        head += " (Not Modified: no newer release for this device, i.e. up to date)"
+    return (head + "; in fota mode http.request reports every answer other than 200/206 as "
+            "-9, and libfota2 then calls back with 4")
+
 class HttpFail(Exception):
     """The exchange failed with a device result code."""
 
@@ -801,6 +811,7 @@ def install(boot: Boot) -> None:
             if ex.status not in (200, 206):
                 from ..fota_area import area_for
                 area_for(boot).end(False)  # every -9 ends the fota area with 0
+                boot.device.emit_sim(fota_status_note(ex.status), boot.now)
                 finish(ex, E_FOTA, "status", body=b"" if net.fota_error_body != "buffered"
                        else bytes(ex.body))
                 return

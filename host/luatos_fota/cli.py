@@ -198,7 +198,7 @@ def product() -> None:
 @product.command("add")
 @data_opt
 @db_opt
-@click.option("--project-key", required=True)
+@click.option("--project-key", required=True, help="The key devices send (libfota2 project_key / PRODUCT_KEY).")
 @click.option("--firmware-name", required=True, help="What libfota2 sends: <PROJECT>_LuatOS-SoC_<bsp>.")
 @click.option("--name", default="", help="Display name.")
 @click.option("--closed", is_flag=True, help="Only pre-registered devices may check in (others get code 17).")
@@ -253,8 +253,8 @@ def release() -> None:
 @release.command("add")
 @data_opt
 @db_opt
-@click.option("--product-id", type=int, default=None)
-@click.option("--project-key", default=None)
+@click.option("--product-id", type=int, default=None, help="The product by its id (product list).")
+@click.option("--project-key", default=None, help="The product by its key (with --firmware-name).")
 @click.option("--firmware-name", default=None, help="What libfota2 sends: <PROJECT>_LuatOS-SoC_<bsp>.")
 @click.option("--create-product", is_flag=True,
               help="Create the product (--project-key + --firmware-name) if it does not exist.")
@@ -266,7 +266,7 @@ def release() -> None:
 @click.option("--devices", multiple=True, help="Only these device ids (comma separated, repeatable).")
 @click.option("--forced", is_flag=True, help="Allow serving this release as a downgrade.")
 @click.option("--paused", is_flag=True, help="Create it paused (enable later).")
-@click.option("--notes", default="")
+@click.option("--notes", default="", help="Free text shown with the release.")
 @json_opt
 @click.argument("package", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def release_add(data_dir: Path, db_url: str | None, product_id: int | None, project_key: str | None,
@@ -309,7 +309,7 @@ def release_add(data_dir: Path, db_url: str | None, product_id: int | None, proj
 @release.command("list")
 @data_opt
 @db_opt
-@click.option("--product-id", type=int, default=None)
+@click.option("--product-id", type=int, default=None, help="The product by its id (product list).")
 @json_opt
 def release_list(data_dir: Path, db_url: str | None, product_id: int | None, as_json: bool) -> None:
     """List releases (script version, state, target, size)."""
@@ -356,7 +356,7 @@ def release_pause(data_dir: Path, db_url: str | None, as_json: bool, release_id:
 @data_opt
 @db_opt
 @click.option("--all", "all_", is_flag=True, help="Every device of the product.")
-@click.option("--percent", type=click.FloatRange(0, 100), default=None)
+@click.option("--percent", type=click.FloatRange(0, 100), default=None, help="This share of the product's devices.")
 @click.option("--devices", multiple=True, help="Device ids (comma separated, repeatable).")
 @json_opt
 @click.argument("release_id", type=int)
@@ -378,7 +378,7 @@ def release_target(data_dir: Path, db_url: str | None, all_: bool, percent: floa
 @release.command("stats")
 @data_opt
 @db_opt
-@click.option("--release-id", type=int, default=None)
+@click.option("--release-id", type=int, default=None, help="Only this release.")
 @json_opt
 def release_stats(data_dir: Path, db_url: str | None, release_id: int | None, as_json: bool) -> None:
     """Rollout progress: targeted / served / confirmed devices per release."""
@@ -401,9 +401,9 @@ def device() -> None:
 @device.command("list")
 @data_opt
 @db_opt
-@click.option("--product-id", type=int, default=None)
+@click.option("--product-id", type=int, default=None, help="The product by its id (product list).")
 @click.option("--banned", is_flag=True, help="Only banned devices.")
-@click.option("--limit", type=int, default=1000, show_default=True)
+@click.option("--limit", type=int, default=1000, show_default=True, help="At most this many devices.")
 @json_opt
 def device_list(data_dir: Path, db_url: str | None, product_id: int | None, banned: bool, limit: int,
                 as_json: bool) -> None:
@@ -438,7 +438,7 @@ def device_show(data_dir: Path, db_url: str | None, as_json: bool, device_id: st
 @device.command("ban")
 @data_opt
 @db_opt
-@click.option("--reason", default="")
+@click.option("--reason", default="", help="Why (shown in the audit and the dashboard).")
 @json_opt
 @click.argument("device_id")
 def device_ban(data_dir: Path, db_url: str | None, reason: str, as_json: bool, device_id: str) -> None:
@@ -481,8 +481,8 @@ def device_pin(data_dir: Path, db_url: str | None, as_json: bool, device_id: str
 @db_opt
 @click.option("--device", default=None, help="Only this device.")
 @click.option("--event", "event_", default=None, help="Only this event (serve, checkin, loop_ban, ...).")
-@click.option("--release-id", type=int, default=None)
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--release-id", type=int, default=None, help="Only rows about this release.")
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many rows.")
 @json_opt
 def audit(data_dir: Path, db_url: str | None, device: str | None, event_: str | None,
           release_id: int | None, limit: int, as_json: bool) -> None:
@@ -577,7 +577,8 @@ def _api(server: str, tok: str, method: str, path: str, body: Any = None) -> Any
 @main.command()
 @click.option("--server", envvar="LUATOS_FOTA_SERVER", default="http://127.0.0.1:8000", show_default=True,
               show_envvar=True, help="Base URL of the running server.")
-@click.option("--token", "tok", envvar="LUATOS_FOTA_TOKEN", default=None, show_envvar=True)
+@click.option("--token", "tok", envvar="LUATOS_FOTA_TOKEN", default=None, show_envvar=True,
+              help="Admin token (luatos-fota token --data DIR prints it).")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               envvar="LUATOS_FOTA_DATA", help="Read the token from DATA/admin_token.")
 @click.option("--devices", default=None, help="Comma-separated device ids (default: the release's online targets).")

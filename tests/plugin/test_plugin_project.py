@@ -4,6 +4,7 @@ tests beside it, no ini option. Discovery, ``luatos_app``, ``publish_project`` a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,27 @@ def run_outside(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     them under the rootdir, which here *is* the project, so the device would flash them)."""
     base = pytester.path.parent / f"{pytester.path.name}-tmp"
     return pytester.runpytest_subprocess(*QUIET, f"--basetemp={base}", *args)
+
+
+TESTING_MD = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
+
+
+def doc_files() -> dict[str, str]:
+    """The files docs/testing.md's walk-through tells a newcomer to write, by path."""
+    text = TESTING_MD.read_text(encoding="utf-8")
+    rx = re.compile(r"^<!-- own-project:(?P<path>\S+) -->\n```\w+\n(?P<body>.*?)^```$", re.M | re.S)
+    return {m["path"]: m["body"] for m in rx.finditer(text)}
+
+
+def test_the_walk_through_in_docs_testing_md_passes_as_written(pytester: pytest.Pytester) -> None:
+    files = doc_files()
+    assert sorted(files) == ["main.lua", "tests/test_fota.py"]
+    pytester.makeini("[pytest]\n")
+    for rel, body in files.items():
+        (pytester.path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pytester.path / rel).write_text(body, encoding="utf-8")
+    result = run_outside(pytester)
+    result.assert_outcomes(passed=1)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from luatos_common import bkcrc
+from luatos_common.cliconv import kit_version
 from luatos_common.luadb import build_luadb
 from luatos_common.packages import (
     AIR8101_SCRIPT_PARTITION,
@@ -228,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
                "error. Without -o (or with -o DIR) the output is named "
                "PROJECT_core.x.z_LuatOS-SoC_CHIP.bin from main.lua's PROJECT and VERSION.")
     p.add_argument("--json", action="store_true", help="print a JSON document on stdout")
+    p.add_argument("-V", "--version", action="version",
+                   version=f"luatos-pack {kit_version()}", help="show the version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def build_cmd(name: str, help_: str) -> argparse.ArgumentParser:

@@ -195,17 +195,13 @@ def _data(data: bytes | str) -> bytes:
 
 
 def profile_with_uart(model: str) -> ModelProfile:
-    """The model's profile with the ``uart`` firmware module, which ``dut.write`` needs.
-
-    Temporary until the core lists ``uart`` in modules/__init__.py OPTIONAL and in the model
-    profiles; both steps are no-ops once it does. Raises ValueError for an unknown model."""
-    from luatos_sim.modules import OPTIONAL
+    """The model's profile; ``dut.write`` needs the ``uart`` module, which every profile lists.
+    Raises ValueError for an unknown model."""
     from luatos_sim.profiles import get_profile
 
-    OPTIONAL.setdefault("uart", "uart")
     profile = get_profile(model)
     if "uart" not in profile.modules:
-        profile = profile.with_overrides(modules=profile.modules | {"uart"})
+        raise ValueError(f"model {model!r} has no uart module; dut.write needs one")
     return profile
 
 

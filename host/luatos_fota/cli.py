@@ -96,6 +96,12 @@ def _table(rows: list[list[Any]], headers: list[str]) -> None:
         click.secho(line, bold=n == 0)
 
 
+def _wire_form(script_version: str) -> str:
+    """``001.000.001`` -> ``<core>.001.001``: the script VERSION as libfota2 reports it."""
+    parts = script_version.split(".")
+    return f"<core>.{parts[0]}.{parts[2]}" if len(parts) == 3 else script_version
+
+
 def _split(values: tuple[str, ...] | None) -> list[str] | None:
     """``--devices a,b --devices c`` -> ``["a", "b", "c"]``; nothing -> None."""
     out = [v.strip() for item in (values or ()) for v in item.split(",") if v.strip()]
@@ -304,6 +310,8 @@ def release_add(data_dir: Path, db_url: str | None, product_id: int | None, proj
     click.echo(f"release {rel['id']}: {rel['firmware_name']} {rel['script_version']}{core_txt} ({rel['kind']}), "
                f"{rel['size']} bytes sha256 {rel['sha256'][:16]}…, target {rel['target_mode']}"
                + (" (paused)" if paused else ""))
+    click.echo(f"  devices report this build as {_wire_form(rel['script_version'])} "
+               "(libfota2 sends <core>.xxx.zzz, e.g. 2001.001.001 for 001.000.001 on core V2001)")
 
 
 @release.command("list")
@@ -321,7 +329,7 @@ def release_list(data_dir: Path, db_url: str | None, product_id: int | None, as_
              r["target_mode"] + (f" {r['percent']:g}%" if r["target_mode"] == "percent" else
                                  f" {len(r['devices'])}" if r["target_mode"] == "devices" else ""),
              r["size"], r["sha256"][:12]] for r in rows],
-           ["ID", "FIRMWARE", "VERSION", "CORE", "KIND", "STATE", "", "TARGET", "SIZE", "SHA256"])
+           ["ID", "FIRMWARE", "SCRIPT VERSION", "CORE", "KIND", "STATE", "", "TARGET", "SIZE", "SHA256"])
 
 
 def _set_enabled(data_dir: Path, db_url: str | None, rid: int, enabled: bool, as_json: bool) -> None:
@@ -388,7 +396,7 @@ def release_stats(data_dir: Path, db_url: str | None, release_id: int | None, as
         return _out(rows)
     _table([[s["release_id"], s["script_version"], s["target_mode"], s["targeted"], s["served"],
              s["confirmed"], s["failed"]] for s in rows],
-           ["ID", "VERSION", "TARGET", "TARGETED", "SERVED", "CONFIRMED", "FAILED"])
+           ["ID", "SCRIPT VERSION", "TARGET", "TARGETED", "SERVED", "CONFIRMED", "FAILED"])
 
 
 # ---------------------------------------------------------------------------- devices
@@ -414,7 +422,7 @@ def device_list(data_dir: Path, db_url: str | None, product_id: int | None, bann
     _table([[d["device_key"], d["product_id"], d["reported_version"], _ts(d["last_seen"]), d["last_ip"],
              f"{d['ban_code']} {d['ban_reason'][:40]}" if d["ban_code"] else "",
              d["pinned_release_id"] or ""] for d in rows],
-           ["DEVICE", "PRODUCT", "VERSION", "LAST SEEN", "IP", "BAN", "PIN"])
+           ["DEVICE", "PRODUCT", "REPORTED (core.xxx.zzz)", "LAST SEEN", "IP", "BAN", "PIN"])
 
 
 @device.command("show")

@@ -20,16 +20,22 @@ from luatos_sim.cli import cli as sim_cli
 from luatos_sim.cli import main as sim_main
 from luatos_tools import tail_cli
 from luatos_tools.flash_cli import cli as flash_cli
+from luatos_tools.pack_cli import cli as pack_cli
 
 BIN = Path(sys.executable).parent
 TOOLS = ["luatos-sim", "luatos-fota", "luatos-pack", "luatos-tail", "luatos-flash"]
 CLICK_TOOLS = {"luatos-sim": sim_cli, "luatos-fota": fota_cli, "luatos-tail": tail_cli.cli,
-               "luatos-flash": flash_cli}
+               "luatos-flash": flash_cli, "luatos-pack": pack_cli}
 
 
 def tool(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(BIN / name), *args], capture_output=True, text=True, timeout=60,
                           env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("name", TOOLS)
+def test_every_tool_is_click(name: str) -> None:
+    assert name in CLICK_TOOLS
 
 
 @pytest.mark.parametrize("name", TOOLS)

@@ -19,7 +19,7 @@ from luatos_common.logline import SIM, C, LogRecord
 
 from .device import Device, DeviceOptions, RebootLoopError, UntilTimeout
 from .duration import format_ms, parse_duration
-from .network import network_options
+from .network_args import network_options
 from .profiles import PROFILES
 from .scripts import ScriptError
 
@@ -118,7 +118,8 @@ def models_cmd(ctx: click.Context) -> int:
 
 def _run(args: Any, out: TextIO) -> int:
     try:
-        duration = parse_duration(args.duration or ("24h" if args.until else "1m"))
+        duration = args.duration or ("24h" if args.until else "1m")
+        parse_duration(duration)  # refused here, as a usage error, rather than mid-run
         delay = parse_duration(args.exit_reboot_delay)
         pattern = re.compile(args.until) if args.until else None
     except (ValueError, re.error) as e:
@@ -139,7 +140,7 @@ def _run(args: Any, out: TextIO) -> int:
     mode = "json" if args.json else ("raw" if args.raw else "text")
     dev.add_listener(Printer(out, mode, colour))
     try:
-        from .network import apply_network_arguments
+        from .network_args import apply_network_arguments
     except ImportError:
         pass
     else:

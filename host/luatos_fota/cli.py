@@ -405,7 +405,8 @@ def release_list(data_dir: Path, db_url: str | None, product_id: int | None, as_
     if as_json:
         return _out(rows)
     _table([[r["id"], r["firmware_name"], r["script_version"], r["core_version"] or "", r["kind"],
-             "enabled" if r["enabled"] else "paused", "forced" if r["forced"] else "",
+             "archived" if r.get("archived") else "enabled" if r["enabled"] else "paused",
+             "forced" if r["forced"] else "",
              r["target_mode"] + (f" {r['percent']:g}%" if r["target_mode"] == "percent" else
                                  f" {len(r['devices'])}" if r["target_mode"] == "devices" else ""),
              r["size"], r["sha256"][:12]] for r in rows],
@@ -438,6 +439,20 @@ def release_enable(data_dir: Path, db_url: str | None, as_json: bool, release_id
 def release_pause(data_dir: Path, db_url: str | None, as_json: bool, release_id: int) -> None:
     """Stop serving a release (devices keep what they have)."""
     _set_enabled(data_dir, db_url, release_id, False, as_json)
+
+
+@release.command("archive")
+@store_opts
+@db_opt
+@json_opt
+@click.argument("release_id", type=int)
+def release_archive(data_dir: Path, db_url: str | None, as_json: bool, release_id: int) -> None:
+    """Retire a release for good: paused, never served again, listed apart."""
+    with _Guard():
+        r = _open(data_dir, db_url).archive_release(release_id, actor="cli")
+    if as_json:
+        return _out(r)
+    click.echo(f"release {release_id} archived")
 
 
 @release.command("target")

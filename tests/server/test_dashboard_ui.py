@@ -411,5 +411,20 @@ def test_operator_runs_a_rollout_products_target_device_history_paging(
     assert page.inner_text("#audit-range") == f"entries 1–{total} (oldest)"
     assert page.is_disabled("#audit-older") and page.is_disabled("#audit-newer")
     page.screenshot(path=str(SCREENSHOT_DIR / "luatos-fota-dashboard-audit-pages.png"), full_page=True)
+
+    # Archive the release: paused for good, out of the list unless asked for, never served.
+    page.click("#tabs button[data-tab=releases]")
+    rrow.wait_for()
+    page.once("dialog", lambda dialog: dialog.accept())
+    rrow.locator("button[data-action=archive]").click()
+    status_says(page, "ok", f"release #{rel['id']} archived")
+    expect(rrow).to_have_count(0)
+    got = srv.store.get_release(rel["id"])
+    assert got["archived"] is True and got["enabled"] is False
+    assert check_in(srv, OTHER, "2001.001.000").status == 304  # nothing to serve any more
+    page.check("#releases-archived")
+    expect(rrow).to_contain_text("archived")
+    assert rrow.locator("button[data-action=enable]").count() == 0
+    page.screenshot(path=str(SCREENSHOT_DIR / "luatos-fota-dashboard-archived.png"), full_page=True)
     push_sock.close()
     assert violations == [], violations

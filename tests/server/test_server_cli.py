@@ -174,3 +174,23 @@ def test_serve_subprocess_flushes_audit_on_sigterm(tmp_path, pkg):
     st = Store(d)
     assert len(st.query_audit(event_="checkin")) == 10
     st.close()
+
+
+def test_release_archive_retires_it_for_good(tmp_path, pkg):
+    d = init(tmp_path / "data")
+    assert run("product", "add", "--data", d, "--project-key", "K", "--firmware-name", FW)[0] == 0
+    code, out, _ = run("release", "add", "--data", d, "--project-key", "K", "--version", "001.000.002",
+                       "--json", str(pkg))
+    rid = str(json.loads(out)["id"])
+    with running_server(Path(d), cache_ttl_s=0) as srv:
+        check = f"/api/site/firmware_upgrade?mac=C8C2C68CD602&project_key=K&firmware_name={FW}&version=2001.001.000"
+        assert device_request(srv.port, check).status == 200
+        code, out, _ = run("release", "archive", "--data", d, rid)
+        assert code == 0 and out.strip() == f"release {rid} archived"
+        assert device_request(srv.port, check).status == 304  # the running server stopped serving it
+    code, out, _ = run("release", "list", "--data", d)
+    assert "archived" in out
+    code, _, err = run("release", "enable", "--data", d, rid)
+    assert code == 4 and "archived" in err
+    code, out, _ = run("audit", "--data", d, "--event", "release_archived", "--json")
+    assert [a["release_id"] for a in json.loads(out)] == [int(rid)]

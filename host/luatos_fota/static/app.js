@@ -266,6 +266,29 @@ function targetCell(r) {
       : el("button", { type: "button", class: "small", "data-action": "target-all", onclick: () => guarded(() => targetAll(r)) }, "All"))];
 }
 
+async function archiveRelease(r) {
+  if (!window.confirm(`Archive release #${r.id} (${r.script_version})? It stops being served for good `
+    + "and moves out of this list (devices keep what they installed).")) return;
+  await api("POST", `/releases/${r.id}/archive`);
+  notify(`release #${r.id} archived`);
+  await loadReleases();
+}
+
+function stateBadge(r) {
+  if (r.archived) return el("span", { class: "badge muted" }, "archived");
+  return r.enabled ? el("span", { class: "badge ok" }, "enabled") : el("span", { class: "badge muted" }, "paused");
+}
+
+function releaseActions(r) {
+  if (r.archived) return [];
+  return [
+    r.enabled
+      ? el("button", { type: "button", class: "small", "data-action": "pause", onclick: () => guarded(() => setEnabled(r.id, false)) }, "Pause")
+      : el("button", { type: "button", class: "small", "data-action": "enable", onclick: () => guarded(() => setEnabled(r.id, true)) }, "Enable"),
+    el("button", { type: "button", class: "small danger", "data-action": "archive", onclick: () => guarded(() => archiveRelease(r)) }, "Archive"),
+  ];
+}
+
 async function setEnabled(id, enabled) {
   await api("POST", `/releases/${id}/${enabled ? "enable" : "pause"}`);
   notify(`release #${id} ${enabled ? "enabled" : "paused"}`);
@@ -275,20 +298,20 @@ async function setEnabled(id, enabled) {
 async function loadReleases() {
   const [rels, stats] = await Promise.all([api("GET", "/releases"), api("GET", "/stats"), loadProducts()]);
   const byId = new Map(stats.releases.map((s) => [s.release_id, s]));
-  $("releases-count").textContent = `${rels.releases.length}`;
-  const rows = rels.releases.slice().reverse().map((r) => el("tr", { dataset: { release: r.id } },
+  const showArchived = $("releases-archived").checked;
+  const archived = rels.releases.filter((r) => r.archived).length;
+  const shown = rels.releases.filter((r) => showArchived || !r.archived);
+  $("releases-count").textContent = archived ? `${shown.length} (${archived} archived)` : `${shown.length}`;
+  const rows = shown.slice().reverse().map((r) => el("tr", { dataset: { release: r.id }, class: r.archived ? "archived" : null },
     el("td", {}, r.id),
     el("td", {}, productCell(r.product_id)),
     el("td", { class: "mono", title: r.sha256 }, r.script_version),
     el("td", { class: "mono" }, r.core_version || "—"),
     el("td", {}, r.kind, r.forced ? el("span", { class: "badge warn" }, " forced") : null),
-    el("td", {}, targetCell(r)),
+    el("td", {}, r.archived ? targetText(r) : targetCell(r)),
     el("td", {}, progress(byId.get(r.id))),
-    el("td", {}, r.enabled ? el("span", { class: "badge ok" }, "enabled") : el("span", { class: "badge muted" }, "paused")),
-    el("td", {},
-      r.enabled
-        ? el("button", { type: "button", class: "small", "data-action": "pause", onclick: () => guarded(() => setEnabled(r.id, false)) }, "Pause")
-        : el("button", { type: "button", class: "small", "data-action": "enable", onclick: () => guarded(() => setEnabled(r.id, true)) }, "Enable"),
+    el("td", {}, stateBadge(r)),
+    el("td", {}, releaseActions(r),
       el("a", { href: r.download_path, class: "hint release-size" }, `${(r.size / 1024).toFixed(1)} KiB`))));
   fill($("releases-body"), rows, 9, "No releases yet: upload a package.");
 }
@@ -549,6 +572,7 @@ function init() {
   $("devices-filter").addEventListener("input", () => guarded(loadDevices));
   $("devices-banned").addEventListener("change", () => guarded(loadDevices));
   $("releases-refresh").addEventListener("click", () => guarded(loadReleases));
+  $("releases-archived").addEventListener("change", () => guarded(loadReleases));
   $("push-refresh").addEventListener("click", () => guarded(loadPush));
   const newAudit = () => { state.auditCursor = [null]; return guarded(loadAudit); };
   $("audit-refresh").addEventListener("click", newAudit);

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         package = build_air8101_ota(with_version(files, "001.000.001"))
         release = srv.store.add_release(package, product_id=product["id"], version="001.000.001")
         print(bold(f"luatos-fota on {srv.base_url}: product {key[1].decode()} / {firmware_name}, "
-                   f"release {release['id']} = 001.000.001 ({len(package)} bytes, Air8101 TAUL)"))
+                   f"release {release['id']} = 001.000.001 ({len(package)} bytes, Air8101 TAUL; "
+                   f"devices on core V2001 report it as 2001.001.001)"))
         print(bold(f"emulated Air8101 boots {project}/ at 001.000.000; "
                    f"{server[1].decode()} is mapped to {srv.host}:{srv.port}\n"))
         printer = Printer(out, "text", colour)

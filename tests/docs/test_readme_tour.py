@@ -7,6 +7,7 @@ line fails here with the block and its output.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 BLOCK_RE = re.compile(r"^<!-- tour:(?P<name>[\w-]+) -->\n```sh\n(?P<body>.*?)^```$", re.M | re.S)
+OTHER_RE = re.compile(r"^<!-- readme:(?P<name>[\w-]+) -->\n```sh\n(?P<body>.*?)^```$", re.M | re.S)
 TOUR_PORT = "8000"  # what the README writes; the test substitutes a free port
 
 
@@ -116,3 +118,18 @@ def test_readme_tour_runs_as_written(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(10)
+
+
+def test_the_other_readme_command_blocks_run_as_written(tmp_path: Path) -> None:
+    blocks = {m["name"]: m["body"] for m in OTHER_RE.finditer(README.read_text(encoding="utf-8"))}
+    assert sorted(blocks) == ["pack", "run"]
+    shutil.copytree(REPO / "device", tmp_path / "device")
+    env = shell_env()
+    ran = run_block("run", blocks["run"], tmp_path, env)
+    assert "I/user.fota_check start periodic" in ran  # 9 h of virtual time: the 4-hourly checks
+    assert re.search(r"^luat:U\(\d+\):[IW]/user\.fota_result ", ran, re.M)  # the raw UART form
+    records = [json.loads(line) for line in ran.splitlines() if line.startswith("{")]
+    assert any("FOTA_KIT_DEMO 001.000.000" in r["line"] for r in records)  # the --json block
+    packed = run_block("pack", blocks["pack"], tmp_path, env)
+    assert "FOTA_KIT_DEMO_2001.001.001_LuatOS-SoC_Air8101.bin" in packed
+    assert (tmp_path / "script.bin").is_file() and packed.rstrip().endswith("OK")

@@ -2,18 +2,26 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+PIP    := $(PY) -m pip install -q --disable-pip-version-check
+# `make run` needs the runtime only; `make test` / `make lint` the [dev] extra (test + lint tools).
+RUN_STAMP := $(VENV)/.installed-run
+STAMP     := $(VENV)/.installed
 
 .PHONY: run test lint bench sysdeps clean
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
-	touch $(STAMP)
+$(VENV)/bin/python:
+	@$(PYTHON) -m venv $(VENV)
 
-run: $(STAMP)
-	$(PY) -m luatos_testing.demo
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	@$(PIP) -e . >/dev/null
+	@touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	$(PIP) -e '.[dev]'
+	touch $(STAMP) $(RUN_STAMP)
+
+run: $(RUN_STAMP)
+	@$(PY) -m luatos_testing.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q

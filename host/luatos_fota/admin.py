@@ -217,6 +217,13 @@ async def release_pause(request: Request) -> Response:
 
 
 @authed
+async def release_archive(request: Request) -> Response:
+    rel = await _call(_store(request).archive_release, int(request.path_params["rid"]), actor="api")
+    _changed(request)
+    return _ok(rel)
+
+
+@authed
 async def release_target(request: Request) -> Response:
     body = await _json(request)
     mode = body.get("mode")
@@ -451,6 +458,7 @@ def openapi_doc() -> dict[str, Any]:
                                   "patch": _op("Update {enabled?, forced?, notes?}", "json")},
         f"{P}/releases/{{rid}}/enable": {"post": _op("Enable (resume) a release")},
         f"{P}/releases/{{rid}}/pause": {"post": _op("Pause a release")},
+        f"{P}/releases/{{rid}}/archive": {"post": _op("Archive a release: paused for good, listed apart")},
         f"{P}/releases/{{rid}}/target": {"post": _op(
             "Targeting {mode: all|devices|percent, percent?, devices?}", "json")},
         f"{P}/artifacts": {"get": _op("Stored packages")},
@@ -490,6 +498,7 @@ def admin_routes() -> list[Route]:
         Route(f"{P}/releases/{{rid:int}}", release_one, methods=["GET", "PATCH"]),
         Route(f"{P}/releases/{{rid:int}}/enable", release_enable, methods=["POST"]),
         Route(f"{P}/releases/{{rid:int}}/pause", release_pause, methods=["POST"]),
+        Route(f"{P}/releases/{{rid:int}}/archive", release_archive, methods=["POST"]),
         Route(f"{P}/releases/{{rid:int}}/target", release_target, methods=["POST", "PUT"]),
         Route(f"{P}/artifacts", artifacts, methods=["GET"]),
         Route(f"{P}/devices", devices, methods=["GET", "POST"]),

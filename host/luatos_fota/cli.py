@@ -2,7 +2,7 @@
 
 Store commands (product, release, device, audit, blobs) act either on a data directory
 (``--data``: they work whether or not a server is running on it, SQLite WAL + busy_timeout make
-that safe, and a running server picks the change up within a second through the generation
+that safe, and a running server picks the change up within 0.2 s through the generation
 counter) or on a running server through its admin API (``--server URL --token T`` or
 ``--profile NAME``; see remote.py), so CI can publish with one command. ``push`` always talks
 to a server, because only the server holds the device sockets.
@@ -25,14 +25,33 @@ from typing import Any
 
 import click
 
+from luatos_common.cliconv import CONTEXT_SETTINGS, honour_no_color, version_option
+
 from .blobs import BlobStoreUnavailable
 from .store import Conflict, NotFound, Store
 from .uploads import UploadError, check_upload
 
 EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_SERVER = 3, 4, 5
 
+# Commands that may create the data directory; every other one refuses a missing one, so a
+# typo in --data never silently starts a new, empty database.
+CREATES_DATA = ("serve", "init")
+
+
+def _missing_data_dir(path: Path) -> str:
+    return (f"data directory {str(path)!r} does not exist. `luatos-fota serve --data {path}` "
+            f"(or `luatos-fota init --data {path}`) creates it; check the path otherwise.")
+
+
+def _existing_data_dir(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    if value is None or ctx.info_name in CREATES_DATA or value.is_dir():
+        return value
+    raise click.BadParameter(_missing_data_dir(value), ctx=ctx, param=param)
+
+
 data_opt = click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
                         envvar="LUATOS_FOTA_DATA", required=True, show_envvar=True,
+                        callback=_existing_data_dir,
                         help="Data directory (fota.db, blobs/, admin_token).")
 db_opt = click.option("--db", "db_url", envvar="LUATOS_FOTA_DB", default=None, show_envvar=True,
                       help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: DATA/fota.db).")
@@ -86,6 +105,8 @@ def _open(data_dir: Path | None, db_url: str | None) -> Any:
     if data_dir is None:
         raise click.UsageError("give --data DIR (or $LUATOS_FOTA_DATA) for a store on this host, "
                                "or --server URL / --profile NAME for a running server")
+    if not data_dir.is_dir():
+        raise click.BadParameter(_missing_data_dir(data_dir), param_hint="'--data'")
     return Store(data_dir, db_url)
 
 
@@ -131,6 +152,9 @@ def _out(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
+_TIME_FIELDS = ("last_seen", "first_seen", "ts", "created", "updated", "banned_until")
+
+
 def _ts(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
 
@@ -141,6 +165,12 @@ def _table(rows: list[list[Any]], headers: list[str]) -> None:
     for n, r in enumerate(cells):
         line = "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
         click.secho(line, bold=n == 0)
+
+
+def _wire_form(script_version: str) -> str:
+    """``001.000.001`` -> ``<core>.001.001``: the script VERSION as libfota2 reports it."""
+    parts = script_version.split(".")
+    return f"<core>.{parts[0]}.{parts[2]}" if len(parts) == 3 else script_version
 
 
 def _split(values: tuple[str, ...] | None) -> list[str] | None:
@@ -160,10 +190,26 @@ def _duration(text: str) -> float:
         raise click.BadParameter(f"{text!r}: expected seconds or a duration like 90s, 30m, 24h, 7d") from None
 
 
-@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+@click.group(cls=_Main, context_settings=CONTEXT_SETTINGS,
              epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused, 5 server error.")
-def main() -> None:
+@version_option("luatos-fota")
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Self-hosted FOTA server for LuatOS devices (libfota2-compatible)."""
+    honour_no_color(ctx)
+
+
+@main.command()
+@data_opt
+@db_opt
+def init(data_dir: Path, db_url: str | None) -> None:
+    """Create a data directory (database, package store, admin token) without serving."""
+    from .app import resolve_admin_token
+
+    with _Guard():
+        Store(data_dir, db_url).close()
+    resolve_admin_token(data_dir, None)
+    click.echo(f"data directory {data_dir} ready; admin token in {data_dir / 'admin_token'}")
 
 
 # ---------------------------------------------------------------------------- serve
@@ -238,13 +284,14 @@ def product() -> None:
 @product.command("add")
 @store_opts
 @db_opt
-@click.option("--project-key", required=True)
+@click.option("--project-key", required=True, help="The key devices send (libfota2 project_key / PRODUCT_KEY).")
 @click.option("--firmware-name", required=True, help="What libfota2 sends: <PROJECT>_LuatOS-SoC_<bsp>.")
 @click.option("--name", default="", help="Display name.")
 @click.option("--closed", is_flag=True, help="Only pre-registered devices may check in (others get code 17).")
 @json_opt
 def product_add(data_dir: Path, db_url: str | None, project_key: str, firmware_name: str, name: str,
                 closed: bool, as_json: bool) -> None:
+    """Register a product: the project key and firmware name its devices send."""
     with _Guard():
         p = _open(data_dir, db_url).add_product(project_key, firmware_name, name, not closed, actor="cli")
     if as_json:
@@ -258,6 +305,7 @@ def product_add(data_dir: Path, db_url: str | None, project_key: str, firmware_n
 @db_opt
 @json_opt
 def product_list(data_dir: Path, db_url: str | None, as_json: bool) -> None:
+    """List the products with their project keys."""
     rows = _open(data_dir, db_url).list_products()
     if as_json:
         return _out(rows)
@@ -291,9 +339,11 @@ def release() -> None:
 @release.command("add")
 @store_opts
 @db_opt
-@click.option("--product-id", type=int, default=None)
-@click.option("--project-key", default=None)
-@click.option("--firmware-name", default=None, help="Creates the product if it does not exist yet.")
+@click.option("--product-id", type=int, default=None, help="The product by its id (product list).")
+@click.option("--project-key", default=None, help="The product by its key (with --firmware-name).")
+@click.option("--firmware-name", default=None, help="What libfota2 sends: <PROJECT>_LuatOS-SoC_<bsp>.")
+@click.option("--create-product", is_flag=True,
+              help="Create the product (--project-key + --firmware-name) if it does not exist.")
 @click.option("--version", "version", default=None,
               help="Script VERSION xxx.yyy.zzz (default: from a PROJECT_core.x.z_LuatOS-SoC_CHIP.bin name).")
 @click.option("--core", default=None, help="Core version VNNNN (required for --kind full unless the package names it).")
@@ -302,13 +352,13 @@ def release() -> None:
 @click.option("--devices", multiple=True, help="Only these device ids (comma separated, repeatable).")
 @click.option("--forced", is_flag=True, help="Allow serving this release as a downgrade.")
 @click.option("--paused", is_flag=True, help="Create it paused (enable later).")
-@click.option("--notes", default="")
+@click.option("--notes", default="", help="Free text shown with the release.")
 @json_opt
 @click.argument("package", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def release_add(data_dir: Path, db_url: str | None, product_id: int | None, project_key: str | None,
-                firmware_name: str | None, version: str | None, core: str | None, kind: str | None,
-                percent: float | None, devices: tuple[str, ...], forced: bool, paused: bool, notes: str,
-                as_json: bool, package: Path) -> None:
+                firmware_name: str | None, create_product: bool, version: str | None, core: str | None,
+                kind: str | None, percent: float | None, devices: tuple[str, ...], forced: bool,
+                paused: bool, notes: str, as_json: bool, package: Path) -> None:
     """Validate PACKAGE and publish it as a release."""
     st = _open(data_dir, db_url)
     spinner: Any = contextlib.nullcontext()
@@ -326,6 +376,10 @@ def release_add(data_dir: Path, db_url: str | None, product_id: int | None, proj
             # Check the package before creating anything, so a refused upload leaves no trace.
             check_upload(data, filename=package.name, version=version, core=core, kind=kind,
                          firmware_name=firmware_name)
+            if not create_product:
+                _fail(EXIT_NOT_FOUND, f"no product {project_key} / {firmware_name}: create it with "
+                      f"`luatos-fota product add --project-key {project_key} --firmware-name "
+                      f"{firmware_name}`, or pass --create-product")
             pid = _product_id(st, None, project_key, firmware_name, create=True)
         rel = st.add_release(data, product_id=pid, version=version, core=core, kind=kind,
                              filename=package.name, notes=notes, enabled=not paused, forced=forced,
@@ -336,23 +390,27 @@ def release_add(data_dir: Path, db_url: str | None, product_id: int | None, proj
     click.echo(f"release {rel['id']}: {rel['firmware_name']} {rel['script_version']}{core_txt} ({rel['kind']}), "
                f"{rel['size']} bytes sha256 {rel['sha256'][:16]}…, target {rel['target_mode']}"
                + (" (paused)" if paused else ""))
+    click.echo(f"  devices report this build as {_wire_form(rel['script_version'])} "
+               "(libfota2 sends <core>.xxx.zzz, e.g. 2001.001.001 for 001.000.001 on core V2001)")
 
 
 @release.command("list")
 @store_opts
 @db_opt
-@click.option("--product-id", type=int, default=None)
+@click.option("--product-id", type=int, default=None, help="The product by its id (product list).")
 @json_opt
 def release_list(data_dir: Path, db_url: str | None, product_id: int | None, as_json: bool) -> None:
+    """List releases (script version, state, target, size)."""
     rows = _open(data_dir, db_url).list_releases(product_id)
     if as_json:
         return _out(rows)
     _table([[r["id"], r["firmware_name"], r["script_version"], r["core_version"] or "", r["kind"],
-             "enabled" if r["enabled"] else "paused", "forced" if r["forced"] else "",
+             "archived" if r.get("archived") else "enabled" if r["enabled"] else "paused",
+             "forced" if r["forced"] else "",
              r["target_mode"] + (f" {r['percent']:g}%" if r["target_mode"] == "percent" else
                                  f" {len(r['devices'])}" if r["target_mode"] == "devices" else ""),
              r["size"], r["sha256"][:12]] for r in rows],
-           ["ID", "FIRMWARE", "VERSION", "CORE", "KIND", "STATE", "", "TARGET", "SIZE", "SHA256"])
+           ["ID", "FIRMWARE", "SCRIPT VERSION", "CORE", "KIND", "STATE", "", "TARGET", "SIZE", "SHA256"])
 
 
 def _set_enabled(data_dir: Path, db_url: str | None, rid: int, enabled: bool, as_json: bool) -> None:
@@ -369,6 +427,7 @@ def _set_enabled(data_dir: Path, db_url: str | None, rid: int, enabled: bool, as
 @json_opt
 @click.argument("release_id", type=int)
 def release_enable(data_dir: Path, db_url: str | None, as_json: bool, release_id: int) -> None:
+    """Serve a paused release again."""
     _set_enabled(data_dir, db_url, release_id, True, as_json)
 
 
@@ -378,14 +437,29 @@ def release_enable(data_dir: Path, db_url: str | None, as_json: bool, release_id
 @json_opt
 @click.argument("release_id", type=int)
 def release_pause(data_dir: Path, db_url: str | None, as_json: bool, release_id: int) -> None:
+    """Stop serving a release (devices keep what they have)."""
     _set_enabled(data_dir, db_url, release_id, False, as_json)
+
+
+@release.command("archive")
+@store_opts
+@db_opt
+@json_opt
+@click.argument("release_id", type=int)
+def release_archive(data_dir: Path, db_url: str | None, as_json: bool, release_id: int) -> None:
+    """Retire a release for good: paused, never served again, listed apart."""
+    with _Guard():
+        r = _open(data_dir, db_url).archive_release(release_id, actor="cli")
+    if as_json:
+        return _out(r)
+    click.echo(f"release {release_id} archived")
 
 
 @release.command("target")
 @store_opts
 @db_opt
 @click.option("--all", "all_", is_flag=True, help="Every device of the product.")
-@click.option("--percent", type=click.FloatRange(0, 100), default=None)
+@click.option("--percent", type=click.FloatRange(0, 100), default=None, help="This share of the product's devices.")
 @click.option("--devices", multiple=True, help="Device ids (comma separated, repeatable).")
 @json_opt
 @click.argument("release_id", type=int)
@@ -407,7 +481,7 @@ def release_target(data_dir: Path, db_url: str | None, all_: bool, percent: floa
 @release.command("stats")
 @store_opts
 @db_opt
-@click.option("--release-id", type=int, default=None)
+@click.option("--release-id", type=int, default=None, help="Only this release.")
 @json_opt
 def release_stats(data_dir: Path, db_url: str | None, release_id: int | None, as_json: bool) -> None:
     """Rollout progress: targeted / served / confirmed devices per release."""
@@ -417,7 +491,7 @@ def release_stats(data_dir: Path, db_url: str | None, release_id: int | None, as
         return _out(rows)
     _table([[s["release_id"], s["script_version"], s["target_mode"], s["targeted"], s["served"],
              s["confirmed"], s["failed"]] for s in rows],
-           ["ID", "VERSION", "TARGET", "TARGETED", "SERVED", "CONFIRMED", "FAILED"])
+           ["ID", "SCRIPT VERSION", "TARGET", "TARGETED", "SERVED", "CONFIRMED", "FAILED"])
 
 
 # ---------------------------------------------------------------------------- devices
@@ -430,34 +504,44 @@ def device() -> None:
 @device.command("list")
 @store_opts
 @db_opt
-@click.option("--product-id", type=int, default=None)
+@click.option("--product-id", type=int, default=None, help="The product by its id (product list).")
 @click.option("--banned", is_flag=True, help="Only banned devices.")
-@click.option("--limit", type=int, default=1000, show_default=True)
+@click.option("--limit", type=int, default=1000, show_default=True, help="At most this many devices.")
 @json_opt
 def device_list(data_dir: Path, db_url: str | None, product_id: int | None, banned: bool, limit: int,
                 as_json: bool) -> None:
+    """List devices: version, last check-in, ban, pin."""
     rows = _open(data_dir, db_url).list_devices(product_id=product_id, banned=True if banned else None, limit=limit)
     if as_json:
         return _out(rows)
     _table([[d["device_key"], d["product_id"], d["reported_version"], _ts(d["last_seen"]), d["last_ip"],
              f"{d['ban_code']} {d['ban_reason'][:40]}" if d["ban_code"] else "",
              d["pinned_release_id"] or ""] for d in rows],
-           ["DEVICE", "PRODUCT", "VERSION", "LAST SEEN", "IP", "BAN", "PIN"])
+           ["DEVICE", "PRODUCT", "REPORTED (core.xxx.zzz)", "LAST SEEN", "IP", "BAN", "PIN"])
 
 
 @device.command("show")
 @store_opts
 @db_opt
+@json_opt
 @click.argument("device_id")
-def device_show(data_dir: Path, db_url: str | None, device_id: str) -> None:
+def device_show(data_dir: Path, db_url: str | None, as_json: bool, device_id: str) -> None:
+    """One device: its version, last check-in, ban and pin (the audit has its history)."""
     with _Guard():
-        _out(_open(data_dir, db_url).require_device(device_id))
+        d = _open(data_dir, db_url).require_device(device_id)
+    if as_json:
+        return _out(d)
+    width = max(len(k) for k in d)
+    for k, v in d.items():
+        shown = _ts(v) if isinstance(v, int | float) and (k.endswith("_at") or k in _TIME_FIELDS) \
+            else ("-" if v in (None, "") else v)
+        click.echo(f"{k.replace('_', ' '):<{width}}  {shown}")
 
 
 @device.command("ban")
 @store_opts
 @db_opt
-@click.option("--reason", default="")
+@click.option("--reason", default="", help="Why (shown in the audit and the dashboard).")
 @json_opt
 @click.argument("device_id")
 def device_ban(data_dir: Path, db_url: str | None, reason: str, as_json: bool, device_id: str) -> None:
@@ -500,20 +584,41 @@ def device_pin(data_dir: Path, db_url: str | None, as_json: bool, device_id: str
 @db_opt
 @click.option("--device", default=None, help="Only this device.")
 @click.option("--event", "event_", default=None, help="Only this event (serve, checkin, loop_ban, ...).")
-@click.option("--release-id", type=int, default=None)
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--release-id", type=int, default=None, help="Only rows about this release.")
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many rows.")
 @json_opt
 def audit(data_dir: Path, db_url: str | None, device: str | None, event_: str | None,
           release_id: int | None, limit: int, as_json: bool) -> None:
     """Why did a device get (or not get) a package? Newest first."""
-    rows = _open(data_dir, db_url).query_audit(device=device, event_=event_, release_id=release_id, limit=limit)
+    st = _open(data_dir, db_url)
+    rows = st.query_audit(device=device, event_=event_, release_id=release_id, limit=limit)
     if as_json:
         return _out(rows)
+    if not rows:
+        click.echo(_why_no_audit(st, device, event_, release_id), err=True)
+        return None
     for a in rows:
         d = a["detail"] if isinstance(a["detail"], dict) else {"detail": a["detail"]}
         why = d.get("reason") or d.get("msg") or ", ".join(f"{k}={v}" for k, v in d.items() if v not in (None, ""))
         click.echo(f"{_ts(a['ts'])}  {a['event']:<16} {a['device_key'] or '-':<16} "
                    f"rel={a['release_id'] or '-'} status={a['status'] or '-'} code={a['code'] if a['code'] is not None else '-'}  {why}")
+
+
+def _why_no_audit(st: Store, device: str | None, event_: str | None, release_id: int | None) -> str:
+    """Say why ``audit`` printed nothing, so an empty answer is never a puzzle."""
+    if device is not None:
+        try:
+            st.require_device(device)
+        except NotFound:
+            known = [d["device_key"] for d in st.list_devices(limit=5)]
+            hint = f" (devices it knows: {', '.join(known)})" if known else " (it knows no devices yet)"
+            return (f"no audit rows: device {device} has never checked in with this server"
+                    f"{hint}; the id is the MAC (Air8101) or IMEI the device sends")
+    filters = [f"{k} {v}" for k, v in (("device", device), ("event", event_), ("release", release_id))
+               if v is not None]
+    if filters:
+        return f"no audit rows for {', '.join(filters)}"
+    return "no audit rows yet: nothing has happened on this server"
 
 
 @main.command("audit-prune")
@@ -547,10 +652,9 @@ def blobs_gc(data_dir: Path, db_url: str | None, min_age: str, as_json: bool) ->
 @main.command()
 @data_opt
 def token(data_dir: Path) -> None:
-    """Print the admin token of DATA (creating it if needed)."""
+    """Print the admin token of DATA (creating the token if the directory has none yet)."""
     from .app import resolve_admin_token
 
-    data_dir.mkdir(parents=True, exist_ok=True)
     click.echo(resolve_admin_token(data_dir, None))
 
 
@@ -576,7 +680,8 @@ def _api(server: str, tok: str, method: str, path: str, body: Any = None) -> Any
 @main.command()
 @click.option("--server", envvar="LUATOS_FOTA_SERVER", default="http://127.0.0.1:8000", show_default=True,
               show_envvar=True, help="Base URL of the running server.")
-@click.option("--token", "tok", envvar="LUATOS_FOTA_TOKEN", default=None, show_envvar=True)
+@click.option("--token", "tok", envvar="LUATOS_FOTA_TOKEN", default=None, show_envvar=True,
+              help="Admin token (luatos-fota token --data DIR prints it).")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               envvar="LUATOS_FOTA_DATA", help="Read the token from DATA/admin_token.")
 @click.option("--devices", default=None, help="Comma-separated device ids (default: the release's online targets).")

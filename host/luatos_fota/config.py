@@ -34,7 +34,7 @@ class ServerConfig:
     retry_after_s: int = 30
     # How stale a cached catalogue may be before the DB generation counter is re-read (seconds).
     # Local writes invalidate at once; this bounds staleness across instances.
-    cache_ttl_s: float = 1.0
+    cache_ttl_s: float = 0.2
     # Buffered writes (audit entries, last-seen): flush period and batch size.
     flush_interval_s: float = 0.5
     flush_batch: int = 2000

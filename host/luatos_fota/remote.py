@@ -237,6 +237,9 @@ class RemoteStore:
         body = {k: v for k, v in (("enabled", enabled), ("forced", forced), ("notes", notes)) if v is not None}
         return dict(self._request("PATCH", f"/releases/{int(release_id)}", body=body))
 
+    def archive_release(self, release_id: int, *, actor: str = "cli") -> dict[str, Any]:
+        return dict(self._request("POST", f"/releases/{int(release_id)}/archive"))
+
     def set_release_target(self, release_id: int, mode: str, *, percent: float | None = None,
                            devices: Iterable[str] | None = None, actor: str = "cli") -> dict[str, Any]:
         body: dict[str, Any] = {"mode": mode}

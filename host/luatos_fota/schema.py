@@ -65,6 +65,8 @@ releases = sa.Table(
     sa.Column("target_mode", sa.String(10), nullable=False, server_default="all"),  # all|devices|percent
     sa.Column("percent", sa.Float, nullable=False, server_default="100"),
     sa.Column("created_at", sa.Float, nullable=False),
+    # Archived (migration: _m_release_archived): retired for good, never served, listed apart.
+    sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 release_devices = sa.Table(
@@ -293,9 +295,16 @@ def _m3_push_relay(conn: Connection) -> None:
     md.create_all(conn, checkfirst=True)
 
 
+def _m_release_archived(conn: Connection) -> None:
+    """Idempotent (it checks the column), so its place among later migrations does not matter."""
+    cols = {c["name"] for c in sa.inspect(conn).get_columns("releases")}
+    if "archived" not in cols:
+        conn.execute(sa.text("ALTER TABLE releases ADD COLUMN archived BOOLEAN NOT NULL DEFAULT FALSE"))
+
+
 # Ordered: MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit.
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_device_generation_and_audit_ts,
-                                                  _m3_push_relay]
+                                                  _m3_push_relay, _m_release_archived]
 LATEST = len(MIGRATIONS)
 
 

@@ -441,8 +441,25 @@ class Store:
                 q = q.where(t.releases.c.product_id == product_id)
             return [self._release_dict(c, r) for r in c.execute(q).fetchall()]
 
+    def archive_release(self, release_id: int, *, actor: str = "admin") -> dict[str, Any]:
+        """Retire a release for good: it is paused, never served again, and listed apart. Its
+        package stays (devices that have it keep it; the audit keeps naming it)."""
+        rel = self.get_release(release_id)
+        if rel["archived"]:
+            return rel
+        with self.tx() as c:
+            c.execute(t.releases.update().where(t.releases.c.id == release_id)
+                      .values(archived=True, enabled=False))
+            self.bump(c)
+            self._audit(c, "release_archived", actor=actor, release_id=release_id,
+                        was_enabled=bool(rel["enabled"]))
+        return self.get_release(release_id)
+
     def update_release(self, release_id: int, *, enabled: bool | None = None, forced: bool | None = None,
                        notes: str | None = None, actor: str = "admin") -> dict[str, Any]:
+        if enabled and self.get_release(release_id)["archived"]:
+            raise Conflict(f"release {release_id} is archived; archived releases are not served "
+                           "again (publish the package as a new release instead)")
         self.get_release(release_id)
         vals = {k: v for k, v in (("enabled", enabled), ("forced", forced), ("notes", notes)) if v is not None}
         if vals:

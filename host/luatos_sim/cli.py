@@ -6,16 +6,20 @@ Exit codes: 0 when ``--for`` ended or ``--until`` matched; 1 when ``--until`` ne
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
+from types import SimpleNamespace
 from typing import Any, TextIO
 
+import click
+
+from luatos_common.cliconv import CONTEXT_SETTINGS, honour_no_color, use_colour, version_option
 from luatos_common.logline import SIM, C, LogRecord
 
 from .device import Device, DeviceOptions, RebootLoopError, UntilTimeout
 from .duration import format_ms, parse_duration
+from .network_args import network_options
 from .profiles import PROFILES
 from .scripts import ScriptError
 
@@ -55,50 +59,64 @@ class Printer:
         self.out.write(text + "\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="luatos-sim",
-        description="Run a LuatOS project (unchanged Lua scripts) on an emulated module in "
-                    "virtual time: a 4-hour timer takes microseconds.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser(
-        "run", help="boot a project and print its log",
-        description="Boot PROJECT (a directory of .lua files, flattened by basename like the "
-                    "device's /luadb) and print every log line with its virtual time.")
-    run.add_argument("project", help="project directory holding main.lua, or a script image / "
-                     "upgrade package file (luatos-pack image/ota output)")
-    run.add_argument("--lib-dir", action="append", default=[], metavar="DIR",
-                     help="LuatOS script libraries (e.g. a LuatOS checkout's script/libs) ahead "
-                          "of the built-in stand-ins; repeatable; also $LUATOS_SIM_LIB_DIRS")
-    run.add_argument("--model", default="Air8101", choices=sorted(PROFILES),
-                     help="module profile (default: %(default)s)")
-    run.add_argument("--for", dest="duration", default=None, metavar="DURATION",
-                     help="virtual time to run, e.g. 500ms, 10s, 10m, 4h, 30d "
-                          "(default: 1m, or 24h with --until)")
-    run.add_argument("--until", default=None, metavar="REGEX",
-                     help="stop when a log line matches (it may match on a later boot); "
-                          "exit 1 if it never does")
-    run.add_argument("--state", default=None, metavar="DIR",
-                     help="keep the device's flash (files, fskv, staged FOTA) in DIR across runs")
-    fmt = run.add_mutually_exclusive_group()
-    fmt.add_argument("--raw", action="store_true",
-                     help="print the Air8101 UART form (luat:U(<ms>):...)")
-    fmt.add_argument("--json", action="store_true", help="one JSON record per line")
-    run.add_argument("--exit-reboot-delay", default="15s", metavar="DURATION",
-                     help="delay between a Lua VM exit and the reboot (default: %(default)s)")
-    run.add_argument("--no-colour", "--no-color", dest="colour", action="store_false",
-                     default=None, help="never colour the output")
-    try:
-        from .network_args import add_network_arguments
-    except ImportError:
-        pass
-    else:
-        add_network_arguments(run)
-    sub.add_parser("models", help="list the module profiles")
-    return parser
+@click.group(context_settings=CONTEXT_SETTINGS,
+             epilog="Exit codes: 0 --for ended or --until matched, 1 --until never matched, "
+                    "2 usage or project error.")
+@version_option("luatos-sim")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Run a LuatOS project (unchanged Lua scripts) on an emulated module in virtual time: a
+    4-hour timer takes microseconds."""
+    honour_no_color(ctx)
 
 
-def _run(args: argparse.Namespace, out: TextIO) -> int:
+@cli.command("run")
+@click.argument("project")
+@click.option("--lib-dir", multiple=True, metavar="DIR", envvar="LUATOS_SIM_LIB_DIRS",
+              help="LuatOS script libraries (e.g. a LuatOS checkout's script/libs) ahead of the "
+                   "built-in stand-ins; repeatable; also $LUATOS_SIM_LIB_DIRS.")
+@click.option("--model", default="Air8101", show_default=True, type=click.Choice(sorted(PROFILES)),
+              help="Module profile.")
+@click.option("--for", "duration", default=None, metavar="DURATION",
+              help="Virtual time to run, e.g. 500ms, 10s, 10m, 4h, 30d (default: 1m, or 24h "
+                   "with --until).")
+@click.option("--until", default=None, metavar="REGEX",
+              help="Stop when a log line matches (it may match on a later boot); exit 1 if it "
+                   "never does, printing the last lines.")
+@click.option("--state", default=None, metavar="DIR",
+              help="Keep the device's flash (files, fskv, staged FOTA) in DIR across runs.")
+@click.option("--raw", is_flag=True, help="Print the Air8101 UART form (luat:U(<ms>):...).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON record per line.")
+@click.option("--exit-reboot-delay", default="15s", show_default=True, metavar="DURATION",
+              help="Delay between a Lua VM exit and the reboot.")
+@click.option("--colour/--no-colour", "--color/--no-color", "colour", default=None,
+              help="Colour the output (default: on a terminal, unless NO_COLOR is set).")
+@network_options
+@click.pass_context
+def run_cmd(ctx: click.Context, **opts: Any) -> int:
+    """Boot PROJECT (a directory of .lua files, flattened by basename like the device's /luadb,
+    or a script image / upgrade package file) and print every log line with its virtual time."""
+    if opts["raw"] and opts["as_json"]:
+        raise click.UsageError("--raw and --json exclude each other")
+    args = SimpleNamespace(**opts)
+    args.json = args.as_json
+    args.lib_dir = list(args.lib_dir)
+    return _run(args, ctx.obj)
+
+
+@cli.command("models")
+@click.pass_context
+def models_cmd(ctx: click.Context) -> int:
+    """List the module profiles (core, bsp, chip, heap, firmware modules)."""
+    stream: TextIO = ctx.obj
+    for name, p in sorted(PROFILES.items()):
+        mods = ", ".join(sorted(p.modules))
+        stream.write(f"{name}: core {p.core}, bsp {p.bsp}, chip {p.chip}, "
+                     f"Lua heap {p.lua_heap} B; modules: {mods}\n")
+    return EXIT_OK
+
+
+def _run(args: Any, out: TextIO) -> int:
     try:
         duration = args.duration or ("24h" if args.until else "1m")
         parse_duration(duration)  # refused here, as a usage error, rather than mid-run
@@ -118,7 +136,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
               file=sys.stderr)
         dev.close()
         return EXIT_USAGE
-    colour = args.colour if args.colour is not None else out.isatty()
+    colour = use_colour(out, args.colour)
     mode = "json" if args.json else ("raw" if args.raw else "text")
     dev.add_listener(Printer(out, mode, colour))
     try:
@@ -140,26 +158,24 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             dev.run_until(pattern, within=duration, stop_on_reboot_loop=False)
             return EXIT_OK
         except (UntilTimeout, RebootLoopError) as e:
-            print(f"luatos-sim: {str(e).splitlines()[0]}", file=sys.stderr)
+            print(f"luatos-sim: {e}", file=sys.stderr)  # with the last lines it promises
             return EXIT_NO_MATCH
     finally:
         dev.close()
 
 
 def main(argv: list[str] | None = None, out: Any = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     stream = out or sys.stdout
-    if args.command == "models":
-        for name, p in sorted(PROFILES.items()):
-            mods = ", ".join(sorted(p.modules))
-            stream.write(f"{name}: core {p.core}, bsp {p.bsp}, chip {p.chip}, "
-                         f"Lua heap {p.lua_heap} B; modules: {mods}\n")
-        return EXIT_OK
     try:
-        return _run(args, stream)
+        code = cli.main(args=argv, prog_name="luatos-sim", standalone_mode=False, obj=stream)
+    except click.ClickException as e:
+        e.show()
+        return EXIT_USAGE
+    except click.exceptions.Abort:
+        return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
+    return int(code or 0)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ before the first boot; the part itself knows nothing about argument parsing.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .duration import parse_duration
 
@@ -15,37 +17,78 @@ if TYPE_CHECKING:
     from .device import Device
 
 
+@dataclass(frozen=True)
+class NetworkFlag:
+    """One network flag, described once for both the argparse and the click front end."""
+
+    flag: str
+    help: str
+    metavar: str | None = None
+    repeatable: bool = False
+    is_flag: bool = False
+    choices: tuple[str, ...] | None = None
+    default: Any = None
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+NETWORK_FLAGS: tuple[NetworkFlag, ...] = (
+    NetworkFlag("--real-network", "let unmapped addresses reach the real network (default: only "
+                "loopback; anything else is refused with a diagnostic)", is_flag=True),
+    NetworkFlag("--map", "map a device-side address to a host one, e.g. "
+                "112.125.89.8:45433=127.0.0.1:9000 or ota.example.com=127.0.0.1 (repeatable)",
+                "DEV=HOST", repeatable=True),
+    NetworkFlag("--ap", "declare an access point; only PASSWORD joins it (repeatable)",
+                "SSID[:PASSWORD]", repeatable=True),
+    NetworkFlag("--no-ap", "an SSID that is not on the air (repeatable)", "SSID",
+                repeatable=True),
+    NetworkFlag("--link-down", "take a link down at a virtual time, e.g. 10s or eth@2m "
+                "(adapter default wifi; repeatable)", "[ADAPTER@]AT", repeatable=True),
+    NetworkFlag("--link-up", "bring a link back up at a virtual time (repeatable)",
+                "[ADAPTER@]AT", repeatable=True),
+    NetworkFlag("--latency", "one-way latency, e.g. 50ms", "DURATION"),
+    NetworkFlag("--bandwidth", "bandwidth limit, e.g. 20kB/s", "RATE"),
+    NetworkFlag("--cut-after", "cut the next TCP connection (to HOST) after N bytes of its answer",
+                "N[@HOST]", repeatable=True),
+    NetworkFlag("--dns-fail", "DNS lookups of HOST fail (repeatable)", "HOST", repeatable=True),
+    NetworkFlag("--unreachable", "connections to HOST are refused (or time out with :timeout)",
+                "HOST[:timeout]", repeatable=True),
+    NetworkFlag("--reply-window", "wall time a server gets to answer a device tx before virtual "
+                "time moves on (default 100ms)", "DURATION"),
+    NetworkFlag("--fota-error-body", "body returned with a fota-mode -9 (default: empty)",
+                choices=("empty", "buffered"), default="empty"),
+)
+
+
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("network (faults and address map)")
-    g.add_argument("--real-network", action="store_true",
-                   help="let unmapped addresses reach the real network (default: only "
-                        "loopback; anything else is refused with a diagnostic)")
-    g.add_argument("--map", action="append", default=[], metavar="DEV=HOST",
-                   help="map a device-side address to a host one, e.g. "
-                        "112.125.89.8:45433=127.0.0.1:9000 or ota.example.com=127.0.0.1 "
-                        "(repeatable)")
-    g.add_argument("--ap", action="append", default=[], metavar="SSID[:PASSWORD]",
-                   help="declare an access point; only PASSWORD joins it (repeatable)")
-    g.add_argument("--no-ap", action="append", default=[], metavar="SSID",
-                   help="an SSID that is not on the air (repeatable)")
-    g.add_argument("--link-down", action="append", default=[], metavar="[ADAPTER@]AT",
-                   help="take a link down at a virtual time, e.g. 10s or eth@2m "
-                        "(adapter default wifi; repeatable)")
-    g.add_argument("--link-up", action="append", default=[], metavar="[ADAPTER@]AT",
-                   help="bring a link back up at a virtual time (repeatable)")
-    g.add_argument("--latency", metavar="DURATION", help="one-way latency, e.g. 50ms")
-    g.add_argument("--bandwidth", metavar="RATE", help="bandwidth limit, e.g. 20kB/s")
-    g.add_argument("--cut-after", action="append", default=[], metavar="N[@HOST]",
-                   help="cut the next TCP connection (to HOST) after N bytes of its answer")
-    g.add_argument("--dns-fail", action="append", default=[], metavar="HOST",
-                   help="DNS lookups of HOST fail (repeatable)")
-    g.add_argument("--unreachable", action="append", default=[], metavar="HOST[:timeout]",
-                   help="connections to HOST are refused (or time out with :timeout)")
-    g.add_argument("--reply-window", default=None, metavar="DURATION",
-                   help="wall time a server gets to answer a device tx before virtual time "
-                        "moves on (default 100ms)")
-    g.add_argument("--fota-error-body", choices=("empty", "buffered"), default="empty",
-                   help="body returned with a fota-mode -9 (default: %(default)s)")
+    for f in NETWORK_FLAGS:
+        if f.is_flag:
+            g.add_argument(f.flag, action="store_true", help=f.help)
+        elif f.repeatable:
+            g.add_argument(f.flag, action="append", default=[], metavar=f.metavar, help=f.help)
+        else:
+            g.add_argument(f.flag, default=f.default, choices=f.choices, metavar=f.metavar,
+                           help=f.help)
+
+
+def network_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The :data:`NETWORK_FLAGS` as click options (values land in the command's kwargs)."""
+    import click
+
+    for f in reversed(NETWORK_FLAGS):
+        help_ = f.help[0].upper() + f.help[1:] + "."
+        if f.is_flag:
+            fn = click.option(f.flag, f.dest, is_flag=True, help=help_)(fn)
+        elif f.repeatable:
+            fn = click.option(f.flag, f.dest, multiple=True, metavar=f.metavar, help=help_)(fn)
+        else:
+            typ = click.Choice(f.choices) if f.choices else str
+            fn = click.option(f.flag, f.dest, type=typ, default=f.default, metavar=f.metavar,
+                              help=help_)(fn)
+    return fn
 
 
 def _adapter_at(spec: str) -> tuple[str, str]:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from luatos_common.logline import SIM, LogRecord
 from luatos_common.packages import build_air8101_ota
+from luatos_common.version import stamp_version
 from luatos_sim.cli import Printer
 from luatos_sim.device import Device, DeviceOptions
 from luatos_sim.scripts import load_project_files
 
-VERSION_RE = re.compile(rb'^VERSION\s*=\s*"[^"]*"', re.M)
 PROJECT_RE = re.compile(rb'^PROJECT\s*=\s*"([^"]*)"', re.M)
 CONFIG_SERVER_RE = re.compile(rb'server_url\s*=\s*"https?://([^/"]+)/')
 CONFIG_KEY_RE = re.compile(rb'product_key\s*=\s*"([^"]*)"')
@@ -31,10 +31,7 @@ CONFIG_KEY_RE = re.compile(rb'product_key\s*=\s*"([^"]*)"')
 
 def with_version(files: dict[str, bytes], version: str) -> dict[str, bytes]:
     """The project with main.lua's VERSION line set to ``version``."""
-    main = files["main.lua"]
-    if not VERSION_RE.search(main):
-        raise SystemExit("device/main.lua has no VERSION = \"xxx.yyy.zzz\" line")
-    return {**files, "main.lua": VERSION_RE.sub(f'VERSION = "{version}"'.encode(), main, 1)}
+    return {**files, "main.lua": stamp_version(files["main.lua"], version)}
 
 
 def interesting(rec: LogRecord) -> bool:
@@ -81,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         package = build_air8101_ota(with_version(files, "001.000.001"))
         release = srv.store.add_release(package, product_id=product["id"], version="001.000.001")
         print(bold(f"luatos-fota on {srv.base_url}: product {key[1].decode()} / {firmware_name}, "
-                   f"release {release['id']} = 001.000.001 ({len(package)} bytes, Air8101 TAUL)"))
+                   f"release {release['id']} = 001.000.001 ({len(package)} bytes, Air8101 TAUL; "
+                   f"devices on core V2001 report it as 2001.001.001)"))
         print(bold(f"emulated Air8101 boots {project}/ at 001.000.000; "
                    f"{server[1].decode()} is mapped to {srv.host}:{srv.port}\n"))
         printer = Printer(out, "text", colour)

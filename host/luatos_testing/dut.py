@@ -37,6 +37,10 @@ class ExpectTimeout(AssertionError):
     """``expect`` did not see its pattern in time; the message carries the last log lines."""
 
 
+class UnexpectedLine(AssertionError):
+    """A line matching ``expect(..., not_matching=...)`` came before the expected one."""
+
+
 def timeout_ms(value: Duration) -> int:
     """``"10s"`` -> 10000. A timeout is a duration like any other (duration.py): a bare number
     is refused rather than guessed (pytest-embedded reads it as seconds, the emulator's own
@@ -61,16 +65,27 @@ class Dut:
         self.log: list[LogRecord] = []
         self.last_record: LogRecord | None = None
         self._cursor = 0
+        self._forbidden: re.Pattern[str] | None = None  # not_matching of the running expect
 
     # -- reading ----------------------------------------------------------------------------------
 
     def _search(self, rx: re.Pattern[str]) -> re.Match[str] | None:
-        """Find ``rx`` in the records after the cursor; a match moves the cursor past it."""
+        """Find ``rx`` in the records after the cursor; a match moves the cursor past it.
+
+        A record matching the running expect's ``not_matching`` first raises UnexpectedLine
+        (the cursor moves past it too, so the next expect starts after it)."""
         log = self.log
+        bad = self._forbidden
         for i in range(self._cursor, len(log)):
             rec = log[i]
             if rec.source in _NOT_DEVICE:
                 continue
+            if bad is not None and bad.search(rec.line):
+                self._cursor = i + 1
+                self.last_record = rec
+                raise UnexpectedLine(
+                    f"{self.backend}: {rec.line!r} matches not_matching={bad.pattern!r} and came "
+                    f"before {rx.pattern!r}; last lines:\n" + self.log_text(last=TAIL_LINES))
             m = rx.search(rec.line)
             if m is not None:
                 self._cursor = i + 1
@@ -79,15 +94,24 @@ class Dut:
         return None
 
     def expect(self, pattern: str | bytes | re.Pattern[str],
-               timeout: Duration = "10s") -> re.Match[str]:
+               timeout: Duration = "10s", *,
+               not_matching: str | bytes | re.Pattern[str] | None = None) -> re.Match[str]:
         """Wait for a log line matching ``pattern`` (a regex searched in the device line, e.g.
-        ``I/user.main ...`` or ``pm:boot up by reboot``) and return the match."""
+        ``I/user.main ...`` or ``pm:boot up by reboot``) and return the match.
+
+        ``not_matching``: a regex no line before the match may match (e.g. ``r"^E/"`` or
+        ``r"fota_result [1-9]"``); such a line fails the expect at once with
+        :class:`UnexpectedLine` instead of waiting for the timeout."""
         __tracebackhide__ = True
         rx = _compile(pattern)
         ms = timeout_ms(timeout)
-        m = self._search(rx)
-        if m is None:
-            m = self._wait_for(rx, ms)
+        self._forbidden = None if not_matching is None else _compile(not_matching)
+        try:
+            m = self._search(rx)
+            if m is None:
+                m = self._wait_for(rx, ms)
+        finally:
+            self._forbidden = None
         if m is None:
             raise ExpectTimeout(f"{self.backend}: {rx.pattern!r} did not appear within "
                                 f"{format_ms(ms)} ({self._clock_name()}); last lines:\n"
@@ -217,9 +241,15 @@ class SimDut(Dut):
     def _wait_for(self, rx: re.Pattern[str], ms: int) -> re.Match[str] | None:
         from luatos_sim.device import RebootLoopError, UntilTimeout
 
+        bad = self._forbidden
+
+        def stop(rec: LogRecord) -> bool:
+            return rx.search(rec.line) is not None or (
+                bad is not None and rec.source not in _NOT_DEVICE
+                and bad.search(rec.line) is not None)
+
         try:
-            self.device.run_until(lambda rec: rx.search(rec.line) is not None,
-                                  within=f"{ms}ms")
+            self.device.run_until(stop, within=f"{ms}ms")
         except UntilTimeout:
             return None
         except RebootLoopError as e:

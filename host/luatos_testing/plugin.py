@@ -6,8 +6,9 @@ never the test's (``--luatos-backend sim|serial``, ``--luatos-port /dev/ttyUSB0`
 Fixtures: ``dut`` (:class:`luatos_testing.dut.Dut`: ``expect``, ``expect_exact``, ``write``,
 ``reset``, ``run_for``, ``log``), ``luatos_device`` (the emulated
 :class:`luatos_sim.Device`, sim only), ``luatos_project`` (the project directory),
-``luatos_settings`` and ``fota_server`` (a real FOTA server on a free loopback port with its
-own data directory). A failed test's report carries the device log.
+``luatos_app`` (the project as a build: ``package(version)``), ``luatos_settings`` and
+``fota_server`` (a real FOTA server on a free loopback port with its own data directory,
+:class:`luatos_testing.fota_server.FotaServer`). A failed test's report carries the device log.
 
 pytest loads this module in every run of this repository, so it imports nothing heavy at
 module level: the emulator, pyserial and the server are imported by the fixtures that use them.
@@ -25,7 +26,9 @@ import pytest
 if TYPE_CHECKING:
     from luatos_sim.device import Device
 
+    from .app import LuatosApp
     from .dut import Dut, SimDut
+    from .fota_server import FotaServer
 
 BACKENDS = ("sim", "serial")
 DEFAULT_BAUD = 921_600
@@ -69,7 +72,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help=f"log UART baud rate (default {DEFAULT_BAUD}). ini: luatos_baud")
     group.addoption("--luatos-project", default=None, metavar="DIR",
                     help="LuatOS project the emulated device runs (beats the luatos_project "
-                         "marker and ini option; default: device/). ini: luatos_project")
+                         "marker and ini option; default: the rootdir if it holds main.lua, "
+                         "else device/). ini: luatos_project")
     group.addoption("--luatos-model", default=None, metavar="MODEL",
                     help=f"emulated module model (default {DEFAULT_MODEL}). ini: luatos_model")
     group.addoption("--luatos-lib-dir", action="append", default=None, metavar="DIR",
@@ -184,7 +188,14 @@ def _resolve_project(request: pytest.FixtureRequest, s: LuatosSettings) -> tuple
         return (request.node.path.parent / str(marker.args[0])).resolve(), "luatos_project marker"
     if s.project is not None:
         return s.project, s.project_source
-    return request.config.rootpath / "device", "default (device/ under the rootdir)"
+    root = request.config.rootpath
+    if (root / "main.lua").is_file():
+        return root, "the rootdir, which holds main.lua"
+    return root / "device", "default (device/ under the rootdir)"
+
+
+_HOW_TO_NAME_IT = ("name the project with --luatos-project DIR, the luatos_project ini option, "
+                   "or @pytest.mark.luatos_project(\"path\") (relative to the test file)")
 
 
 @pytest.fixture
@@ -192,12 +203,29 @@ def luatos_project(request: pytest.FixtureRequest, luatos_settings: LuatosSettin
     """The LuatOS project directory this test's device runs.
 
     --luatos-project, else the closest ``luatos_project`` marker, else the ``luatos_project``
-    ini option, else ``device/`` under the rootdir."""
+    ini option, else the rootdir when it holds main.lua, else ``device/`` under the rootdir."""
     path, source = _resolve_project(request, luatos_settings)
     if luatos_settings.backend == "sim" and not (path / "main.lua").is_file():
         what = "does not exist" if not path.exists() else "has no main.lua"
-        pytest.fail(f"LuatOS project {path} {what} (from {source})", pytrace=False)
+        hint = f"; {_HOW_TO_NAME_IT}" if source.startswith("default") else ""
+        pytest.fail(f"LuatOS project {path} {what} (from {source}){hint}", pytrace=False)
     return path
+
+
+@pytest.fixture
+def luatos_app(request: pytest.FixtureRequest, luatos_settings: LuatosSettings) -> LuatosApp:
+    """The project under test as a build: ``name``, ``version``, ``firmware_name``,
+    ``product_key`` and ``package(version)`` (the upgrade package with main.lua's VERSION set
+    to ``version``; the project on disk is not changed). With the board backend the project
+    comes from the same options, so a board test can publish the build it upgrades to."""
+    from .app import LuatosApp, ProjectError
+
+    path, source = _resolve_project(request, luatos_settings)
+    try:
+        return LuatosApp(path, luatos_settings.model)
+    except (ProjectError, ValueError, OSError) as e:
+        hint = f"; {_HOW_TO_NAME_IT}" if source.startswith("default") else ""
+        pytest.fail(f"LuatOS project from {source}: {e}{hint}", pytrace=False)
 
 
 def _register_report(request: pytest.FixtureRequest, dut: Dut, tmp_path: Path) -> None:
@@ -267,47 +295,12 @@ def dut(request: pytest.FixtureRequest, luatos_settings: LuatosSettings,
         board.close()
 
 
-class FotaServer:
-    """A running FOTA server (``luatos_fota.testing.RunningServer``) with test helpers.
-
-    Unknown attributes are the RunningServer's (``store``, ``admin_token``, ``port``, ...)."""
-
-    def __init__(self, server: Any) -> None:
-        self.server = server
-        self.url: str = server.base_url
-        self.data_dir: Path = Path(server.data_dir)
-
-    @property
-    def device_url(self) -> str:
-        """What a device's libfota2 ``opts.url`` should be."""
-        return str(self.server.device_url)
-
-    def product(self, project_key: str, firmware_name: str) -> dict[str, Any]:
-        """The product with this key and firmware name, created if missing."""
-        from luatos_fota.store import NotFound
-
-        try:
-            return dict(self.server.store.find_product(project_key, firmware_name))
-        except NotFound:
-            return dict(self.server.store.add_product(project_key, firmware_name))
-
-    def add_release(self, data: bytes, *, project_key: str, firmware_name: str,
-                    **kwargs: Any) -> dict[str, Any]:
-        """Upload a package as the admin would (``kwargs``: version, percent, devices, ...)."""
-        pid = self.product(project_key, firmware_name)["id"]
-        return dict(self.server.store.add_release(data, product_id=pid, **kwargs))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.server, name)
-
-    def __str__(self) -> str:
-        return self.url
-
-
 @pytest.fixture
 def fota_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FotaServer]:
     """A real FOTA server on 127.0.0.1:<free port> with its own data directory."""
     from luatos_fota.testing import running_server
+
+    from .fota_server import FotaServer
 
     data_dir = tmp_path_factory.mktemp("fota-data")
     with running_server(data_dir) as srv:

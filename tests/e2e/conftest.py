@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from luatos_common.logline import SIM
 from luatos_common.loopback_http import start_loopback_http, stop_loopback_http
 from luatos_common.packages import build_air8101_ota
 from luatos_fota.testing import RunningServer, running_server
@@ -70,36 +69,6 @@ def firmware_name() -> str:
     m = PROJECT_RE.search(load_project_files(DEVICE_DIR)["main.lua"])
     assert m, "device/main.lua has no PROJECT line"
     return f"{m[1].decode()}_LuatOS-SoC_Air8101"
-
-
-class Cursor:
-    """Reads the device log in order: ``expect`` returns the next matching line after the last
-    one returned, running the device only when that line has not been printed yet. (One
-    ``run_until`` step may print several lines at the same millisecond; a plain second
-    ``run_until`` would miss those.)"""
-
-    def __init__(self, dev: Device) -> None:
-        self.dev = dev
-        self.pos = 0
-
-    def _scan(self, rx: re.Pattern[str]) -> Any:
-        log = list(self.dev.log)
-        for i in range(self.pos, len(log)):
-            rec = log[i]
-            if rec.source != SIM and rx.search(rec.line):
-                self.pos = i + 1
-                return rec
-        return None
-
-    def expect(self, pattern: str, within: str = "10m") -> Any:
-        rx = re.compile(pattern)
-        rec = self._scan(rx)
-        if rec is not None:
-            return rec
-        self.dev.run_until(rx, within=within)
-        rec = self._scan(rx)
-        assert rec is not None
-        return rec
 
 
 def result_codes(dev: Device, boot: int | None = None) -> list[int]:

@@ -6,12 +6,12 @@ import pytest
 
 from luatos_common.logline import SIM
 from luatos_sim.device import RebootLoopError
+from luatos_testing.dut import SimDut
 
 from .conftest import (
     NEW,
     OLD,
     RESULT,
-    Cursor,
     Fota,
     booted,
     count_lines,
@@ -28,18 +28,18 @@ def test_upgrade_then_no_second_download(fota: Fota, make_device) -> None:
     dev = make_device(project(OLD), fota.srv)
     mac = dev.profile.mac
 
-    log = Cursor(dev)
-    log.expect(booted(OLD), within="10s")
-    log.expect(r"^I/user\.fota_result 0 ", within="1m")
-    log.expect(booted(NEW), within="1m")
+    log = SimDut(dev)
+    log.expect(booted(OLD), "10s")
+    log.expect(r"^I/user\.fota_result 0 ", "1m")
+    log.expect(booted(NEW), "1m")
     first_new_boot = dev.boots[-1].number
     # The post-reboot check: the server answers 304, libfota2 reports 4, nothing downloaded.
-    rec = log.expect(RESULT, within="1m")
-    assert rec.line.startswith("W/user.fota_result 4 ")
+    line = log.expect(RESULT, "1m").string
+    assert line.startswith("W/user.fota_result 4 ")
     # The next 4-hourly check too.
-    log.expect(r"^I/user\.fota_check start periodic ", within="4h5m")
-    rec = log.expect(RESULT, within="1m")
-    assert rec.line.startswith("W/user.fota_result 4 ")
+    log.expect(r"^I/user\.fota_check start periodic ", "4h5m")
+    line = log.expect(RESULT, "1m").string
+    assert line.startswith("W/user.fota_result 4 ")
 
     assert [b.reason for b in dev.boots] == ["power-on", "reboot"]
     assert result_codes(dev) == [0, 4, 4]
@@ -65,10 +65,10 @@ def assert_kept_old(dev, boots: int = 1) -> None:
 def test_server_down_is_result_1(fota: Fota, make_device) -> None:
     # Nothing listens on the mapped port: the connection is refused.
     dev = make_device(project(OLD), f"127.0.0.1:{free_port()}")
-    log = Cursor(dev)
-    log.expect(r"^I/user\.fota_check start boot ", within="1m")
-    rec = log.expect(RESULT, within="1m")
-    assert rec.line.startswith("W/user.fota_result 1 connect or DNS failed")
+    log = SimDut(dev)
+    log.expect(r"^I/user\.fota_check start boot ", "1m")
+    line = log.expect(RESULT, "1m").string
+    assert line.startswith("W/user.fota_result 1 connect or DNS failed")
     dev.run_for("4h5m")  # the next periodic check fails the same way, no crash, no reboot
     assert result_codes(dev) == [1, 1]
     assert vm_exits(dev) == []
@@ -77,9 +77,9 @@ def test_server_down_is_result_1(fota: Fota, make_device) -> None:
 
 def test_up_to_date_is_result_4(fota: Fota, make_device) -> None:
     dev = make_device(project(OLD), fota.srv)  # no release published
-    log = Cursor(dev)
-    rec = log.expect(RESULT, within="1m")
-    assert rec.line.startswith("W/user.fota_result 4 ")
+    log = SimDut(dev)
+    line = log.expect(RESULT, "1m").string
+    assert line.startswith("W/user.fota_result 4 ")
     assert any(line.startswith("I/user.libfota2 -9") for line in dev.lines())  # 304 in fota mode
     dev.run_for("10m")
     assert_kept_old(dev)
@@ -91,8 +91,8 @@ def test_up_to_date_is_result_4(fota: Fota, make_device) -> None:
 def test_empty_body_keeps_old_version(make_device, raw_http) -> None:
     empty = raw_http(200, b"")
     dev = make_device(project(OLD), empty.address)
-    rec = Cursor(dev).expect(RESULT, within="1m")
-    assert rec.line.startswith("W/user.fota_result 4 ")
+    line = SimDut(dev).expect(RESULT, "1m").string
+    assert line.startswith("W/user.fota_result 4 ")
     assert len(empty.requests) == 1
     assert "firmware_name=FOTA_KIT_DEMO_LuatOS-SoC_Air8101" in empty.requests[0]
     dev.run_for("1m")
@@ -102,8 +102,8 @@ def test_empty_body_keeps_old_version(make_device, raw_http) -> None:
 def test_garbage_body_is_refused(make_device, raw_http) -> None:
     junk = raw_http(200, b"<html>502 Bad Gateway</html>" * 40)
     dev = make_device(project(OLD), junk.address)
-    rec = Cursor(dev).expect(RESULT, within="1m")
-    assert rec.line.startswith("W/user.fota_result 4 ")
+    line = SimDut(dev).expect(RESULT, "1m").string
+    assert line.startswith("W/user.fota_result 4 ")
     refused = [e for e in dev.trace if e.kind == "fota_refused"]
     assert [e.detail["stage"] for e in refused] == ["download"]
     assert "offset 0" in refused[0].detail["error"]  # refused at the first byte
@@ -117,10 +117,10 @@ def test_package_with_flipped_byte_is_refused(make_device, raw_http) -> None:
     bad = raw_http(200, bytes(good))
     url = f"###http://{bad.address}/pkg.bin"  # a direct package link, sent verbatim
     dev = make_device(project(OLD), None, fskv={"fota_cfg": {"server_url": url}})
-    log = Cursor(dev)
-    log.expect(r"^I/user\.config override server_url ", within="10s")
-    rec = log.expect(RESULT, within="1m")
-    assert rec.line.startswith("W/user.fota_result 4 ")
+    log = SimDut(dev)
+    log.expect(r"^I/user\.config override server_url ", "10s")
+    line = log.expect(RESULT, "1m").string
+    assert line.startswith("W/user.fota_result 4 ")
     assert bad.requests == ["/pkg.bin"]
     refused = [e for e in dev.trace if e.kind == "fota_refused"]
     assert [e.detail["stage"] for e in refused] == ["download"]
@@ -134,23 +134,23 @@ def test_link_lost_mid_download_then_next_check_upgrades(fota: Fota, make_device
     fota.release(pkg)
     dev = make_device(project(OLD), fota.srv)
     dev.net.bandwidth("4kB/s")  # the ~50 kB package takes over 10 s of device time
-    log = Cursor(dev)
-    log.expect(r"^I/user\.fota_check start boot ", within="1m")
+    log = SimDut(dev)
+    log.expect(r"^I/user\.fota_check start boot ", "1m")
     dev.net.link_down("wifi", at="3s")
     dev.net.link_up("wifi", at="60s")
-    rec = log.expect(RESULT, within="15m")
-    assert rec.line.startswith("W/user.fota_result 4 "), rec.line  # the download failed
+    line = log.expect(RESULT, "15m").string
+    assert line.startswith("W/user.fota_result 4 "), line  # the download failed
     down = [e.ms for e in dev.trace if e.kind == "link" and e.detail["up"] is False]
     assert len(down) == 1
     # It failed when the link went, not when the transfer would have ended (~15 s).
-    assert down[0] <= rec.device_ms < down[0] + 1000
+    assert down[0] <= log.last_record.device_ms < down[0] + 1000
     assert count_lines(dev, r"^W/user\.netdrv IP_LOSE adapter 2") == 1
     assert [e for e in dev.trace if e.kind == "fota_staged"] == []
     assert [e for e in dev.trace if e.kind == "fota_begin"], "the download never started"
     # The link comes back; the next 4-hourly check downloads the whole package and upgrades.
-    log.expect(r"^I/user\.fota_check start periodic ", within="4h5m")
-    log.expect(r"^I/user\.fota_result 0 ", within="5m")
-    log.expect(booted(NEW), within="1m")
+    log.expect(r"^I/user\.fota_check start periodic ", "4h5m")
+    log.expect(r"^I/user\.fota_result 0 ", "5m")
+    log.expect(booted(NEW), "1m")
     staged = [e for e in dev.trace if e.kind == "fota_staged"]
     assert len(staged) == 1 and staged[0].detail["size"] == len(pkg)
     assert len(fota.serves(dev.profile.mac)) == 2
@@ -161,15 +161,15 @@ def test_connection_cut_mid_download_then_next_check_upgrades(fota: Fota, make_d
     fota.release(pkg)
     dev = make_device(project(OLD), fota.srv)
     dev.net.cut_after(len(pkg) // 3)  # the server's connection drops a third into the package
-    log = Cursor(dev)
-    rec = log.expect(RESULT, within="15m")
-    assert rec.line.startswith("W/user.fota_result 4 "), rec.line
+    log = SimDut(dev)
+    line = log.expect(RESULT, "15m").string
+    assert line.startswith("W/user.fota_result 4 "), line
     assert [e for e in dev.trace if e.kind == "fota_staged"] == []
     begun = [e for e in dev.trace if e.kind == "fota_begin"]
     assert len(begun) == 1, "the download never started"
-    log.expect(r"^I/user\.fota_check start periodic ", within="4h5m")
-    log.expect(r"^I/user\.fota_result 0 ", within="5m")
-    log.expect(booted(NEW), within="1m")
+    log.expect(r"^I/user\.fota_check start periodic ", "4h5m")
+    log.expect(r"^I/user\.fota_result 0 ", "5m")
+    log.expect(booted(NEW), "1m")
     staged = [e for e in dev.trace if e.kind == "fota_staged"]
     assert len(staged) == 1 and staged[0].detail["size"] == len(pkg)
     assert len(fota.serves(dev.profile.mac)) == 2
@@ -182,12 +182,12 @@ def test_package_still_declaring_old_version_loops_until_banned(fota: Fota, make
     fota.release(package(OLD), version=NEW)
     dev = make_device(project(OLD), fota.srv)
     mac = dev.profile.mac
-    log = Cursor(dev)
+    log = SimDut(dev)
     for _ in range(6):
-        log.expect(r"^I/user\.fota_result 0 ", within="2m")
-        log.expect(booted(OLD), within="1m")  # rebooted, still the old VERSION
-    rec = log.expect(RESULT, within="2m")  # the 7th check: refused, nothing downloaded
-    assert rec.line.startswith("W/user.fota_result 4 "), rec.line
+        log.expect(r"^I/user\.fota_result 0 ", "2m")
+        log.expect(booted(OLD), "1m")  # rebooted, still the old VERSION
+    line = log.expect(RESULT, "2m").string  # the 7th check: refused, nothing downloaded
+    assert line.startswith("W/user.fota_result 4 "), line
     # The loop has stopped: 4-hourly checks keep being refused, nothing is downloaded.
     dev.run_for("8h5m")
     assert len(fota.serves(mac)) == 6
@@ -214,8 +214,8 @@ def needs_newer_core(files: dict[str, bytes]) -> dict[str, bytes]:
 def test_script_calling_missing_firmware_function_is_a_reboot_loop(fota: Fota, make_device) -> None:
     fota.release(package(NEW, patch=needs_newer_core))
     dev = make_device(project(OLD), fota.srv)
-    log = Cursor(dev)
-    log.expect(r"^I/user\.fota_result 0 ", within="1m")
+    log = SimDut(dev)
+    log.expect(r"^I/user\.fota_result 0 ", "1m")
     with pytest.raises(RebootLoopError) as caught:
         dev.run_until(booted(NEW), within="10m")
     assert "device is in a reboot loop" in str(caught.value)
@@ -233,15 +233,15 @@ def test_script_calling_missing_firmware_function_is_a_reboot_loop(fota: Fota, m
 
 def test_button_press_checks_now(fota: Fota, make_device) -> None:
     dev = make_device(project(OLD), fota.srv)
-    log = Cursor(dev)
-    log.expect(r"^I/user\.button ready 5$", within="10s")
-    log.expect(RESULT, within="1m")  # the boot check: nothing published yet
+    log = SimDut(dev)
+    log.expect(r"^I/user\.button ready 5$", "10s")
+    log.expect(RESULT, "1m")  # the boot check: nothing published yet
     fota.release(package(NEW))
     dev.gpio.press(5, hold="300ms", at="10m")  # long before the 4-hourly check
-    log.expect(r"^I/user\.button pressed 5", within="11m")
-    log.expect(r"^I/user\.fota_check start button ", within="1s")
-    log.expect(r"^I/user\.fota_result 0 ", within="1m")
-    log.expect(booted(NEW), within="1m")
+    log.expect(r"^I/user\.button pressed 5", "11m")
+    log.expect(r"^I/user\.fota_check start button ", "1s")
+    log.expect(r"^I/user\.fota_result 0 ", "1m")
+    log.expect(booted(NEW), "1m")
     assert dev.current_ms() < 20 * 60 * 1000
     assert count_lines(dev, r"^I/user\.button pressed ") == 1  # debounced: one press, one check
     assert result_codes(dev, 1) == [4, 0]

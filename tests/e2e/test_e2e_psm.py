@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .conftest import NEW, OLD, Cursor, Fota, booted, package, project, result_codes, vm_exits
+from luatos_testing.dut import SimDut
+
+from .conftest import NEW, OLD, Fota, booted, package, project, result_codes, vm_exits
 
 FOUR_H = 4 * 3600 * 1000
 
@@ -20,12 +22,12 @@ def index_of(events: list, kind: str, **detail) -> int:
 
 def test_psm_order_of_calls_and_wake_after_4h(fota: Fota, make_device) -> None:
     dev = make_device(project(OLD, "psm"), fota.srv)
-    log = Cursor(dev)
-    log.expect(r"^I/user\.psm power-on or reset boot", within="10s")
-    log.expect(r"^W/user\.fota_result 4 ", within="1m")
-    log.expect(r"^I/user\.psm check done 4", within="1s")
-    log.expect(r"^I/user\.psm dtimer 2 armed true 14400000 ms", within="1s")
-    log.expect(r"^I/user\.psm entering PSM\+", within="1s")
+    log = SimDut(dev)
+    log.expect(r"^I/user\.psm power-on or reset boot", "10s")
+    log.expect(r"^W/user\.fota_result 4 ", "1m")
+    log.expect(r"^I/user\.psm check done 4", "1s")
+    log.expect(r"^I/user\.psm dtimer 2 armed true 14400000 ms", "1s")
+    log.expect(r"^I/user\.psm entering PSM\+", "1s")
 
     # The order of calls in the first boot, from the emulator's trace.
     ev = boot_events(dev, 1)
@@ -39,30 +41,30 @@ def test_psm_order_of_calls_and_wake_after_4h(fota: Fota, make_device) -> None:
     slept_at = ev[sleep].ms
 
     # Exactly 4 h later dtimer 2 wakes the device: a full boot that says why it woke.
-    log.expect(r"^I/user\.psm wake source \S+ state \S+ detail \S+ pad \S+ dtimer 2$", within="4h1m")
-    log.expect(r"^I/user\.psm woken by dtimer 2$", within="1s")
+    log.expect(r"^I/user\.psm wake source \S+ state \S+ detail \S+ pad \S+ dtimer 2$", "4h1m")
+    log.expect(r"^I/user\.psm woken by dtimer 2$", "1s")
     assert [b.reason for b in dev.boots] == ["power-on", "wake"]
     wake = [e for e in dev.trace if e.kind == "wake"]
     assert len(wake) == 1 and wake[0].ms == slept_at + FOUR_H and wake[0].detail["dtimer"] == 2
-    log.expect(r"^I/user\.psm entering PSM\+", within="1m")
+    log.expect(r"^I/user\.psm entering PSM\+", "1m")
     assert result_codes(dev) == [4, 4]
     assert [r["status"] for r in fota.audit(dev.profile.mac, "checkin")] == [304, 304]
 
 
 def test_psm_upgrade_during_a_wake(fota: Fota, make_device) -> None:
     dev = make_device(project(OLD, "psm"), fota.srv)
-    log = Cursor(dev)
-    log.expect(r"^I/user\.psm entering PSM\+", within="1m")
+    log = SimDut(dev)
+    log.expect(r"^I/user\.psm entering PSM\+", "1m")
     dev.run_for("1m")
     assert dev.boot is None and dev.power.asleep
     # Published while the device sleeps: the next wake downloads it.
     fota.release(package(NEW, "psm"))
-    log.expect(r"^I/user\.psm woken by dtimer 2$", within="4h1m")
-    log.expect(r"^I/user\.fota_result 0 ", within="1m")
-    log.expect(r"^I/user\.psm upgrade downloaded, rebooting to apply it", within="1s")
-    log.expect(booted(NEW), within="1m")
-    log.expect(r"^W/user\.fota_result 4 ", within="1m")  # the new version is up to date
-    log.expect(r"^I/user\.psm entering PSM\+", within="1m")
+    log.expect(r"^I/user\.psm woken by dtimer 2$", "4h1m")
+    log.expect(r"^I/user\.fota_result 0 ", "1m")
+    log.expect(r"^I/user\.psm upgrade downloaded, rebooting to apply it", "1s")
+    log.expect(booted(NEW), "1m")
+    log.expect(r"^W/user\.fota_result 4 ", "1m")  # the new version is up to date
+    log.expect(r"^I/user\.psm entering PSM\+", "1m")
     assert [b.reason for b in dev.boots] == ["power-on", "wake", "reboot"]
     assert [b.outcome for b in dev.boots[:2]] == ["sleep", "reboot"]
     # The upgrading wake rebooted at once: it never armed a dtimer or asked for PSM+.

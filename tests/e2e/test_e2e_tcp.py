@@ -16,12 +16,12 @@ import requests
 
 from luatos_fota.push import PushHub
 from luatos_fota.testing import RunningServer, running_server
+from luatos_testing.dut import SimDut
 
 from .conftest import (
     NEW,
     OLD,
     PRODUCT_KEY,
-    Cursor,
     Fota,
     booted,
     firmware_name,
@@ -73,12 +73,12 @@ def test_push_upgrade_over_the_hub(hub_server, make_device) -> None:
     rel = fota.release(package(NEW, "tcp"))
     dev = make_device(project(OLD, "tcp"), fota.srv, tcp=f"127.0.0.1:{hub.port}")
     mac = dev.profile.mac
-    log = Cursor(dev)
-    log.expect(r"^I/user\.tcp login sent ", within="1m")
+    log = SimDut(dev)
+    log.expect(r"^I/user\.tcp login sent ", "1m")
     online = wait_for(lambda: hub.online(), "the device's login at the hub")
     assert [o["device"] for o in online] == [mac]
     assert online[0]["project_key"] == PRODUCT_KEY and online[0]["core"] == "V2001"
-    log.expect(r"^I/user\.tcp_cmd server reply, not answered", within="1m")  # {"login":"ok"}
+    log.expect(r"^I/user\.tcp_cmd server reply, not answered", "1m")  # {"login":"ok"}
 
     out = admin_push(fota.srv, {"release_id": rel["id"], "devices": [mac]})
     assert out["results"] == {mac: "sent"}
@@ -86,10 +86,10 @@ def test_push_upgrade_over_the_hub(hub_server, make_device) -> None:
     # The release's package, with the fota_sn of the serve the server counted for this push.
     assert url.startswith(f"###{fota.srv.base_url}/dl/{rel['sha256']}.bin?fota_sn=")
 
-    log.expect(r"^I/user\.tcp_cmd fota started ###http://", within="1m")
-    log.expect(r"^I/user\.fota_result 0 ", within="5m")
-    log.expect(booted(NEW), within="1m")
-    log.expect(r"^I/user\.tcp login sent ", within="1m")
+    log.expect(r"^I/user\.tcp_cmd fota started ###http://", "1m")
+    log.expect(r"^I/user\.fota_result 0 ", "5m")
+    log.expect(booted(NEW), "1m")
+    log.expect(r"^I/user\.tcp login sent ", "1m")
     wait_for(lambda: any(o["version"] == NEW for o in hub.online()), "the login of 001.000.001")
 
     reports = wait_for(lambda: [a for a in answers(hub, mac) if "fota_result" in a],
@@ -113,19 +113,19 @@ def test_duplicate_command_while_downloading_is_answered_busy(hub_server, make_d
     dev = make_device(project(OLD, "tcp"), fota.srv, tcp=f"127.0.0.1:{hub.port}")
     dev.net.bandwidth("5kB/s")  # the download lasts ~10 s of device time
     mac = dev.profile.mac
-    log = Cursor(dev)
-    log.expect(r"^I/user\.tcp login sent ", within="1m")
+    log = SimDut(dev)
+    log.expect(r"^I/user\.tcp login sent ", "1m")
     wait_for(lambda: hub.online(), "the login")
     body = {"release_id": rel["id"], "devices": [mac]}
     assert admin_push(fota.srv, body)["results"] == {mac: "sent"}
-    log.expect(r"^I/user\.tcp_cmd fota started ", within="1m")
+    log.expect(r"^I/user\.tcp_cmd fota started ", "1m")
     dev.run_for("2s")
     assert dev.fota.in_progress
     assert admin_push(fota.srv, body)["results"] == {mac: "sent"}  # the same command again
-    log.expect(r"^W/user\.tcp_cmd fota busy", within="5s")
-    log.expect(r"^I/user\.fota_result 0 ", within="5m")
-    log.expect(booted(NEW), within="1m")
-    log.expect(r"^I/user\.tcp login sent ", within="1m")
+    log.expect(r"^W/user\.tcp_cmd fota busy", "5s")
+    log.expect(r"^I/user\.fota_result 0 ", "5m")
+    log.expect(booted(NEW), "1m")
+    log.expect(r"^I/user\.tcp login sent ", "1m")
     wait_for(lambda: any("fota_result" in a for a in answers(hub, mac)), "the result report")
     acks = [a for a in answers(hub, mac) if a.get("ack") == "fota"]
     assert [a["status"] for a in acks] == ["started", "busy"]
@@ -141,8 +141,8 @@ def test_release_push_skips_a_device_already_on_it(hub_server, make_device) -> N
     rel = fota.release(package(NEW, "tcp"))
     dev = make_device(project(NEW, "tcp"), fota.srv, tcp=f"127.0.0.1:{hub.port}")
     mac = dev.profile.mac
-    log = Cursor(dev)
-    log.expect(r"^I/user\.tcp login sent ", within="1m")
+    log = SimDut(dev)
+    log.expect(r"^I/user\.tcp login sent ", "1m")
     wait_for(lambda: hub.online(), "the login")
     out = admin_push(fota.srv, {"release_id": rel["id"], "devices": [mac]})
     assert out["results"] == {} and mac in out["skipped"], out
@@ -240,8 +240,8 @@ def test_malformed_commands_are_answered_and_never_fatal(fota: Fota, make_device
                                                          ) -> None:
     pkg_server = raw_http(200, package(NEW, "tcp"))
     dev = make_device(project(OLD, "tcp"), fota.srv, tcp=f"127.0.0.1:{peer.port}")
-    log = Cursor(dev)
-    log.expect(r"^I/user\.tcp login sent ", within="1m")
+    log = SimDut(dev)
+    log.expect(r"^I/user\.tcp login sent ", "1m")
     login = wait_for(lambda: peer.messages(), "the login line")[0]
     assert login["login"]["device"] == dev.profile.mac
     assert login["login"]["version"] == OLD and login["login"]["project"] == "FOTA_KIT_DEMO"
@@ -251,11 +251,11 @@ def test_malformed_commands_are_answered_and_never_fatal(fota: Fota, make_device
     for data, ack in MALFORMED:
         peer.send(data)
         if ack is None:
-            log.expect(r"^I/user\.tcp_cmd server reply, not answered", within="5s")
+            log.expect(r"^I/user\.tcp_cmd server reply, not answered", "5s")
             dev.run_for("2s")
             assert len(peer.messages()) == answered
             continue
-        log.expect(r"^I/user\.tcp tx \{", within="5s")
+        log.expect(r"^I/user\.tcp tx \{", "5s")
         answered += 1
         got = wait_for(lambda n=answered: len(peer.messages()) >= n and peer.messages(),
                        f"the answer to {data[:40]!r}")
@@ -266,8 +266,8 @@ def test_malformed_commands_are_answered_and_never_fatal(fota: Fota, make_device
 
     # fota as a JSON boolean and no url: a check of config.server_url (up to date: 4).
     peer.send(b'{"fota":true}\n')
-    log.expect(r"^I/user\.tcp_cmd fota started http://192\.168\.1\.10:8000/", within="10s")
-    log.expect(r"^W/user\.fota_result 4 ", within="1m")
+    log.expect(r"^I/user\.tcp_cmd fota started http://192\.168\.1\.10:8000/", "10s")
+    log.expect(r"^W/user\.fota_result 4 ", "1m")
     dev.run_for("5s")
     report = wait_for(lambda: [m for m in peer.messages() if "fota_result" in m], "result 4")
     assert report[0]["fota_result"] == 4 and report[0]["trigger"] == "tcp"
@@ -275,9 +275,9 @@ def test_malformed_commands_are_answered_and_never_fatal(fota: Fota, make_device
     # A command object with no newline at all still works: the upgrade runs.
     url = f"###http://{pkg_server.address}/pkg.bin"
     peer.send(json.dumps({"fota": "true", "url": url}).encode())
-    log.expect(r"^I/user\.tcp_cmd fota started ###http://", within="10s")
-    log.expect(r"^I/user\.fota_result 0 ", within="1m")
-    log.expect(booted(NEW), within="1m")
+    log.expect(r"^I/user\.tcp_cmd fota started ###http://", "10s")
+    log.expect(r"^I/user\.fota_result 0 ", "1m")
+    log.expect(booted(NEW), "1m")
     assert pkg_server.requests == ["/pkg.bin"]
     reports = wait_for(lambda: [m for m in peer.messages() if m.get("fota_result") == 0],
                        "result 0 report before the reboot")
@@ -290,7 +290,7 @@ def test_every_command_of_a_burst_is_answered(fota: Fota, make_device, peer) -> 
     """device/README.md: several objects back to back are accepted and every command is
     answered. Twelve bad commands arrive in one TCP segment."""
     dev = make_device(project(OLD, "tcp"), fota.srv, tcp=f"127.0.0.1:{peer.port}")
-    Cursor(dev).expect(r"^I/user\.tcp login sent ", within="1m")
+    SimDut(dev).expect(r"^I/user\.tcp login sent ", "1m")
     wait_for(lambda: peer.messages(), "the login line")
     burst = [b'{"reboot":%d}\n' % i for i in range(12)]
     before = len(dev.lines())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -280,3 +281,150 @@ def test_without_push_channel_the_page_says_so(browser: Any, tmp_path: Path) -> 
             assert not page.is_visible("#status.error")
         finally:
             context.close()
+
+
+# -- running a rollout from the dashboard ---------------------------------------------------------
+
+# What a strict Content-Security-Policy allows: the page's own files, no inline script or style.
+STRICT_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:"
+
+
+def status_says(page: Any, kind: str, text: str) -> None:
+    """wait_status without page-side eval (a strict CSP forbids it; locator checks need none)."""
+    from playwright.sync_api import expect
+
+    box = page.locator("#status")
+    expect(box).to_have_class(re.compile(rf"\b{kind}\b"), timeout=UI_WAIT_MS)
+    expect(box).to_contain_text(text, timeout=UI_WAIT_MS)
+
+
+def with_strict_csp(page: Any, srv: RunningServer) -> list[str]:
+    """Serve the dashboard with a strict CSP and collect the violations the page reports."""
+    violations: list[str] = []
+
+    def add_csp(route: Any) -> None:
+        resp = route.fetch()
+        route.fulfill(response=resp, headers={**resp.headers, "content-security-policy": STRICT_CSP})
+
+    page.route(f"{srv.base_url}/dashboard/**", add_csp)
+    page.on("console", lambda msg: violations.append(msg.text)
+            if "Content Security Policy" in msg.text else None)
+    return violations
+
+
+def test_operator_runs_a_rollout_products_target_device_history_paging(
+    page: Any, srv: RunningServer
+) -> None:
+    from playwright.sync_api import expect
+
+    violations = with_strict_csp(page, srv)
+    product = srv.store.add_product(KEY, FW, name="Demo product")
+    package = build_air8101_ota({"main.lua": b"PROJECT='FOTA2_DEMO'\nVERSION='001.000.002'\n"})
+    rel = srv.store.add_release(package, product_id=product["id"], version="001.000.002",
+                                percent=0)
+    # 60 check-ins of one device (more than a history page), none served while at 0 %.
+    for _ in range(60):
+        assert check_in(srv, MAC, "2001.001.000").status == 304
+    srv.store.ban(MAC, "bench unit", actor="test")
+    srv.store.unban(MAC, actor="test")
+    push_sock = push_login(srv, MAC, "2001.001.000")
+    srv.flush()
+
+    # Products show the key devices send.
+    sign_in(page, srv)
+    page.click("#tabs button[data-tab=products]")
+    prow = page.locator(f"#products-body tr[data-product='{product['id']}']")
+    prow.wait_for()
+    assert prow.locator("[data-role=project-key]").inner_text() == KEY
+    assert FW in prow.inner_text() and "Demo product" in prow.inner_text()
+    page.screenshot(path=str(SCREENSHOT_DIR / "luatos-fota-dashboard-products.png"), full_page=True)
+
+    # Raise the release from 0 % to 50 %, then to everyone; the store follows each step.
+    page.click("#tabs button[data-tab=releases]")
+    rrow = page.locator(f"#releases-body tr[data-release='{rel['id']}']")
+    rrow.wait_for()
+    assert "0%" in rrow.inner_text() and "001.000.002" in rrow.inner_text()
+    rrow.locator("input[data-role=percent]").fill("50")
+    page.once("dialog", lambda dialog: dialog.accept())
+    rrow.locator("button[data-action=set-percent]").click()
+    status_says(page, "ok", "now targets 50% of devices")
+    got = srv.store.get_release(rel["id"])
+    assert (got["target_mode"], got["percent"]) == ("percent", 50)
+    page.once("dialog", lambda dialog: dialog.accept())
+    rrow.locator("button[data-action=target-all]").click()
+    status_says(page, "ok", "now targets all devices")
+    assert srv.store.get_release(rel["id"])["target_mode"] == "all"
+    served = check_in(srv, MAC, "2001.001.000")
+    assert served.status == 200 and served.body == package
+    # A percentage out of range is refused in the page, nothing changes.
+    rrow.locator("input[data-role=percent]").fill("150")
+    rrow.locator("button[data-action=set-percent]").click()
+    status_says(page, "error", "from 0 to 100")
+    assert srv.store.get_release(rel["id"])["target_mode"] == "all"
+    page.screenshot(path=str(SCREENSHOT_DIR / "luatos-fota-dashboard-rollout.png"), full_page=True)
+
+    # The device page: facts and the whole history, paged 50 at a time, newest first.
+    page.click("#tabs button[data-tab=devices]")
+    page.locator(f"#devices-body tr[data-device='{MAC}'] button[data-action=open-device]").click()
+    page.locator("#device-history-body tr[data-event]").first.wait_for()
+    assert page.inner_text("#device-title") == MAC
+    facts = page.inner_text("#device-info")
+    assert "2001.001.000" in facts and KEY in facts and "online" in facts
+    first_page = page.locator("#device-history-body tr[data-event]")
+    assert first_page.count() == 50
+    events_1 = [first_page.nth(i).get_attribute("data-event") for i in range(50)]
+    ids_1 = [int(first_page.nth(i).get_attribute("data-id")) for i in range(50)]
+    assert ids_1 == sorted(ids_1, reverse=True)
+    assert events_1[0] == "serve" and {"push_login", "checkin"} <= set(events_1)
+    assert page.is_disabled("#device-newer") and not page.is_disabled("#device-older")
+    page.screenshot(path=str(SCREENSHOT_DIR / "luatos-fota-dashboard-device.png"), full_page=True)
+    page.click("#device-older")
+    expect(page.locator("#device-history-range")).to_have_text(re.compile(r"^entries 51"))
+    older = page.locator("#device-history-body tr[data-event]")
+    ids_2 = [int(older.nth(i).get_attribute("data-id")) for i in range(older.count())]
+    every = srv.store.query_audit(device=MAC, limit=1000)
+    assert ids_1 + ids_2 == [a["id"] for a in every]  # nothing skipped, nothing twice
+    events_2 = [older.nth(i).get_attribute("data-event") for i in range(older.count())]
+    # (the ban rows are written at once, check-ins in batches: either page may hold them)
+    assert {"banned", "unbanned", "push_login", "checkin", "serve"} <= set(events_1 + events_2)
+    assert events_2[-1] == "device_registered"
+    assert page.is_disabled("#device-older") and "(oldest)" in page.inner_text("#device-history-range")
+    page.click("#device-newer")
+    expect(page.locator("#device-history-range")).to_have_text(re.compile(r"^entries 1–50"))
+
+    # The audit log: one line per time, the reason first, the details as name/value pairs.
+    page.click("#tabs button[data-tab=audit]")
+    first = page.locator("#audit-body tr").first
+    first.wait_for()
+    time_cell = first.locator("td.time")
+    assert page.evaluate("(e) => getComputedStyle(e).whiteSpace", time_cell.element_handle()) == "nowrap"
+    lines = page.evaluate(  # line boxes of the text: 1 when the date and the time share a line
+        "(e) => { const r = document.createRange(); r.selectNodeContents(e);"
+        " return r.getClientRects().length; }", time_cell.element_handle())
+    assert lines == 1
+    serve_row = page.locator("#audit-body tr", has_text="serve").first
+    kvs = serve_row.locator("td.detail .kv")
+    assert kvs.first.get_attribute("class") == "kv reason"
+    assert "release 1 targets this device" in kvs.first.inner_text()
+    total = len(srv.store.query_audit(limit=1000))
+    assert page.locator("#audit-body tr").count() == total < 100
+    assert page.inner_text("#audit-range") == f"entries 1–{total} (oldest)"
+    assert page.is_disabled("#audit-older") and page.is_disabled("#audit-newer")
+    page.screenshot(path=str(SCREENSHOT_DIR / "luatos-fota-dashboard-audit-pages.png"), full_page=True)
+
+    # Archive the release: paused for good, out of the list unless asked for, never served.
+    page.click("#tabs button[data-tab=releases]")
+    rrow.wait_for()
+    page.once("dialog", lambda dialog: dialog.accept())
+    rrow.locator("button[data-action=archive]").click()
+    status_says(page, "ok", f"release #{rel['id']} archived")
+    expect(rrow).to_have_count(0)
+    got = srv.store.get_release(rel["id"])
+    assert got["archived"] is True and got["enabled"] is False
+    assert check_in(srv, OTHER, "2001.001.000").status == 304  # nothing to serve any more
+    page.check("#releases-archived")
+    expect(rrow).to_contain_text("archived")
+    assert rrow.locator("button[data-action=enable]").count() == 0
+    page.screenshot(path=str(SCREENSHOT_DIR / "luatos-fota-dashboard-archived.png"), full_page=True)
+    push_sock.close()
+    assert violations == [], violations

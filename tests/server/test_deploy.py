@@ -190,7 +190,8 @@ def test_load_balanced_instances_share_database_and_bucket(tmp_path: Path, pg_ur
         data = package("001.000.002", filler=300_000)
         pkg.write_bytes(data)
         res = CliRunner().invoke(cli_main, ["release", "add", "--server", lb, "--token", TOKEN, "--project-key",
-                                            KEY, "--firmware-name", FW, "--version", "001.000.002", "--json",
+                                            KEY, "--firmware-name", FW, "--create-product",
+                                            "--version", "001.000.002", "--json",
                                             str(pkg)], env={"LUATOS_FOTA_DATA": None})
         assert res.exit_code == 0, res.output
         rel = json.loads(res.stdout)

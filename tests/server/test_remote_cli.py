@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -52,9 +53,10 @@ def test_every_admin_command_runs_against_a_server(srv: RunningServer, tmp_path:
     pkg = tmp_path / "pkg.bin"
     pkg.write_bytes(package("001.000.002"))
     r = remote(srv)
-    # CI publishes in one command: the product is created on the way.
+    # CI publishes in one command: the product is created on the way (asked for explicitly).
     code, out, err = run("release", "add", *r, "--project-key", "K", "--firmware-name", FW,
-                         "--version", "001.000.002", "--percent", "50", "--json", str(pkg))
+                         "--create-product", "--version", "001.000.002", "--percent", "50",
+                         "--json", str(pkg))
     assert code == 0, err
     rel = json.loads(out)
     assert rel["target_mode"] == "percent" and rel["percent"] == 50
@@ -76,8 +78,10 @@ def test_every_admin_command_runs_against_a_server(srv: RunningServer, tmp_path:
     assert json.loads(out)[0]["served"] == 1
     code, out, _ = run("device", "list", *r, "--json")
     assert [d["device_key"] for d in json.loads(out)] == [MAC]
-    code, out, _ = run("device", "show", *r, MAC)
+    code, out, _ = run("device", "show", *r, MAC, "--json")
     assert code == 0 and json.loads(out)["reported_version"] == "2001.001.000"
+    code, out, _ = run("device", "show", *r, MAC)  # human output by default
+    assert code == 0 and re.search(r"^reported version +2001\.001\.000$", out, re.M), out
     assert run("device", "ban", *r, "--reason", "bench unit", MAC)[0] == 0
     assert srv.store.get_device(MAC)["ban_code"] == 21
     code, out, _ = run("device", "list", *r, "--banned")
@@ -101,7 +105,7 @@ def test_remote_and_local_answer_alike(srv: RunningServer, tmp_path: Path) -> No
     pkg = tmp_path / "pkg.bin"
     pkg.write_bytes(package("001.000.002"))
     assert run("release", "add", *remote(srv), "--project-key", "K", "--firmware-name", FW,
-               "--version", "001.000.002", str(pkg))[0] == 0
+               "--create-product", "--version", "001.000.002", str(pkg))[0] == 0
     local = ["--data", str(srv.data_dir)]
     for cmd in (["product", "list"], ["release", "list"], ["release", "stats"]):
         code_r, out_r, _ = run(*cmd, *remote(srv), "--json")
@@ -156,6 +160,7 @@ def test_choosing_the_store(srv: RunningServer, tmp_path: Path) -> None:
     code, out, _ = run("product", "list", "--json",
                        env={"LUATOS_FOTA_SERVER": srv.base_url, "LUATOS_FOTA_TOKEN": TOKEN})
     assert code == 0 and json.loads(out)[0]["project_key"] == "ENVK"
+    assert run("init", "--data", str(tmp_path / "empty"))[0] == 0  # only serve/init create one
     code, out, _ = run("product", "list", "--json", env={"LUATOS_FOTA_SERVER": srv.base_url,
                                                          "LUATOS_FOTA_TOKEN": TOKEN,
                                                          "LUATOS_FOTA_DATA": str(tmp_path / "empty")})
@@ -201,8 +206,9 @@ def test_ci_publish_is_one_command(srv: RunningServer, tmp_path: Path) -> None:
     env.update(LUATOS_FOTA_SERVER=srv.base_url, LUATOS_FOTA_TOKEN=TOKEN)
     exe = Path(sys.executable).with_name("luatos-fota")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "luatos_fota.cli"]
-    res = subprocess.run([*cmd, "release", "add", "--project-key", "K", "--firmware-name", FW, "--json",
-                          str(pkg)], env=env, capture_output=True, text=True, timeout=120)
+    res = subprocess.run([*cmd, "release", "add", "--project-key", "K", "--firmware-name", FW,
+                          "--create-product", "--json", str(pkg)],
+                         env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     rel = json.loads(res.stdout)
     assert rel["script_version"] == "001.000.003"  # taken from the Luatools file name

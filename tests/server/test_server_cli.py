@@ -21,6 +21,12 @@ def run(*args: str) -> tuple[int, str, str]:
     return r.exit_code, r.stdout, r.stderr
 
 
+def init(path: Path) -> str:
+    """A data directory as `luatos-fota init` makes it (only serve/init create one)."""
+    assert run("init", "--data", str(path))[0] == 0
+    return str(path)
+
+
 @pytest.fixture
 def pkg(tmp_path: Path) -> Path:
     p = tmp_path / "pkg.bin"
@@ -29,7 +35,7 @@ def pkg(tmp_path: Path) -> Path:
 
 
 def test_product_and_release_commands(tmp_path, pkg):
-    d = str(tmp_path / "data")
+    d = init(tmp_path / "data")
     assert run("product", "add", "--data", d, "--project-key", "K", "--firmware-name", FW)[0] == 0
     code, out, _ = run("product", "list", "--data", d, "--json")
     assert code == 0 and json.loads(out)[0]["firmware_name"] == FW
@@ -50,11 +56,15 @@ def test_product_and_release_commands(tmp_path, pkg):
 
 
 def test_release_add_creates_product_and_refusals_exit_4(tmp_path, pkg):
-    d = str(tmp_path / "data")
+    d = init(tmp_path / "data")
     code, _, err = run("release", "add", "--data", d, "--project-key", "K", "--firmware-name", FW, str(pkg))
     assert code == 4 and "no version" in err
     code, _, err = run("release", "add", "--data", d, "--project-key", "K", "--firmware-name", FW,
                        "--version", "001.000.002", str(pkg))
+    assert code == 3 and "no product K / CLI_LuatOS-SoC_Air8101" in err and "--create-product" in err
+    assert run("product", "list", "--data", d, "--json")[1].strip() == "[]"  # nothing created
+    code, _, err = run("release", "add", "--data", d, "--project-key", "K", "--firmware-name", FW,
+                       "--version", "001.000.002", "--create-product", str(pkg))
     assert code == 0 and "created product" in err
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"")
@@ -64,7 +74,7 @@ def test_release_add_creates_product_and_refusals_exit_4(tmp_path, pkg):
 
 
 def test_not_found_exit_3_and_usage_exit_2(tmp_path):
-    d = str(tmp_path / "data")
+    d = init(tmp_path / "data")
     assert run("device", "ban", "--data", d, "C8C2C68CD602")[0] == 3
     assert run("release", "pause", "--data", d, "42")[0] == 3
     assert run("release", "target", "--data", d, "1")[0] == 2
@@ -74,7 +84,7 @@ def test_cli_writes_while_server_runs_and_device_commands(tmp_path, pkg):
     d = tmp_path / "data"
     with running_server(d, cache_ttl_s=0) as srv:
         assert run("release", "add", "--data", str(d), "--project-key", "K", "--firmware-name", FW,
-                   "--version", "001.000.002", str(pkg))[0] == 0
+                   "--version", "001.000.002", "--create-product", str(pkg))[0] == 0
         check = f"/api/site/firmware_upgrade?mac=C8C2C68CD602&project_key=K&firmware_name={FW}&version=2001.001.000"
         assert device_request(srv.port, check).status == 200  # the running server saw the CLI's release
         code, out, _ = run("device", "list", "--data", str(d), "--json")
@@ -108,7 +118,7 @@ def test_push_command_against_running_server(tmp_path):
 
 
 def test_audit_prune(tmp_path):
-    d = str(tmp_path / "data")
+    d = init(tmp_path / "data")
     assert run("product", "add", "--data", d, "--project-key", "K", "--firmware-name", FW)[0] == 0
     code, out, _ = run("audit-prune", "--data", d, "--older-than", "0s", "--json")
     assert code == 0 and json.loads(out)["deleted"] == 1
@@ -118,10 +128,10 @@ def test_audit_prune(tmp_path):
 
 
 def test_devices_option_is_repeatable_and_comma_separated(tmp_path, pkg):
-    d = str(tmp_path / "data")
+    d = init(tmp_path / "data")
     code, out, _ = run("release", "add", "--data", d, "--project-key", "K", "--firmware-name", FW,
                        "--version", "001.000.002", "--devices", "A1,A2", "--devices", "c8:c2:c6:8c:d6:02",
-                       "--json", str(pkg))
+                       "--create-product", "--json", str(pkg))
     assert code == 0 and json.loads(out)["devices"] == ["A1", "A2", "C8C2C68CD602"]
 
 
@@ -136,7 +146,7 @@ def test_serve_subprocess_flushes_audit_on_sigterm(tmp_path, pkg):
 
     from luatos_fota.store import Store
 
-    d = tmp_path / "data"
+    d = Path(init(tmp_path / "data"))
     assert run("product", "add", "--data", str(d), "--project-key", "K", "--firmware-name", FW)[0] == 0
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -164,3 +174,23 @@ def test_serve_subprocess_flushes_audit_on_sigterm(tmp_path, pkg):
     st = Store(d)
     assert len(st.query_audit(event_="checkin")) == 10
     st.close()
+
+
+def test_release_archive_retires_it_for_good(tmp_path, pkg):
+    d = init(tmp_path / "data")
+    assert run("product", "add", "--data", d, "--project-key", "K", "--firmware-name", FW)[0] == 0
+    code, out, _ = run("release", "add", "--data", d, "--project-key", "K", "--version", "001.000.002",
+                       "--json", str(pkg))
+    rid = str(json.loads(out)["id"])
+    with running_server(Path(d), cache_ttl_s=0) as srv:
+        check = f"/api/site/firmware_upgrade?mac=C8C2C68CD602&project_key=K&firmware_name={FW}&version=2001.001.000"
+        assert device_request(srv.port, check).status == 200
+        code, out, _ = run("release", "archive", "--data", d, rid)
+        assert code == 0 and out.strip() == f"release {rid} archived"
+        assert device_request(srv.port, check).status == 304  # the running server stopped serving it
+    code, out, _ = run("release", "list", "--data", d)
+    assert "archived" in out
+    code, _, err = run("release", "enable", "--data", d, rid)
+    assert code == 4 and "archived" in err
+    code, out, _ = run("audit", "--data", d, "--event", "release_archived", "--json")
+    assert [a["release_id"] for a in json.loads(out)] == [int(rid)]

@@ -16,7 +16,6 @@ No board was attached while writing this: flashing is tested against the fake bo
 
 from __future__ import annotations
 
-import argparse
 import json
 import struct
 import sys
@@ -24,11 +23,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from types import SimpleNamespace
+from typing import Any, NamedTuple, TextIO
 
+import click
 import serial
 
 from luatos_common.bkcrc import PackageError, bad_blocks, frame, unframe
+from luatos_common.cliconv import CONTEXT_SETTINGS, honour_no_color, version_option
 from luatos_common.luadb import build_luadb, looks_like_luadb
 from luatos_common.project import ProjectError, scan_project
 
@@ -172,49 +174,49 @@ class Reporter:
 # --- CLI ----------------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="luatos-flash",
-        description="Flash a LuatOS script image to an Air8101 (BK7258) over its serial "
-                    "bootloader (script partition only).",
-        epilog="Exit codes: 0 ok, 2 bad input, 3 no bootloader answer, 4 wrong chip/flash, "
-               "5 erase failed, 6 write failed, 7 verify failed, 8 image too large, "
-               "9 no boot banner (--verify-boot), 10 serial port error, 11 baud switch refused. "
-               "Try it without a board: --port fakebk://demo.")
-    p.add_argument("source", nargs="?",
-                   help="project directory, image file, or .soc (defaults from its info.json)")
-    p.add_argument("--port", "-p", required=True, help="serial device or pyserial URL")
-    p.add_argument("--image", metavar="FILE", help="an already-built image (framed or not)")
-    p.add_argument("--soc", metavar="FILE",
-                   help="take address, sizes, framing and bauds from this .soc")
-    p.add_argument("--addr", help="script partition address (default: info.json or 0x200000)")
-    p.add_argument("--partition-size", help="script partition size (default 512K)")
-    p.add_argument("--force-br", help="baud for flashing (default: info.json or 2000000)")
-    p.add_argument("--log-br", help="log baud for --verify-boot (default: info.json or 921600)")
-    crc = p.add_mutually_exclusive_group()
-    crc.add_argument("--bkcrc", dest="bkcrc", action="store_true", default=None,
-                     help="BK CRC16-frame the image (Air8101 default)")
-    crc.add_argument("--no-bkcrc", dest="bkcrc", action="store_false",
-                     help="flash the LuaDB unframed")
-    p.add_argument("--verify-boot", action="store_true",
-                   help="afterwards reopen at the log baud and wait up to 20 s for a boot banner")
-    p.add_argument("--boot-timeout", type=float, default=20.0, help=argparse.SUPPRESS)
-    p.add_argument("--reboot-cmd", action="store_true",
-                   help="also send the ROM Reboot command before leaving (optional)")
-    p.add_argument("--stay-rom", action="store_true",
-                   help="send STAY_ROM (AA 55) after LinkCheck (third-party source; optional)")
-    p.add_argument("--no-unprotect", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--link-rounds", type=int, default=30,
-                   help="reset pulses before giving up (default 30)")
-    p.add_argument("--link-burst", type=int, default=200,
-                   help="LinkChecks after each reset pulse (default 200)")
-    p.add_argument("--json", action="store_true", help="JSON progress/result lines on stdout")
-    p.add_argument("--dry-run", action="store_true",
-                   help="build and check the image, print the plan, do not touch the port")
-    return p
+@click.command(context_settings=CONTEXT_SETTINGS, epilog=(
+    "Exit codes: 0 ok, 2 bad input, 3 no bootloader answer, 4 wrong chip/flash, 5 erase failed, "
+    "6 write failed, 7 verify failed, 8 image too large, 9 no boot banner (--verify-boot), "
+    "10 serial port error, 11 baud switch refused. Try it without a board: --port fakebk://demo."))
+@version_option("luatos-flash")
+@click.argument("source", required=False)
+@click.option("--port", "-p", required=True, help="Serial device or pyserial URL (luatos-tail "
+              "--list shows the ports).")
+@click.option("--image", metavar="FILE", help="An already-built image (framed or not).")
+@click.option("--soc", metavar="FILE", help="Take address, sizes, framing and bauds from this .soc.")
+@click.option("--addr", help="Script partition address (default: info.json or 0x200000).")
+@click.option("--partition-size", help="Script partition size (default 512K).")
+@click.option("--force-br", help="Baud for flashing (default: info.json or 2000000).")
+@click.option("--log-br", help="Log baud for --verify-boot (default: info.json or 921600).")
+@click.option("--bk-crc/--no-bk-crc", "bkcrc", default=None,
+              help="BK CRC16-frame the image (Air8101 default), or flash the LuaDB unframed.")
+@click.option("--verify-boot", is_flag=True,
+              help="Afterwards reopen at the log baud and wait up to 20 s for a boot banner.")
+@click.option("--boot-timeout", type=float, default=20.0, hidden=True)
+@click.option("--reboot-cmd", is_flag=True,
+              help="Also send the ROM Reboot command before leaving (optional).")
+@click.option("--stay-rom", is_flag=True,
+              help="Send STAY_ROM (AA 55) after LinkCheck (third-party source; optional).")
+@click.option("--no-unprotect", is_flag=True, hidden=True)
+@click.option("--link-rounds", type=int, default=30, show_default=True,
+              help="Reset pulses before giving up.")
+@click.option("--link-burst", type=int, default=200, show_default=True,
+              help="LinkChecks after each reset pulse.")
+@click.option("--json", "as_json", is_flag=True, help="JSON progress/result lines on stdout.")
+@click.option("--dry-run", is_flag=True,
+              help="Build and check the image, print the plan, do not touch the port.")
+@click.pass_context
+def cli(ctx: click.Context, **opts: Any) -> int:
+    """Flash a LuatOS script image to an Air8101 (BK7258) over its serial bootloader (script
+    partition only). SOURCE is a project directory, an image file, or a .soc (defaults from
+    its info.json)."""
+    honour_no_color(ctx)
+    args = SimpleNamespace(**opts)
+    args.json = args.as_json
+    return _flash(args, ctx.obj)
 
 
-def _settings(args: argparse.Namespace) -> tuple[SocInfo, bytes | None, str | None]:
+def _settings(args: Any) -> tuple[SocInfo, bytes | None, str | None]:
     """Parameters (soc + overrides) and a .soc's script.bin if it is the image source."""
     soc_path = args.soc
     if soc_path is None and args.source and Path(args.source).is_file() and (
@@ -243,7 +245,7 @@ def _settings(args: argparse.Namespace) -> tuple[SocInfo, bytes | None, str | No
     return replace(info, **over), soc_script, soc_path  # type: ignore[arg-type]
 
 
-def load_image(args: argparse.Namespace, info: SocInfo, soc_script: bytes | None,
+def load_image(args: Any, info: SocInfo, soc_script: bytes | None,
                soc_path: str | None) -> PreparedImage:
     if args.image:
         try:
@@ -312,12 +314,29 @@ def wait_for_boot(url: str, baud: int, timeout: float, monotonic: Callable[[], f
         f"{baud} baud (last bytes: {tail!r}). Check the log baud (--log-br) and the script.")
 
 
+class _Io(NamedTuple):
+    out: TextIO
+    err: TextIO
+    sleep: Callable[[float], None] | None
+    monotonic: Callable[[], float] | None
+
+
 def main(argv: list[str] | None = None, *, sleep: Callable[[float], None] | None = None,
          monotonic: Callable[[], float] | None = None, stdout: TextIO | None = None,
          stderr: TextIO | None = None) -> int:
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    args = build_parser().parse_args(argv)
+    io = _Io(stdout or sys.stdout, stderr or sys.stderr, sleep, monotonic)
+    try:
+        code = cli.main(args=argv, prog_name="luatos-flash", standalone_mode=False, obj=io)
+    except click.ClickException as e:
+        e.show(file=io.err)
+        raise SystemExit(e.exit_code) from None
+    except click.exceptions.Abort:
+        return 130
+    return int(code or 0)
+
+
+def _flash(args: Any, io: _Io) -> int:
+    out, err, sleep, monotonic = io
     clock = monotonic or time.monotonic
     timings = IspTimings(sleep=sleep or time.sleep, monotonic=clock,
                          link_rounds=max(1, args.link_rounds), link_burst=max(1, args.link_burst))

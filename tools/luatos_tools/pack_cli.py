@@ -13,14 +13,16 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.markup import escape
 
 from luatos_common import bkcrc
+from luatos_common.cliconv import CONTEXT_SETTINGS, honour_no_color, version_option
 from luatos_common.luadb import build_luadb
 from luatos_common.packages import (
     AIR8101_SCRIPT_PARTITION,
@@ -37,6 +39,7 @@ from luatos_common.packages import (
     vendor_filename,
 )
 from luatos_common.project import ProjectError, check_image_names, scan_project
+from luatos_common.version import VersionError, stamp_version
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_CORE = "V2001"
@@ -112,6 +115,14 @@ def _build(args: argparse.Namespace, files: dict[str, bytes]) -> tuple[bytes, st
 
 def cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
     files = load_project(args.project)
+    if args.version is not None:
+        if "main.lua" not in files:
+            raise UsageError(f"{args.project}: --version needs main.lua (source) to stamp")
+        try:
+            files["main.lua"] = stamp_version(files["main.lua"], args.version,
+                                              f"{args.project}/main.lua")
+        except VersionError as e:
+            raise UsageError(f"--version: {e}") from None
     data, kind = _build(args, files)
     path = output_path(args, files)
     try:
@@ -205,73 +216,96 @@ def _print_json(out: Console, doc: dict[str, Any]) -> None:
     out.file.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    # --json is accepted before or after the subcommand; the subcommand's copy must not reset
-    # a value given before it, hence SUPPRESS there.
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
-                        help="print a JSON document on stdout")
-    p = argparse.ArgumentParser(
-        prog="luatos-pack",
-        description="Build LuaDB script images and upgrade packages from a LuatOS project "
-                    "directory (one flat namespace of basenames), and check packages.",
-        epilog="Exit codes: 0 ok, 1 inspect found a bad field or checksum, 2 usage or project "
-               "error. Without -o (or with -o DIR) the output is named "
-               "PROJECT_core.x.z_LuatOS-SoC_CHIP.bin from main.lua's PROJECT and VERSION.")
-    p.add_argument("--json", action="store_true", help="print a JSON document on stdout")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def build_cmd(name: str, help_: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, parents=[common], help=help_, description=help_)
-        sp.add_argument("project", metavar="PROJECT", help="project directory")
-        sp.add_argument("-o", "--output", metavar="FILE",
-                        help="output file, or a directory for the vendor-named file")
-        sp.add_argument("--chip", default=DEFAULT_CHIP,
-                        help=f"chip for the output name (default {DEFAULT_CHIP})")
-        return sp
-
-    sp = build_cmd("image", "LuaDB v2 script image of the project (what /luadb holds)")
-    sp.add_argument("--bk-crc", action="store_true",
-                    help="add BK CRC16 framing (Air8101 script partition form)")
-    sp.add_argument("--core", default=DEFAULT_CORE, help=f"core for the output name "
-                    f"(default {DEFAULT_CORE})")
-    sp = build_cmd("ota", "Air8101 script OTA package (1024 x 0xFF, 'TAUL', framed LuaDB)")
-    sp.add_argument("--core", default=DEFAULT_CORE, help=f"core for the output name "
-                    f"(default {DEFAULT_CORE})")
-    sp = build_cmd("lfta", "LFTA script package (256-byte header, gzip of the LuaDB)")
-    sp.add_argument("--core", default=DEFAULT_CORE, help=f"core for the output name "
-                    f"(default {DEFAULT_CORE})")
-    sp = build_cmd("full", "this project's full package (core version + script; emulator only)")
-    sp.add_argument("--core", required=True, help="core version carried, e.g. V2002")
-
-    sp = sub.add_parser("inspect", parents=[common], help="name a file's format, list its "
-                        "files and check every field and checksum",
-                        description="Name the format, list the files with sizes and check "
-                        "every length, checksum and CRC. Exit 1 when one is wrong.")
-    sp.add_argument("file", metavar="FILE")
-    sp.add_argument("--strict", action="store_true",
-                    help="also fail on warnings (e.g. LuaDB record sums that differ)")
-    return p
+_EPILOG = ("Exit codes: 0 ok, 1 inspect found a bad field or checksum, 2 usage or project error. "
+           "Without -o (or with -o DIR) the output is named PROJECT_core.x.z_LuatOS-SoC_CHIP.bin "
+           "from main.lua's PROJECT and VERSION.")
+_JSON_HELP = "Print a JSON document on stdout."
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace, Console, Console], int]] = {
-    "image": cmd_build, "ota": cmd_build, "lfta": cmd_build, "full": cmd_build,
-    "inspect": cmd_inspect,
-}
+@click.group(context_settings=CONTEXT_SETTINGS, epilog=_EPILOG)
+@version_option("luatos-pack")
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+@click.pass_context
+def cli(ctx: click.Context, as_json: bool) -> None:
+    """Build LuaDB script images and upgrade packages from a LuatOS project directory (one
+    flat namespace of basenames), and check packages."""
+    honour_no_color(ctx)
+    ctx.obj["json"] = as_json
+
+
+def _build_command(name: str, help_: str, core_required: bool = False,
+                   bk_crc: bool = False) -> None:
+    def callback(**opts: Any) -> int:
+        ctx = click.get_current_context()
+        args = argparse.Namespace(command=name, **{"bk_crc": False, **opts})
+        args.json = opts["json"] or ctx.obj["json"]
+        ctx.obj["args"] = args
+        return cmd_build(args, *ctx.obj["consoles"])
+
+    params: list[click.Parameter] = [
+        click.Argument(["project"], metavar="PROJECT"),
+        click.Option(["-o", "--output"], metavar="FILE",
+                     help="Output file, or a directory for the vendor-named file."),
+        click.Option(["--chip"], default=DEFAULT_CHIP, show_default=True,
+                     help="Chip for the output name."),
+        click.Option(["--version"], metavar="XXX.YYY.ZZZ", default=None,
+                     help="Stamp this VERSION into the packed main.lua (the project on disk is "
+                          "not changed); the output name follows it."),
+        click.Option(["--core"], required=True, help="Core version carried, e.g. V2002.")
+        if core_required else
+        click.Option(["--core"], default=DEFAULT_CORE, show_default=True,
+                     help="Core for the output name."),
+        click.Option(["--json"], is_flag=True, help=_JSON_HELP),
+    ]
+    if bk_crc:
+        params.append(click.Option(["--bk-crc"], is_flag=True,
+                                   help="Add BK CRC16 framing (Air8101 script partition form)."))
+    cli.add_command(click.Command(name, callback=callback, params=params, help=help_,
+                                  context_settings=CONTEXT_SETTINGS))
+
+
+_build_command("image", "LuaDB v2 script image of the project (what /luadb holds).", bk_crc=True)
+_build_command("ota", "Air8101 script OTA package (1024 x 0xFF, 'TAUL', framed LuaDB).")
+_build_command("lfta", "LFTA script package (256-byte header, gzip of the LuaDB).")
+_build_command("full", "This project's full package (core version + script; emulator only).",
+               core_required=True)
+
+
+@cli.command("inspect", context_settings=CONTEXT_SETTINGS)
+@click.argument("file", metavar="FILE")
+@click.option("--strict", is_flag=True,
+              help="Also fail on warnings (e.g. LuaDB record sums that differ).")
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+@click.pass_context
+def inspect_cmd(ctx: click.Context, file: str, strict: bool, as_json: bool) -> int:
+    """Name a file's format, list its files with sizes and check every length, checksum and
+    CRC. Exit 1 when one is wrong."""
+    args = argparse.Namespace(command="inspect", file=file, strict=strict,
+                              json=as_json or ctx.obj["json"])
+    ctx.obj["args"] = args
+    return cmd_inspect(args, *ctx.obj["consoles"])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    obj: dict[str, Any] = {"consoles": (out, err), "json": False, "args": None}
     try:
-        return _COMMANDS[args.command](args, out, err)
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="luatos-pack",
+                        standalone_mode=False, obj=obj)
+    except click.ClickException as e:
+        e.show()
+        raise SystemExit(e.exit_code) from None
+    except click.exceptions.Abort:
+        return EXIT_USAGE
     except UsageError as e:
-        if args.json:
+        args = obj["args"]
+        if args is not None and args.json:
             _print_json(out, {"ok": False, "command": args.command, "error": str(e)})
         else:
             err.print(f"[red]error:[/] {escape(str(e))}")
         return EXIT_USAGE
+    return int(code or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

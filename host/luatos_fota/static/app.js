@@ -7,9 +7,14 @@ const API = "/admin/api";
 const TOKEN_KEY = "luatos-fota-token";
 const REFRESH_MS = 15000;
 const BAN_NAMES = { 0: "ok", 21: "barred", 40: "loop ban" };
+const AUDIT_PAGE = 100;
+const HISTORY_PAGE = 50;
 
 const $ = (id) => document.getElementById(id);
-const state = { tab: "devices", products: new Map(), online: new Map(), timer: null };
+const state = {
+  tab: "devices", products: new Map(), online: new Map(), timer: null,
+  device: null, deviceCursor: [null], auditCursor: [null],
+};
 
 // ------------------------------------------------------------------ helpers
 
@@ -54,6 +59,7 @@ function el(tag, attrs, ...children) {
     if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else if (key === "class") node.className = value;
     else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key === "style") Object.assign(node.style, value);  // CSSOM: allowed by a strict CSP
     else node.setAttribute(key, value === true ? "" : value);
   }
   for (const child of children.flat()) {
@@ -107,6 +113,28 @@ async function guarded(fn) {
 function productName(id) {
   const p = state.products.get(id);
   return p ? (p.name || p.firmware_name) : (id == null ? "—" : `#${id}`);
+}
+
+function productCell(id) {
+  const p = state.products.get(id);
+  if (!p) return productName(id);
+  return [productName(id), el("div", { class: "hint mono", title: "project key" }, p.project_key)];
+}
+
+// The audit detail as "key value" pairs, the reason first and on its own.
+function detailNodes(detail) {
+  if (detail === null || detail === undefined || detail === "") return [];
+  if (typeof detail === "string") return [detail];
+  const entries = Object.entries(detail).filter(([, v]) => v !== null && v !== undefined && v !== "");
+  entries.sort(([a], [b]) => (b === "reason") - (a === "reason"));
+  return entries.map(([k, v]) => el("span", { class: k === "reason" ? "kv reason" : "kv" },
+    el("span", { class: "k" }, k.replace(/_/g, " ")),
+    typeof v === "object" ? JSON.stringify(v) : String(v)));
+}
+
+function deviceLink(key) {
+  return el("button", { type: "button", class: "link mono", "data-action": "open-device",
+    onclick: () => openDevice(key) }, key);
 }
 
 // ------------------------------------------------------------------ devices
@@ -170,8 +198,8 @@ async function loadDevices() {
     const online = state.online.get(key.toUpperCase());
     const banned = (d.ban_code || 0) !== 0;
     return el("tr", { dataset: { device: key } },
-      el("td", { class: "mono" }, key),
-      el("td", {}, productName(d.product_id)),
+      el("td", {}, deviceLink(key)),
+      el("td", {}, productCell(d.product_id)),
       el("td", { class: "mono" }, d.reported_version || "—"),
       el("td", { title: when(d.last_seen) }, ago(d.last_seen)),
       el("td", {}, d.check_ins ?? 0),
@@ -197,8 +225,8 @@ function progress(stat) {
   const pct = (n) => (targeted ? Math.min(100, (100 * n) / targeted) : 0);
   return el("div", { class: "progress" },
     el("div", { class: "bar", title: `served ${served} / confirmed ${confirmed} of ${targeted}` },
-      el("span", { class: "served", style: `width:${pct(served)}%` }),
-      el("span", { class: "confirmed", style: `width:${pct(confirmed)}%` })),
+      el("span", { class: "served", style: { width: `${pct(served)}%` } }),
+      el("span", { class: "confirmed", style: { width: `${pct(confirmed)}%` } })),
     el("small", {}, `targeted ${targeted} · served ${served} · confirmed ${confirmed}`
       + (stat && stat.failed ? ` · failed ${stat.failed}` : "")));
 }
@@ -207,6 +235,58 @@ function targetText(r) {
   if (r.target_mode === "percent") return `${r.percent}%`;
   if (r.target_mode === "devices") return `${(r.devices || []).length} device(s)`;
   return "all";
+}
+
+async function setTarget(r, input) {
+  const percent = Number(input.value);
+  if (input.value.trim() === "" || !(percent >= 0 && percent <= 100)) {
+    notify("enter a percentage from 0 to 100", "error");
+    return;
+  }
+  const was = r.target_mode === "percent" ? `${r.percent}%` : targetText(r);
+  if (!window.confirm(`Release #${r.id} (${r.script_version}): target ${was} -> ${percent}% of the product's devices?`)) return;
+  await api("POST", `/releases/${r.id}/target`, { mode: "percent", percent });
+  notify(`release #${r.id} now targets ${percent}% of devices`);
+  await loadReleases();
+}
+
+async function targetAll(r) {
+  if (!window.confirm(`Release #${r.id} (${r.script_version}): target every device of the product?`)) return;
+  await api("POST", `/releases/${r.id}/target`, { mode: "all" });
+  notify(`release #${r.id} now targets all devices`);
+  await loadReleases();
+}
+
+function targetCell(r) {
+  const input = el("input", { type: "number", min: "0", max: "100", step: "any", "aria-label": `percent for release ${r.id}`,
+    value: r.target_mode === "percent" ? r.percent : "", placeholder: "%", "data-role": "percent" });
+  return [targetText(r), el("span", { class: "target-edit" }, input,
+    el("button", { type: "button", class: "small", "data-action": "set-percent", onclick: () => guarded(() => setTarget(r, input)) }, "Set %"),
+    r.target_mode === "all" ? null
+      : el("button", { type: "button", class: "small", "data-action": "target-all", onclick: () => guarded(() => targetAll(r)) }, "All"))];
+}
+
+async function archiveRelease(r) {
+  if (!window.confirm(`Archive release #${r.id} (${r.script_version})? It stops being served for good `
+    + "and moves out of this list (devices keep what they installed).")) return;
+  await api("POST", `/releases/${r.id}/archive`);
+  notify(`release #${r.id} archived`);
+  await loadReleases();
+}
+
+function stateBadge(r) {
+  if (r.archived) return el("span", { class: "badge muted" }, "archived");
+  return r.enabled ? el("span", { class: "badge ok" }, "enabled") : el("span", { class: "badge muted" }, "paused");
+}
+
+function releaseActions(r) {
+  if (r.archived) return [];
+  return [
+    r.enabled
+      ? el("button", { type: "button", class: "small", "data-action": "pause", onclick: () => guarded(() => setEnabled(r.id, false)) }, "Pause")
+      : el("button", { type: "button", class: "small", "data-action": "enable", onclick: () => guarded(() => setEnabled(r.id, true)) }, "Enable"),
+    el("button", { type: "button", class: "small danger", "data-action": "archive", onclick: () => guarded(() => archiveRelease(r)) }, "Archive"),
+  ];
 }
 
 async function setEnabled(id, enabled) {
@@ -218,21 +298,21 @@ async function setEnabled(id, enabled) {
 async function loadReleases() {
   const [rels, stats] = await Promise.all([api("GET", "/releases"), api("GET", "/stats"), loadProducts()]);
   const byId = new Map(stats.releases.map((s) => [s.release_id, s]));
-  $("releases-count").textContent = `${rels.releases.length}`;
-  const rows = rels.releases.slice().reverse().map((r) => el("tr", { dataset: { release: r.id } },
+  const showArchived = $("releases-archived").checked;
+  const archived = rels.releases.filter((r) => r.archived).length;
+  const shown = rels.releases.filter((r) => showArchived || !r.archived);
+  $("releases-count").textContent = archived ? `${shown.length} (${archived} archived)` : `${shown.length}`;
+  const rows = shown.slice().reverse().map((r) => el("tr", { dataset: { release: r.id }, class: r.archived ? "archived" : null },
     el("td", {}, r.id),
-    el("td", {}, productName(r.product_id)),
+    el("td", {}, productCell(r.product_id)),
     el("td", { class: "mono", title: r.sha256 }, r.script_version),
     el("td", { class: "mono" }, r.core_version || "—"),
     el("td", {}, r.kind, r.forced ? el("span", { class: "badge warn" }, " forced") : null),
-    el("td", {}, targetText(r)),
+    el("td", {}, r.archived ? targetText(r) : targetCell(r)),
     el("td", {}, progress(byId.get(r.id))),
-    el("td", {}, r.enabled ? el("span", { class: "badge ok" }, "enabled") : el("span", { class: "badge muted" }, "paused")),
-    el("td", {},
-      r.enabled
-        ? el("button", { type: "button", class: "small", "data-action": "pause", onclick: () => guarded(() => setEnabled(r.id, false)) }, "Pause")
-        : el("button", { type: "button", class: "small", "data-action": "enable", onclick: () => guarded(() => setEnabled(r.id, true)) }, "Enable"),
-      el("a", { href: r.download_path, class: "hint", style: "margin-left:8px" }, `${(r.size / 1024).toFixed(1)} KiB`))));
+    el("td", {}, stateBadge(r)),
+    el("td", {}, releaseActions(r),
+      el("a", { href: r.download_path, class: "hint release-size" }, `${(r.size / 1024).toFixed(1)} KiB`))));
   fill($("releases-body"), rows, 9, "No releases yet: upload a package.");
 }
 
@@ -304,45 +384,141 @@ async function loadPush() {
 
 // ------------------------------------------------------------------ audit
 
-function detailText(detail) {
-  if (detail === null || detail === undefined || detail === "") return "";
-  if (typeof detail === "string") return detail;
-  return Object.entries(detail)
-    .filter(([, v]) => v !== null && v !== undefined && v !== "")
-    .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join("  ");
+// One page of audit rows, newest first; `cursor` is a stack of before_id values (null = newest).
+async function auditPage(params, cursor, size) {
+  const before = cursor[cursor.length - 1];
+  params.set("limit", String(size + 1));  // one extra row says whether an older page exists
+  if (before !== null) params.set("before_id", String(before));
+  const data = await api("GET", `/audit?${params}`);
+  const rows = data.audit.slice(0, size);
+  return { rows, older: data.audit.length > size ? rows[rows.length - 1].id : null };
+}
+
+function pagerState(prefix, cursor, page) {
+  $(`${prefix}-newer`).disabled = cursor.length <= 1;
+  $(`${prefix}-older`).disabled = page.older === null;
+  $(`${prefix}-older`).dataset.before = page.older === null ? "" : String(page.older);
+}
+
+function pageText(cursor, page, size) {
+  if (!page.rows.length) return "";
+  const first = (cursor.length - 1) * size + 1;
+  return `entries ${first}–${first + page.rows.length - 1}${page.older === null ? " (oldest)" : ""}`;
 }
 
 let auditSeq = 0;
 async function loadAudit() {
   const seq = ++auditSeq;
-  const params = new URLSearchParams({ limit: "300" });
+  const params = new URLSearchParams();
   const device = $("audit-device").value.trim();
   const event = $("audit-event").value.trim();
   if (device) params.set("device", device);
   if (event) params.set("event", event);
-  const data = await api("GET", `/audit?${params}`);
+  const page = await auditPage(params, state.auditCursor, AUDIT_PAGE);
   if (seq !== auditSeq) return;  // a newer filter was applied meanwhile
-  const rows = data.audit.map((a) => el("tr", {},
-    el("td", { class: "mono" }, when(a.ts)),
+  const rows = page.rows.map((a) => el("tr", { dataset: { id: a.id } },
+    el("td", { class: "mono time" }, when(a.ts)),
     el("td", {}, a.event),
-    el("td", { class: "mono" }, a.device_key || ""),
+    el("td", {}, a.device_key ? deviceLink(a.device_key) : ""),
     el("td", {}, a.release_id ?? ""),
     el("td", {}, a.status ?? ""),
     el("td", {}, a.code ?? ""),
     el("td", {}, a.actor || ""),
-    el("td", { class: "mono" }, detailText(a.detail))));
+    el("td", { class: "detail" }, detailNodes(a.detail))));
   fill($("audit-body"), rows, 8, "No audit entries match.");
   $("audit-body").dataset.filter = `${device}|${event}`;
+  $("audit-range").textContent = pageText(state.auditCursor, page, AUDIT_PAGE);
+  pagerState("audit", state.auditCursor, page);
+}
+
+// ------------------------------------------------------------------ products
+
+async function loadProductsTab() {
+  const [, rels, devs] = await Promise.all([loadProducts(), api("GET", "/releases"), api("GET", "/devices?limit=10000")]);
+  const count = (rows, id) => rows.filter((x) => x.product_id === id).length;
+  const products = [...state.products.values()];
+  $("products-count").textContent = `${products.length}`;
+  const rows = products.map((p) => el("tr", { dataset: { product: p.id } },
+    el("td", {}, p.id),
+    el("td", {}, p.name || "—"),
+    el("td", { class: "mono", "data-role": "project-key" }, p.project_key),
+    el("td", { class: "mono" }, p.firmware_name),
+    el("td", {}, p.auto_register ? "register on first check-in" : "pre-registered only (code 17)"),
+    el("td", {}, count(rels.releases, p.id)),
+    el("td", {}, count(devs.devices, p.id))));
+  fill($("products-body"), rows, 7, "No products yet: luatos-fota product add --project-key KEY --firmware-name NAME");
+}
+
+// ------------------------------------------------------------------ one device
+
+function openDevice(key) {
+  state.device = key;
+  state.deviceCursor = [null];
+  return showTab("device");
+}
+
+function fact(name, ...value) {
+  return [el("dt", {}, name), el("dd", {}, ...value)];
+}
+
+async function loadDevice() {
+  const key = state.device;
+  if (!key) return showTab("devices");
+  $("device-title").textContent = key;
+  const params = new URLSearchParams({ device: key });
+  const [d, page] = await Promise.all([
+    api("GET", `/devices/${encodeURIComponent(key)}`),
+    auditPage(params, state.deviceCursor, HISTORY_PAGE),
+    state.products.size ? null : loadProducts(),
+    loadOnline(),
+  ]);
+  if (key !== state.device) return;
+  const p = state.products.get(d.product_id);
+  $("device-info").replaceChildren(
+    ...fact("Product", productName(d.product_id), p ? el("span", { class: "hint mono" }, `  ${p.project_key} / ${p.firmware_name}`) : null),
+    ...fact("Reported version", el("span", { class: "mono" }, d.reported_version || "—"),
+      el("span", { class: "hint" }, "  (core.xxx.zzz as libfota2 sends it)")),
+    ...fact("Last seen", d.last_seen ? `${when(d.last_seen)} UTC (${ago(d.last_seen)})` : "never", d.last_ip ? el("span", { class: "hint mono" }, `  from ${d.last_ip}`) : null),
+    ...fact("First seen", d.first_seen ? `${when(d.first_seen)} UTC` : "—"),
+    ...fact("State", banBadge(d), d.ban_reason ? el("span", { class: "hint" }, `  ${d.ban_reason}`) : null),
+    ...fact("Pinned to release", d.pinned_release_id ? `#${d.pinned_release_id}` : "—"),
+    ...fact("Push channel", state.online.get(key.toUpperCase()) ? el("span", { class: "badge ok" }, "online") : "not connected"));
+  const rows = page.rows.map((a) => el("tr", { dataset: { id: a.id, event: a.event } },
+    el("td", { class: "mono time" }, when(a.ts)),
+    el("td", {}, a.event),
+    el("td", {}, a.release_id ?? ""),
+    el("td", {}, a.status ?? ""),
+    el("td", {}, a.code ?? ""),
+    el("td", { class: "detail" }, detailNodes(a.detail))));
+  fill($("device-history-body"), rows, 6, "Nothing recorded for this device.");
+  $("device-history-range").textContent = pageText(state.deviceCursor, page, HISTORY_PAGE);
+  pagerState("device", state.deviceCursor, page);
+  return undefined;
+}
+
+function turnPage(prefix, cursor, loader, older) {
+  if (older) {
+    const before = $(`${prefix}-older`).dataset.before;
+    if (!before) return undefined;
+    cursor.push(Number(before));
+  } else if (cursor.length > 1) {
+    cursor.pop();
+  }
+  return guarded(loader);
 }
 
 // ------------------------------------------------------------------ shell
 
-const LOADERS = { devices: loadDevices, releases: loadReleases, upload: loadProducts, push: loadPush, audit: loadAudit };
+const LOADERS = {
+  devices: loadDevices, products: loadProductsTab, device: loadDevice, releases: loadReleases,
+  upload: loadProducts, push: loadPush, audit: loadAudit,
+};
 
 function showTab(name) {
   state.tab = name;
   for (const button of document.querySelectorAll("#tabs button")) {
-    button.setAttribute("aria-selected", String(button.dataset.tab === name));
+    const selected = button.dataset.tab === name || (name === "device" && button.dataset.tab === "devices");
+    button.setAttribute("aria-selected", String(selected));
   }
   for (const panel of document.querySelectorAll("section[data-panel]")) {
     panel.classList.toggle("hidden", panel.dataset.panel !== name);
@@ -396,10 +572,18 @@ function init() {
   $("devices-filter").addEventListener("input", () => guarded(loadDevices));
   $("devices-banned").addEventListener("change", () => guarded(loadDevices));
   $("releases-refresh").addEventListener("click", () => guarded(loadReleases));
+  $("releases-archived").addEventListener("change", () => guarded(loadReleases));
   $("push-refresh").addEventListener("click", () => guarded(loadPush));
-  $("audit-refresh").addEventListener("click", () => guarded(loadAudit));
-  $("audit-device").addEventListener("keydown", (e) => { if (e.key === "Enter") guarded(loadAudit); });
-  $("audit-event").addEventListener("keydown", (e) => { if (e.key === "Enter") guarded(loadAudit); });
+  const newAudit = () => { state.auditCursor = [null]; return guarded(loadAudit); };
+  $("audit-refresh").addEventListener("click", newAudit);
+  $("audit-device").addEventListener("keydown", (e) => { if (e.key === "Enter") newAudit(); });
+  $("audit-event").addEventListener("keydown", (e) => { if (e.key === "Enter") newAudit(); });
+  $("audit-older").addEventListener("click", () => turnPage("audit", state.auditCursor, loadAudit, true));
+  $("audit-newer").addEventListener("click", () => turnPage("audit", state.auditCursor, loadAudit, false));
+  $("device-older").addEventListener("click", () => turnPage("device", state.deviceCursor, loadDevice, true));
+  $("device-newer").addEventListener("click", () => turnPage("device", state.deviceCursor, loadDevice, false));
+  $("device-back").addEventListener("click", () => showTab("devices"));
+  $("device-refresh").addEventListener("click", () => guarded(loadDevice));
   $("up-target").addEventListener("change", syncTargetFields);
   $("upload-form").addEventListener("submit", (e) => guarded(() => upload(e)));
   syncTargetFields();

@@ -25,6 +25,16 @@ DONE_POLL_MS = 100
 DONE_POLL_MAX = 120
 
 
+def fota_status_note(status: int) -> str:
+    """Plain words for a fota-mode answer that is not 200/206: the device logs only -9 and
+    libfota2's callback 4, which read like a failure even when nothing went wrong."""
+    head = f"fota: the server answered HTTP {status}"
+    if status == 304:
+        head += " (Not Modified: no newer release for this device, i.e. up to date)"
+    return (head + "; in fota mode http.request reports every answer other than 200/206 as "
+            "-9, and libfota2 then calls back with 4")
+
+
 class BodySink:
     """The plain mode: the body is kept and returned as a string."""
 
@@ -156,6 +166,7 @@ class FotaSink(BodySink):
     def complete(self, status: int, content_length: int | None, received: int) -> None:
         if not self.accepted:
             self.area.end(False)  # every -9 ends the FOTA area with 0
+            self.boot.note(fota_status_note(status))
             self.finish(E_FOTA, "status", bytes(self.body) if self.buffered_error_body else b"")
             return
         if content_length is not None and content_length > 0 and received < content_length:

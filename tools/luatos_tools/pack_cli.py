@@ -4,16 +4,23 @@ Sources are stored as ``.lua`` (the device searches ``.luac`` first, then ``.lua
 what runs); no bytecode is compiled because the vendor's 32-bit-size bytecode cannot be
 produced faithfully on a 64-bit host.
 
-Exit codes: 0 ok, 1 a package failed inspection, 2 usage or project error.
+Before anything is packed the project must be able to run: every ``.lua`` compiles under Lua
+5.3, and main.lua sets ``PROJECT`` and ``VERSION = "xxx.yyy.zzz"`` (see
+luatos_common.scriptcheck). Only device files go in (luatos_common.project: no tests, docs,
+dotfiles, Python, nor what ``.luatosignore`` names). Calls into firmware the target model's
+core lacks are warnings (luatos_sim.api_surface).
+
+Exit codes: 0 ok, 1 a package failed inspection, 2 usage or project error (a syntax error,
+a missing or ill-formed PROJECT/VERSION included).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,45 +43,84 @@ from luatos_common.packages import (
     looks_like_image,
     vendor_filename,
 )
-from luatos_common.project import ProjectError, check_image_names, scan_project
+from luatos_common.project import Excluded, ProjectError, check_image_names, classify_project
+from luatos_common.scriptcheck import ScriptCheckError, read_identity, stamp_version, syntax_errors
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_CORE = "V2001"
 DEFAULT_CHIP = "Air8101"
 _KIND_NAMES = {**KIND_NAMES, "luadb": "LuaDB image", "luadb-bkcrc": "LuaDB image, BK CRC16 framed"}
 
-_ASSIGN_RE = r"""^\s*{name}\s*=\s*(?P<q>["'])(?P<v>[^"'\r\n]*)(?P=q)"""
-
 
 class UsageError(Exception):
     """A problem with the command line or the project; exit code 2."""
 
 
-def read_project_identity(main_lua: bytes, where: str) -> tuple[str, str]:
-    """``PROJECT`` and ``VERSION`` from main.lua, found by a plain text search (not Lua)."""
-    text = main_lua.decode("utf-8", "replace")
-    found = {}
-    for key in ("PROJECT", "VERSION"):
-        m = re.search(_ASSIGN_RE.format(name=key), text, re.MULTILINE)
-        if not m or not m["v"].strip():
-            raise UsageError(f"{where}: no {key} = \"...\" assignment found; add one or pass "
-                             "-o FILE to name the output yourself")
-        found[key] = m["v"].strip()
-    return found["PROJECT"], found["VERSION"]
+@dataclass
+class LoadedProject:
+    """The device files of a project (flat name -> bytes), where each came from, and what
+    was left out."""
+
+    files: dict[str, bytes]
+    paths: dict[str, str]  # flat name -> path relative to the project
+    excluded: list[Excluded]
 
 
-def load_project(root: str) -> dict[str, bytes]:
-    """The project's files by flat device name, after the LuaDB name and count checks."""
+def load_project(root: str) -> LoadedProject:
+    """The project's device files by flat device name, after the LuaDB name and count checks."""
     try:
-        files = scan_project(root)
-        check_image_names(list(files))
+        found, excluded = classify_project(root)
+        check_image_names(list(found))
     except ProjectError as e:
         raise UsageError(str(e) if root in str(e) else f"{root}: {e}") from None
-    if not files:
+    if not found:
         raise UsageError(f"{root}: no files to pack")
-    if not any(n in files for n in MAIN_NAMES):
+    if not any(n in found for n in MAIN_NAMES):
         raise UsageError(f"{root}: no main.lua (or main.luac); the device would not boot it")
-    return {name: pf.read() for name, pf in files.items()}
+    base = Path(root)
+    return LoadedProject({name: pf.read() for name, pf in found.items()},
+                         {name: pf.path.relative_to(base).as_posix() for name, pf in found.items()},
+                         excluded)
+
+
+def check_runnable(root: str, proj: LoadedProject, version: str | None) -> None:
+    """Refuse a project a device could not run or report right (UsageError naming file:line);
+    stamp ``version`` into main.lua first when given."""
+    errors = syntax_errors(proj.files, proj.paths)
+    if errors:
+        raise UsageError("\n".join(f"{root}/{e}" for e in errors)
+                         + f"\n{len(errors)} file(s) would not compile on the device (Lua 5.3)")
+    main = proj.files.get("main.lua")
+    if main is None:  # bytecode only: nothing to read; the device reads its own globals
+        return
+    where = f"{root}/{proj.paths.get('main.lua', 'main.lua')}"
+    try:
+        if version is not None:
+            main = stamp_version(main, version, where)
+            proj.files["main.lua"] = main
+        read_identity(main, where)
+    except ScriptCheckError as e:
+        raise UsageError(str(e)) from None
+
+
+def api_warnings(root: str, proj: LoadedProject, chip: str) -> list[str]:
+    """Firmware calls the target model's core lacks ("needs a newer core"), as warnings."""
+    from luatos_sim.api_surface import lint_calls, surface_for
+    from luatos_sim.profiles import PROFILES
+
+    if chip not in PROFILES:
+        return [f"no API surface for {chip!r} (known: {', '.join(sorted(PROFILES))}); "
+                "firmware calls not checked"]
+    return [f"{root}/{f}" for f in lint_calls(proj.files, surface_for(chip), proj.paths)]
+
+
+def read_project_identity(main_lua: bytes, where: str) -> tuple[str, str]:
+    """``PROJECT`` and ``VERSION`` from main.lua (UsageError when missing or ill-formed)."""
+    try:
+        ident = read_identity(main_lua, where)
+    except ScriptCheckError as e:
+        raise UsageError(str(e)) from None
+    return ident.project, ident.version
 
 
 def output_path(args: argparse.Namespace, files: dict[str, bytes]) -> Path:
@@ -110,8 +156,34 @@ def _build(args: argparse.Namespace, files: dict[str, bytes]) -> tuple[bytes, st
         raise UsageError(f"{args.project}: {e}") from None
 
 
+def cmd_list(args: argparse.Namespace, proj: LoadedProject, out: Console) -> int:
+    """``--list``: what would go into the package and what stays out, without building."""
+    if args.json:
+        _print_json(out, {"ok": True, "command": args.command, "project": args.project,
+                          "files": [{"name": n, "path": proj.paths[n], "size": len(d)}
+                                    for n, d in proj.files.items()],
+                          "excluded": [{"path": e.relpath, "reason": e.reason}
+                                       for e in proj.excluded]})
+        return EXIT_OK
+    width = max(len(n) for n in proj.files)
+    out.print(f"packed ({len(proj.files)} files):", highlight=False)
+    for n, d in proj.files.items():
+        src = f"  ({escape(proj.paths[n])})" if proj.paths[n] != n else ""
+        out.print(f"  {escape(n):<{width}}  {len(d):>8}{src}", highlight=False)
+    if proj.excluded:
+        out.print(f"left out ({len(proj.excluded)}):", highlight=False)
+        for e in proj.excluded:
+            out.print(f"  {escape(e.relpath)}  \\[{escape(e.reason)}]", highlight=False)
+    return EXIT_OK
+
+
 def cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
-    files = load_project(args.project)
+    proj = load_project(args.project)
+    if args.list:
+        return cmd_list(args, proj, out)
+    check_runnable(args.project, proj, args.version)
+    files = proj.files
+    api = api_warnings(args.project, proj, args.chip)
     data, kind = _build(args, files)
     path = output_path(args, files)
     try:
@@ -123,7 +195,7 @@ def cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print(f"[red]internal error:[/] built package failed its own check: "
                   f"{escape(rep.failures[0].detail)}")
         return EXIT_INVALID
-    warnings = []
+    warnings = list(api)
     framed_len = len(data) - 1032 if kind == "air8101-script" else len(data)
     if kind in ("air8101-script", "luadb-bkcrc") and framed_len > AIR8101_SCRIPT_PARTITION:
         warnings.append(f"framed script is {framed_len} bytes; the Air8101 script partition "
@@ -215,8 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="luatos-pack",
         description="Build LuaDB script images and upgrade packages from a LuatOS project "
                     "directory (one flat namespace of basenames), and check packages.",
-        epilog="Exit codes: 0 ok, 1 inspect found a bad field or checksum, 2 usage or project "
-               "error. Without -o (or with -o DIR) the output is named "
+        epilog="Before packing, every .lua must compile (Lua 5.3) and main.lua must set PROJECT "
+               "and VERSION = \"xxx.yyy.zzz\"; calls into firmware the --chip's core lacks are "
+               "warnings. Exit codes: 0 ok, 1 inspect found a bad field or checksum, 2 usage or "
+               "project error (syntax error, bad PROJECT/VERSION included). Without -o (or with -o DIR) the output is named "
                "PROJECT_core.x.z_LuatOS-SoC_CHIP.bin from main.lua's PROJECT and VERSION.")
     p.add_argument("--json", action="store_true", help="print a JSON document on stdout")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -227,7 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-o", "--output", metavar="FILE",
                         help="output file, or a directory for the vendor-named file")
         sp.add_argument("--chip", default=DEFAULT_CHIP,
-                        help=f"chip for the output name (default {DEFAULT_CHIP})")
+                        help=f"chip for the output name and the firmware API check "
+                        f"(default {DEFAULT_CHIP})")
+        sp.add_argument("--version", metavar="XXX.YYY.ZZZ", default=None,
+                        help="stamp this VERSION into the packed main.lua (the project's own "
+                        "file is not changed)")
+        sp.add_argument("--list", action="store_true",
+                        help="show which files would be packed and which stay out (tests, docs, "
+                        "dotfiles, Python, .luatosignore patterns), then exit")
         return sp
 
     sp = build_cmd("image", "LuaDB v2 script image of the project (what /luadb holds)")

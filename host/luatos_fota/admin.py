@@ -179,7 +179,8 @@ async def releases(request: Request) -> Response:
         st.add_release, data, product_id=pid, version=f.get("version") or None, core=f.get("core") or None,
         kind=f.get("kind") or None, filename=filename, notes=f.get("notes", ""),
         enabled=_bool(f.get("enabled", "true")), forced=_bool(f.get("forced", "false")),
-        percent=percent, devices=_devices_field(f.get("devices")), actor="api")
+        percent=percent, devices=_devices_field(f.get("devices")),
+        allow_downgrade=_bool(f.get("downgrade", "false")), actor="api")
     _changed(request)
     return _ok(rel, 201)
 

@@ -225,15 +225,22 @@ def release() -> None:
 @click.option("--percent", type=click.FloatRange(0, 100), default=None, help="Staged rollout: this share of devices.")
 @click.option("--devices", multiple=True, help="Only these device ids (comma separated, repeatable).")
 @click.option("--forced", is_flag=True, help="Allow serving this release as a downgrade.")
+@click.option("--downgrade", is_flag=True,
+              help="Publish although the version is not above every version the product's devices "
+              "may run (recorded in the release notes and the audit).")
 @click.option("--paused", is_flag=True, help="Create it paused (enable later).")
 @click.option("--notes", default="")
 @json_opt
 @click.argument("package", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def release_add(data_dir: Path, db_url: str | None, product_id: int | None, project_key: str | None,
                 firmware_name: str | None, version: str | None, core: str | None, kind: str | None,
-                percent: float | None, devices: tuple[str, ...], forced: bool, paused: bool, notes: str,
-                as_json: bool, package: Path) -> None:
-    """Validate PACKAGE and publish it as a release."""
+                percent: float | None, devices: tuple[str, ...], forced: bool, downgrade: bool,
+                paused: bool, notes: str, as_json: bool, package: Path) -> None:
+    """Validate PACKAGE and publish it as a release.
+
+    The package must be what it claims: its main.lua's PROJECT is the product's, its VERSION
+    is --version (when given) and the file name's, its scripts compile, and the version is
+    above every version the product's devices may run (--downgrade overrides that last one)."""
     spinner: Any = contextlib.nullcontext()
     if sys.stderr.isatty():
         from rich.console import Console
@@ -253,7 +260,8 @@ def release_add(data_dir: Path, db_url: str | None, product_id: int | None, proj
             pid = _product_id(st, None, project_key, firmware_name, create=True)
         rel = st.add_release(data, product_id=pid, version=version, core=core, kind=kind,
                              filename=package.name, notes=notes, enabled=not paused, forced=forced,
-                             percent=percent, devices=_split(devices), actor="cli")
+                             percent=percent, devices=_split(devices), allow_downgrade=downgrade,
+                             actor="cli")
     if as_json:
         return _out(rel)
     core_txt = f" core {rel['core_version']}" if rel["core_version"] else ""

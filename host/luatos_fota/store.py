@@ -37,7 +37,7 @@ from . import schema as t
 from .blobs import BlobStore, crashpoint
 from .catalog import Catalog, ProductInfo, ReleaseInfo, rollout_bucket
 from .groupcommit import BatchBusy, GroupCommit
-from .uploads import TARGET_MODES, UploadError, check_upload
+from .uploads import TARGET_MODES, UploadError, check_rises, check_upload
 
 log = logging.getLogger("luatos_fota.store")
 
@@ -352,8 +352,13 @@ class Store:
                     core: str | int | None = None, kind: str | None = None, filename: str | None = None,
                     notes: str = "", enabled: bool = True, forced: bool = False,
                     percent: float | None = None, devices: Iterable[str] | None = None,
-                    actor: str = "admin") -> dict[str, Any]:
-        """Validate, store the blob durably, then insert artifact + release in one transaction."""
+                    allow_downgrade: bool = False, actor: str = "admin") -> dict[str, Any]:
+        """Validate, store the blob durably, then insert artifact + release in one transaction.
+
+        Refused (UploadError) unless the package is what it claims (uploads.check_upload) and
+        its version is above every version the product's devices may be running; with
+        ``allow_downgrade`` it is published anyway and the finding is recorded in the release
+        notes and the audit."""
         product = self.get_product(product_id)
         up = check_upload(data, filename=filename, version=version, core=core, kind=kind,
                           firmware_name=product["firmware_name"])
@@ -365,11 +370,13 @@ class Store:
         mode = "devices" if dev_list else ("percent" if percent is not None else "all")
         with self.ro() as c:  # before the (possibly large) blob write; repeated in the transaction
             self._refuse_duplicate(c, product_id, up)
+            self._refuse_not_above(c, product_id, up, allow_downgrade)
         sha = self.blobs.put(data)
         crashpoint("before_db")
         now = time.time()
         with self.tx() as c:
             self._refuse_duplicate(c, product_id, up)
+            downgrade = self._refuse_not_above(c, product_id, up, allow_downgrade)
             art = c.execute(sa.select(t.artifacts.c.id).where(t.artifacts.c.sha256 == sha)).first()
             if art is None:
                 art_id = c.execute(t.artifacts.insert().values(
@@ -383,7 +390,7 @@ class Store:
             rid = c.execute(t.releases.insert().values(
                 product_id=product_id, artifact_id=art_id, script_version=str(up.script_version),
                 core_version=up.core_version, kind=up.kind,
-                notes="\n".join([notes, *up.notes]).strip(), enabled=enabled, forced=forced,
+                notes="\n".join([notes, *up.notes, *downgrade]).strip(), enabled=enabled, forced=forced,
                 target_mode=mode, percent=float(percent) if percent is not None else 100.0,
                 created_at=now)).inserted_primary_key[0]  # type: ignore[index]
             if dev_list:
@@ -393,7 +400,8 @@ class Store:
             self._audit(c, "release_added", actor=actor, product_id=product_id, release_id=rid,
                         version=str(up.script_version), core=up.core_version, kind=up.kind,
                         sha256=sha, size=len(data), version_source=up.version_source,
-                        target=mode, percent=percent, devices=len(dev_list))
+                        project=up.project, target=mode, percent=percent, devices=len(dev_list),
+                        downgrade="; ".join(downgrade) or None)
         crashpoint("committed")
         return self.get_release(rid)
 
@@ -407,6 +415,16 @@ class Store:
             if (sv.x, sv.z) == (up.script_version.x, up.script_version.z) and kind == up.kind and same_core:
                 raise Conflict(f"release {rid} of this product already carries version {sv_text} "
                                f"({kind}); devices could not tell them apart")
+
+    @staticmethod
+    def _refuse_not_above(c: Connection, product_id: int, up: Any, allow: bool) -> list[str]:
+        rels = [(r.id, r.script_version, r.kind, r.core_version) for r in c.execute(
+            sa.select(t.releases.c.id, t.releases.c.script_version, t.releases.c.kind,
+                      t.releases.c.core_version).where(t.releases.c.product_id == product_id))]
+        versions = [v for (v,) in c.execute(
+            sa.select(t.devices.c.reported_version).distinct().where(
+                t.devices.c.product_id == product_id, t.devices.c.reported_version != ""))]
+        return check_rises(up, rels, versions, allow_downgrade=allow)
 
     def _release_query(self) -> sa.Select[Any]:
         r, a, p = t.releases, t.artifacts, t.products

@@ -18,8 +18,13 @@ from typing import Any
 
 import pytest
 
-from luatos_common.packages import build_air8101_ota
-from luatos_fota.testing import RawResponse, RunningServer, device_request, running_server
+from luatos_fota.testing import (
+    RawResponse,
+    RunningServer,
+    device_request,
+    running_server,
+    script_package,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -38,7 +43,7 @@ def check_in(srv: RunningServer, version: str, mac: str = MAC) -> RawResponse:
 
 
 def package(tag: str) -> bytes:
-    return build_air8101_ota({"main.lua": f"PROJECT='PGDEMO'\nVERSION='{tag}'\n".encode()})
+    return script_package(FW, tag)
 
 
 def admin(srv: RunningServer, method: str, path: str, body: Any = None) -> Any:

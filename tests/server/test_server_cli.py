@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from luatos_common.packages import build_air8101_ota
 from luatos_fota.cli import main
-from luatos_fota.testing import device_request, running_server
+from luatos_fota.testing import device_request, running_server, script_package
 
 FW = "CLI_LuatOS-SoC_Air8101"
 
@@ -24,7 +23,7 @@ def run(*args: str) -> tuple[int, str, str]:
 @pytest.fixture
 def pkg(tmp_path: Path) -> Path:
     p = tmp_path / "pkg.bin"
-    p.write_bytes(build_air8101_ota({"main.lua": b"-- cli\n"}))
+    p.write_bytes(script_package(FW, "001.000.002", "-- cli"))
     return p
 
 
@@ -51,8 +50,10 @@ def test_product_and_release_commands(tmp_path, pkg):
 
 def test_release_add_creates_product_and_refusals_exit_4(tmp_path, pkg):
     d = str(tmp_path / "data")
-    code, _, err = run("release", "add", "--data", d, "--project-key", "K", "--firmware-name", FW, str(pkg))
-    assert code == 4 and "no version" in err
+    code, _, err = run("release", "add", "--data", d, "--project-key", "K", "--firmware-name", FW,
+                       "--version", "001.000.003", str(pkg))
+    assert code == 4 and "sets VERSION = '001.000.002'" in err
+    assert run("product", "list", "--data", d, "--json")[1].strip() == "[]"  # refused: no trace
     code, _, err = run("release", "add", "--data", d, "--project-key", "K", "--firmware-name", FW,
                        "--version", "001.000.002", str(pkg))
     assert code == 0 and "created product" in err

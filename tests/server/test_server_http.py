@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from luatos_common.packages import build_air8101_ota
-from luatos_fota.testing import RunningServer, device_request, running_server
+from luatos_fota.testing import RunningServer, device_request, running_server, script_package
 
 KEY = "k1"
 FW = "DEMO_LuatOS-SoC_Air8101"
@@ -21,7 +20,7 @@ CHECK = f"/api/site/firmware_upgrade?mac={MAC}&project_key={KEY}&firmware_name={
 
 @pytest.fixture
 def data() -> bytes:
-    return build_air8101_ota({"main.lua": b"-- v2\n" + os.urandom(3000).hex().encode()})
+    return script_package(FW, "001.000.002", "-- " + os.urandom(3000).hex())
 
 
 @pytest.fixture

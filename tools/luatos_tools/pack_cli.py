@@ -8,7 +8,7 @@ Before anything is packed the project must be able to run: every ``.lua`` compil
 5.3, and main.lua sets ``PROJECT`` and ``VERSION = "xxx.yyy.zzz"`` (see
 luatos_common.scriptcheck). Only device files go in (luatos_common.project: no tests, docs,
 dotfiles, Python, nor what ``.luatosignore`` names). Calls into firmware the target model's
-core lacks are warnings (luatos_sim.api_surface).
+core lacks are warnings (luatos_common.apilint).
 
 Exit codes: 0 ok, 1 a package failed inspection, 2 usage or project error (a syntax error,
 a missing or ill-formed PROJECT/VERSION included).
@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from luatos_common import bkcrc
+from luatos_common.apilint import lint_calls, load_surface
 from luatos_common.luadb import build_luadb
 from luatos_common.packages import (
     AIR8101_SCRIPT_PARTITION,
@@ -105,13 +106,11 @@ def check_runnable(root: str, proj: LoadedProject, version: str | None) -> None:
 
 def api_warnings(root: str, proj: LoadedProject, chip: str) -> list[str]:
     """Firmware calls the target model's core lacks ("needs a newer core"), as warnings."""
-    from luatos_sim.api_surface import lint_calls, surface_for
-    from luatos_sim.profiles import PROFILES
-
-    if chip not in PROFILES:
-        return [f"no API surface for {chip!r} (known: {', '.join(sorted(PROFILES))}); "
-                "firmware calls not checked"]
-    return [f"{root}/{f}" for f in lint_calls(proj.files, surface_for(chip), proj.paths)]
+    surface = load_surface(chip)
+    if surface is None:
+        return [f"no firmware API list for {chip!r} (the emulator's profiles know Air8101, "
+                "Air780E, Air8000); firmware calls not checked"]
+    return [f"{root}/{f}" for f in lint_calls(proj.files, surface, proj.paths)]
 
 
 def read_project_identity(main_lua: bytes, where: str) -> tuple[str, str]:

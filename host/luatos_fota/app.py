@@ -57,6 +57,7 @@ from .blobs import BlobStore
 from .config import ServerConfig
 from .devrequest import FIELD_LIMITS, looks_like_device_request, parse_device_request, raw_target
 from .httpio import header, plan_range, send_bytes, send_json, send_package
+from .preflight import PreflightRunner, PreflightSettings
 from .push import PushHub
 from .pushrelay import PushRelay
 from .ratelimit import TokenBuckets, retry_after_seconds
@@ -138,6 +139,7 @@ class FotaApp(Starlette):
     device_buckets: TokenBuckets
     ip_buckets: TokenBuckets
     artifacts: dict[str, dict[str, Any]]
+    preflight: PreflightRunner
     inflight: int = 0
     _limiter: anyio.CapacityLimiter | None = None
 
@@ -492,6 +494,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
             await relay.start()
             relay_box.append(relay)
             app.state.push_relay = relay
+        app.preflight.resume_pending()
         try:
             yield
         finally:
@@ -527,6 +530,8 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     app.state.push_hub = push_hub
     app.state.push_relay = None
     app.state.data_dir = data
+    app.preflight = PreflightRunner(st, PreflightSettings(wall_limit_s=config.preflight_wall_s,
+                                                          window_s=config.preflight_window_s))
     return app
 
 

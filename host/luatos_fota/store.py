@@ -54,6 +54,10 @@ class Conflict(ValueError):
     """A write that contradicts existing state (duplicate product or release; HTTP 409)."""
 
 
+# What a publisher may ask of the preflight, and the outcomes that keep a release disabled.
+PREFLIGHT_REQUESTS = ("", "pending", "skipped")
+PREFLIGHT_BLOCKS = ("pending", "running", "failed")
+
 # One rule for every part that names a device (store, push hub, admin API).
 normalize_device_key = normalize_device_id
 
@@ -352,13 +356,20 @@ class Store:
                     core: str | int | None = None, kind: str | None = None, filename: str | None = None,
                     notes: str = "", enabled: bool = True, forced: bool = False,
                     percent: float | None = None, devices: Iterable[str] | None = None,
-                    allow_downgrade: bool = False, actor: str = "admin") -> dict[str, Any]:
+                    allow_downgrade: bool = False, preflight: str = "",
+                    actor: str = "admin") -> dict[str, Any]:
         """Validate, store the blob durably, then insert artifact + release in one transaction.
 
         Refused (UploadError) unless the package is what it claims (uploads.check_upload) and
         its version is above every version the product's devices may be running; with
         ``allow_downgrade`` it is published anyway and the finding is recorded in the release
-        notes and the audit."""
+        notes and the audit.
+
+        ``preflight``: ``"pending"`` creates the release disabled until its preflight passes
+        (:meth:`record_preflight` enables it then, if ``enabled`` was asked); ``"skipped"`` is
+        the operator's override, recorded in the audit; ``""`` (library callers) asks none."""
+        if preflight not in PREFLIGHT_REQUESTS:
+            raise ValueError(f"preflight {preflight!r}: expected one of {PREFLIGHT_REQUESTS}")
         product = self.get_product(product_id)
         up = check_upload(data, filename=filename, version=version, core=core, kind=kind,
                           firmware_name=product["firmware_name"])
@@ -390,8 +401,10 @@ class Store:
             rid = c.execute(t.releases.insert().values(
                 product_id=product_id, artifact_id=art_id, script_version=str(up.script_version),
                 core_version=up.core_version, kind=up.kind,
-                notes="\n".join([notes, *up.notes, *downgrade]).strip(), enabled=enabled, forced=forced,
+                notes="\n".join([notes, *up.notes, *downgrade]).strip(),
+                enabled=enabled and preflight != "pending", forced=forced,
                 target_mode=mode, percent=float(percent) if percent is not None else 100.0,
+                preflight_status=preflight, enable_on_pass=enabled and preflight == "pending",
                 created_at=now)).inserted_primary_key[0]  # type: ignore[index]
             if dev_list:
                 c.execute(t.release_devices.insert(), [{"release_id": rid, "device_key": d} for d in dev_list])
@@ -401,7 +414,10 @@ class Store:
                         version=str(up.script_version), core=up.core_version, kind=up.kind,
                         sha256=sha, size=len(data), version_source=up.version_source,
                         project=up.project, target=mode, percent=percent, devices=len(dev_list),
-                        downgrade="; ".join(downgrade) or None)
+                        downgrade="; ".join(downgrade) or None, preflight=preflight or None)
+            if preflight == "skipped":
+                self._audit(c, "preflight_skipped", actor=actor, product_id=product_id,
+                            release_id=rid, reason="skipped by the operator")
         crashpoint("committed")
         return self.get_release(rid)
 
@@ -442,6 +458,10 @@ class Store:
             sa.select(t.release_devices.c.device_key).where(t.release_devices.c.release_id == d["id"])
             .order_by(t.release_devices.c.device_key))]
         d["download_path"] = f"/dl/{d['sha256']}.bin"
+        try:
+            d["preflight_result"] = json.loads(d.pop("preflight")) if d.get("preflight") else None
+        except ValueError:
+            d["preflight_result"] = None
         return d
 
     def get_release(self, release_id: int) -> dict[str, Any]:
@@ -460,7 +480,11 @@ class Store:
 
     def update_release(self, release_id: int, *, enabled: bool | None = None, forced: bool | None = None,
                        notes: str | None = None, actor: str = "admin") -> dict[str, Any]:
-        self.get_release(release_id)
+        rel = self.get_release(release_id)
+        if enabled and rel["preflight_status"] in PREFLIGHT_BLOCKS:
+            summary = (rel["preflight_result"] or {}).get("summary", "")
+            raise Conflict(f"release {release_id} cannot be enabled: its preflight is "
+                           f"{rel['preflight_status']}" + (f" ({summary})" if summary else ""))
         vals = {k: v for k, v in (("enabled", enabled), ("forced", forced), ("notes", notes)) if v is not None}
         if vals:
             with self.tx() as c:
@@ -471,6 +495,67 @@ class Store:
                     ev = "release_enabled" if enabled else "release_paused"
                 self._audit(c, ev, actor=actor, release_id=release_id, changes=vals)
         return self.get_release(release_id)
+
+    # ------------------------------------------------------------------ preflight
+
+    def pending_preflights(self) -> list[int]:
+        """Releases waiting for a preflight, oldest first. (One a killed worker left "running"
+        stays so until an operator asks again: another instance may still be running it.)"""
+        with self.ro() as c:
+            return [r[0] for r in c.execute(
+                sa.select(t.releases.c.id).where(t.releases.c.preflight_status == "pending")
+                .order_by(t.releases.c.id))]
+
+    def claim_preflight(self, release_id: int) -> bool:
+        """Mark a pending preflight running; False if another worker (or instance) has it."""
+        with self.tx() as c:
+            n = c.execute(t.releases.update().where(
+                t.releases.c.id == release_id, t.releases.c.preflight_status == "pending")
+                .values(preflight_status="running")).rowcount
+        return bool(n)
+
+    def request_preflight(self, release_id: int, *, actor: str = "admin") -> dict[str, Any]:
+        """Queue the release's preflight again (after one that could not run, or a worker
+        that died): it is pending, and disabled until it passes."""
+        rel = self.get_release(release_id)
+        with self.tx() as c:
+            c.execute(t.releases.update().where(t.releases.c.id == release_id).values(
+                preflight_status="pending", enabled=False,
+                enable_on_pass=bool(rel["enabled"] or rel["enable_on_pass"])))
+            self.bump(c)
+            self._audit(c, "preflight_requested", actor=actor, product_id=rel["product_id"],
+                        release_id=release_id, previous=rel["preflight_status"] or None)
+        return self.get_release(release_id)
+
+    def record_preflight(self, release_id: int, result: dict[str, Any], *,
+                         actor: str = "preflight") -> dict[str, Any]:
+        """Store a preflight result with the release; a pass enables it when that was asked.
+        A fail (or "could not preflight") keeps it disabled; the audit gets the outcome."""
+        status = str(result.get("status", "failed"))
+        if status not in ("passed", "failed", "unsupported"):
+            status = "failed"
+        rel = self.get_release(release_id)
+        enable = status == "passed" and bool(rel["enable_on_pass"])
+        with self.tx() as c:
+            vals: dict[str, Any] = {"preflight_status": status,
+                                    "preflight": json.dumps(result, default=str)}
+            if enable:
+                vals["enabled"] = True
+            c.execute(t.releases.update().where(t.releases.c.id == release_id).values(**vals))
+            self.bump(c)
+            self._audit(c, "preflight", actor=actor, product_id=rel["product_id"],
+                        release_id=release_id, outcome=status, summary=result.get("summary"),
+                        wall_s=result.get("wall_s"), virtual_ms=result.get("virtual_ms"),
+                        warnings=result.get("warnings") or [], enabled=enable)
+        return self.get_release(release_id)
+
+    def previous_release(self, release_id: int) -> dict[str, Any] | None:
+        """The product's release a device most likely runs before this one: the newest enabled
+        (or preflight-passed) release created before it."""
+        rel = self.get_release(release_id)
+        older = [r for r in self.list_releases(rel["product_id"]) if r["id"] < release_id
+                 and (r["enabled"] or r["preflight_status"] == "passed")]
+        return older[-1] if older else None
 
     def set_release_target(self, release_id: int, mode: str, *, percent: float | None = None,
                            devices: Iterable[str] | None = None, actor: str = "admin") -> dict[str, Any]:

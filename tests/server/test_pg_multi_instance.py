@@ -63,6 +63,7 @@ def upload(srv: RunningServer, product_id: int, version: str, data: bytes) -> An
     parts = [
         f'--{boundary}\r\nContent-Disposition: form-data; name="product_id"\r\n\r\n{product_id}\r\n',
         f'--{boundary}\r\nContent-Disposition: form-data; name="version"\r\n\r\n{version}\r\n',
+        f'--{boundary}\r\nContent-Disposition: form-data; name="skip_preflight"\r\n\r\ntrue\r\n',
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="pkg.bin"\r\n'
         "Content-Type: application/octet-stream\r\n\r\n",
     ]

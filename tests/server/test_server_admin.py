@@ -61,7 +61,8 @@ def test_full_release_workflow(srv):
     pid = p.json()["id"]
     assert api(srv, "POST", "/products", json={"project_key": KEY, "firmware_name": FW}).status_code == 409
     up = api(srv, "POST", "/releases", files={"file": ("pkg.bin", PKG)},
-             data={"product_id": str(pid), "version": "001.000.002", "notes": "first"})
+             data={"product_id": str(pid), "version": "001.000.002", "notes": "first",
+                   "skip_preflight": "true"})
     assert up.status_code == 201, up.text
     rel = up.json()
     assert rel["sha256"] and rel["enabled"] is True and rel["notes"] == "first"

@@ -31,7 +31,7 @@ def big_package(tmp_path_factory) -> Path:
 
 
 def _cmd(data_dir: Path, pkg: Path) -> list[str]:
-    return [sys.executable, "-m", "luatos_fota.cli", "release", "add", "--data", str(data_dir),
+    return [sys.executable, "-m", "luatos_fota.cli", "release", "add", "--skip-preflight", "--data", str(data_dir),
             "--project-key", "K", "--firmware-name", "BIG_LuatOS-SoC_EC618", str(pkg)]
 
 

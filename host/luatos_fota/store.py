@@ -102,12 +102,18 @@ _Q_GENERATION = sa.select(t.generation.c.value).where(t.generation.c.id == t.GEN
 _Q_GENERATIONS = sa.select(t.generation.c.id, t.generation.c.value)
 _Q_INSERT_SERVE = t.serves.insert()
 # The hot serve path on SQLite runs these on the DBAPI connection (see _count_and_record_batch_sqlite).
-_SQL_COUNT_SERVES = ("SELECT count(*) FROM serves WHERE device_id = ? AND release_id = ? "
-                     "AND served_at >= ?")
-_SQL_INSERT_SERVE = ("INSERT INTO serves (fota_sn, device_id, release_id, channel, from_version, served_at) "
-                     "VALUES (?, ?, ?, ?, ?, ?)")  # the columns of _SERVE_COLUMNS, in order
+_SQL_SERVE_LOAD = ("SELECT coalesce(sum(CASE WHEN bytes IS NULL THEN 1 ELSE 0 END), 0), "
+                   "coalesce(sum(bytes), 0) FROM serves WHERE device_id = ? AND release_id = ? "
+                   "AND served_at >= ?")
+_SQL_INSERT_SERVE = ("INSERT INTO serves (fota_sn, device_id, release_id, channel, from_version, served_at, "
+                     "bytes) VALUES (?, ?, ?, ?, ?, ?, ?)")  # the columns of _SERVE_COLUMNS, in order
 _Q_DEVICE_SERVE_LOCK = sa.text("SELECT pg_advisory_xact_lock(7306151, :d)")
 _Q_COUNT_SERVES = sa.select(sa.func.count()).select_from(t.serves).where(
+    t.serves.c.device_id == sa.bindparam("d"), t.serves.c.release_id == sa.bindparam("r"),
+    t.serves.c.served_at >= sa.bindparam("s"))
+_Q_SERVE_LOAD = sa.select(
+    sa.func.coalesce(sa.func.sum(sa.case((t.serves.c.bytes.is_(None), 1), else_=0)), 0),
+    sa.func.coalesce(sa.func.sum(t.serves.c.bytes), 0)).where(
     t.serves.c.device_id == sa.bindparam("d"), t.serves.c.release_id == sa.bindparam("r"),
     t.serves.c.served_at >= sa.bindparam("s"))
 
@@ -121,28 +127,70 @@ class _ServeItem:
     channel: str
     from_version: str
     mode: str
+    size: int = 0  # the whole package, in bytes (0: unknown, every serve counts as one)
+    nbytes: int | None = None  # what this serve sends (None: the whole package)
 
 
-_SERVE_COLUMNS = ("fota_sn", "device_id", "release_id", "channel", "from_version", "served_at")
+_SERVE_COLUMNS = ("fota_sn", "device_id", "release_id", "channel", "from_version", "served_at", "bytes")
 
 
-def _decide_serves(items: list[_ServeItem], count: Callable[[_ServeItem], int],
+def serves_worth(whole: int, nbytes: int, size: int) -> int:
+    """How many serves a device has had of one package: rows without a byte count (older
+    rows) are one each; the bytes of the others add up, and each package's worth is one
+    serve. A download resumed from byte N adds only what it sent, so a cut-and-resume is
+    one serve, while resuming from byte 1 again and again is as many as the bytes say."""
+    if size <= 0:
+        return whole
+    return whole + nbytes // size
+
+
+def version_oscillation(changes: list[tuple[str, str]]) -> str | None:
+    """The loop-guard rule for versions: ``changes`` are a device's reported version changes
+    (old, new) within the window, oldest first, the latest one last. A device that comes back
+    to a version after having fallen back from it (old -> new -> old -> new: the package
+    installs, fails, the device rolls back and downloads it again) is oscillating; each
+    rise restarts the serve count, so counting serves alone never stops it. Returns the path
+    it took, or None."""
+    if not changes:
+        return None
+    path = [changes[0][0], *(new for _, new in changes)]
+    latest = path[-1]
+    try:
+        top = FotaVersion.parse(latest)
+        for i in range(1, len(path) - 2):  # reached by a change, not merely where it started
+            if path[i] != latest:
+                continue
+            between = [FotaVersion.parse(v) for v in path[i + 1:-1]]
+            if any(v < top for v in between):
+                return " -> ".join(path[max(0, i - 1):])
+    except VersionError:
+        return None
+    return None
+
+
+def _decide_serves(items: list[_ServeItem], load: Callable[[_ServeItem], tuple[int, int]],
                    ) -> tuple[list[tuple[int, str | None]], list[tuple[Any, ...]]]:
     """The loop-guard rule for one batch, in order: (serves counted before each item, its
-    fota_sn or None) and the serve rows to insert (_SERVE_COLUMNS). ``count`` reads the
-    database; serves granted earlier in the batch are added, so the count stays exact."""
+    fota_sn or None) and the serve rows to insert (_SERVE_COLUMNS). ``load`` reads the
+    database: (rows without bytes, sum of bytes) in the window; what was granted earlier in
+    the batch is added, so the count stays exact. ``full`` (a 200 or a Range from 0) and
+    ``continuation`` (a Range from N>0) are both served while fewer than ``limit`` packages'
+    worth went out; ``head`` is never recorded."""
     out: list[tuple[int, str | None]] = []
     rows: list[tuple[Any, ...]] = []
-    granted: dict[tuple[int, int], int] = {}
+    granted: dict[tuple[int, int], tuple[int, int]] = {}
     for it in items:
         key = (it.device_id, it.release_id)
-        n = granted.get(key, 0) + count(it)
-        if not ((it.mode == "full" and n < it.limit) or (it.mode == "continuation" and n == 0 < it.limit)):
+        whole, nbytes = load(it)
+        g_whole, g_bytes = granted.get(key, (0, 0))
+        n = serves_worth(whole + g_whole, nbytes + g_bytes, it.size)
+        if it.mode not in ("full", "continuation") or n >= it.limit:
             out.append((n, None))
             continue
+        sent: int | None = (it.nbytes if it.nbytes is not None else it.size) if it.size > 0 else None
         sn = secrets.token_hex(12)
-        rows.append((sn, it.device_id, it.release_id, it.channel, it.from_version, time.time()))
-        granted[key] = granted.get(key, 0) + 1
+        rows.append((sn, it.device_id, it.release_id, it.channel, it.from_version, time.time(), sent))
+        granted[key] = (g_whole + 1, g_bytes) if sent is None else (g_whole, g_bytes + sent)
         out.append((n, sn))
     return out, rows
 
@@ -680,15 +728,31 @@ class Store:
 
     def device_version_changed(self, device_id: int, device_key: str, product_id: int | None,
                                old: str, new: str, new_fv: FotaVersion | None, ip: str,
-                               lift_loop_ban: bool, *, rose: bool = True) -> None:
+                               lift_loop_ban: bool, *, rose: bool = True,
+                               window_s: float = 0.0) -> str | None:
         """A device reports a different version: record it, confirm serves it reached, lift a loop ban.
 
         Only a *rising* version restarts the loop-guard window (``version_changed_at``): a device
-        that falls back to its old image has not made progress (reference §11.3)."""
+        that falls back to its old image has not made progress (reference §11.3). A device
+        whose versions oscillate within ``window_s`` (:func:`version_oscillation`) is
+        loop-banned instead; the ban reason is returned."""
         self.drain()  # serves still in a write buffer must be there to be confirmed
         now = time.time()
         with self.hot_tx() as c:
+            oscillation = None
+            if window_s > 0 and old:
+                history = [json.loads(d or "{}") for (d,) in c.execute(
+                    sa.select(t.audit.c.detail).where(
+                        t.audit.c.device_key == device_key, t.audit.c.event == "version_changed",
+                        t.audit.c.ts >= now - window_s).order_by(t.audit.c.id))]
+                changes = [(h.get("old", ""), h.get("new", "")) for h in history if h.get("old")]
+                oscillation = version_oscillation([*changes, (old, new)])
             vals: dict[str, Any] = {"reported_version": new, "product_id": product_id}
+            if oscillation:
+                lift_loop_ban = False
+                reason = (f"loop: versions oscillate ({oscillation}) within {window_s / 3600:g} h; "
+                          "the package installs and the device falls back again")
+                vals.update(ban_code=40, banned_at=now, ban_reason=reason)
             if rose:
                 vals["version_changed_at"] = now
             if lift_loop_ban:
@@ -716,6 +780,13 @@ class Store:
                     c.execute(t.serves.update().where(t.serves.c.id.in_(confirmed)).values(confirmed_at=now))
             self._audit(c, "version_changed", device_key=device_key, product_id=product_id, ip=ip or None,
                         old=old, new=new, confirmed_serves=confirmed)
+            if oscillation:
+                self.bump(c, devices_only=True)
+                self._audit(c, "loop_ban", device_key=device_key, product_id=product_id, code=40,
+                            ip=ip or None, reason="oscillation", versions=oscillation,
+                            window_s=window_s, version=new)
+                return str(vals["ban_reason"])
+        return None
 
     def update_device_product(self, device_id: int, product_id: int, *, device_key: str | None = None,
                               old_product_id: int | None = None, ip: str = "") -> None:
@@ -788,15 +859,23 @@ class Store:
         with self.ro() as c:
             return int(c.execute(_Q_COUNT_SERVES, {"d": device_id, "r": release_id, "s": since}).scalar_one())
 
+    def serve_load(self, device_id: int, release_id: int, since: float) -> tuple[int, int]:
+        """(serve rows without a byte count, bytes of the others) since ``since``."""
+        with self.ro() as c:
+            whole, nbytes = c.execute(_Q_SERVE_LOAD, {"d": device_id, "r": release_id, "s": since}).one()
+        return int(whole), int(nbytes)
+
     def count_and_record(self, device_id: int, release_id: int, since: float, limit: int, channel: str,
-                         from_version: str, mode: str) -> tuple[int, str | None]:
+                         from_version: str, mode: str, *, size: int = 0,
+                         nbytes: int | None = None) -> tuple[int, str | None]:
         """Loop-guard count and, when it allows, the serve row, committed before this returns.
-        ``mode``: ``full`` records below ``limit``; ``continuation`` records only when nothing
-        was served; ``head`` never. Returns (serves counted before this one, fota_sn or None).
+        ``mode``: ``full`` and ``continuation`` record below ``limit`` packages' worth of
+        ``size`` bytes (see :func:`serves_worth`), ``nbytes`` being what this one sends;
+        ``head`` never. Returns (serves counted before this one, fota_sn or None).
 
         Concurrent calls share one transaction (group commit, see groupcommit.py); each item is
         counted after the ones before it in the batch, so the count stays exact."""
-        item = _ServeItem(device_id, release_id, since, limit, channel, from_version, mode)
+        item = _ServeItem(device_id, release_id, since, limit, channel, from_version, mode, size, nbytes)
         try:
             return self._serve_batches.submit(item, self.hot_busy_timeout_s)
         except BatchBusy as e:
@@ -811,8 +890,12 @@ class Store:
             # order so two instances' batches cannot deadlock.
             for device_id in sorted({it.device_id for it in items}):
                 c.execute(_Q_DEVICE_SERVE_LOCK, {"d": device_id})
-            out, rows = _decide_serves(items, lambda it: int(c.execute(
-                _Q_COUNT_SERVES, {"d": it.device_id, "r": it.release_id, "s": it.since}).scalar_one()))
+            def load(it: _ServeItem) -> tuple[int, int]:
+                whole, nbytes = c.execute(_Q_SERVE_LOAD, {"d": it.device_id, "r": it.release_id,
+                                                          "s": it.since}).one()
+                return int(whole), int(nbytes)
+
+            out, rows = _decide_serves(items, load)
             if rows:
                 c.execute(_Q_INSERT_SERVE, [dict(zip(_SERVE_COLUMNS, r, strict=True)) for r in rows])
             return out
@@ -827,12 +910,12 @@ class Store:
                 cur = raw.cursor()
                 cur.execute("BEGIN IMMEDIATE")  # waits at most busy_timeout for other processes
                 try:
-                    def count(it: _ServeItem) -> int:
-                        cur.execute(_SQL_COUNT_SERVES, (it.device_id, it.release_id, it.since))
-                        (n,) = cur.fetchone() or (0,)
-                        return int(n)
+                    def load(it: _ServeItem) -> tuple[int, int]:
+                        cur.execute(_SQL_SERVE_LOAD, (it.device_id, it.release_id, it.since))
+                        whole, nbytes = cur.fetchone() or (0, 0)
+                        return int(whole), int(nbytes)
 
-                    out, rows = _decide_serves(items, count)
+                    out, rows = _decide_serves(items, load)
                     if rows:
                         cur.executemany(_SQL_INSERT_SERVE, rows)
                     cur.execute("COMMIT")
@@ -847,13 +930,26 @@ class Store:
                 raw.close()  # back to the pool
         return out
 
-    def serve_times(self, device_id: int, release_id: int, since: float) -> list[float]:
-        """When this release was served to this device since ``since`` (seeds in-memory counts)."""
+    def serve_times(self, device_id: int, release_id: int, since: float,
+                    ) -> list[tuple[float, int | None, str]]:
+        """(served_at, bytes, fota_sn) of this release's serves to this device since ``since``
+        (seeds in-memory counts)."""
         with self.ro() as c:
-            return sorted(float(r[0]) for r in c.execute(
-                sa.select(t.serves.c.served_at).where(t.serves.c.device_id == device_id,
-                                                      t.serves.c.release_id == release_id,
-                                                      t.serves.c.served_at >= since)))
+            return sorted((float(r[0]), None if r[1] is None else int(r[1]), str(r[2])) for r in c.execute(
+                sa.select(t.serves.c.served_at, t.serves.c.bytes, t.serves.c.fota_sn).where(
+                    t.serves.c.device_id == device_id, t.serves.c.release_id == release_id,
+                    t.serves.c.served_at >= since)))
+
+    def serve_not_delivered(self, fota_sn: str, sent: int, *, device_key: str | None, release_id: int | None,
+                            ip: str = "", planned: int = 0) -> None:
+        """The client hung up before the serve's bytes were written: the serve row keeps only
+        what was sent (so the loop guard counts that), and the audit says so."""
+        self.drain()
+        with self.tx() as c:
+            c.execute(t.serves.update().where(t.serves.c.fota_sn == fota_sn).values(bytes=sent))
+            self._audit(c, "serve_aborted", device_key=device_key, release_id=release_id, ip=ip or None,
+                        fota_sn=fota_sn, bytes_sent=sent, bytes_planned=planned,
+                        reason="the client hung up before the package was written")
 
     def insert_serves(self, rows: list[dict[str, Any]]) -> None:
         """Batched serve rows (fota_sn issued in memory); see BufferedWriter.serve."""
@@ -870,12 +966,13 @@ class Store:
                           .where(t.serves.c.fota_sn == fota_sn)).first()
         return _row(r) if r else None
 
-    def record_serve(self, device_id: int, release_id: int, channel: str, from_version: str) -> str:
+    def record_serve(self, device_id: int, release_id: int, channel: str, from_version: str,
+                     nbytes: int | None = None) -> str:
         sn = secrets.token_hex(12)
         with self.hot_tx() as c:
             c.execute(t.serves.insert().values(fota_sn=sn, device_id=device_id, release_id=release_id,
                                                channel=channel, from_version=from_version,
-                                               served_at=time.time()))
+                                               served_at=time.time(), bytes=nbytes))
         return sn
 
     def loop_ban(self, device_id: int, device_key: str, release_id: int, serves: int, window_s: float,

@@ -52,10 +52,18 @@ def test_if_range(srv, data):
     assert stale.status == 200 and stale.body == data
 
 
-def test_range_continuation_does_not_count_as_a_serve(srv, data):
-    for _ in range(8):
-        assert device_request(srv.port, CHECK, extra_headers=b"Range: bytes=5-\r\n").status == 206
-    assert device_request(srv.port, CHECK).status == 200  # not loop-banned
+def test_resumed_download_counts_once(srv, data):
+    """A download cut half way and resumed from there is one package's worth: one serve."""
+    half = len(data) // 2
+    for _ in range(5):
+        assert device_request(srv.port, CHECK, extra_headers=f"Range: bytes=0-{half - 1}\r\n".encode()).status == 206
+        r = device_request(srv.port, CHECK, extra_headers=f"Range: bytes={half}-\r\n".encode())
+        assert r.status == 206 and len(r.body) == len(data) - half
+    # five packages' worth went out (limit 6): a sixth whole download is still allowed...
+    assert device_request(srv.port, CHECK).status == 200
+    # ...and the seventh is a loop
+    r = device_request(srv.port, CHECK)
+    assert r.status == 403 and r.json()["code"] == 40
 
 
 def test_stable_download_urls(srv, data):

@@ -216,24 +216,24 @@ def test_head_and_ranges_see_the_loop_guard(tmp_path):
     with running_server(tmp_path / "d", loop_max_serves=2) as s:
         p = s.store.add_product(KEY, FW)
         rel = s.store.add_release(pkg("001.000.002"), product_id=p["id"], version="001.000.002")
-        # a Range continuation with no serve before it is a download like any other
+        size = rel["size"]
+        # Range continuations add up their bytes: 10- and 20- are (size-10)+(size-20) bytes,
+        # one package's worth (the serve rows record what each sent)
         assert device_request(s.port, check("2001.001.000"), extra_headers=b"Range: bytes=10-\r\n").status == 206
-        assert _serves(s, rel["id"]) == 1
-        # ...but a continuation of a counted download is not a new serve
         assert device_request(s.port, check("2001.001.000"), extra_headers=b"Range: bytes=20-\r\n").status == 206
-        assert _serves(s, rel["id"]) == 1
-        h = device_request(s.port, check("2001.001.000"), method=b"HEAD")
-        assert h.status == 200 and h.body == b"" and _serves(s, rel["id"]) == 1
-        assert device_request(s.port, check("2001.001.000")).status == 200
         assert _serves(s, rel["id"]) == 2
+        dev = s.store.get_device(MAC)
+        assert s.store.serve_load(dev["id"], rel["id"], 0.0) == (0, 2 * size - 30)
         h = device_request(s.port, check("2001.001.000"), method=b"HEAD")
-        assert h.status == 403 and h.body == b""  # the guard applies to HEAD too (without banning)
+        assert h.status == 200 and h.body == b"" and _serves(s, rel["id"]) == 2  # HEAD records nothing
+        assert device_request(s.port, check("2001.001.000")).status == 200  # 1 worth before: allowed
+        h = device_request(s.port, check("2001.001.000"), method=b"HEAD")
+        assert h.status == 403 and h.body == b""  # 2 worth: the guard applies to HEAD too (without banning)
         assert s.store.get_device(MAC)["ban_code"] == 0
-        # the last counted download may still be resumed...
-        assert device_request(s.port, check("2001.001.000"), extra_headers=b"Range: bytes=30-\r\n").status == 206
-        r = device_request(s.port, check("2001.001.000"))  # ...but a third whole download is a loop
-        assert r.status == 403 and r.json()["code"] == 40
+        # two packages' worth went out: a resume is refused like a whole download
         r = device_request(s.port, check("2001.001.000"), extra_headers=b"Range: bytes=30-\r\n")
+        assert r.status == 403 and r.json()["code"] == 40
+        r = device_request(s.port, check("2001.001.000"))
         assert r.status == 403 and r.json()["code"] == 40
         s.flush()
         assert s.store.query_audit(device=MAC, event_="head", limit=10)

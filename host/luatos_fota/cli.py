@@ -357,11 +357,13 @@ def release_list(data_dir: Path, db_url: str | None, product_id: int | None, as_
     if as_json:
         return _out(rows)
     _table([[r["id"], r["firmware_name"], r["script_version"], r["core_version"] or "", r["kind"],
-             "enabled" if r["enabled"] else "paused", "forced" if r["forced"] else "",
+             "enabled" if r["enabled"] else "paused", r["preflight_status"] or "-",
+             "forced" if r["forced"] else "",
              r["target_mode"] + (f" {r['percent']:g}%" if r["target_mode"] == "percent" else
                                  f" {len(r['devices'])}" if r["target_mode"] == "devices" else ""),
              r["size"], r["sha256"][:12]] for r in rows],
-           ["ID", "FIRMWARE", "VERSION", "CORE", "KIND", "STATE", "", "TARGET", "SIZE", "SHA256"])
+           ["ID", "FIRMWARE", "VERSION", "CORE", "KIND", "STATE", "PREFLIGHT", "", "TARGET", "SIZE",
+            "SHA256"])
 
 
 def _set_enabled(data_dir: Path, db_url: str | None, rid: int, enabled: bool, as_json: bool) -> None:

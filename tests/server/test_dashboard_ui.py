@@ -159,6 +159,7 @@ def test_dashboard_devices_upload_ban_unban_audit(
     page.set_input_files("#up-file", str(package))
     page.fill("#up-version", "001.000.002")
     page.fill("#up-notes", "uploaded from the dashboard test")
+    page.check("#up-skip-preflight")  # a bare test package; the preflight has its own tests
     page.click("#upload-submit")
     page.locator("#releases-body tr[data-release]").first.wait_for()
     releases = srv.store.list_releases(product["id"])
@@ -167,6 +168,7 @@ def test_dashboard_devices_upload_ban_unban_audit(
     ]
     rel_row = page.locator(f"#releases-body tr[data-release='{releases[0]['id']}']")
     assert "001.000.002" in rel_row.inner_text() and "enabled" in rel_row.inner_text()
+    assert rel_row.locator("[data-preflight]").inner_text() == "skipped"
     assert "targeted 2" in rel_row.inner_text()
 
     # The device now gets the package; the rollout progress shows it after a refresh.

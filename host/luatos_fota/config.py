@@ -69,6 +69,9 @@ class ServerConfig:
     # time each run (cold boot, upgrade path) gets.
     preflight_wall_s: float = 60.0
     preflight_window_s: float = 600.0
+    # Where packages live: None -> DATA/blobs (or $LUATOS_FOTA_BLOBS); ``s3://bucket/prefix?...``
+    # -> an S3-compatible bucket with DATA/blobs as this instance's read-through cache.
+    blob_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -35,14 +35,19 @@ class PreflightSettings:
     command: tuple[str, ...] = (sys.executable, "-m", WORKER_MODULE)
 
 
-def _job(store: Store, release_id: int, window_s: float, baseline: Path | None) -> dict[str, Any]:
+def _job(store: Store, release_id: int, window_s: float, baseline: Path | None,
+         tmp: Path) -> dict[str, Any]:
+    """The worker's job; the packages are copied out of the blob store (which may be remote)."""
     rel = store.get_release(release_id)
+    package = tmp / "candidate.bin"
+    package.write_bytes(store.blobs.read(rel["sha256"]))
+    base: str | None = str(baseline) if baseline is not None else None
     if baseline is None:
         prev = store.previous_release(release_id)
-        base = str(store.blobs.path(prev["sha256"])) if prev is not None else None
-    else:
-        base = str(baseline)
-    return {"package": str(store.blobs.path(rel["sha256"])), "project_key": rel["project_key"],
+        if prev is not None:
+            (tmp / "baseline.bin").write_bytes(store.blobs.read(prev["sha256"]))
+            base = str(tmp / "baseline.bin")
+    return {"package": str(package), "project_key": rel["project_key"],
             "firmware_name": rel["firmware_name"], "version": rel["script_version"],
             "kind": rel["kind"], "core": rel["core_version"], "baseline": base,
             "window_ms": int(window_s * 1000)}
@@ -98,8 +103,16 @@ class PreflightRunner:
         with self._lock:
             if not self.store.claim_preflight(release_id):
                 return None
-            job = _job(self.store, release_id, self.settings.window_s, baseline)
-            result = run_worker(job, self.settings)
+            with tempfile.TemporaryDirectory(prefix="luatos-fota-preflight-") as tmp:
+                try:
+                    job = _job(self.store, release_id, self.settings.window_s, baseline, Path(tmp))
+                except OSError as e:
+                    result: dict[str, Any] = {
+                        "status": "unsupported", "summary": f"could not preflight: the package "
+                        f"could not be read ({e})", "checks": [], "warnings": [],
+                        "log_excerpt": "", "virtual_ms": 0, "wall_s": 0.0}
+                else:
+                    result = run_worker(job, self.settings)
             return self.store.record_preflight(release_id, result, actor=actor)
 
     def submit(self, release_id: int, *, baseline: Path | None = None) -> None:

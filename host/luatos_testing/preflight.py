@@ -160,7 +160,7 @@ def _run_checked(dev: Device, window_ms: int, done: Any) -> None:
     end = dev.current_ms() + window_ms
     step = 5_000
     while dev.current_ms() < end and not dev.reboot_loop and not done():
-        dev.run_for(min(step, end - dev.current_ms()))
+        dev.run_for(f"{min(step, end - dev.current_ms())}ms")
 
 
 def cold_boot(job: Job, files: dict[str, bytes], profile: ModelProfile, srv: RunningServer,
@@ -171,7 +171,7 @@ def cold_boot(job: Job, files: dict[str, bytes], profile: ModelProfile, srv: Run
     _run_checked(dev, job.window_ms, lambda: bool(_checkins(srv, mac)) and dev.current_ms() > 60_000)
     # Run on through the window so a late error or a reboot loop is seen.
     if dev.current_ms() < job.window_ms and not dev.reboot_loop:
-        dev.run_for(job.window_ms - dev.current_ms())
+        dev.run_for(f"{job.window_ms - dev.current_ms()}ms")
     ms = dev.current_ms()
     crash = _crash(dev)
     if crash:
@@ -206,7 +206,7 @@ def upgrade_path(job: Job, baseline: dict[str, bytes], baseline_core: str | None
     _run_checked(dev, job.window_ms, settled)
     # Run on through the window: the new version must keep running and not download again.
     if dev.current_ms() < job.window_ms and not dev.reboot_loop:
-        dev.run_for(job.window_ms - dev.current_ms())
+        dev.run_for(f"{job.window_ms - dev.current_ms()}ms")
     ms = dev.current_ms()
     crash = _crash(dev)
     rows = _checkins(srv, mac)

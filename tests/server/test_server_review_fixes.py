@@ -102,6 +102,7 @@ def test_writer_drops_a_bad_row_and_keeps_the_rest_sqlite(srv):
     _writer_survives_bad_row(srv)
 
 
+@pytest.mark.postgres
 def test_overlong_ids_postgres_are_400_and_audit_keeps_flowing(tmp_path, pg_url):
     with running_server(tmp_path / "d", db_url=pg_url, flush_interval_s=0.1) as s:
         s.store.add_product(KEY, FW)
@@ -349,6 +350,7 @@ def test_v1_database_upgrades_to_the_current_schema(tmp_path):
     assert shape_v1 != new  # migration 1 is the frozen v1 schema, not today's metadata
 
 
+@pytest.mark.postgres
 def test_v1_database_upgrades_on_postgres(tmp_path, pg_url):
     eng = sa.create_engine(pg_url)
     with eng.begin() as c:

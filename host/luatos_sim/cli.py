@@ -1,7 +1,9 @@
 """``luatos-sim``: run a LuatOS project on the laptop and print its log in virtual time.
 
 Exit codes: 0 when ``--for`` ended or ``--until`` matched; 1 when ``--until`` never matched;
-2 for a usage or project error (missing main.lua, duplicate file names, unknown model).
+2 for a usage or project error (missing main.lua, duplicate file names, unknown model); 3 when
+the device crashed (Lua error, VM exit, watchdog reset) or fell into a reboot loop, which also
+stops the run unless ``--keep-going`` (see luatos_sim.crashes).
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from typing import Any, TextIO
 
 from luatos_common.logline import SIM, C, LogRecord
 
+from .crashes import crashes
 from .device import Device, DeviceOptions, RebootLoopError, UntilTimeout
 from .duration import format_ms, parse_duration
 from .profiles import PROFILES
 from .scripts import ScriptError
 
-EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
 
 _COLOURS = {"E": "\033[31m", "W": "\033[33m", "I": "\033[32m", "D": "\033[2m"}
 _RESET = "\033[0m"
@@ -78,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--until", default=None, metavar="REGEX",
                      help="stop when a log line matches (it may match on a later boot); "
                           "exit 1 if it never does")
+    run.add_argument("--keep-going", action="store_true",
+                     help="run on through a detected reboot loop (the exit code is still 3)")
     run.add_argument("--state", default=None, metavar="DIR",
                      help="keep the device's flash (files, fskv, staged FOTA) in DIR across runs")
     fmt = run.add_mutually_exclusive_group()
@@ -133,17 +138,36 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
             dev.close()
             return EXIT_USAGE
     try:
-        if pattern is None:
-            dev.run_for(duration)
+        matched, note = _run_device(dev, pattern, duration, stop_at_loop=not args.keep_going)
+        if matched:
             return EXIT_OK
-        try:
-            dev.run_until(pattern, within=duration, stop_on_reboot_loop=False)
-            return EXIT_OK
-        except (UntilTimeout, RebootLoopError) as e:
-            print(f"luatos-sim: {str(e).splitlines()[0]}", file=sys.stderr)
+        found = crashes(dev)
+        if found:
+            print(f"luatos-sim: the device crashed: {found[-1]}", file=sys.stderr)
+            if len(found) > 1:
+                print(f"luatos-sim: {len(found)} crashes in all; the first: {found[0]}",
+                      file=sys.stderr)
+            print(f"luatos-sim: the last lines that led there:\n{found[-1].excerpt}", file=sys.stderr)
+            return EXIT_CRASH
+        if note:
+            print(f"luatos-sim: {note}", file=sys.stderr)
             return EXIT_NO_MATCH
+        return EXIT_OK
     finally:
         dev.close()
+
+
+def _run_device(dev: Device, pattern: re.Pattern[str] | None, duration: str,
+                stop_at_loop: bool) -> tuple[bool, str]:
+    """Run for ``duration`` or until ``pattern``; (matched, why not when --until failed)."""
+    want = pattern if pattern is not None else (lambda rec: False)
+    try:
+        dev.run_until(want, within=duration, stop_on_reboot_loop=stop_at_loop)
+        return True, ""
+    except RebootLoopError as e:
+        return False, str(e).splitlines()[0]
+    except UntilTimeout as e:
+        return False, str(e).splitlines()[0] if pattern is not None else ""
 
 
 def main(argv: list[str] | None = None, out: Any = None) -> int:

@@ -41,6 +41,7 @@ from luatos_common.version import ScriptVersion
 from luatos_fota.testing import RunningServer, running_server
 from luatos_sim import Device, DeviceOptions
 from luatos_sim.api_surface import surface_for
+from luatos_sim.crashes import crashes
 from luatos_sim.profiles import PROFILES, ModelProfile
 
 PASSED, FAILED, UNSUPPORTED = "passed", "failed", "unsupported"
@@ -126,15 +127,13 @@ def _unsupported_reason(dev: Device, profile: ModelProfile) -> str | None:
 
 
 def _crash(dev: Device) -> str | None:
-    """Why the device did not run cleanly (error, VM exit, watchdog, reboot loop), or None."""
-    if dev.reboot_loop:
-        return dev.reboot_loop
-    for b in dev.boots:
-        if b.outcome in ("error", "exit", "watchdog"):
-            what = {"error": "Lua error", "exit": "VM exit (main returned)",
-                    "watchdog": "watchdog reset"}[b.outcome]
-            return f"boot {b.number}: {what}" + (f": {b.error}" if b.error else "")
-    return None
+    """Why the device did not run cleanly (luatos_sim.crashes), or None: a reboot loop first,
+    it says the most."""
+    found = crashes(dev)
+    if not found:
+        return None
+    loop = [c for c in found if c.kind == "reboot_loop"]
+    return str(loop[0] if loop else found[0])
 
 
 def _make_device(files: dict[str, bytes], profile: ModelProfile, srv: RunningServer, mac: str,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -282,3 +283,40 @@ def test_without_push_channel_the_page_says_so(browser: Any, tmp_path: Path) -> 
             assert not page.is_visible("#status.error")
         finally:
             context.close()
+
+
+def test_upload_is_preflighted_and_the_result_shown(page: Any, srv: RunningServer,
+                                                    tmp_path: Path) -> None:
+    """device/ uploaded through the form: pending, then the preflight's verdict in the row;
+    a candidate that reboot-loops shows "failed" with its reason on hover and stays paused."""
+    from luatos_sim.scripts import load_project_files
+    from luatos_testing.demo import PROJECT_RE, with_version
+
+    files = load_project_files(Path(__file__).resolve().parents[2] / "device")
+    m = PROJECT_RE.search(files["main.lua"])
+    assert m
+    product = srv.store.add_product("DEMO_PRODUCT_KEY", f"{m[1].decode()}_LuatOS-SoC_Air8101")
+    good, bad = tmp_path / "good.bin", tmp_path / "bad.bin"
+    good.write_bytes(build_air8101_ota(with_version(files, "001.000.001")))
+    loops = with_version(files, "001.000.002")
+    loops["main.lua"] = loops["main.lua"].replace(b"\nsys.run()", b"\n-- sys.run() forgotten")
+    bad.write_bytes(build_air8101_ota(loops))
+    sign_in(page, srv)
+    for n, package in enumerate((good, bad), start=1):
+        page.click("#tabs button[data-tab=upload]")
+        page.select_option("#up-product", str(product["id"]))
+        page.set_input_files("#up-file", str(package))
+        page.click("#upload-submit")
+        assert "preflight running" in wait_status(page, "ok", f"release #{n} created")
+    rels = srv.store.list_releases(product["id"])
+    for rel, verdict in zip(rels, ("passed", "failed"), strict=True):
+        badge = page.locator(f"#releases-body tr[data-release='{rel['id']}'] [data-preflight]")
+        deadline = time.monotonic() + 60
+        while badge.inner_text() != verdict and time.monotonic() < deadline:
+            page.click("#releases-refresh")
+            time.sleep(0.3)
+        assert badge.inner_text() == verdict
+    bad_row = page.locator(f"#releases-body tr[data-release='{rels[1]['id']}']")
+    assert "reboot loop" in bad_row.locator("[data-preflight]").get_attribute("title")
+    assert "paused" in bad_row.inner_text()
+    assert "enabled" in page.locator(f"#releases-body tr[data-release='{rels[0]['id']}']").inner_text()

@@ -101,23 +101,3 @@ def reported_version(version: str, core: str | int | None = None) -> FotaVersion
             return fv
         return ScriptVersion.parse(version).fota_version(core_num)
     return FotaVersion.parse(version)
-
-
-_VERSION_LINE_RE = re.compile(rb"""^(?P<head>[ \t]*VERSION[ \t]*=[ \t]*)(?P<q>["'])[^"'\r\n]*(?P=q)""",
-                              re.MULTILINE)
-_STAMP_FORM_RE = re.compile(r"^[0-9]{3}\.[0-9]{3}\.[0-9]{3}$")
-
-
-def stamp_version(main_lua: bytes, version: str, where: str = "main.lua") -> bytes:
-    """main.lua with its ``VERSION`` literal set to ``version``, everything else byte for byte.
-
-    This is the edit a release build makes (the project on disk keeps the version it runs), so
-    a package can declare ``001.000.001`` while the working copy still says ``001.000.000``."""
-    if not _STAMP_FORM_RE.match(version):
-        raise VersionError(f"version {version!r} is not xxx.yyy.zzz (three groups of three "
-                           "digits, e.g. 001.000.001)")
-    m = _VERSION_LINE_RE.search(main_lua)
-    if m is None:
-        raise VersionError(f"{where}: no VERSION = \"...\" line to stamp")
-    q = m["q"]
-    return main_lua[:m.start()] + m["head"] + q + version.encode() + q + main_lua[m.end():]

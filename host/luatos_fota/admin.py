@@ -162,13 +162,17 @@ async def releases(request: Request) -> Response:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap + (64 << 10):  # + room for the form fields
         return _err(413, f"upload of {declared} bytes; packages over {cap} bytes (max_upload_bytes) are refused")
-    async with request.form(max_files=1, max_fields=50) as form:
+    async with request.form(max_files=2, max_fields=50) as form:
         up = form.get("file") or form.get("package")
         if up is None or isinstance(up, str):
             raise UploadError("file", "multipart field 'file' (the package) is missing")
         data = await up.read(cap + 1)
         if len(data) > cap:
             return _err(413, f"package over {cap} bytes (max_upload_bytes); refused")
+        base = form.get("baseline")
+        baseline = await base.read(cap + 1) if base is not None and not isinstance(base, str) else None
+        if baseline is not None and len(baseline) > cap:
+            return _err(413, f"baseline over {cap} bytes (max_upload_bytes); refused")
         f = {k: v for k, v in form.items() if isinstance(v, str)}
         filename = f.get("filename") or up.filename
     if f.get("product_id"):
@@ -178,14 +182,40 @@ async def releases(request: Request) -> Response:
     else:
         raise UploadError("product_id", "give product_id, or project_key (+ firmware_name)")
     percent = float(f["percent"]) if f.get("percent") not in (None, "") else None
+    skip = _bool(f.get("skip_preflight", "false"))
+    if skip and baseline is not None:
+        raise UploadError("baseline", "a baseline is for the preflight; it was asked to be skipped")
     # Off the event loop: validation, hashing and the fsynced blob write take a while for big files.
     rel = await run_in_threadpool(
         st.add_release, data, product_id=pid, version=f.get("version") or None, core=f.get("core") or None,
         kind=f.get("kind") or None, filename=filename, notes=f.get("notes", ""),
         enabled=_bool(f.get("enabled", "true")), forced=_bool(f.get("forced", "false")),
-        percent=percent, devices=_devices_field(f.get("devices")), actor="api")
+        percent=percent, devices=_devices_field(f.get("devices")),
+        allow_downgrade=_bool(f.get("downgrade", "false")),
+        preflight="skipped" if skip else "pending", actor="api")
+    if not skip:
+        base_path = None
+        if baseline:
+            base_path = st.data_dir / "preflight" / f"baseline-{rel['id']}.bin"
+            base_path.parent.mkdir(exist_ok=True)
+            await run_in_threadpool(base_path.write_bytes, baseline)
+        request.app.preflight.submit(rel["id"], baseline=base_path)
     _changed(request)
     return _ok(rel, 201)
+
+
+@authed
+async def release_preflight(request: Request) -> Response:
+    """Run the release's preflight again (e.g. after one that could not run); answers at once."""
+    st = _store(request)
+    rid = int(request.path_params["rid"])
+    rel = await _call(st.get_release, rid)
+    if rel["preflight_status"] == "running":
+        return _err(409, f"release {rid}: a preflight is already running")
+    await _call(st.request_preflight, rid, actor="api")
+    request.app.preflight.submit(rid)
+    _changed(request)
+    return _ok(await _call(st.get_release, rid), 202)
 
 
 @authed
@@ -453,12 +483,17 @@ def openapi_doc() -> dict[str, Any]:
                           "post": _op("Create a product {project_key, firmware_name, name?, auto_register?}", "json")},
         f"{P}/products/{{pid}}": {"get": _op("One product"), "patch": _op("Update {name?, auto_register?}", "json")},
         f"{P}/releases": {"get": _op("List releases", params=["product_id"]),
-                          "post": _op("Upload a release (multipart); 422 with field+msg when refused", "multipart")},
+                          "post": _op("Upload a release (multipart: file, version?, core?, kind?, "
+                                      "percent?, devices?, enabled?, forced?, downgrade?, "
+                                      "skip_preflight?, baseline? (file)); 422 with field+msg when "
+                                      "refused; the release stays disabled until its preflight "
+                                      "passes (preflight_status, preflight_result)", "multipart")},
         f"{P}/releases/{{rid}}": {"get": _op("One release"),
                                   "patch": _op("Update {enabled?, forced?, notes?}", "json")},
         f"{P}/releases/{{rid}}/enable": {"post": _op("Enable (resume) a release")},
         f"{P}/releases/{{rid}}/pause": {"post": _op("Pause a release")},
         f"{P}/releases/{{rid}}/archive": {"post": _op("Archive a release: paused for good, listed apart")},
+        f"{P}/releases/{{rid}}/preflight": {"post": _op("Run the release's preflight again (202)")},
         f"{P}/releases/{{rid}}/target": {"post": _op(
             "Targeting {mode: all|devices|percent, percent?, devices?}", "json")},
         f"{P}/artifacts": {"get": _op("Stored packages")},
@@ -499,6 +534,7 @@ def admin_routes() -> list[Route]:
         Route(f"{P}/releases/{{rid:int}}/enable", release_enable, methods=["POST"]),
         Route(f"{P}/releases/{{rid:int}}/pause", release_pause, methods=["POST"]),
         Route(f"{P}/releases/{{rid:int}}/archive", release_archive, methods=["POST"]),
+        Route(f"{P}/releases/{{rid:int}}/preflight", release_preflight, methods=["POST"]),
         Route(f"{P}/releases/{{rid:int}}/target", release_target, methods=["POST", "PUT"]),
         Route(f"{P}/artifacts", artifacts, methods=["GET"]),
         Route(f"{P}/devices", devices, methods=["GET", "POST"]),

@@ -57,8 +57,9 @@ from . import metrics
 from .blobs import Blobs
 from .config import ServerConfig
 from .devrequest import FIELD_LIMITS, looks_like_device_request, parse_device_request, raw_target
-from .httpio import header, plan_range, send_bytes, send_json, send_package
+from .httpio import RangePlan, header, plan_range, send_bytes, send_json, send_package
 from .ops import ops_routes
+from .preflight import PreflightRunner, PreflightSettings
 from .push import PushHub
 from .pushrelay import PushRelay
 from .ratelimit import TokenBuckets, retry_after_seconds
@@ -127,6 +128,40 @@ class BlobCache:
         return b
 
 
+def serve_mode(plan: RangePlan, head: bool) -> str:
+    """What a package answer is for the loop guard: ``full`` (a 200, or a Range from byte 0:
+    a fresh download), ``continuation`` (a Range from N>0) or ``head`` (HEAD, 416: nothing
+    sent, nothing recorded)."""
+    if head or plan.status == 416:
+        return "head"
+    if plan.status == 206 and plan.start > 0:
+        return "continuation"
+    return "full"
+
+
+class CountingSend:
+    """An ASGI ``send`` that counts the body bytes handed over while the client was still
+    connected (uvicorn drops what is sent after the connection went: see server.Delivery)."""
+
+    def __init__(self, send: Any, scope: dict) -> None:
+        self._send = send
+        self._delivery = scope.get("luatos.delivery")
+        self.body_bytes = 0
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not self.lost:
+            self.body_bytes += len(message.get("body", b""))
+        await self._send(message)
+
+    @property
+    def lost(self) -> bool:
+        return bool(self._delivery is not None and self._delivery.lost)
+
+    def lost_before(self, planned: int) -> bool:
+        """The client went before ``planned`` body bytes were handed over."""
+        return self.lost and self.body_bytes < planned
+
+
 def client_ip(scope: Any) -> str:
     c = scope.get("client")
     return c[0] if c else ""
@@ -140,6 +175,7 @@ class FotaApp(Starlette):
     device_buckets: TokenBuckets
     ip_buckets: TokenBuckets
     artifacts: dict[str, dict[str, Any]]
+    preflight: PreflightRunner
     inflight: int = 0
     _limiter: anyio.CapacityLimiter | None = None
 
@@ -252,25 +288,24 @@ class FotaApp(Starlette):
                 # The package is open: only now does this count as a serve (finding 7). A Range
                 # from N>0 continues a counted download; HEAD sees the guard but records nothing.
                 plan = plan_range(rng, header(scope, b"if-range"), f'"{rel.sha256}"', len(data))
-                if head:
-                    mode = "head"
-                elif plan.status == 206 and plan.start > 0:
-                    mode = "continuation"
-                elif plan.status == 416:
-                    mode = "head"
-                else:
-                    mode = "full"
-                done = svc.commit_serve_fast(out, q, mode)
-                out = done if done is not None else await self.offload(svc.commit_serve, out, q, mode)
+                mode = serve_mode(plan, head)
+                nbytes = plan.end - plan.start + 1 if plan.status == 206 else len(data)
+                done = svc.commit_serve_fast(out, q, mode, nbytes)
+                out = done if done is not None else await self.offload(svc.commit_serve, out, q, mode, nbytes)
                 if out.serve:
                     hdrs = [(b"x-fota-release", str(rel.id).encode()),
                             (b"x-fota-version", str(out.target).encode())]
                     if out.fota_sn:
                         hdrs.append((b"x-fota-sn", out.fota_sn.encode()))
-                    status = await send_package(send, scope, data, rel.sha256, hdrs, head=head)
+                    counted = CountingSend(send, scope)
+                    status = await send_package(counted, scope, data, rel.sha256, hdrs, head=head)
                     event = "head" if head else ("serve" if status in (200, 206) else "checkin")
-                    svc.audit(event, out, q, status, fota_sn=out.fota_sn, mode=mode,
-                              range=rng.decode("latin-1")[:100] if rng else None, **extra_detail)
+                    delivered = head or not counted.lost_before(nbytes)
+                    svc.audit(event, out, q, status, fota_sn=out.fota_sn, mode=mode, bytes=nbytes,
+                              delivered=delivered, range=rng.decode("latin-1")[:100] if rng else None,
+                              **extra_detail)
+                    if not delivered and mode != "head":
+                        await self.offload(svc.serve_not_delivered, out, q, counted.body_bytes, nbytes)
                     return
         status = out.status
         if status == 304 and not svc.config.audit_up_to_date:
@@ -414,9 +449,9 @@ class FotaApp(Starlette):
             # A known device fetching a package by URL: a serve for stats and the loop guard.
             # (With fota_sn the serve was counted when the URL was handed out: v2 check, push.)
             plan = plan_range(header(scope, b"range"), header(scope, b"if-range"), f'"{art["sha256"]}"', len(data))
-            mode = ("head" if head or plan.status == 416 else
-                    "continuation" if plan.status == 206 and plan.start > 0 else "full")
-            out = await self.offload(svc.download_serve, art["sha256"], dev_id, ip, mode)
+            mode = serve_mode(plan, head)
+            nbytes = plan.end - plan.start + 1 if plan.status == 206 else len(data)
+            out = await self.offload(svc.download_serve, art["sha256"], dev_id, ip, mode, nbytes)
             if out is not None:
                 release_id = out.release.id if out.release else None
                 if not out.serve:
@@ -491,6 +526,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
             await relay.start()
             relay_box.append(relay)
             app.state.push_relay = relay
+        app.preflight.resume_pending()
         try:
             yield
         finally:
@@ -527,6 +563,8 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     app.state.push_hub = push_hub
     app.state.push_relay = None
     app.state.data_dir = data
+    app.preflight = PreflightRunner(st, PreflightSettings(wall_limit_s=config.preflight_wall_s,
+                                                          window_s=config.preflight_window_s))
     return app
 
 

@@ -8,7 +8,8 @@ counter) or on a running server through its admin API (``--server URL --token T`
 to a server, because only the server holds the device sockets.
 
 Exit codes: 0 ok, 1 unexpected error, 2 usage error, 3 not found, 4 refused (invalid package,
-missing version, conflict), 5 server unreachable or it answered an error.
+missing version, conflict), 5 server unreachable or it answered an error, 6 the preflight failed
+or could not run (the release is kept, disabled).
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ import click
 from luatos_common.cliconv import CONTEXT_SETTINGS, honour_no_color, version_option
 
 from .blobs import BlobStoreUnavailable
+from .preflight import PreflightRunner, PreflightSettings
 from .store import Conflict, NotFound, Store
 from .uploads import UploadError, check_upload
 
-EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_SERVER = 3, 4, 5
+EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_SERVER, EXIT_PREFLIGHT = 3, 4, 5, 6
 
 # Commands that may create the data directory; every other one refuses a missing one, so a
 # typo in --data never silently starts a new, empty database.
@@ -351,16 +353,44 @@ def release() -> None:
 @click.option("--percent", type=click.FloatRange(0, 100), default=None, help="Staged rollout: this share of devices.")
 @click.option("--devices", multiple=True, help="Only these device ids (comma separated, repeatable).")
 @click.option("--forced", is_flag=True, help="Allow serving this release as a downgrade.")
+@click.option("--downgrade", is_flag=True,
+              help="Publish although the version is not above every version the product's devices "
+              "may run (recorded in the release notes and the audit).")
 @click.option("--paused", is_flag=True, help="Create it paused (enable later).")
+@click.option("--baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Package devices run today, for the preflight's upgrade path (default: the "
+              "product's previous release).")
+@click.option("--skip-preflight", is_flag=True,
+              help="Publish without booting it in the emulator first (recorded in the audit).")
+@click.option("--preflight-window", default="10m", show_default=True,
+              help="Virtual time of each preflight run (cold boot, upgrade path).")
+@click.option("--preflight-wall", default="60s", show_default=True,
+              help="Wall-time limit of the preflight worker.")
 @click.option("--notes", default="", help="Free text shown with the release.")
 @json_opt
 @click.argument("package", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def release_add(data_dir: Path, db_url: str | None, product_id: int | None, project_key: str | None,
-                firmware_name: str | None, create_product: bool, version: str | None, core: str | None,
-                kind: str | None, percent: float | None, devices: tuple[str, ...], forced: bool,
-                paused: bool, notes: str, as_json: bool, package: Path) -> None:
-    """Validate PACKAGE and publish it as a release."""
+                firmware_name: str | None, create_product: bool, version: str | None,
+                core: str | None, kind: str | None,
+                percent: float | None, devices: tuple[str, ...], forced: bool, downgrade: bool,
+                paused: bool, baseline: Path | None, skip_preflight: bool, preflight_window: str,
+                preflight_wall: str, notes: str, as_json: bool, package: Path) -> None:
+    """Validate PACKAGE, preflight it, and publish it as a release.
+
+    The package must be what it claims: its main.lua's PROJECT is the product's, its VERSION
+    is --version (when given) and the file name's, its scripts compile, and the version is
+    above every version the product's devices may run (--downgrade overrides that last one).
+
+    Then the preflight boots it in the emulator for the product's model (cold boot, and the
+    upgrade from --baseline or the previous release over loopback HTTP); the release is
+    enabled only when that passes. Exit 6 when the preflight failed or could not run (the
+    release is kept, disabled; `release preflight ID` runs it again)."""
+    if skip_preflight and baseline is not None:
+        _fail(2, "--baseline is for the preflight; it cannot go with --skip-preflight")
     st = _open(data_dir, db_url)
+    if baseline is not None and not isinstance(st, Store):
+        _fail(2, "--baseline works with --data (a store on this host); through a server, upload "
+              "it as the admin API's 'baseline' field")
     spinner: Any = contextlib.nullcontext()
     if sys.stderr.isatty() and isinstance(st, Store):  # remote uploads show a progress bar instead
         from rich.console import Console
@@ -383,15 +413,81 @@ def release_add(data_dir: Path, db_url: str | None, product_id: int | None, proj
             pid = _product_id(st, None, project_key, firmware_name, create=True)
         rel = st.add_release(data, product_id=pid, version=version, core=core, kind=kind,
                              filename=package.name, notes=notes, enabled=not paused, forced=forced,
-                             percent=percent, devices=_split(devices), actor="cli")
+                             percent=percent, devices=_split(devices), allow_downgrade=downgrade,
+                             preflight="skipped" if skip_preflight else "pending", actor="cli")
+        if not skip_preflight and isinstance(st, Store):
+            if hasattr(spinner, "update"):
+                spinner.update(f"preflight of release {rel['id']}: booting it in the emulator …")
+            settings = PreflightSettings(wall_limit_s=_duration(preflight_wall),
+                                         window_s=_duration(preflight_window))
+            rel = PreflightRunner(st, settings).run(rel["id"], baseline=baseline, actor="cli") or rel
+        elif not skip_preflight:  # the server runs it off its request path: wait for the result
+            deadline = time.monotonic() + _duration(preflight_wall) + 30
+            while rel["preflight_status"] in ("pending", "running") and time.monotonic() < deadline:
+                time.sleep(0.2)
+                rel = st.get_release(rel["id"])
     if as_json:
-        return _out(rel)
-    core_txt = f" core {rel['core_version']}" if rel["core_version"] else ""
-    click.echo(f"release {rel['id']}: {rel['firmware_name']} {rel['script_version']}{core_txt} ({rel['kind']}), "
-               f"{rel['size']} bytes sha256 {rel['sha256'][:16]}…, target {rel['target_mode']}"
-               + (" (paused)" if paused else ""))
-    click.echo(f"  devices report this build as {_wire_form(rel['script_version'])} "
-               "(libfota2 sends <core>.xxx.zzz, e.g. 2001.001.001 for 001.000.001 on core V2001)")
+        _out(rel)
+    else:
+        core_txt = f" core {rel['core_version']}" if rel["core_version"] else ""
+        click.echo(f"release {rel['id']}: {rel['firmware_name']} {rel['script_version']}{core_txt} "
+                   f"({rel['kind']}), {rel['size']} bytes sha256 {rel['sha256'][:16]}…, target "
+                   f"{rel['target_mode']}, {'enabled' if rel['enabled'] else 'disabled'}")
+        click.echo(f"  devices report this build as {_wire_form(rel['script_version'])} "
+                   "(libfota2 sends <core>.xxx.zzz, e.g. 2001.001.001 for 001.000.001 on core V2001)")
+        _print_preflight(rel)
+    if rel["preflight_status"] in ("failed", "unsupported"):
+        sys.exit(EXIT_PREFLIGHT)
+
+
+def _print_preflight(rel: dict[str, Any]) -> None:
+    status = rel["preflight_status"] or "none"
+    res = rel.get("preflight_result") or {}
+    colour = {"passed": "green", "failed": "red", "unsupported": "yellow", "skipped": "yellow"}
+    click.secho(f"preflight: {status}" + (f" - {res['summary']}" if res.get("summary") else ""),
+                fg=colour.get(status), err=status != "passed")
+    for c in res.get("checks") or []:
+        click.echo(f"  {'ok  ' if c['ok'] else 'FAIL'} {c['name']}: {c['detail']}", err=not c["ok"])
+    for w in res.get("warnings") or []:
+        click.secho(f"  warning: {w}", fg="yellow", err=True)
+    if res.get("wall_s") is not None:
+        click.echo(f"  {res.get('virtual_ms', 0) / 1000:.0f} s of device time in "
+                   f"{res.get('process_wall_s', res['wall_s']):.2f} s of wall time")
+    if status in ("failed", "unsupported") and res.get("log_excerpt"):
+        click.echo("  last lines of the device log:", err=True)
+        for line in str(res["log_excerpt"]).splitlines():
+            click.echo(f"    {line}", err=True)
+
+
+@release.command("preflight")
+@data_opt
+@db_opt
+@click.option("--baseline", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Package devices run today (default: the product's previous release).")
+@click.option("--preflight-window", default="10m", show_default=True,
+              help="Virtual time of each preflight run (cold boot, upgrade path).")
+@click.option("--preflight-wall", default="60s", show_default=True,
+              help="Wall-time limit of the preflight worker.")
+@json_opt
+@click.argument("release_id", type=int)
+def release_preflight(data_dir: Path, db_url: str | None, baseline: Path | None, preflight_window: str,
+                      preflight_wall: str, as_json: bool, release_id: int) -> None:
+    """Run RELEASE_ID's preflight (again); enable it if it passes and was meant to be enabled."""
+    with _Guard():
+        st = Store(data_dir, db_url)
+        st.request_preflight(release_id, actor="cli")
+        settings = PreflightSettings(wall_limit_s=_duration(preflight_wall),
+                                     window_s=_duration(preflight_window))
+        rel = PreflightRunner(st, settings).run(release_id, baseline=baseline, actor="cli")
+        if rel is None:
+            _fail(EXIT_REFUSED, f"release {release_id}: another worker is running its preflight")
+            return
+    if as_json:
+        _out(rel)
+    else:
+        _print_preflight(rel)
+    if rel["preflight_status"] in ("failed", "unsupported"):
+        sys.exit(EXIT_PREFLIGHT)
 
 
 @release.command("list")
@@ -406,11 +502,13 @@ def release_list(data_dir: Path, db_url: str | None, product_id: int | None, as_
         return _out(rows)
     _table([[r["id"], r["firmware_name"], r["script_version"], r["core_version"] or "", r["kind"],
              "archived" if r.get("archived") else "enabled" if r["enabled"] else "paused",
+             r["preflight_status"] or "-",
              "forced" if r["forced"] else "",
              r["target_mode"] + (f" {r['percent']:g}%" if r["target_mode"] == "percent" else
                                  f" {len(r['devices'])}" if r["target_mode"] == "devices" else ""),
              r["size"], r["sha256"][:12]] for r in rows],
-           ["ID", "FIRMWARE", "SCRIPT VERSION", "CORE", "KIND", "STATE", "", "TARGET", "SIZE", "SHA256"])
+           ["ID", "FIRMWARE", "SCRIPT VERSION", "CORE", "KIND", "STATE", "PREFLIGHT", "", "TARGET", "SIZE",
+            "SHA256"])
 
 
 def _set_enabled(data_dir: Path, db_url: str | None, rid: int, enabled: bool, as_json: bool) -> None:

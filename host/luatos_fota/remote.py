@@ -214,9 +214,13 @@ class RemoteStore:
                     core: str | int | None = None, kind: str | None = None, filename: str | None = None,
                     notes: str = "", enabled: bool = True, forced: bool = False,
                     percent: float | None = None, devices: Iterable[str] | None = None,
+                    allow_downgrade: bool = False, preflight: str = "pending",
                     actor: str = "cli") -> dict[str, Any]:
+        """Upload through the admin API; the server runs the preflight (``preflight`` is
+        "pending" or "skipped": a server always preflights unless told to skip)."""
         fields = {"product_id": str(product_id), "notes": notes, "enabled": str(enabled).lower(),
-                  "forced": str(forced).lower()}
+                  "forced": str(forced).lower(), "downgrade": str(allow_downgrade).lower(),
+                  "skip_preflight": str(preflight == "skipped").lower()}
         for k, v in (("version", version), ("core", core), ("kind", kind), ("percent", percent)):
             if v is not None:
                 fields[k] = str(v)

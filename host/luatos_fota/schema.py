@@ -65,8 +65,13 @@ releases = sa.Table(
     sa.Column("target_mode", sa.String(10), nullable=False, server_default="all"),  # all|devices|percent
     sa.Column("percent", sa.Float, nullable=False, server_default="100"),
     sa.Column("created_at", sa.Float, nullable=False),
-    # Archived (migration: _m_release_archived): retired for good, never served, listed apart.
+    # Archived (migration 5): retired for good, never served, listed apart.
     sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Preflight (migration 4): "" (none asked: a library call), pending | running | passed |
+    # failed | unsupported | skipped; the result JSON; whether to enable the release on a pass.
+    sa.Column("preflight_status", sa.String(12), nullable=False, server_default=""),
+    sa.Column("preflight", sa.Text, nullable=False, server_default=""),
+    sa.Column("enable_on_pass", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 release_devices = sa.Table(
@@ -107,6 +112,9 @@ serves = sa.Table(
     sa.Column("result_code", sa.Integer, nullable=True),
     sa.Column("reported_at", sa.Float, nullable=True),
     sa.Column("confirmed_at", sa.Float, nullable=True),
+    # Bytes of the package this serve sent (migration 4): what the loop guard adds up. NULL on
+    # rows written before: they count as one whole package each.
+    sa.Column("bytes", sa.BigInteger, nullable=True),
     sa.Index("ix_serves_device_release", "device_id", "release_id", "served_at"),
 )
 
@@ -295,8 +303,20 @@ def _m3_push_relay(conn: Connection) -> None:
     md.create_all(conn, checkfirst=True)
 
 
-def _m_release_archived(conn: Connection) -> None:
-    """Idempotent (it checks the column), so its place among later migrations does not matter."""
+def _m4_preflight_and_serve_bytes(conn: Connection) -> None:
+    """Release preflight state (issue 12) and the bytes each serve sent (loop guard)."""
+    false = "0" if conn.dialect.name == "sqlite" else "false"
+    for stmt in (
+        "ALTER TABLE releases ADD COLUMN preflight_status VARCHAR(12) NOT NULL DEFAULT ''",
+        "ALTER TABLE releases ADD COLUMN preflight TEXT NOT NULL DEFAULT ''",
+        f"ALTER TABLE releases ADD COLUMN enable_on_pass BOOLEAN NOT NULL DEFAULT {false}",
+        "ALTER TABLE serves ADD COLUMN bytes BIGINT",
+    ):
+        conn.execute(sa.text(stmt))
+
+
+def _m5_release_archived(conn: Connection) -> None:
+    """Releases retired for good (``release archive``)."""
     cols = {c["name"] for c in sa.inspect(conn).get_columns("releases")}
     if "archived" not in cols:
         conn.execute(sa.text("ALTER TABLE releases ADD COLUMN archived BOOLEAN NOT NULL DEFAULT FALSE"))
@@ -304,7 +324,8 @@ def _m_release_archived(conn: Connection) -> None:
 
 # Ordered: MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit.
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_device_generation_and_audit_ts,
-                                                  _m3_push_relay, _m_release_archived]
+                                                  _m3_push_relay, _m4_preflight_and_serve_bytes,
+                                                  _m5_release_archived]
 LATEST = len(MIGRATIONS)
 
 

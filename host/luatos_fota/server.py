@@ -9,6 +9,7 @@ device endpoint parses that) and percent-encodes bytes >= 0x80 before uvicorn se
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
@@ -19,6 +20,16 @@ _HIGH = bytes(range(0x7F, 0x100))  # DEL and non-ASCII: llhttp rejects them in a
 
 def _encode_high(b: bytes) -> bytes:
     return b"".join(b"%%%02X" % c if c >= 0x7F else bytes((c,)) for c in b)
+
+
+@dataclass
+class Delivery:
+    """Whether the client of one request is still there: set to lost when the connection goes
+    before the response completed. uvicorn silently drops what is sent after that, so the app
+    reads this (``scope["luatos.delivery"]``) to tell a delivered serve from one whose client
+    hung up (a half-closed socket, a dropped link)."""
+
+    lost: bool = False
 
 
 class DeviceTolerantProtocol(HttpToolsProtocol):
@@ -32,6 +43,12 @@ class DeviceTolerantProtocol(HttpToolsProtocol):
         self._line = bytearray()
         self._in_line = True
         self._orig_target: bytes | None = None
+        self._delivery: Delivery | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._delivery is not None and self.cycle is not None and not self.cycle.response_complete:
+            self._delivery.lost = True
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._in_line:
@@ -53,6 +70,8 @@ class DeviceTolerantProtocol(HttpToolsProtocol):
         if self._orig_target is not None:
             self.scope["luatos.raw_target"] = self._orig_target  # type: ignore[typeddict-unknown-key]
             self._orig_target = None
+        self._delivery = Delivery()
+        self.scope["luatos.delivery"] = self._delivery  # type: ignore[typeddict-unknown-key]
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

@@ -32,7 +32,7 @@ from luatos_common.version import FotaVersion, VersionError
 from . import metrics
 from .catalog import Catalog, ProductInfo, ReleaseInfo
 from .config import ServerConfig
-from .store import Store, normalize_device_key
+from .store import Store, normalize_device_key, serves_worth
 from .writer import BufferedWriter
 
 # Vendor codes (docs/behaviour.md §11.3) and the HTTP status each is sent with on the v1 endpoint.
@@ -138,7 +138,7 @@ class FotaService:
         # Loop-guard counts kept in memory (see ServerConfig.serve_counts): (device id, release id)
         # -> serve times within the window, seeded from the DB on first use in this process.
         self.memory_serves = config.serve_counts == "memory"
-        self._serve_log: dict[tuple[int, int], list[float]] = {}
+        self._serve_log: dict[tuple[int, int], list[list[Any]]] = {}  # [ts, bytes|None, sn]
         # Whether a package is known to be readable without touching the disk (the app's cache).
         self.blob_known: Callable[[str], bool] = lambda sha: False
         store.listeners.append(self.invalidate)
@@ -284,7 +284,8 @@ class FotaService:
         except NeedsDatabase:
             return None
 
-    def commit_serve_fast(self, out: Outcome, q: Query, mode: str = "full") -> Outcome | None:
+    def commit_serve_fast(self, out: Outcome, q: Query, mode: str = "full",
+                          nbytes: int | None = None) -> Outcome | None:
         """:meth:`commit_serve` from memory only (counts in memory, no ban to write), or None."""
         if not self.memory_serves:
             return None
@@ -292,19 +293,34 @@ class FotaService:
         if not lock.acquire(blocking=False):
             return None
         try:
-            return self._commit_serve(out, q, mode, db=False)
+            return self._commit_serve(out, q, mode, db=False, nbytes=nbytes)
         except NeedsDatabase:
             return None
         finally:
             lock.release()
 
-    def commit_serve(self, out: Outcome, q: Query, mode: str = "full") -> Outcome:
+    def commit_serve(self, out: Outcome, q: Query, mode: str = "full",
+                     nbytes: int | None = None) -> Outcome:
         """Count a serve that is about to be sent (blocking). ``mode``: ``full`` (a 200 or a
-        Range from 0), ``continuation`` (a Range from N>0: a serve only if none of this release
-        reached the device within the window), ``head`` (apply the guard, record nothing)."""
+        Range from 0), ``continuation`` (a Range from N>0), ``head`` (apply the guard, record
+        nothing). ``nbytes``: what this serve sends (default: the whole package); the loop
+        guard adds these up per device and release (store.serves_worth)."""
         key = out.device.key if out.device else ""
         with self._lock_for(key):
-            return self._commit_serve(out, q, mode)
+            return self._commit_serve(out, q, mode, nbytes=nbytes)
+
+    def serve_not_delivered(self, out: Outcome, q: Query, sent: int, planned: int) -> None:
+        """The client hung up before the serve's bytes were written (blocking): count only what
+        was sent, and audit it as not delivered."""
+        if not out.fota_sn:
+            return
+        if self.memory_serves and out.device is not None and out.release is not None:
+            for entry in self._serve_log.get((out.device.id, out.release.id), ()):
+                if entry[2] == out.fota_sn:
+                    entry[1] = sent
+        self.store.serve_not_delivered(out.fota_sn, sent, device_key=out.device.key if out.device else None,
+                                       release_id=out.release.id if out.release else None, ip=q.ip,
+                                       planned=planned)
 
     @staticmethod
     def _key(q: Query) -> str:
@@ -387,38 +403,41 @@ class FotaService:
         return Outcome(0, "upgrade", product=product, device=dev, release=release, target=target,
                        reason=f"{why}; {fv} -> {target}" + (" (forced downgrade)" if target < fv else ""))
 
-    def _serve_count(self, dev: DeviceState, release_id: int, since: float, db: bool) -> int:
-        if not self.memory_serves:
+    def _serve_count(self, dev: DeviceState, release_id: int, since: float, size: int, db: bool) -> int:
+        """Packages' worth served (store.serves_worth) from the in-memory log."""
+        log = self._serve_log.get((dev.id, release_id))
+        if log is None:
             if not db:
                 raise NeedsDatabase
-            return self.store.count_serves(dev.id, release_id, since)
-        times = self._serve_log.get((dev.id, release_id))
-        if times is None:
-            if not db:
-                raise NeedsDatabase
-            seeded = self.store.serve_times(dev.id, release_id, time.time() - self.config.loop_window_s)
+            seeded = [list(r) for r in self.store.serve_times(
+                dev.id, release_id, time.time() - self.config.loop_window_s)]
             if len(self._serve_log) > 200_000:
                 self._serve_log.clear()
-            times = self._serve_log.setdefault((dev.id, release_id), seeded)
-        return sum(1 for ts in times if ts >= since)
+            log = self._serve_log.setdefault((dev.id, release_id), seeded)
+        recent = [e for e in log if e[0] >= since]
+        return serves_worth(sum(1 for e in recent if e[1] is None),
+                            sum(int(e[1]) for e in recent if e[1] is not None), size)
 
-    def _record_serve(self, dev: DeviceState, release_id: int, channel: str) -> str:
+    def _record_serve(self, dev: DeviceState, release_id: int, channel: str, nbytes: int) -> str:
         if not self.memory_serves:
-            return self.store.record_serve(dev.id, release_id, channel, dev.reported_version)
+            return self.store.record_serve(dev.id, release_id, channel, dev.reported_version, nbytes)
         now = time.time()
         sn = secrets.token_hex(12)
-        times = self._serve_log.setdefault((dev.id, release_id), [])
-        times.append(now)
-        if len(times) > 4 * self.config.loop_max_serves:
+        log = self._serve_log.setdefault((dev.id, release_id), [])
+        log.append([now, nbytes, sn])
+        if len(log) > 64 * self.config.loop_max_serves:
             cut = now - self.config.loop_window_s
-            times[:] = [ts for ts in times if ts >= cut][-4 * self.config.loop_max_serves:]
+            log[:] = [e for e in log if e[0] >= cut][-64 * self.config.loop_max_serves:]
         self.writer.serve({"fota_sn": sn, "device_id": dev.id, "release_id": release_id, "channel": channel,
-                           "from_version": dev.reported_version, "served_at": now})
+                           "from_version": dev.reported_version, "served_at": now, "bytes": nbytes})
         return sn
 
-    def _commit_serve(self, out: Outcome, q: Query, mode: str, db: bool = True) -> Outcome:
+    def _commit_serve(self, out: Outcome, q: Query, mode: str, db: bool = True,
+                      nbytes: int | None = None) -> Outcome:
         dev, release = out.device, out.release
         assert dev is not None and release is not None
+        size = release.size
+        sent = size if nbytes is None else nbytes
         if dev.ban_code:  # banned meanwhile (another request of this device)
             code = CODE_LOOP if dev.ban_code == CODE_LOOP else CODE_NOT_ALLOWED
             return Outcome(code, dev.ban_reason or "banned", product=out.product, device=dev,
@@ -426,18 +445,19 @@ class FotaService:
         since = max(time.time() - self.config.loop_window_s, dev.version_changed_at)
         sn: str | None = None
         if self.memory_serves:
-            n = self._serve_count(dev, release.id, since, db)
+            n = self._serve_count(dev, release.id, since, size, db)
         else:
             if not db:
                 raise NeedsDatabase
             n, sn = self.store.count_and_record(dev.id, release.id, since, self.config.loop_max_serves,
-                                                q.channel, dev.reported_version, mode)
-        if mode == "continuation" and n > 0:
-            out.reason += "; continues a counted download"
-            return out
+                                                q.channel, dev.reported_version, mode, size=size,
+                                                nbytes=sent)
+        if mode == "continuation":
+            out.reason += f"; continues a download ({sent} bytes, {n} package(s)' worth served before)"
         if n >= self.config.loop_max_serves:
-            msg = (f"loop upgrade: release {release.id} served {n} times without the device reaching "
-                   f"{out.target}; banned until an operator unbans it")
+            msg = (f"loop upgrade: release {release.id} served {n} times (packages' worth, resumed "
+                   f"downloads added up) without the device reaching {out.target}; banned until "
+                   "an operator unbans it")
             if mode != "head":  # HEAD answers what GET would, without side effects
                 if not db:
                     raise NeedsDatabase
@@ -448,7 +468,7 @@ class FotaService:
             return Outcome(CODE_LOOP, msg, product=out.product, device=dev, release=release,
                            target=out.target, reason=f"loop guard tripped after {n} serves")
         if mode != "head":
-            out.fota_sn = sn if sn is not None else self._record_serve(dev, release.id, q.channel)
+            out.fota_sn = sn if sn is not None else self._record_serve(dev, release.id, q.channel, sent)
         return out
 
     def _note_version(self, dev: DeviceState, product: ProductInfo, fv: FotaVersion,
@@ -460,14 +480,17 @@ class FotaService:
             return
         rose = old is None or fv > old
         lift = dev.ban_code == CODE_LOOP and rose
-        self.store.device_version_changed(dev.id, dev.key, product.id, dev.reported_version, fv.raw, fv,
-                                          q.ip, lift, rose=rose)
+        ban = self.store.device_version_changed(dev.id, dev.key, product.id, dev.reported_version, fv.raw,
+                                                fv, q.ip, lift, rose=rose,
+                                                window_s=self.config.loop_window_s)
         dev.reported_version = fv.raw
         dev.reported_fv = fv
         if rose:
             dev.version_changed_at = time.time()
         dev.product_id = product.id
-        if lift:
+        if ban:
+            dev.ban_code, dev.ban_reason = CODE_LOOP, ban
+        elif lift:
             dev.ban_code, dev.ban_reason = 0, ""
 
     def push_decision(self, device_key: str, version: str | None, product: ProductInfo, release_id: int,
@@ -493,7 +516,8 @@ class FotaService:
             return None, f"code {out.code}: {out.msg} ({out.reason})"
         return out, ""
 
-    def download_serve(self, sha256: str, device_id: str, ip: str, mode: str) -> Outcome | None:
+    def download_serve(self, sha256: str, device_id: str, ip: str, mode: str,
+                       nbytes: int | None = None) -> Outcome | None:
         """A ``/dl/`` download naming a known device (``?mac=``): count it like a check-in serve
         of that device's release carrying this package (blocking). None: not attributable."""
         key = normalize_device_key(device_id.strip())
@@ -517,7 +541,7 @@ class FotaService:
         out = Outcome(0, "download", product=product, device=dev, release=rel, target=rel.target_for(core),
                       reason="download by an identified device")
         with self._lock_for(key):
-            return self._commit_serve(out, q, mode)
+            return self._commit_serve(out, q, mode, nbytes=nbytes)
 
     def push_event(self, kind: str, device_id: str, data: dict[str, Any]) -> None:
         """``PushHub(on_event=...)`` hook: push-channel events go to the audit log."""

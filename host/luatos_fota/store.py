@@ -37,7 +37,7 @@ from . import schema as t
 from .blobs import BLOBS_ENV, Blobs, crashpoint, open_blobs
 from .catalog import Catalog, ProductInfo, ReleaseInfo, rollout_bucket
 from .groupcommit import BatchBusy, GroupCommit
-from .uploads import TARGET_MODES, UploadError, check_upload
+from .uploads import TARGET_MODES, UploadError, check_rises, check_upload
 
 log = logging.getLogger("luatos_fota.store")
 
@@ -53,6 +53,10 @@ class StoreBusy(RuntimeError):
 class Conflict(ValueError):
     """A write that contradicts existing state (duplicate product or release; HTTP 409)."""
 
+
+# What a publisher may ask of the preflight, and the outcomes that keep a release disabled.
+PREFLIGHT_REQUESTS = ("", "pending", "skipped")
+PREFLIGHT_BLOCKS = ("pending", "running", "failed")
 
 # One rule for every part that names a device (store, push hub, admin API).
 normalize_device_key = normalize_device_id
@@ -98,12 +102,18 @@ _Q_GENERATION = sa.select(t.generation.c.value).where(t.generation.c.id == t.GEN
 _Q_GENERATIONS = sa.select(t.generation.c.id, t.generation.c.value)
 _Q_INSERT_SERVE = t.serves.insert()
 # The hot serve path on SQLite runs these on the DBAPI connection (see _count_and_record_batch_sqlite).
-_SQL_COUNT_SERVES = ("SELECT count(*) FROM serves WHERE device_id = ? AND release_id = ? "
-                     "AND served_at >= ?")
-_SQL_INSERT_SERVE = ("INSERT INTO serves (fota_sn, device_id, release_id, channel, from_version, served_at) "
-                     "VALUES (?, ?, ?, ?, ?, ?)")  # the columns of _SERVE_COLUMNS, in order
+_SQL_SERVE_LOAD = ("SELECT coalesce(sum(CASE WHEN bytes IS NULL THEN 1 ELSE 0 END), 0), "
+                   "coalesce(sum(bytes), 0) FROM serves WHERE device_id = ? AND release_id = ? "
+                   "AND served_at >= ?")
+_SQL_INSERT_SERVE = ("INSERT INTO serves (fota_sn, device_id, release_id, channel, from_version, served_at, "
+                     "bytes) VALUES (?, ?, ?, ?, ?, ?, ?)")  # the columns of _SERVE_COLUMNS, in order
 _Q_DEVICE_SERVE_LOCK = sa.text("SELECT pg_advisory_xact_lock(7306151, :d)")
 _Q_COUNT_SERVES = sa.select(sa.func.count()).select_from(t.serves).where(
+    t.serves.c.device_id == sa.bindparam("d"), t.serves.c.release_id == sa.bindparam("r"),
+    t.serves.c.served_at >= sa.bindparam("s"))
+_Q_SERVE_LOAD = sa.select(
+    sa.func.coalesce(sa.func.sum(sa.case((t.serves.c.bytes.is_(None), 1), else_=0)), 0),
+    sa.func.coalesce(sa.func.sum(t.serves.c.bytes), 0)).where(
     t.serves.c.device_id == sa.bindparam("d"), t.serves.c.release_id == sa.bindparam("r"),
     t.serves.c.served_at >= sa.bindparam("s"))
 
@@ -117,28 +127,70 @@ class _ServeItem:
     channel: str
     from_version: str
     mode: str
+    size: int = 0  # the whole package, in bytes (0: unknown, every serve counts as one)
+    nbytes: int | None = None  # what this serve sends (None: the whole package)
 
 
-_SERVE_COLUMNS = ("fota_sn", "device_id", "release_id", "channel", "from_version", "served_at")
+_SERVE_COLUMNS = ("fota_sn", "device_id", "release_id", "channel", "from_version", "served_at", "bytes")
 
 
-def _decide_serves(items: list[_ServeItem], count: Callable[[_ServeItem], int],
+def serves_worth(whole: int, nbytes: int, size: int) -> int:
+    """How many serves a device has had of one package: rows without a byte count (older
+    rows) are one each; the bytes of the others add up, and each package's worth is one
+    serve. A download resumed from byte N adds only what it sent, so a cut-and-resume is
+    one serve, while resuming from byte 1 again and again is as many as the bytes say."""
+    if size <= 0:
+        return whole
+    return whole + nbytes // size
+
+
+def version_oscillation(changes: list[tuple[str, str]]) -> str | None:
+    """The loop-guard rule for versions: ``changes`` are a device's reported version changes
+    (old, new) within the window, oldest first, the latest one last. A device that comes back
+    to a version after having fallen back from it (old -> new -> old -> new: the package
+    installs, fails, the device rolls back and downloads it again) is oscillating; each
+    rise restarts the serve count, so counting serves alone never stops it. Returns the path
+    it took, or None."""
+    if not changes:
+        return None
+    path = [changes[0][0], *(new for _, new in changes)]
+    latest = path[-1]
+    try:
+        top = FotaVersion.parse(latest)
+        for i in range(1, len(path) - 2):  # reached by a change, not merely where it started
+            if path[i] != latest:
+                continue
+            between = [FotaVersion.parse(v) for v in path[i + 1:-1]]
+            if any(v < top for v in between):
+                return " -> ".join(path[max(0, i - 1):])
+    except VersionError:
+        return None
+    return None
+
+
+def _decide_serves(items: list[_ServeItem], load: Callable[[_ServeItem], tuple[int, int]],
                    ) -> tuple[list[tuple[int, str | None]], list[tuple[Any, ...]]]:
     """The loop-guard rule for one batch, in order: (serves counted before each item, its
-    fota_sn or None) and the serve rows to insert (_SERVE_COLUMNS). ``count`` reads the
-    database; serves granted earlier in the batch are added, so the count stays exact."""
+    fota_sn or None) and the serve rows to insert (_SERVE_COLUMNS). ``load`` reads the
+    database: (rows without bytes, sum of bytes) in the window; what was granted earlier in
+    the batch is added, so the count stays exact. ``full`` (a 200 or a Range from 0) and
+    ``continuation`` (a Range from N>0) are both served while fewer than ``limit`` packages'
+    worth went out; ``head`` is never recorded."""
     out: list[tuple[int, str | None]] = []
     rows: list[tuple[Any, ...]] = []
-    granted: dict[tuple[int, int], int] = {}
+    granted: dict[tuple[int, int], tuple[int, int]] = {}
     for it in items:
         key = (it.device_id, it.release_id)
-        n = granted.get(key, 0) + count(it)
-        if not ((it.mode == "full" and n < it.limit) or (it.mode == "continuation" and n == 0 < it.limit)):
+        whole, nbytes = load(it)
+        g_whole, g_bytes = granted.get(key, (0, 0))
+        n = serves_worth(whole + g_whole, nbytes + g_bytes, it.size)
+        if it.mode not in ("full", "continuation") or n >= it.limit:
             out.append((n, None))
             continue
+        sent: int | None = (it.nbytes if it.nbytes is not None else it.size) if it.size > 0 else None
         sn = secrets.token_hex(12)
-        rows.append((sn, it.device_id, it.release_id, it.channel, it.from_version, time.time()))
-        granted[key] = granted.get(key, 0) + 1
+        rows.append((sn, it.device_id, it.release_id, it.channel, it.from_version, time.time(), sent))
+        granted[key] = (g_whole + 1, g_bytes) if sent is None else (g_whole, g_bytes + sent)
         out.append((n, sn))
     return out, rows
 
@@ -353,8 +405,20 @@ class Store:
                     core: str | int | None = None, kind: str | None = None, filename: str | None = None,
                     notes: str = "", enabled: bool = True, forced: bool = False,
                     percent: float | None = None, devices: Iterable[str] | None = None,
+                    allow_downgrade: bool = False, preflight: str = "",
                     actor: str = "admin") -> dict[str, Any]:
-        """Validate, store the blob durably, then insert artifact + release in one transaction."""
+        """Validate, store the blob durably, then insert artifact + release in one transaction.
+
+        Refused (UploadError) unless the package is what it claims (uploads.check_upload) and
+        its version is above every version the product's devices may be running; with
+        ``allow_downgrade`` it is published anyway and the finding is recorded in the release
+        notes and the audit.
+
+        ``preflight``: ``"pending"`` creates the release disabled until its preflight passes
+        (:meth:`record_preflight` enables it then, if ``enabled`` was asked); ``"skipped"`` is
+        the operator's override, recorded in the audit; ``""`` (library callers) asks none."""
+        if preflight not in PREFLIGHT_REQUESTS:
+            raise ValueError(f"preflight {preflight!r}: expected one of {PREFLIGHT_REQUESTS}")
         product = self.get_product(product_id)
         up = check_upload(data, filename=filename, version=version, core=core, kind=kind,
                           firmware_name=product["firmware_name"])
@@ -366,11 +430,13 @@ class Store:
         mode = "devices" if dev_list else ("percent" if percent is not None else "all")
         with self.ro() as c:  # before the (possibly large) blob write; repeated in the transaction
             self._refuse_duplicate(c, product_id, up)
+            self._refuse_not_above(c, product_id, up, allow_downgrade)
         sha = self.blobs.put(data)
         crashpoint("before_db")
         now = time.time()
         with self.tx() as c:
             self._refuse_duplicate(c, product_id, up)
+            downgrade = self._refuse_not_above(c, product_id, up, allow_downgrade)
             art = c.execute(sa.select(t.artifacts.c.id).where(t.artifacts.c.sha256 == sha)).first()
             if art is None:
                 art_id = c.execute(t.artifacts.insert().values(
@@ -384,8 +450,10 @@ class Store:
             rid = c.execute(t.releases.insert().values(
                 product_id=product_id, artifact_id=art_id, script_version=str(up.script_version),
                 core_version=up.core_version, kind=up.kind,
-                notes="\n".join([notes, *up.notes]).strip(), enabled=enabled, forced=forced,
+                notes="\n".join([notes, *up.notes, *downgrade]).strip(),
+                enabled=enabled and preflight != "pending", forced=forced,
                 target_mode=mode, percent=float(percent) if percent is not None else 100.0,
+                preflight_status=preflight, enable_on_pass=enabled and preflight == "pending",
                 created_at=now)).inserted_primary_key[0]  # type: ignore[index]
             if dev_list:
                 c.execute(t.release_devices.insert(), [{"release_id": rid, "device_key": d} for d in dev_list])
@@ -394,7 +462,11 @@ class Store:
             self._audit(c, "release_added", actor=actor, product_id=product_id, release_id=rid,
                         version=str(up.script_version), core=up.core_version, kind=up.kind,
                         sha256=sha, size=len(data), version_source=up.version_source,
-                        target=mode, percent=percent, devices=len(dev_list))
+                        project=up.project, target=mode, percent=percent, devices=len(dev_list),
+                        downgrade="; ".join(downgrade) or None, preflight=preflight or None)
+            if preflight == "skipped":
+                self._audit(c, "preflight_skipped", actor=actor, product_id=product_id,
+                            release_id=rid, reason="skipped by the operator")
         crashpoint("committed")
         return self.get_release(rid)
 
@@ -408,6 +480,16 @@ class Store:
             if (sv.x, sv.z) == (up.script_version.x, up.script_version.z) and kind == up.kind and same_core:
                 raise Conflict(f"release {rid} of this product already carries version {sv_text} "
                                f"({kind}); devices could not tell them apart")
+
+    @staticmethod
+    def _refuse_not_above(c: Connection, product_id: int, up: Any, allow: bool) -> list[str]:
+        rels = [(r.id, r.script_version, r.kind, r.core_version) for r in c.execute(
+            sa.select(t.releases.c.id, t.releases.c.script_version, t.releases.c.kind,
+                      t.releases.c.core_version).where(t.releases.c.product_id == product_id))]
+        versions = [v for (v,) in c.execute(
+            sa.select(t.devices.c.reported_version).distinct().where(
+                t.devices.c.product_id == product_id, t.devices.c.reported_version != ""))]
+        return check_rises(up, rels, versions, allow_downgrade=allow)
 
     def _release_query(self) -> sa.Select[Any]:
         r, a, p = t.releases, t.artifacts, t.products
@@ -425,6 +507,10 @@ class Store:
             sa.select(t.release_devices.c.device_key).where(t.release_devices.c.release_id == d["id"])
             .order_by(t.release_devices.c.device_key))]
         d["download_path"] = f"/dl/{d['sha256']}.bin"
+        try:
+            d["preflight_result"] = json.loads(d.pop("preflight")) if d.get("preflight") else None
+        except ValueError:
+            d["preflight_result"] = None
         return d
 
     def get_release(self, release_id: int) -> dict[str, Any]:
@@ -457,10 +543,14 @@ class Store:
 
     def update_release(self, release_id: int, *, enabled: bool | None = None, forced: bool | None = None,
                        notes: str | None = None, actor: str = "admin") -> dict[str, Any]:
-        if enabled and self.get_release(release_id)["archived"]:
+        rel = self.get_release(release_id)
+        if enabled and rel["archived"]:
             raise Conflict(f"release {release_id} is archived; archived releases are not served "
                            "again (publish the package as a new release instead)")
-        self.get_release(release_id)
+        if enabled and rel["preflight_status"] in PREFLIGHT_BLOCKS:
+            summary = (rel["preflight_result"] or {}).get("summary", "")
+            raise Conflict(f"release {release_id} cannot be enabled: its preflight is "
+                           f"{rel['preflight_status']}" + (f" ({summary})" if summary else ""))
         vals = {k: v for k, v in (("enabled", enabled), ("forced", forced), ("notes", notes)) if v is not None}
         if vals:
             with self.tx() as c:
@@ -471,6 +561,67 @@ class Store:
                     ev = "release_enabled" if enabled else "release_paused"
                 self._audit(c, ev, actor=actor, release_id=release_id, changes=vals)
         return self.get_release(release_id)
+
+    # ------------------------------------------------------------------ preflight
+
+    def pending_preflights(self) -> list[int]:
+        """Releases waiting for a preflight, oldest first. (One a killed worker left "running"
+        stays so until an operator asks again: another instance may still be running it.)"""
+        with self.ro() as c:
+            return [r[0] for r in c.execute(
+                sa.select(t.releases.c.id).where(t.releases.c.preflight_status == "pending")
+                .order_by(t.releases.c.id))]
+
+    def claim_preflight(self, release_id: int) -> bool:
+        """Mark a pending preflight running; False if another worker (or instance) has it."""
+        with self.tx() as c:
+            n = c.execute(t.releases.update().where(
+                t.releases.c.id == release_id, t.releases.c.preflight_status == "pending")
+                .values(preflight_status="running")).rowcount
+        return bool(n)
+
+    def request_preflight(self, release_id: int, *, actor: str = "admin") -> dict[str, Any]:
+        """Queue the release's preflight again (after one that could not run, or a worker
+        that died): it is pending, and disabled until it passes."""
+        rel = self.get_release(release_id)
+        with self.tx() as c:
+            c.execute(t.releases.update().where(t.releases.c.id == release_id).values(
+                preflight_status="pending", enabled=False,
+                enable_on_pass=bool(rel["enabled"] or rel["enable_on_pass"])))
+            self.bump(c)
+            self._audit(c, "preflight_requested", actor=actor, product_id=rel["product_id"],
+                        release_id=release_id, previous=rel["preflight_status"] or None)
+        return self.get_release(release_id)
+
+    def record_preflight(self, release_id: int, result: dict[str, Any], *,
+                         actor: str = "preflight") -> dict[str, Any]:
+        """Store a preflight result with the release; a pass enables it when that was asked.
+        A fail (or "could not preflight") keeps it disabled; the audit gets the outcome."""
+        status = str(result.get("status", "failed"))
+        if status not in ("passed", "failed", "unsupported"):
+            status = "failed"
+        rel = self.get_release(release_id)
+        enable = status == "passed" and bool(rel["enable_on_pass"])
+        with self.tx() as c:
+            vals: dict[str, Any] = {"preflight_status": status,
+                                    "preflight": json.dumps(result, default=str)}
+            if enable:
+                vals["enabled"] = True
+            c.execute(t.releases.update().where(t.releases.c.id == release_id).values(**vals))
+            self.bump(c)
+            self._audit(c, "preflight", actor=actor, product_id=rel["product_id"],
+                        release_id=release_id, outcome=status, summary=result.get("summary"),
+                        wall_s=result.get("wall_s"), virtual_ms=result.get("virtual_ms"),
+                        warnings=result.get("warnings") or [], enabled=enable)
+        return self.get_release(release_id)
+
+    def previous_release(self, release_id: int) -> dict[str, Any] | None:
+        """The product's release a device most likely runs before this one: the newest enabled
+        (or preflight-passed) release created before it."""
+        rel = self.get_release(release_id)
+        older = [r for r in self.list_releases(rel["product_id"]) if r["id"] < release_id
+                 and (r["enabled"] or r["preflight_status"] == "passed")]
+        return older[-1] if older else None
 
     def set_release_target(self, release_id: int, mode: str, *, percent: float | None = None,
                            devices: Iterable[str] | None = None, actor: str = "admin") -> dict[str, Any]:
@@ -595,15 +746,31 @@ class Store:
 
     def device_version_changed(self, device_id: int, device_key: str, product_id: int | None,
                                old: str, new: str, new_fv: FotaVersion | None, ip: str,
-                               lift_loop_ban: bool, *, rose: bool = True) -> None:
+                               lift_loop_ban: bool, *, rose: bool = True,
+                               window_s: float = 0.0) -> str | None:
         """A device reports a different version: record it, confirm serves it reached, lift a loop ban.
 
         Only a *rising* version restarts the loop-guard window (``version_changed_at``): a device
-        that falls back to its old image has not made progress (docs/behaviour.md §11.3)."""
+        that falls back to its old image has not made progress (docs/behaviour.md §11.3). A device
+        whose versions oscillate within ``window_s`` (:func:`version_oscillation`) is
+        loop-banned instead; the ban reason is returned."""
         self.drain()  # serves still in a write buffer must be there to be confirmed
         now = time.time()
         with self.hot_tx() as c:
+            oscillation = None
+            if window_s > 0 and old:
+                history = [json.loads(d or "{}") for (d,) in c.execute(
+                    sa.select(t.audit.c.detail).where(
+                        t.audit.c.device_key == device_key, t.audit.c.event == "version_changed",
+                        t.audit.c.ts >= now - window_s).order_by(t.audit.c.id))]
+                changes = [(h.get("old", ""), h.get("new", "")) for h in history if h.get("old")]
+                oscillation = version_oscillation([*changes, (old, new)])
             vals: dict[str, Any] = {"reported_version": new, "product_id": product_id}
+            if oscillation:
+                lift_loop_ban = False
+                reason = (f"loop: versions oscillate ({oscillation}) within {window_s / 3600:g} h; "
+                          "the package installs and the device falls back again")
+                vals.update(ban_code=40, banned_at=now, ban_reason=reason)
             if rose:
                 vals["version_changed_at"] = now
             if lift_loop_ban:
@@ -631,6 +798,13 @@ class Store:
                     c.execute(t.serves.update().where(t.serves.c.id.in_(confirmed)).values(confirmed_at=now))
             self._audit(c, "version_changed", device_key=device_key, product_id=product_id, ip=ip or None,
                         old=old, new=new, confirmed_serves=confirmed)
+            if oscillation:
+                self.bump(c, devices_only=True)
+                self._audit(c, "loop_ban", device_key=device_key, product_id=product_id, code=40,
+                            ip=ip or None, reason="oscillation", versions=oscillation,
+                            window_s=window_s, version=new)
+                return str(vals["ban_reason"])
+        return None
 
     def update_device_product(self, device_id: int, product_id: int, *, device_key: str | None = None,
                               old_product_id: int | None = None, ip: str = "") -> None:
@@ -703,15 +877,23 @@ class Store:
         with self.ro() as c:
             return int(c.execute(_Q_COUNT_SERVES, {"d": device_id, "r": release_id, "s": since}).scalar_one())
 
+    def serve_load(self, device_id: int, release_id: int, since: float) -> tuple[int, int]:
+        """(serve rows without a byte count, bytes of the others) since ``since``."""
+        with self.ro() as c:
+            whole, nbytes = c.execute(_Q_SERVE_LOAD, {"d": device_id, "r": release_id, "s": since}).one()
+        return int(whole), int(nbytes)
+
     def count_and_record(self, device_id: int, release_id: int, since: float, limit: int, channel: str,
-                         from_version: str, mode: str) -> tuple[int, str | None]:
+                         from_version: str, mode: str, *, size: int = 0,
+                         nbytes: int | None = None) -> tuple[int, str | None]:
         """Loop-guard count and, when it allows, the serve row, committed before this returns.
-        ``mode``: ``full`` records below ``limit``; ``continuation`` records only when nothing
-        was served; ``head`` never. Returns (serves counted before this one, fota_sn or None).
+        ``mode``: ``full`` and ``continuation`` record below ``limit`` packages' worth of
+        ``size`` bytes (see :func:`serves_worth`), ``nbytes`` being what this one sends;
+        ``head`` never. Returns (serves counted before this one, fota_sn or None).
 
         Concurrent calls share one transaction (group commit, see groupcommit.py); each item is
         counted after the ones before it in the batch, so the count stays exact."""
-        item = _ServeItem(device_id, release_id, since, limit, channel, from_version, mode)
+        item = _ServeItem(device_id, release_id, since, limit, channel, from_version, mode, size, nbytes)
         try:
             return self._serve_batches.submit(item, self.hot_busy_timeout_s)
         except BatchBusy as e:
@@ -726,8 +908,12 @@ class Store:
             # order so two instances' batches cannot deadlock.
             for device_id in sorted({it.device_id for it in items}):
                 c.execute(_Q_DEVICE_SERVE_LOCK, {"d": device_id})
-            out, rows = _decide_serves(items, lambda it: int(c.execute(
-                _Q_COUNT_SERVES, {"d": it.device_id, "r": it.release_id, "s": it.since}).scalar_one()))
+            def load(it: _ServeItem) -> tuple[int, int]:
+                whole, nbytes = c.execute(_Q_SERVE_LOAD, {"d": it.device_id, "r": it.release_id,
+                                                          "s": it.since}).one()
+                return int(whole), int(nbytes)
+
+            out, rows = _decide_serves(items, load)
             if rows:
                 c.execute(_Q_INSERT_SERVE, [dict(zip(_SERVE_COLUMNS, r, strict=True)) for r in rows])
             return out
@@ -742,12 +928,12 @@ class Store:
                 cur = raw.cursor()
                 cur.execute("BEGIN IMMEDIATE")  # waits at most busy_timeout for other processes
                 try:
-                    def count(it: _ServeItem) -> int:
-                        cur.execute(_SQL_COUNT_SERVES, (it.device_id, it.release_id, it.since))
-                        (n,) = cur.fetchone() or (0,)
-                        return int(n)
+                    def load(it: _ServeItem) -> tuple[int, int]:
+                        cur.execute(_SQL_SERVE_LOAD, (it.device_id, it.release_id, it.since))
+                        whole, nbytes = cur.fetchone() or (0, 0)
+                        return int(whole), int(nbytes)
 
-                    out, rows = _decide_serves(items, count)
+                    out, rows = _decide_serves(items, load)
                     if rows:
                         cur.executemany(_SQL_INSERT_SERVE, rows)
                     cur.execute("COMMIT")
@@ -762,13 +948,26 @@ class Store:
                 raw.close()  # back to the pool
         return out
 
-    def serve_times(self, device_id: int, release_id: int, since: float) -> list[float]:
-        """When this release was served to this device since ``since`` (seeds in-memory counts)."""
+    def serve_times(self, device_id: int, release_id: int, since: float,
+                    ) -> list[tuple[float, int | None, str]]:
+        """(served_at, bytes, fota_sn) of this release's serves to this device since ``since``
+        (seeds in-memory counts)."""
         with self.ro() as c:
-            return sorted(float(r[0]) for r in c.execute(
-                sa.select(t.serves.c.served_at).where(t.serves.c.device_id == device_id,
-                                                      t.serves.c.release_id == release_id,
-                                                      t.serves.c.served_at >= since)))
+            return sorted((float(r[0]), None if r[1] is None else int(r[1]), str(r[2])) for r in c.execute(
+                sa.select(t.serves.c.served_at, t.serves.c.bytes, t.serves.c.fota_sn).where(
+                    t.serves.c.device_id == device_id, t.serves.c.release_id == release_id,
+                    t.serves.c.served_at >= since)))
+
+    def serve_not_delivered(self, fota_sn: str, sent: int, *, device_key: str | None, release_id: int | None,
+                            ip: str = "", planned: int = 0) -> None:
+        """The client hung up before the serve's bytes were written: the serve row keeps only
+        what was sent (so the loop guard counts that), and the audit says so."""
+        self.drain()
+        with self.tx() as c:
+            c.execute(t.serves.update().where(t.serves.c.fota_sn == fota_sn).values(bytes=sent))
+            self._audit(c, "serve_aborted", device_key=device_key, release_id=release_id, ip=ip or None,
+                        fota_sn=fota_sn, bytes_sent=sent, bytes_planned=planned,
+                        reason="the client hung up before the package was written")
 
     def insert_serves(self, rows: list[dict[str, Any]]) -> None:
         """Batched serve rows (fota_sn issued in memory); see BufferedWriter.serve."""
@@ -785,12 +984,13 @@ class Store:
                           .where(t.serves.c.fota_sn == fota_sn)).first()
         return _row(r) if r else None
 
-    def record_serve(self, device_id: int, release_id: int, channel: str, from_version: str) -> str:
+    def record_serve(self, device_id: int, release_id: int, channel: str, from_version: str,
+                     nbytes: int | None = None) -> str:
         sn = secrets.token_hex(12)
         with self.hot_tx() as c:
             c.execute(t.serves.insert().values(fota_sn=sn, device_id=device_id, release_id=release_id,
                                                channel=channel, from_version=from_version,
-                                               served_at=time.time()))
+                                               served_at=time.time(), bytes=nbytes))
         return sn
 
     def loop_ban(self, device_id: int, device_key: str, release_id: int, serves: int, window_s: float,

@@ -164,3 +164,18 @@ def device_request(port: int, target: bytes | str, *, host: str = "127.0.0.1", m
         k, _, v = ln.decode("latin-1").partition(":")
         headers.append((k.strip(), v.strip()))
     return RawResponse(int(code), reason, headers, rest, head)
+
+
+def script_package(firmware_name: str, version: str, body: str = "", *,
+                   files: dict[str, bytes] | None = None) -> bytes:
+    """An Air8101 script package (TAUL) whose main.lua sets the ``PROJECT`` that
+    ``firmware_name`` is for and ``VERSION = version``: what the server's publish checks
+    accept for that product. ``body`` is appended to main.lua (so two packages of one version
+    can differ); ``files`` adds other files."""
+    from luatos_common.packages import build_air8101_ota
+
+    from .uploads import firmware_project
+
+    project = firmware_project(firmware_name) or firmware_name
+    main = f'PROJECT = "{project}"\nVERSION = "{version}"\n{body}\n'.encode()
+    return build_air8101_ota({**(files or {}), "main.lua": main})

@@ -1,7 +1,9 @@
 """``luatos-sim``: run a LuatOS project on the laptop and print its log in virtual time.
 
 Exit codes: 0 when ``--for`` ended or ``--until`` matched; 1 when ``--until`` never matched;
-2 for a usage or project error (missing main.lua, duplicate file names, unknown model).
+2 for a usage or project error (missing main.lua, duplicate file names, unknown model); 3 when
+the device crashed (Lua error, VM exit, watchdog reset) or fell into a reboot loop, which also
+stops the run unless ``--keep-going`` (see luatos_sim.crashes).
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ import click
 from luatos_common.cliconv import CONTEXT_SETTINGS, honour_no_color, use_colour, version_option
 from luatos_common.logline import SIM, C, LogRecord
 
+from .crashes import crashes
 from .device import Device, DeviceOptions, RebootLoopError, UntilTimeout
 from .duration import format_ms, parse_duration
 from .network_args import network_options
 from .profiles import PROFILES
 from .scripts import ScriptError
 
-EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_NO_MATCH, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
 
 _COLOURS = {"E": "\033[31m", "W": "\033[33m", "I": "\033[32m", "D": "\033[2m"}
 _RESET = "\033[0m"
@@ -61,7 +64,8 @@ class Printer:
 
 @click.group(context_settings=CONTEXT_SETTINGS,
              epilog="Exit codes: 0 --for ended or --until matched, 1 --until never matched, "
-                    "2 usage or project error.")
+                    "2 usage or project error, 3 the device crashed (Lua error, VM exit, watchdog) or "
+                    "fell into a reboot loop.")
 @version_option("luatos-sim")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -71,7 +75,7 @@ def cli(ctx: click.Context) -> None:
 
 
 @cli.command("run")
-@click.argument("project")
+@click.argument("project", required=False)
 @click.option("--lib-dir", multiple=True, metavar="DIR", envvar="LUATOS_SIM_LIB_DIRS",
               help="LuatOS script libraries (e.g. a LuatOS checkout's script/libs) ahead of the "
                    "built-in stand-ins; repeatable; also $LUATOS_SIM_LIB_DIRS.")
@@ -83,8 +87,13 @@ def cli(ctx: click.Context) -> None:
 @click.option("--until", default=None, metavar="REGEX",
               help="Stop when a log line matches (it may match on a later boot); exit 1 if it "
                    "never does, printing the last lines.")
+@click.option("--keep-going", is_flag=True,
+              help="Run on through a detected reboot loop (the exit code is still 3).")
 @click.option("--state", default=None, metavar="DIR",
-              help="Keep the device's flash (files, fskv, staged FOTA) in DIR across runs.")
+              help="Keep the device's flash (scripts, files, fskv, FOTA area) in DIR across runs. "
+                   "Without PROJECT the device boots what DIR holds, as after a power cycle "
+                   "(scripts an upgrade installed included); with PROJECT, PROJECT is flashed "
+                   "first.")
 @click.option("--raw", is_flag=True, help="Print the Air8101 UART form (luat:U(<ms>):...).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per line.")
 @click.option("--exit-reboot-delay", default="15s", show_default=True, metavar="DURATION",
@@ -95,7 +104,12 @@ def cli(ctx: click.Context) -> None:
 @click.pass_context
 def run_cmd(ctx: click.Context, **opts: Any) -> int:
     """Boot PROJECT (a directory of .lua files, flattened by basename like the device's /luadb,
-    or a script image / upgrade package file) and print every log line with its virtual time."""
+    or a script image / upgrade package file) and print every log line with its virtual time.
+
+    Without PROJECT, boot the device kept in --state DIR as it is."""
+    if opts["project"] is None and opts["state"] is None:
+        raise click.UsageError("give PROJECT (a directory or a package to flash), or --state DIR "
+                               "holding a device flashed by an earlier run")
     if opts["raw"] and opts["as_json"]:
         raise click.UsageError("--raw and --json exclude each other")
     args = SimpleNamespace(**opts)
@@ -132,7 +146,8 @@ def _run(args: Any, out: TextIO) -> int:
         print(f"luatos-sim: {e}", file=sys.stderr)
         return EXIT_USAGE
     if not {"main.lua", "main.luac"} & set(dev.image_files()):
-        print(f"luatos-sim: {args.project}: no main.lua (the device boots main.lua or main.luac)",
+        print(f"luatos-sim: {args.project or args.state}: no main.lua (the device boots main.lua "
+              "or main.luac)",
               file=sys.stderr)
         dev.close()
         return EXIT_USAGE
@@ -151,17 +166,36 @@ def _run(args: Any, out: TextIO) -> int:
             dev.close()
             return EXIT_USAGE
     try:
-        if pattern is None:
-            dev.run_for(duration)
+        matched, note = _run_device(dev, pattern, duration, stop_at_loop=not args.keep_going)
+        if matched:
             return EXIT_OK
-        try:
-            dev.run_until(pattern, within=duration, stop_on_reboot_loop=False)
-            return EXIT_OK
-        except (UntilTimeout, RebootLoopError) as e:
-            print(f"luatos-sim: {e}", file=sys.stderr)  # with the last lines it promises
+        found = crashes(dev)
+        if found:
+            print(f"luatos-sim: the device crashed: {found[-1]}", file=sys.stderr)
+            if len(found) > 1:
+                print(f"luatos-sim: {len(found)} crashes in all; the first: {found[0]}",
+                      file=sys.stderr)
+            print(f"luatos-sim: the last lines that led there:\n{found[-1].excerpt}", file=sys.stderr)
+            return EXIT_CRASH
+        if note:
+            print(f"luatos-sim: {note}", file=sys.stderr)
             return EXIT_NO_MATCH
+        return EXIT_OK
     finally:
         dev.close()
+
+
+def _run_device(dev: Device, pattern: re.Pattern[str] | None, duration: str,
+                stop_at_loop: bool) -> tuple[bool, str]:
+    """Run for ``duration`` or until ``pattern``; (matched, why not when --until failed)."""
+    want = pattern if pattern is not None else (lambda rec: False)
+    try:
+        dev.run_until(want, within=duration, stop_on_reboot_loop=stop_at_loop)
+        return True, ""
+    except RebootLoopError as e:
+        return False, str(e)  # with the last lines it promises
+    except UntilTimeout as e:
+        return False, str(e) if pattern is not None else ""
 
 
 def main(argv: list[str] | None = None, out: Any = None) -> int:

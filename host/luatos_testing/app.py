@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from luatos_common.packages import build_air8101_ota, build_ec_script, build_lfta
-from luatos_common.version import stamp_version
+from luatos_common.scriptcheck import stamp_version
 from luatos_sim.profiles import ModelProfile, get_profile
 from luatos_sim.scripts import load_project_files
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from luatos_common.logline import SIM, LogRecord
 from luatos_common.packages import build_air8101_ota
-from luatos_common.version import stamp_version
+from luatos_common.scriptcheck import stamp_version
 from luatos_sim.cli import Printer
 from luatos_sim.device import Device, DeviceOptions
 from luatos_sim.scripts import load_project_files

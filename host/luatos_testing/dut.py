@@ -66,6 +66,25 @@ class Dut:
         self.last_record: LogRecord | None = None
         self._cursor = 0
         self._forbidden: re.Pattern[str] | None = None  # not_matching of the running expect
+        self.crash_allowed: str | None = None  # why this test expects a crash (allow_crash)
+
+    # -- crashes ----------------------------------------------------------------------------------
+
+    def allow_crash(self, reason: str = "the test expects the device to crash") -> None:
+        """Declare that this test expects the device to crash (Lua error, VM exit, reboot
+        loop): the pytest plugin then does not fail the test for it. The marker
+        ``@pytest.mark.luatos_allow_crash`` does the same for a whole test."""
+        self.crash_allowed = reason
+
+    def crashes(self) -> list[str]:
+        """Each crash the device log shows so far, with the lines that led there. On a board:
+        the firmware's ``Lua VM exit`` line (printed for a Lua error and for main returning)."""
+        out = []
+        for i, rec in enumerate(self.log):
+            if "Lua VM exit" in rec.line:
+                lead = "\n".join(f"  {self.format_record(r)}" for r in self.log[max(0, i - 14):i + 1])
+                out.append(f"{rec.line}\n{lead}")
+        return out
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -265,6 +284,13 @@ class SimDut(Dut):
     def run_for(self, duration: Duration, *, allow_wall_clock: bool = False) -> None:
         """Advance virtual time (``"4h"`` costs milliseconds)."""
         self.device.run_for(duration)
+
+    def crashes(self) -> list[str]:
+        """Each crash of the emulated device (luatos_sim.crashes: Lua error, VM exit, watchdog
+        reset, reboot loop), with the lines that led there."""
+        from luatos_sim.crashes import crashes
+
+        return [f"{c.message}\n{c.excerpt}" for c in crashes(self.device)]
 
     def reset(self) -> None:
         """Power-cycle: the flash (script image, fs, fskv) survives, everything else restarts."""

@@ -9,6 +9,9 @@ Fixtures: ``dut`` (:class:`luatos_testing.dut.Dut`: ``expect``, ``expect_exact``
 ``luatos_app`` (the project as a build: ``package(version)``), ``luatos_settings`` and
 ``fota_server`` (a real FOTA server on a free loopback port with its own data directory,
 :class:`luatos_testing.fota_server.FotaServer`). A failed test's report carries the device log.
+A test whose device crashed (Lua error, VM exit, watchdog, reboot loop) fails with the crash and
+the lines that led there, unless it is marked ``luatos_allow_crash`` or calls
+``dut.allow_crash()``.
 
 pytest loads this module in every run of this repository, so it imports nothing heavy at
 module level: the emulator, pyserial and the server are imported by the fixtures that use them.
@@ -108,6 +111,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "luatos_project(path): the LuatOS project this test's device runs "
         "(relative to the test file; --luatos-project overrides it)")
+    config.addinivalue_line(
+        "markers", "luatos_allow_crash(reason): this test expects the device to crash (Lua "
+        "error, VM exit, reboot loop); without it such a crash fails the test (as does "
+        "dut.allow_crash())")
     config.stash[_SETTINGS] = _read_settings(config)
 
 
@@ -313,10 +320,36 @@ def fota_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FotaServer
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    if report.when == "call":
+        _fail_on_crash(item, report)
     if report.failed:
         for dut, path in item.stash.get(_REPORTED, []):
             _attach_log(item, report, dut, path)
     return report
+
+
+def _fail_on_crash(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A device that crashed fails the test, even one whose asserts passed (a crash-reboot
+    can run the very check the test waits for), unless the test expects the crash."""
+    marker = item.get_closest_marker("luatos_allow_crash")
+    for dut, _ in item.stash.get(_REPORTED, []):
+        if marker is not None or dut.crash_allowed is not None:
+            continue
+        try:
+            found = dut.crashes()
+        except Exception as e:  # noqa: BLE001 - a report must not break on a closed device
+            found = [f"(could not read the device's crashes: {e})"]
+        if not found:
+            continue
+        text = (f"the device crashed during the test ({len(found)} crash(es)); the first:\n"
+                f"{found[0]}\n\nIf the test expects this, mark it "
+                "@pytest.mark.luatos_allow_crash(reason) or call dut.allow_crash(reason).")
+        if report.passed:
+            report.outcome = "failed"
+            report.longrepr = text
+        else:
+            report.sections.append(("luatos device crash", text))
+        return
 
 
 def _attach_log(item: pytest.Item, report: pytest.TestReport, dut: Dut, path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from luatos_common.logline import SIM
+from luatos_fota.uploads import UploadError
 from luatos_sim.device import RebootLoopError
 from luatos_testing.dut import SimDut
 
@@ -175,11 +176,29 @@ def test_connection_cut_mid_download_then_next_check_upgrades(fota: Fota, make_d
     assert len(fota.serves(dev.profile.mac)) == 2
 
 
-def test_package_still_declaring_old_version_loops_until_banned(fota: Fota, make_device) -> None:
+def test_package_still_declaring_old_version_is_refused_at_publish(fota: Fota) -> None:
     """The tutorial's FAQ: a release published as 001.000.001 whose main.lua still says
-    001.000.000. The device applies it, reboots, reports 2001.001.000 again and downloads again,
+    001.000.000 would loop every device; the server reads the package and refuses it."""
+    with pytest.raises(UploadError) as ei:
+        fota.release(package(OLD), version=NEW)
+    assert ei.value.field == "version"
+    assert f"version {NEW} given, but the package's main.lua:16 sets VERSION = '{OLD}'" in str(ei.value)
+    assert fota.srv.store.list_releases() == []
+
+
+def old_version_at_run_time(files: dict[str, bytes]) -> dict[str, bytes]:
+    """main.lua declares the new VERSION but sets the old one when it runs (what the static
+    publish checks cannot see; the preflight can)."""
+    main = files["main.lua"].replace(b"\nlog.info(\"main\"", f'\n_G["VERSION"] = "{OLD}"\nlog.info("main"'.encode(), 1)
+    assert main != files["main.lua"]
+    return {**files, "main.lua": main}
+
+
+def test_package_reporting_old_version_loops_until_banned(fota: Fota, make_device) -> None:
+    """Published without a preflight (a library call), a package that reports 001.000.000 at
+    run time: the device applies it, reboots, reports 2001.001.000 again and downloads again,
     until the server's loop guard bans it (code 40) after 6 serves."""
-    fota.release(package(OLD), version=NEW)
+    fota.release(package(NEW, patch=old_version_at_run_time), version=NEW)
     dev = make_device(project(OLD), fota.srv)
     mac = dev.profile.mac
     log = SimDut(dev)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 
-from luatos_common.packages import build_air8101_ota
-from luatos_fota.testing import device_request
+from luatos_fota.testing import device_request, script_package
 
 KEY = "plugin-key"
 FW = "PLUGIN_LuatOS-SoC_Air8101"
@@ -17,7 +16,7 @@ def test_fota_server_serves_a_release_added_through_the_helper(fota_server) -> N
     assert fota_server.data_dir.is_dir()
     product = fota_server.product(KEY, FW)
     assert fota_server.product(KEY, FW)["id"] == product["id"]  # found, not created twice
-    package = build_air8101_ota({"main.lua": b"-- v2\n" + os.urandom(64).hex().encode()})
+    package = script_package(FW, "001.000.002", "-- " + os.urandom(64).hex())
     release = fota_server.add_release(package, project_key=KEY, firmware_name=FW,
                                       version="001.000.002")
     assert release["product_id"] == product["id"]

@@ -41,6 +41,17 @@ def missing_dependency(reason: str) -> None:
     pytest.skip(reason)
 
 
+PG_FIXTURES = {"pg_url", "pg_cluster"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that uses PostgreSQL carries the ``postgres`` marker (``-m postgres`` /
+    ``-m "not postgres"`` select exactly them), also one whose author forgot it."""
+    for item in items:
+        if PG_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[Any]:
     """A running throwaway PostgreSQL cluster (pg_fixture.PgCluster)."""

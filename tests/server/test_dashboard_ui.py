@@ -12,6 +12,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,7 @@ def test_dashboard_devices_upload_ban_unban_audit(
     page.set_input_files("#up-file", str(package))
     page.fill("#up-version", "001.000.002")
     page.fill("#up-notes", "uploaded from the dashboard test")
+    page.check("#up-skip-preflight")  # a bare test package; the preflight has its own tests
     page.click("#upload-submit")
     page.locator("#releases-body tr[data-release]").first.wait_for()
     releases = srv.store.list_releases(product["id"])
@@ -168,6 +170,7 @@ def test_dashboard_devices_upload_ban_unban_audit(
     ]
     rel_row = page.locator(f"#releases-body tr[data-release='{releases[0]['id']}']")
     assert "001.000.002" in rel_row.inner_text() and "enabled" in rel_row.inner_text()
+    assert rel_row.locator("[data-preflight]").inner_text() == "skipped"
     assert "targeted 2" in rel_row.inner_text()
 
     # The device now gets the package; the rollout progress shows it after a refresh.
@@ -428,3 +431,38 @@ def test_operator_runs_a_rollout_products_target_device_history_paging(
     page.screenshot(path=str(SCREENSHOT_DIR / "luatos-fota-dashboard-archived.png"), full_page=True)
     push_sock.close()
     assert violations == [], violations
+def test_upload_is_preflighted_and_the_result_shown(page: Any, srv: RunningServer,
+                                                    tmp_path: Path) -> None:
+    """device/ uploaded through the form: pending, then the preflight's verdict in the row;
+    a candidate that reboot-loops shows "failed" with its reason on hover and stays paused."""
+    from luatos_sim.scripts import load_project_files
+    from luatos_testing.demo import PROJECT_RE, with_version
+
+    files = load_project_files(Path(__file__).resolve().parents[2] / "device")
+    m = PROJECT_RE.search(files["main.lua"])
+    assert m
+    product = srv.store.add_product("DEMO_PRODUCT_KEY", f"{m[1].decode()}_LuatOS-SoC_Air8101")
+    good, bad = tmp_path / "good.bin", tmp_path / "bad.bin"
+    good.write_bytes(build_air8101_ota(with_version(files, "001.000.001")))
+    loops = with_version(files, "001.000.002")
+    loops["main.lua"] = loops["main.lua"].replace(b"\nsys.run()", b"\n-- sys.run() forgotten")
+    bad.write_bytes(build_air8101_ota(loops))
+    sign_in(page, srv)
+    for n, package in enumerate((good, bad), start=1):
+        page.click("#tabs button[data-tab=upload]")
+        page.select_option("#up-product", str(product["id"]))
+        page.set_input_files("#up-file", str(package))
+        page.click("#upload-submit")
+        assert "preflight running" in wait_status(page, "ok", f"release #{n} created")
+    rels = srv.store.list_releases(product["id"])
+    for rel, verdict in zip(rels, ("passed", "failed"), strict=True):
+        badge = page.locator(f"#releases-body tr[data-release='{rel['id']}'] [data-preflight]")
+        deadline = time.monotonic() + 60
+        while badge.inner_text() != verdict and time.monotonic() < deadline:
+            page.click("#releases-refresh")
+            time.sleep(0.3)
+        assert badge.inner_text() == verdict
+    bad_row = page.locator(f"#releases-body tr[data-release='{rels[1]['id']}']")
+    assert "reboot loop" in bad_row.locator("[data-preflight]").get_attribute("title")
+    assert "paused" in bad_row.inner_text()
+    assert "enabled" in page.locator(f"#releases-body tr[data-release='{rels[0]['id']}']").inner_text()

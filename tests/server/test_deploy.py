@@ -189,7 +189,7 @@ def test_load_balanced_instances_share_database_and_bucket(tmp_path: Path, pg_ur
         pkg = tmp_path / "pkg.bin"
         data = package("001.000.002", filler=300_000)
         pkg.write_bytes(data)
-        res = CliRunner().invoke(cli_main, ["release", "add", "--server", lb, "--token", TOKEN, "--project-key",
+        res = CliRunner().invoke(cli_main, ["release", "add", "--skip-preflight", "--server", lb, "--token", TOKEN, "--project-key",
                                             KEY, "--firmware-name", FW, "--create-product",
                                             "--version", "001.000.002", "--json",
                                             str(pkg)], env={"LUATOS_FOTA_DATA": None})

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from luatos_common.packages import build_air8101_ota
 from luatos_fota.groupcommit import BatchBusy, GroupCommit
 from luatos_fota.store import Store, StoreBusy
+from luatos_fota.testing import script_package
 
 LIMIT = 6
 
@@ -83,7 +83,7 @@ def test_a_failed_batch_fails_its_callers_and_the_next_one_works() -> None:
 
 def _fixture(st: Store) -> tuple[int, int]:
     p = st.add_product("gc_key", "GC_LuatOS-SoC_Air8101")
-    rel = st.add_release(build_air8101_ota({"main.lua": b"--gc"}), product_id=p["id"], version="001.000.002")
+    rel = st.add_release(script_package("GC_LuatOS-SoC_Air8101", "001.000.002", "--gc"), product_id=p["id"], version="001.000.002")
     dev = st.register_device("C8C2C68C0A01", p["id"])
     return int(dev["id"]), int(rel["id"])
 

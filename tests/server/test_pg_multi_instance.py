@@ -19,8 +19,13 @@ from typing import Any
 
 import pytest
 
-from luatos_common.packages import build_air8101_ota
-from luatos_fota.testing import RawResponse, RunningServer, device_request, running_server
+from luatos_fota.testing import (
+    RawResponse,
+    RunningServer,
+    device_request,
+    running_server,
+    script_package,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -39,7 +44,7 @@ def check_in(srv: RunningServer, version: str, mac: str = MAC) -> RawResponse:
 
 
 def package(tag: str) -> bytes:
-    return build_air8101_ota({"main.lua": f"PROJECT='PGDEMO'\nVERSION='{tag}'\n".encode()})
+    return script_package(FW, tag)
 
 
 def admin(srv: RunningServer, method: str, path: str, body: Any = None) -> Any:
@@ -59,6 +64,7 @@ def upload(srv: RunningServer, product_id: int, version: str, data: bytes) -> An
     parts = [
         f'--{boundary}\r\nContent-Disposition: form-data; name="product_id"\r\n\r\n{product_id}\r\n',
         f'--{boundary}\r\nContent-Disposition: form-data; name="version"\r\n\r\n{version}\r\n',
+        f'--{boundary}\r\nContent-Disposition: form-data; name="skip_preflight"\r\n\r\ntrue\r\n',
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="pkg.bin"\r\n'
         "Content-Type: application/octet-stream\r\n\r\n",
     ]

@@ -125,6 +125,14 @@ def test_parse_login_nested_flat_and_errors() -> None:
     )
     with pytest.raises(ValueError, match="no device id"):
         parse_login({"login": {"version": "1"}})
+
+
+def test_parse_login_keeps_non_string_values_as_json() -> None:
+    """Mutation audit: a login dropping non-string values went unnoticed. A device that sends
+    a number or a table keeps it (as JSON text), so the operator sees what it said."""
+    assert parse_login({"device": "C8C2C68CD602", "version": 2001001, "core": ["V2001"],
+                        "project_key": None, "firmware_name": True}) == (
+        "C8C2C68CD602", {"version": "2001001", "core": '["V2001"]', "firmware_name": "true"})
     with pytest.raises(ValueError, match="must be a string"):
         parse_login({"device": 12})
     with pytest.raises(ValueError, match="printable characters"):

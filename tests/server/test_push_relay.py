@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from luatos_common.packages import build_air8101_ota
 from luatos_fota.push import PushHub
-from luatos_fota.testing import RunningServer, running_server
+from luatos_fota.testing import RunningServer, running_server, script_package
 
 TOKEN = "relay-token"
 KEY = "relay_key"
@@ -91,7 +90,7 @@ def _relay_flow(tmp_path: Path, db_url: str) -> None:
 
             # A release push from A goes through A's decision (a counted serve) and out via B.
             product = a.store.add_product(KEY, FW)
-            rel = a.store.add_release(build_air8101_ota({"main.lua": b"--relay"}), product_id=product["id"],
+            rel = a.store.add_release(script_package(FW, "001.000.002", "--relay"), product_id=product["id"],
                                       version="001.000.002")
             r = api(a, "POST", "/push", json={"release_id": rel["id"]})
             assert r.json()["results"] == {MAC: "sent"}, r.text

@@ -13,9 +13,9 @@ def test_old_database_gains_archived_column(tmp_path: Path) -> None:
     eng = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
     with eng.begin() as c:
         schema.schema_version.create(c)
-        for m in schema.MIGRATIONS[:3]:  # the schema as it was before archiving existed
+        for m in schema.MIGRATIONS[:4]:  # the schema as it was before archiving existed
             m(c)
-        c.execute(schema.schema_version.insert().values(id=1, version=3))
+        c.execute(schema.schema_version.insert().values(id=1, version=4))
         c.execute(sa.text("INSERT INTO products (project_key, firmware_name, name, auto_register, created_at)"
                           " VALUES ('K', 'F_LuatOS-SoC_Air8101', '', 1, 0)"))
         c.execute(sa.text("INSERT INTO artifacts (sha256, size, kind, details, filename, created_at)"
@@ -29,5 +29,5 @@ def test_old_database_gains_archived_column(tmp_path: Path) -> None:
         assert "archived" in {col["name"] for col in sa.inspect(c).get_columns("releases")}
         assert c.execute(sa.text("SELECT script_version, archived FROM releases")).all() == [("001.000.001", 0)]
     with eng.begin() as c:
-        schema.MIGRATIONS[3](c)  # idempotent: safe in any order among later migrations
+        schema.MIGRATIONS[4](c)  # idempotent: a second run changes nothing
     eng.dispose()

@@ -54,7 +54,7 @@ def test_every_admin_command_runs_against_a_server(srv: RunningServer, tmp_path:
     pkg.write_bytes(package("001.000.002"))
     r = remote(srv)
     # CI publishes in one command: the product is created on the way (asked for explicitly).
-    code, out, err = run("release", "add", *r, "--project-key", "K", "--firmware-name", FW,
+    code, out, err = run("release", "add", "--skip-preflight", *r, "--project-key", "K", "--firmware-name", FW,
                          "--create-product", "--version", "001.000.002", "--percent", "50",
                          "--json", str(pkg))
     assert code == 0, err
@@ -104,7 +104,7 @@ def test_every_admin_command_runs_against_a_server(srv: RunningServer, tmp_path:
 def test_remote_and_local_answer_alike(srv: RunningServer, tmp_path: Path) -> None:
     pkg = tmp_path / "pkg.bin"
     pkg.write_bytes(package("001.000.002"))
-    assert run("release", "add", *remote(srv), "--project-key", "K", "--firmware-name", FW,
+    assert run("release", "add", "--skip-preflight", *remote(srv), "--project-key", "K", "--firmware-name", FW,
                "--create-product", "--version", "001.000.002", str(pkg))[0] == 0
     local = ["--data", str(srv.data_dir)]
     for cmd in (["product", "list"], ["release", "list"], ["release", "stats"]):
@@ -123,12 +123,12 @@ def test_refusals_keep_their_exit_codes(srv: RunningServer, tmp_path: Path) -> N
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"not a package at all")
     assert run("product", "add", *r, "--project-key", "K", "--firmware-name", FW)[0] == 0
-    code, _, err = run("release", "add", *r, "--project-key", "K", "--version", "001.000.002", str(bad))
+    code, _, err = run("release", "add", "--skip-preflight", *r, "--project-key", "K", "--version", "001.000.002", str(bad))
     assert code == 4 and "refused (file)" in err
     pkg = tmp_path / "pkg.bin"
     pkg.write_bytes(package("001.000.002"))
-    assert run("release", "add", *r, "--project-key", "K", "--version", "001.000.002", str(pkg))[0] == 0
-    code, _, err = run("release", "add", *r, "--project-key", "K", "--version", "001.000.002", str(pkg))
+    assert run("release", "add", "--skip-preflight", *r, "--project-key", "K", "--version", "001.000.002", str(pkg))[0] == 0
+    code, _, err = run("release", "add", "--skip-preflight", *r, "--project-key", "K", "--version", "001.000.002", str(pkg))
     assert code == 4 and "refused" in err  # a duplicate: 409 from the server
     code, _, err = run("release", "target", *r, "--percent", "50", "--devices", "A", "1")
     assert code == 2
@@ -206,7 +206,7 @@ def test_ci_publish_is_one_command(srv: RunningServer, tmp_path: Path) -> None:
     env.update(LUATOS_FOTA_SERVER=srv.base_url, LUATOS_FOTA_TOKEN=TOKEN)
     exe = Path(sys.executable).with_name("luatos-fota")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "luatos_fota.cli"]
-    res = subprocess.run([*cmd, "release", "add", "--project-key", "K", "--firmware-name", FW,
+    res = subprocess.run([*cmd, "release", "add", "--skip-preflight", "--project-key", "K", "--firmware-name", FW,
                           "--create-product", "--json", str(pkg)],
                          env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

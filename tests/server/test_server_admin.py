@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from luatos_common.packages import build_air8101_ota, build_lfta
-from luatos_fota.testing import RunningServer, device_request, running_server
+from luatos_common.packages import build_lfta
+from luatos_fota.testing import RunningServer, device_request, running_server, script_package
 
 KEY = "adm"
 FW = "ADM_LuatOS-SoC_Air8101"
 MAC = "C8C2C68CD602"
-PKG = build_air8101_ota({"main.lua": b"-- admin test\n"})
+PKG = script_package(FW, "001.000.002", "-- admin test")
 
 
 @pytest.fixture
@@ -61,7 +61,8 @@ def test_full_release_workflow(srv):
     pid = p.json()["id"]
     assert api(srv, "POST", "/products", json={"project_key": KEY, "firmware_name": FW}).status_code == 409
     up = api(srv, "POST", "/releases", files={"file": ("pkg.bin", PKG)},
-             data={"product_id": str(pid), "version": "001.000.002", "notes": "first"})
+             data={"product_id": str(pid), "version": "001.000.002", "notes": "first",
+                   "skip_preflight": "true"})
     assert up.status_code == 201, up.text
     rel = up.json()
     assert rel["sha256"] and rel["enabled"] is True and rel["notes"] == "first"
@@ -101,11 +102,17 @@ def test_upload_refusal_is_422_with_field_and_reason(srv):
     bad[1040] ^= 1
     r = api(srv, "POST", "/releases", files={"file": ("x.bin", bytes(bad))}, data={"product_id": str(pid), "version": "001.000.001"})
     assert r.status_code == 422 and "CRC" in r.json()["msg"]
-    r = api(srv, "POST", "/releases", files={"file": ("x.bin", PKG)}, data={"product_id": str(pid)})
+    r = api(srv, "POST", "/releases", files={"file": ("x.bin", PKG)},
+            data={"product_id": str(pid), "version": "001.000.003"})
     assert r.status_code == 422 and r.json()["field"] == "version"
-    r = api(srv, "POST", "/releases", files={"file": ("ADM_2001.001.004_LuatOS-SoC_Air8101.bin", build_lfta({"main.lua": b"x"}))},
+    assert "sets VERSION = '001.000.002'" in r.json()["msg"]
+    v4 = build_lfta({"main.lua": b'PROJECT = "ADM"\nVERSION = "001.000.004"\n'})
+    r = api(srv, "POST", "/releases", files={"file": ("ADM_2001.001.004_LuatOS-SoC_Air8101.bin", v4)},
             data={"project_key": KEY})
     assert r.status_code == 201 and r.json()["script_version"] == "001.000.004"
+    r = api(srv, "POST", "/releases", files={"file": ("x.bin", PKG)}, data={"product_id": str(pid)})
+    assert r.status_code == 422 and r.json()["field"] == "version"
+    assert "not above" in r.json()["msg"] and "release 1 (001.000.004" in r.json()["msg"]
 
 
 def test_not_found_and_bad_input(srv):

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from luatos_common.packages import build_air8101_ota
 from luatos_fota.cli import main
-from luatos_fota.testing import device_request, running_server
+from luatos_fota.testing import device_request, running_server, script_package
 
 FW = "CLI_LuatOS-SoC_Air8101"
 
@@ -30,7 +29,7 @@ def init(path: Path) -> str:
 @pytest.fixture
 def pkg(tmp_path: Path) -> Path:
     p = tmp_path / "pkg.bin"
-    p.write_bytes(build_air8101_ota({"main.lua": b"-- cli\n"}))
+    p.write_bytes(script_package(FW, "001.000.002", "-- cli"))
     return p
 
 
@@ -39,7 +38,7 @@ def test_product_and_release_commands(tmp_path, pkg):
     assert run("product", "add", "--data", d, "--project-key", "K", "--firmware-name", FW)[0] == 0
     code, out, _ = run("product", "list", "--data", d, "--json")
     assert code == 0 and json.loads(out)[0]["firmware_name"] == FW
-    code, out, _ = run("release", "add", "--data", d, "--project-key", "K", "--version", "001.000.002",
+    code, out, _ = run("release", "add", "--skip-preflight", "--data", d, "--project-key", "K", "--version", "001.000.002",
                        "--percent", "25", "--json", str(pkg))
     assert code == 0
     rel = json.loads(out)
@@ -57,20 +56,22 @@ def test_product_and_release_commands(tmp_path, pkg):
 
 def test_release_add_creates_product_and_refusals_exit_4(tmp_path, pkg):
     d = init(tmp_path / "data")
-    code, _, err = run("release", "add", "--data", d, "--project-key", "K", "--firmware-name", FW, str(pkg))
-    assert code == 4 and "no version" in err
-    code, _, err = run("release", "add", "--data", d, "--project-key", "K", "--firmware-name", FW,
+    code, _, err = run("release", "add", "--skip-preflight", "--data", d, "--project-key", "K", "--firmware-name", FW,
+                       "--version", "001.000.003", "--create-product", str(pkg))
+    assert code == 4 and "sets VERSION = '001.000.002'" in err
+    assert run("product", "list", "--data", d, "--json")[1].strip() == "[]"  # refused: no trace
+    code, _, err = run("release", "add", "--skip-preflight", "--data", d, "--project-key", "K", "--firmware-name", FW,
                        "--version", "001.000.002", str(pkg))
     assert code == 3 and "no product K / CLI_LuatOS-SoC_Air8101" in err and "--create-product" in err
     assert run("product", "list", "--data", d, "--json")[1].strip() == "[]"  # nothing created
-    code, _, err = run("release", "add", "--data", d, "--project-key", "K", "--firmware-name", FW,
-                       "--version", "001.000.002", "--create-product", str(pkg))
+    code, _, err = run("release", "add", "--skip-preflight", "--data", d, "--project-key", "K",
+                       "--firmware-name", FW, "--version", "001.000.002", "--create-product", str(pkg))
     assert code == 0 and "created product" in err
     bad = tmp_path / "bad.bin"
     bad.write_bytes(b"")
-    code, _, err = run("release", "add", "--data", d, "--project-key", "K", "--version", "001.000.003", str(bad))
+    code, _, err = run("release", "add", "--skip-preflight", "--data", d, "--project-key", "K", "--version", "001.000.003", str(bad))
     assert code == 4 and "empty file" in err
-    assert run("release", "add", "--data", d, "--project-key", "K", "--version", "001.000.002", str(pkg))[0] == 4
+    assert run("release", "add", "--skip-preflight", "--data", d, "--project-key", "K", "--version", "001.000.002", str(pkg))[0] == 4
 
 
 def test_not_found_exit_3_and_usage_exit_2(tmp_path):
@@ -83,7 +84,7 @@ def test_not_found_exit_3_and_usage_exit_2(tmp_path):
 def test_cli_writes_while_server_runs_and_device_commands(tmp_path, pkg):
     d = tmp_path / "data"
     with running_server(d, cache_ttl_s=0) as srv:
-        assert run("release", "add", "--data", str(d), "--project-key", "K", "--firmware-name", FW,
+        assert run("release", "add", "--skip-preflight", "--data", str(d), "--project-key", "K", "--firmware-name", FW,
                    "--version", "001.000.002", "--create-product", str(pkg))[0] == 0
         check = f"/api/site/firmware_upgrade?mac=C8C2C68CD602&project_key=K&firmware_name={FW}&version=2001.001.000"
         assert device_request(srv.port, check).status == 200  # the running server saw the CLI's release
@@ -129,7 +130,7 @@ def test_audit_prune(tmp_path):
 
 def test_devices_option_is_repeatable_and_comma_separated(tmp_path, pkg):
     d = init(tmp_path / "data")
-    code, out, _ = run("release", "add", "--data", d, "--project-key", "K", "--firmware-name", FW,
+    code, out, _ = run("release", "add", "--skip-preflight", "--data", d, "--project-key", "K", "--firmware-name", FW,
                        "--version", "001.000.002", "--devices", "A1,A2", "--devices", "c8:c2:c6:8c:d6:02",
                        "--create-product", "--json", str(pkg))
     assert code == 0 and json.loads(out)["devices"] == ["A1", "A2", "C8C2C68CD602"]
@@ -179,8 +180,8 @@ def test_serve_subprocess_flushes_audit_on_sigterm(tmp_path, pkg):
 def test_release_archive_retires_it_for_good(tmp_path, pkg):
     d = init(tmp_path / "data")
     assert run("product", "add", "--data", d, "--project-key", "K", "--firmware-name", FW)[0] == 0
-    code, out, _ = run("release", "add", "--data", d, "--project-key", "K", "--version", "001.000.002",
-                       "--json", str(pkg))
+    code, out, _ = run("release", "add", "--skip-preflight", "--data", d, "--project-key", "K",
+                       "--version", "001.000.002", "--json", str(pkg))
     rid = str(json.loads(out)["id"])
     with running_server(Path(d), cache_ttl_s=0) as srv:
         check = f"/api/site/firmware_upgrade?mac=C8C2C68CD602&project_key=K&firmware_name={FW}&version=2001.001.000"

@@ -24,14 +24,14 @@ STAGES_BEFORE_COMMIT = ["blob_partial", "blob_written", "blob_fsynced", "blob_re
 @pytest.fixture(scope="module")
 def big_package(tmp_path_factory) -> Path:
     rnd = random.Random(7)
-    data = build_ec_script({"main.lua": b"-- big\n", "blob.bin": rnd.randbytes(24 << 20)})
+    data = build_ec_script({"main.lua": b'PROJECT = "BIG"\nVERSION = "001.000.002"\n', "blob.bin": rnd.randbytes(24 << 20)})
     path = tmp_path_factory.mktemp("pkg") / "BIG_2001.001.002_LuatOS-SoC_EC618.bin"
     path.write_bytes(data)
     return path
 
 
 def _cmd(data_dir: Path, pkg: Path) -> list[str]:
-    return [sys.executable, "-m", "luatos_fota.cli", "release", "add", "--data", str(data_dir),
+    return [sys.executable, "-m", "luatos_fota.cli", "release", "add", "--skip-preflight", "--data", str(data_dir),
             "--project-key", "K", "--firmware-name", "BIG_LuatOS-SoC_EC618", str(pkg)]
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from luatos_common.packages import build_air8101_ota, build_full
-from luatos_fota.testing import RunningServer, device_request, running_server
+from luatos_common.packages import build_full
+from luatos_fota.testing import RunningServer, device_request, running_server, script_package
 
 KEY = "prodkey123"
 FW = "FOTA2_DEMO_LuatOS-SoC_Air8101"
@@ -28,8 +28,8 @@ def q(version: str, *, mac: str = MAC, key: str = KEY, fw: str = FW, base: str =
     return f"{base}{idkey}={mac}&project_key={key}&firmware_name={fw}&version={version}"
 
 
-def pkg(tag: str) -> bytes:
-    return build_air8101_ota({"main.lua": f"-- {tag}\nPROJECT='FOTA2_DEMO'\nVERSION='1.0.{tag}'\n".encode()})
+def pkg(version: str) -> bytes:
+    return script_package(FW, version)
 
 
 @pytest.fixture
@@ -44,14 +44,15 @@ def product(srv: RunningServer) -> dict:
 
 
 def add(srv: RunningServer, product: dict, version: str, data: bytes | None = None, **kw) -> dict:
-    rel = srv.store.add_release(data if data is not None else pkg(version), product_id=product["id"],
+    data = data if data is not None else script_package(product["firmware_name"], version)
+    rel = srv.store.add_release(data, product_id=product["id"],
                                 version=version, **kw)
     srv.app.fota.invalidate()
     return rel
 
 
 def test_upgrade_with_glued_query_and_exact_headers(srv, product):
-    data = pkg("2")
+    data = pkg("001.000.002")
     add(srv, product, "001.000.002", data)
     r = device_request(srv.port, q("2001.001.000", base="/api/site/firmware_upgrade"))
     assert r.status == 200
@@ -199,7 +200,7 @@ def test_highest_targeting_release_wins_and_pause(srv, product):
 
 
 def test_full_release_names_its_core(srv, product):
-    full = build_full("V2002", {"main.lua": b"-- full\n"})
+    full = build_full("V2002", {"main.lua": b'PROJECT = "FOTA2_DEMO"\nVERSION = "001.000.002"\n'})
     rel = add(srv, product, "001.000.002", full)
     assert rel["kind"] == "full" and rel["core_version"] == "V2002"
     # same script on an older core: the full package brings the new core
@@ -286,7 +287,7 @@ def test_keep_alive_connection_with_raw_utf8_targets(srv):
 
 
 def test_head_on_device_endpoint_sends_headers_only(srv, product):
-    data = pkg("2")
+    data = pkg("001.000.002")
     add(srv, product, "001.000.002", data)
     r = device_request(srv.port, q("2001.001.000"), method=b"HEAD")
     assert r.status == 200 and r.body == b"" and r.header("Content-Length") == str(len(data))
@@ -301,7 +302,7 @@ def test_writes_through_the_same_store_apply_at_once(tmp_path):
     with running_server(tmp_path / "d", cache_ttl_s=3600) as s:
         p = s.store.add_product(KEY, FW)
         assert device_request(s.port, q("2001.001.000")).status == 304
-        s.store.add_release(pkg("2"), product_id=p["id"], version="001.000.002")
+        s.store.add_release(pkg("001.000.002"), product_id=p["id"], version="001.000.002")
         assert device_request(s.port, q("2001.001.000")).status == 200
         s.store.ban(MAC)
         assert device_request(s.port, q("2001.001.000")).json()["code"] == 21

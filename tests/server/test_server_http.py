@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from luatos_common.packages import build_air8101_ota
-from luatos_fota.testing import RunningServer, device_request, running_server
+from luatos_fota.testing import RunningServer, device_request, running_server, script_package
 
 KEY = "k1"
 FW = "DEMO_LuatOS-SoC_Air8101"
@@ -21,7 +20,7 @@ CHECK = f"/api/site/firmware_upgrade?mac={MAC}&project_key={KEY}&firmware_name={
 
 @pytest.fixture
 def data() -> bytes:
-    return build_air8101_ota({"main.lua": b"-- v2\n" + os.urandom(3000).hex().encode()})
+    return script_package(FW, "001.000.002", "-- " + os.urandom(3000).hex())
 
 
 @pytest.fixture
@@ -53,10 +52,18 @@ def test_if_range(srv, data):
     assert stale.status == 200 and stale.body == data
 
 
-def test_range_continuation_does_not_count_as_a_serve(srv, data):
-    for _ in range(8):
-        assert device_request(srv.port, CHECK, extra_headers=b"Range: bytes=5-\r\n").status == 206
-    assert device_request(srv.port, CHECK).status == 200  # not loop-banned
+def test_resumed_download_counts_once(srv, data):
+    """A download cut half way and resumed from there is one package's worth: one serve."""
+    half = len(data) // 2
+    for _ in range(5):
+        assert device_request(srv.port, CHECK, extra_headers=f"Range: bytes=0-{half - 1}\r\n".encode()).status == 206
+        r = device_request(srv.port, CHECK, extra_headers=f"Range: bytes={half}-\r\n".encode())
+        assert r.status == 206 and len(r.body) == len(data) - half
+    # five packages' worth went out (limit 6): a sixth whole download is still allowed...
+    assert device_request(srv.port, CHECK).status == 200
+    # ...and the seventh is a loop
+    r = device_request(srv.port, CHECK)
+    assert r.status == 403 and r.json()["code"] == 40
 
 
 def test_stable_download_urls(srv, data):

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from luatos_common.packages import build_air8101_ota
 from luatos_fota.catalog import rollout_bucket
 from luatos_fota.config import ServerConfig
 from luatos_fota.service import FotaService, Query
 from luatos_fota.store import Store
-from luatos_fota.testing import RunningServer, device_request, running_server
+from luatos_fota.testing import RunningServer, device_request, running_server, script_package
 
 KEY = "k"
 FW = "LOOP_LuatOS-SoC_Air8101"
@@ -27,7 +26,7 @@ def check(version: str, mac: str = MAC) -> str:
 def srv(tmp_path: Path) -> Iterator[RunningServer]:
     with running_server(tmp_path / "d") as s:
         p = s.store.add_product(KEY, FW)
-        s.store.add_release(build_air8101_ota({"main.lua": b"--2"}), product_id=p["id"], version="001.000.002")
+        s.store.add_release(script_package(FW, "001.000.002", "--2"), product_id=p["id"], version="001.000.002")
         yield s
 
 
@@ -66,7 +65,7 @@ def test_loop_guard_counts_per_device(srv):
 def test_loop_guard_configurable(tmp_path):
     with running_server(tmp_path / "d", loop_max_serves=2, loop_window_s=3600) as s:
         p = s.store.add_product(KEY, FW)
-        s.store.add_release(build_air8101_ota({"main.lua": b"--2"}), product_id=p["id"], version="001.000.002")
+        s.store.add_release(script_package(FW, "001.000.002", "--2"), product_id=p["id"], version="001.000.002")
         assert [device_request(s.port, check("2001.001.000")).status for _ in range(3)] == [200, 200, 403]
 
 
@@ -77,7 +76,7 @@ def test_loop_guard_window_slides(tmp_path):
 
     with running_server(tmp_path / "d", loop_max_serves=2, loop_window_s=3600) as s:
         p = s.store.add_product(KEY, FW)
-        rel = s.store.add_release(build_air8101_ota({"main.lua": b"--2"}), product_id=p["id"], version="001.000.002")
+        rel = s.store.add_release(script_package(FW, "001.000.002", "--2"), product_id=p["id"], version="001.000.002")
         assert device_request(s.port, check("2001.001.000"), method=b"HEAD").status == 200  # known, not served
         dev = s.store.get_device(MAC)
         now = time.time()
@@ -97,7 +96,7 @@ def test_loop_guard_window_slides(tmp_path):
 def _selected(tmp: Path, percent: float, n: int) -> set[str]:
     st = Store(tmp)
     p = st.add_product(KEY, FW)
-    st.add_release(build_air8101_ota({"main.lua": b"--2"}), product_id=p["id"], version="001.000.002",
+    st.add_release(script_package(FW, "001.000.002", "--2"), product_id=p["id"], version="001.000.002",
                    percent=percent)
     svc = FotaService(st, ServerConfig())
     chosen = set()

@@ -14,18 +14,17 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from luatos_common.packages import build_air8101_ota
 from luatos_fota import schema
 from luatos_fota.store import Store
-from luatos_fota.testing import RunningServer, device_request, running_server
+from luatos_fota.testing import RunningServer, device_request, running_server, script_package
 
 KEY = "revkey"
 FW = "REV_LuatOS-SoC_Air8101"
 MAC = "C8C2C68CD602"
 
 
-def pkg(tag: str) -> bytes:
-    return build_air8101_ota({"main.lua": f"-- {tag}\n".encode()})
+def pkg(version: str) -> bytes:
+    return script_package(FW, version)
 
 
 def check(version: str, mac: str = MAC, key: str = KEY, fw: str = FW) -> str:
@@ -48,7 +47,7 @@ def test_device_seen_on_open_product_cannot_fetch_closed_product(srv):
     st = srv.store
     st.add_product(KEY, FW)
     closed = st.add_product("secret", "SECRET_LuatOS-SoC_Air8101", auto_register=False)
-    st.add_release(pkg("s9"), product_id=closed["id"], version="001.000.009")
+    st.add_release(script_package("SECRET_LuatOS-SoC_Air8101", "001.000.009"), product_id=closed["id"], version="001.000.009")
     assert device_request(srv.port, check("2001.001.000")).status == 304  # open product, no release
     r = device_request(srv.port, check("2001.001.000", key="secret", fw="SECRET_LuatOS-SoC_Air8101"))
     assert r.status == 403 and r.json()["code"] == 17 and len(r.body) < 400
@@ -59,7 +58,7 @@ def test_registered_device_is_served_by_its_closed_product_but_not_moved(srv):
     st = srv.store
     open_p = st.add_product(KEY, FW)
     closed = st.add_product("secret", "SECRET_LuatOS-SoC_Air8101", auto_register=False)
-    st.add_release(pkg("s9"), product_id=closed["id"], version="001.000.009")
+    st.add_release(script_package("SECRET_LuatOS-SoC_Air8101", "001.000.009"), product_id=closed["id"], version="001.000.009")
     st.register_device(MAC, closed["id"])
     srv.app.fota.invalidate()
     r = device_request(srv.port, check("2001.001.000", key="secret", fw="SECRET_LuatOS-SoC_Air8101"))
@@ -103,6 +102,7 @@ def test_writer_drops_a_bad_row_and_keeps_the_rest_sqlite(srv):
     _writer_survives_bad_row(srv)
 
 
+@pytest.mark.postgres
 def test_overlong_ids_postgres_are_400_and_audit_keeps_flowing(tmp_path, pg_url):
     with running_server(tmp_path / "d", db_url=pg_url, flush_interval_s=0.1) as s:
         s.store.add_product(KEY, FW)
@@ -164,8 +164,9 @@ def test_ban_does_not_reload_the_catalogue(srv, monkeypatch):
 def test_device_list_forced_rollback_beats_newer_release_for_all(srv):
     st = srv.store
     p = st.add_product(KEY, FW)
-    st.add_release(pkg("5"), product_id=p["id"], version="001.000.005")
-    rel4 = st.add_release(pkg("4"), product_id=p["id"], version="001.000.004", devices=[MAC], forced=True)
+    st.add_release(pkg("001.000.005"), product_id=p["id"], version="001.000.005")
+    rel4 = st.add_release(pkg("001.000.004"), product_id=p["id"], version="001.000.004", devices=[MAC], forced=True,
+                          allow_downgrade=True)
     srv.app.fota.invalidate()
     r = device_request(srv.port, check("2001.001.005"))
     assert r.status == 200 and r.header("x-fota-release") == str(rel4["id"])
@@ -177,7 +178,7 @@ def test_device_list_forced_rollback_beats_newer_release_for_all(srv):
 def test_respelling_the_version_neither_lifts_the_ban_nor_resets_the_count(tmp_path):
     with running_server(tmp_path / "d", loop_max_serves=3) as s:
         p = s.store.add_product(KEY, FW)
-        s.store.add_release(pkg("2"), product_id=p["id"], version="001.000.002")
+        s.store.add_release(pkg("001.000.002"), product_id=p["id"], version="001.000.002")
         spellings = ["2001.001.000", "2001.1.0", "2001.001.000"]
         assert [device_request(s.port, check(v)).status for v in spellings] == [200, 200, 200]
         assert device_request(s.port, check("2001.1.0")).status == 403
@@ -188,7 +189,7 @@ def test_respelling_the_version_neither_lifts_the_ban_nor_resets_the_count(tmp_p
 def test_falling_back_to_an_older_version_does_not_reset_the_count(tmp_path):
     with running_server(tmp_path / "d", loop_max_serves=4) as s:
         p = s.store.add_product(KEY, FW)
-        s.store.add_release(pkg("2"), product_id=p["id"], version="001.000.002")
+        s.store.add_release(pkg("001.000.002"), product_id=p["id"], version="001.000.002")
         seq = ["2001.001.001", "2001.001.001", "2001.001.000", "2001.001.000"]
         assert [device_request(s.port, check(v)).status for v in seq] == [200] * 4
         r = device_request(s.port, check("2001.001.000"))
@@ -200,7 +201,7 @@ def test_falling_back_to_an_older_version_does_not_reset_the_count(tmp_path):
 
 def test_failed_blob_read_is_not_a_serve(srv, monkeypatch):
     p = srv.store.add_product(KEY, FW)
-    rel = srv.store.add_release(pkg("2"), product_id=p["id"], version="001.000.002")
+    rel = srv.store.add_release(pkg("001.000.002"), product_id=p["id"], version="001.000.002")
 
     def unreadable(sha: str) -> bytes:
         raise PermissionError(f"blobs/{sha}: permission denied")
@@ -215,25 +216,25 @@ def test_failed_blob_read_is_not_a_serve(srv, monkeypatch):
 def test_head_and_ranges_see_the_loop_guard(tmp_path):
     with running_server(tmp_path / "d", loop_max_serves=2) as s:
         p = s.store.add_product(KEY, FW)
-        rel = s.store.add_release(pkg("2"), product_id=p["id"], version="001.000.002")
-        # a Range continuation with no serve before it is a download like any other
+        rel = s.store.add_release(pkg("001.000.002"), product_id=p["id"], version="001.000.002")
+        size = rel["size"]
+        # Range continuations add up their bytes: 10- and 20- are (size-10)+(size-20) bytes,
+        # one package's worth (the serve rows record what each sent)
         assert device_request(s.port, check("2001.001.000"), extra_headers=b"Range: bytes=10-\r\n").status == 206
-        assert _serves(s, rel["id"]) == 1
-        # ...but a continuation of a counted download is not a new serve
         assert device_request(s.port, check("2001.001.000"), extra_headers=b"Range: bytes=20-\r\n").status == 206
-        assert _serves(s, rel["id"]) == 1
-        h = device_request(s.port, check("2001.001.000"), method=b"HEAD")
-        assert h.status == 200 and h.body == b"" and _serves(s, rel["id"]) == 1
-        assert device_request(s.port, check("2001.001.000")).status == 200
         assert _serves(s, rel["id"]) == 2
+        dev = s.store.get_device(MAC)
+        assert s.store.serve_load(dev["id"], rel["id"], 0.0) == (0, 2 * size - 30)
         h = device_request(s.port, check("2001.001.000"), method=b"HEAD")
-        assert h.status == 403 and h.body == b""  # the guard applies to HEAD too (without banning)
+        assert h.status == 200 and h.body == b"" and _serves(s, rel["id"]) == 2  # HEAD records nothing
+        assert device_request(s.port, check("2001.001.000")).status == 200  # 1 worth before: allowed
+        h = device_request(s.port, check("2001.001.000"), method=b"HEAD")
+        assert h.status == 403 and h.body == b""  # 2 worth: the guard applies to HEAD too (without banning)
         assert s.store.get_device(MAC)["ban_code"] == 0
-        # the last counted download may still be resumed...
-        assert device_request(s.port, check("2001.001.000"), extra_headers=b"Range: bytes=30-\r\n").status == 206
-        r = device_request(s.port, check("2001.001.000"))  # ...but a third whole download is a loop
-        assert r.status == 403 and r.json()["code"] == 40
+        # two packages' worth went out: a resume is refused like a whole download
         r = device_request(s.port, check("2001.001.000"), extra_headers=b"Range: bytes=30-\r\n")
+        assert r.status == 403 and r.json()["code"] == 40
+        r = device_request(s.port, check("2001.001.000"))
         assert r.status == 403 and r.json()["code"] == 40
         s.flush()
         assert s.store.query_audit(device=MAC, event_="head", limit=10)
@@ -260,8 +261,8 @@ def test_push_skips_up_to_date_banned_and_pinned_elsewhere(tmp_path):
                         extra={"push_port": 0, "push_host": "127.0.0.1"}) as s:
         st = s.store
         p = st.add_product(KEY, FW)
-        rel1 = st.add_release(pkg("1"), product_id=p["id"], version="001.000.001")
-        rel2 = st.add_release(pkg("2"), product_id=p["id"], version="001.000.002")
+        rel1 = st.add_release(pkg("001.000.001"), product_id=p["id"], version="001.000.001")
+        rel2 = st.add_release(pkg("001.000.002"), product_id=p["id"], version="001.000.002")
         old, cur, banned, pinned = "C8C2C68CD601", "C8C2C68CD602", "C8C2C68CD603", "C8C2C68CD604"
         for mac, v in ((old, "2001.001.000"), (cur, "2001.001.002"), (banned, "2001.001.000"),
                        (pinned, "2001.001.000")):
@@ -296,7 +297,7 @@ def test_push_skips_up_to_date_banned_and_pinned_elsewhere(tmp_path):
 def test_dl_by_identified_device_counts_and_is_guarded(tmp_path):
     with running_server(tmp_path / "d", loop_max_serves=2) as s:
         p = s.store.add_product(KEY, FW)
-        rel = s.store.add_release(pkg("2"), product_id=p["id"], version="001.000.002")
+        rel = s.store.add_release(pkg("001.000.002"), product_id=p["id"], version="001.000.002")
         assert device_request(s.port, check("2001.001.000", mac=MAC), method=b"HEAD").status == 200
         url = f"/dl/{rel['sha256']}.bin?mac={MAC}"
         assert device_request(s.port, url).status == 200
@@ -349,6 +350,7 @@ def test_v1_database_upgrades_to_the_current_schema(tmp_path):
     assert shape_v1 != new  # migration 1 is the frozen v1 schema, not today's metadata
 
 
+@pytest.mark.postgres
 def test_v1_database_upgrades_on_postgres(tmp_path, pg_url):
     eng = sa.create_engine(pg_url)
     with eng.begin() as c:

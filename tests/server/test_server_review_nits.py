@@ -16,7 +16,7 @@ from luatos_common.packages import build_air8101_ota
 from luatos_fota.blobs import HOST_TAG, BlobStore
 from luatos_fota.cli import main
 from luatos_fota.store import Store
-from luatos_fota.testing import RunningServer, device_request, running_server
+from luatos_fota.testing import RunningServer, device_request, running_server, script_package
 
 KEY = "nitkey"
 FW = "NIT_LuatOS-SoC_Air8101"
@@ -52,7 +52,7 @@ def test_clean_tmp_spares_other_hosts_and_live_writers(tmp_path):
 def test_blob_gc_removes_only_unreferenced_old_blobs(tmp_path):
     st = Store(tmp_path / "d")
     p = st.add_product(KEY, FW)
-    rel = st.add_release(build_air8101_ota({"main.lua": b"--1"}), product_id=p["id"], version="001.000.001")
+    rel = st.add_release(script_package(FW, "001.000.001", "--1"), product_id=p["id"], version="001.000.001")
     orphan = st.blobs.put(b"left behind by a crash between blob and commit")
     young = st.blobs.put(b"an upload whose transaction is still running")
     old = time.time() - 2 * 3600
@@ -94,7 +94,7 @@ def test_oversized_upload_is_413(tmp_path):
 def test_vendor_file_name_chip_is_cut_at_the_first_dash(tmp_path):
     st = Store(tmp_path / "d")
     p = st.add_product("k", "FOTA2_DEMO_LuatOS-SoC_Air8101")
-    rel = st.add_release(build_air8101_ota({"main.lua": b"--3"}), product_id=p["id"],
+    rel = st.add_release(script_package("FOTA2_DEMO_LuatOS-SoC_Air8101", "001.000.003"), product_id=p["id"],
                          filename="FOTA2_DEMO_V2001.1.3_LuatOS-SoC_Air8101-xx.bin")
     assert (rel["script_x"], rel["script_z"]) == (1, 3)
     st.close()
@@ -105,7 +105,7 @@ def test_vendor_file_name_chip_is_cut_at_the_first_dash(tmp_path):
 def test_download_auth_needs_a_fota_sn_or_the_token(tmp_path):
     with running_server(tmp_path / "d", admin_token="tok", download_auth=True) as s:
         p = s.store.add_product(KEY, FW)
-        rel = s.store.add_release(build_air8101_ota({"main.lua": b"--2"}), product_id=p["id"],
+        rel = s.store.add_release(script_package(FW, "001.000.002", "--2"), product_id=p["id"],
                                   version="001.000.002")
         path = f"/dl/{rel['sha256']}.bin"
         r = device_request(s.port, path)

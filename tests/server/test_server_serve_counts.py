@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from luatos_common.packages import build_air8101_ota
-from luatos_fota.testing import device_request, running_server
+from luatos_fota.testing import device_request, running_server, script_package
 
 KEY = "memkey"
 FW = "MEM_LuatOS-SoC_Air8101"
@@ -26,7 +25,7 @@ def test_memory_counts_ban_and_survive_a_restart(tmp_path: Path) -> None:
     opts = {"serve_counts": "memory", "loop_max_serves": 3, "flush_interval_s": 60}
     with running_server(tmp_path / "d", **opts) as s:
         p = s.store.add_product(KEY, FW)
-        rel = s.store.add_release(build_air8101_ota({"main.lua": b"--2"}), product_id=p["id"], version="001.000.002")
+        rel = s.store.add_release(script_package(FW, "001.000.002", "--2"), product_id=p["id"], version="001.000.002")
         assert [device_request(s.port, check("2001.001.000")).status for _ in range(2)] == [200, 200]
         # still in the write buffer (flush interval 60 s), yet stats see them
         assert s.store.release_stats(rel["id"])[0]["serves"] == 2
@@ -40,7 +39,7 @@ def test_memory_counts_ban_and_survive_a_restart(tmp_path: Path) -> None:
 def test_memory_fota_sn_reportable_before_the_flush(tmp_path: Path) -> None:
     with running_server(tmp_path / "d", serve_counts="memory", flush_interval_s=60) as s:
         p = s.store.add_product(KEY, FW)
-        s.store.add_release(build_air8101_ota({"main.lua": b"--2"}), product_id=p["id"], version="001.000.002")
+        s.store.add_release(script_package(FW, "001.000.002", "--2"), product_id=p["id"], version="001.000.002")
         r = device_request(s.port, f"/api/site/turnkey_fota?mac={MAC}&project_key={KEY}&core_version=V2001"
                                    "&script_version=001.000.000&script_name=MEM")
         sn = r.json()["fota_sn"]

@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from luatos_common.packages import build_air8101_ota
 from luatos_fota import schema
 from luatos_fota.app import create_app
 from luatos_fota.store import Store
-from luatos_fota.testing import device_request, running_server
+from luatos_fota.testing import device_request, running_server, script_package
 
 KEY = "k"
 FW = "MULTI_LuatOS-SoC_Air8101"
@@ -40,7 +39,7 @@ def test_generation_moves_on_every_decision_relevant_write(tmp_path: Path):
     g0 = st.generation()
     p = st.add_product(KEY, FW)
     g1 = st.generation()
-    st.add_release(build_air8101_ota({"main.lua": b"x"}), product_id=p["id"], version="001.000.002")
+    st.add_release(script_package(FW, "001.000.002", "-- x"), product_id=p["id"], version="001.000.002")
     g2 = st.generation()
     st.update_release(1, enabled=False)
     g3 = st.generation()
@@ -62,7 +61,7 @@ def _two_instances(tmp_path: Path, db_url: str | None) -> None:
         if db_url is None:  # SQLite: both on the same file
             pass
         p = a.store.add_product(KEY, FW)
-        data = build_air8101_ota({"main.lua": b"--m"})
+        data = script_package(FW, "001.000.002", "--m")
         a.store.add_release(data, product_id=p["id"], version="001.000.002")
         b.store.blobs.put(data)  # separate data dirs share the DB, not the blob dir
         statuses = [device_request((a if i % 2 else b).port, CHECK).status for i in range(6)]
@@ -88,7 +87,7 @@ def test_two_instances_share_loop_guard_postgres(tmp_path: Path, pg_url: str):
 def test_postgres_full_flow(tmp_path: Path, pg_url: str):
     with running_server(tmp_path / "d", db_url=pg_url) as s:
         p = s.store.add_product(KEY, "温度_LuatOS-SoC_Air8101")
-        s.store.add_release(build_air8101_ota({"main.lua": b"--pg"}), product_id=p["id"], version="001.000.002")
+        s.store.add_release(script_package("温度_LuatOS-SoC_Air8101", "001.000.002", "--pg"), product_id=p["id"], version="001.000.002")
         t = CHECK.replace(FW, "温度_LuatOS-SoC_Air8101")
         assert device_request(s.port, t).status == 200
         assert device_request(s.port, t.replace("2001.001.000", "2001.001.002")).status == 304

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,6 +10,13 @@ from pathlib import Path
 import pytest
 
 from luatos_sim import Device, DeviceOptions
+
+
+def missing_dependency(reason: str) -> None:
+    """Skip locally, fail on CI (env CI set): CI must exercise every test."""
+    if os.environ.get("CI"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
 
 
 def write_project(root: Path, files: dict[str, str]) -> Path:

@@ -96,3 +96,61 @@ def test_bad_network_flag_is_a_usage_error(tmp_path, capsys):
     proj = write_project(tmp_path / "p", {"main.lua": COUNTER})
     assert run(["run", str(proj), "--map", "nonsense"])[0] == 2
     assert "--map 'nonsense'" in capsys.readouterr().err
+
+
+def test_syntax_error_is_exit_3_and_stops_at_the_reboot_loop(tmp_path, capsys):
+    proj = write_project(tmp_path / "p", {"main.lua": 'log.info("boot")\nlocal x = = 1\n'})
+    code, out = run(["run", str(proj), "--for", "1h"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "the device crashed: reboot loop: 3 boots in a row failed" in err
+    assert "main.lua:2:" in err and "the last lines that led there" in err
+    # stopped at the loop (three 15 s exit-reboot delays), not after an hour of reboots
+    last = json.loads(run(["run", str(proj), "--for", "1h", "--json"])[1].splitlines()[-1])
+    assert last["boot"] == 3
+    capsys.readouterr()
+    code, out = run(["run", str(proj), "--for", "5m", "--keep-going", "--json"])
+    assert code == 3
+    assert json.loads(out.splitlines()[-1])["boot"] > 10  # ran on through the loop
+    assert "reboot loop" in capsys.readouterr().err
+
+
+def test_error_in_a_task_is_exit_3_with_the_lines_that_led_there(tmp_path, capsys):
+    proj = write_project(tmp_path / "p", {"main.lua": """
+        sys.taskInit(function()
+          sys.wait(2000)
+          log.info("about", "to fail")
+          local cfg = nil
+          log.info("value", cfg.server)
+        end)
+        sys.run()
+    """})
+    code, _ = run(["run", str(proj), "--for", "10s"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "boot 1: Lua error" in err and "attempt to index a nil value" in err
+    assert "I/user.about to fail" in err
+
+
+def test_until_matching_wins_and_a_clean_run_is_0(tmp_path, capsys):
+    proj = write_project(tmp_path / "p", {"main.lua": 'log.info("hello")\nsys.run()\n'})
+    assert run(["run", str(proj), "--for", "10s"])[0] == 0
+    crash = write_project(tmp_path / "c", {"main.lua": 'log.info("hello")\nerror("boom")\n'})
+    assert run(["run", str(crash), "--until", "hello"])[0] == 0  # what was asked for came
+    assert run(["run", str(crash), "--until", "never", "--for", "20s"])[0] == 3
+    assert "boom" in capsys.readouterr().err
+
+
+def test_state_without_project_powers_the_same_device_up_again(tmp_path, capsys):
+    """What the flash holds boots, files written by the scripts included; a project edit on
+    disk does not reach a device that is only powered up."""
+    proj = write_project(tmp_path / "p", {"main.lua": COUNTER})
+    state = str(tmp_path / "flash")
+    assert run(["run", str(proj), "--state", state, "--for", "10s"])[0] == 0
+    (proj / "main.lua").write_text('log.info("edited") sys.run()')
+    code, out = run(["run", "--state", state, "--for", "2s"])
+    assert code == 0 and "I/user.boot 4" in out and "edited" not in out
+    code, _ = run(["run", "--for", "2s"])
+    assert code == 2 and "give PROJECT" in capsys.readouterr().err
+    code, _ = run(["run", "--state", str(tmp_path / "empty"), "--for", "2s"])
+    assert code == 2 and "no project" in capsys.readouterr().err

@@ -146,3 +146,23 @@ def test_firmware_functions_are_lua_functions(boot):
     assert "I/user.types function function function function function function function" \
         in dev.lines()
     assert "I/user.crc8 244" in dev.lines()  # CRC-8/SMBUS check value 0xF4
+
+
+def test_set_level_0_shows_nothing(boot):
+    """Mutation audit: ``log.setLevel(0)`` showed everything. 0 is not a level (1..7): the
+    firmware falls back to SILENT (7), so nothing is printed until a level is set again."""
+    dev = boot("""
+        log.setLevel(0)
+        log.debug("lvl", "d0")
+        log.info("lvl", "i0")
+        log.warn("lvl", "w0")
+        log.error("lvl", "e0")
+        local silent = log.getLevel()
+        log.setLevel("INFO")
+        log.info("lvl", "after", silent, log.LOG_SILENT)
+        log.setLevel(log.LOG_SILENT)
+        log.error("lvl", "e7")
+        sys.run()
+    """)
+    dev.run_for("1s")
+    assert [ln for ln in dev.lines() if "user.lvl" in ln] == ["I/user.lvl after 7 7"]

@@ -138,6 +138,49 @@ def test_timer_start_replaces_same_function_and_args(boot):
     assert "I/user.active true 0" in dev.lines()  # not found: no value, not even nil
 
 
+def test_timer_with_args_does_not_replace_the_argless_timer_of_the_same_function(boot):
+    """Mutation audit: ``sys.timerStart(f, ms, "x")`` stopped a running argless ``f`` timer.
+    A timer is its function *and* its arguments: no arguments is a different timer."""
+    dev = boot("""
+        local function f(tag) log.info("fired", tostring(tag)) end
+        sys.timerStart(f, 300)               -- argless
+        sys.timerStart(f, 100, "x")          -- another timer: the argless one keeps running
+        sys.timerStart(f, 200)               -- the argless one again: replaces it (now 200 ms)
+        log.info("active", sys.timerIsActive(f), sys.timerIsActive(f, "x"))
+        sys.timerStart(f, 400, "y")          -- nor does this one
+        sys.run()
+    """)
+    dev.run_for("3s")
+    assert "I/user.active true true" in dev.lines()
+    assert [(r.line, r.device_ms) for r in dev.log if r.line.startswith("I/user.fired")] == [
+        ("I/user.fired x", 900), ("I/user.fired nil", 1000), ("I/user.fired y", 1200)]
+
+
+def test_timer_stop_without_args_stops_only_the_argless_timer(boot):
+    dev = boot("""
+        local function f(tag) log.info("fired", tostring(tag)) end
+        sys.timerStart(f, 100, "x")
+        sys.timerStart(f, 100)
+        sys.timerStop(f)
+        sys.run()
+    """)
+    dev.run_for("3s")
+    assert user_lines(dev, "fired") == ["I/user.fired x"]
+
+
+def test_argless_timers_of_one_function_replace_each_other(boot):
+    dev = boot("""
+        local function f(tag) log.info("fired", tostring(tag)) end
+        sys.timerStart(f, 100, "x")
+        sys.timerStart(f, 200)
+        sys.timerStart(f, 300)               -- replaces the 200 ms argless one
+        sys.run()
+    """)
+    dev.run_for("3s")
+    assert [(r.line, r.device_ms) for r in dev.log if r.line.startswith("I/user.fired")] == [
+        ("I/user.fired x", 100 + 800), ("I/user.fired nil", 300 + 800)]
+
+
 def test_timer_ids_and_loop_and_stop(boot):
     dev = boot("""
         local n = 0

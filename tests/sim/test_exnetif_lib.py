@@ -38,8 +38,21 @@ sys.run()
     assert "I/user.set true" in lines
     assert "I/user.ready 192.168.1.100 2 2 true 2" in lines
     assert not [x for x in lines if x.startswith(("I/user.status", "I/user.notify"))]
-    assert isinstance(dev.boot.G[b"dnsproxy"], object) and dev.boot.G[b"httpdns"] is not None
 
+
+
+def test_exnetif_loads_its_companion_libraries(boot: Callable[..., Device]) -> None:
+    """Mutation audit: exnetif no longer loading dnsproxy/dhcpsrv went unnoticed (an
+    ``isinstance(x, object)`` assert cannot fail). Upstream exnetif sets them as globals."""
+    dev = boot("""
+exnetif = require "exnetif"
+log.info("libs", type(dnsproxy), type(dhcpsrv), type(httpdns),
+         package.loaded.dnsproxy == dnsproxy, package.loaded.dhcpsrv == dhcpsrv,
+         type(dnsproxy) == "table" and type(dnsproxy.setup), type(dhcpsrv) == "table" and type(dhcpsrv.create))
+sys.run()
+""")
+    dev.run_until(r"I/user\.libs", within="5s")
+    assert "I/user.libs table table table true true function function" in dev.lines()
 
 def test_empty_config_and_failed_wifi(boot: Callable[..., Device]) -> None:
     dev = boot("""
@@ -77,8 +90,7 @@ sys.run()
     dev.run_until(r"I/user\.status 8101SPIETH 8", within="1m")
     assert dev.boot is not None
     dev.net.link_up("wifi")
-    rec = dev.run_until(r"I/user\.status WiFi 2", within="1m")
-    assert rec is not None
+    dev.run_until(r"I/user\.status WiFi 2", within="1m")  # raises if it never comes back
     dft = [e.detail["adapter"] for e in dev.trace if e.kind == "socket_dft"]
     assert dft[-3:] == [2, 8, 2]
 

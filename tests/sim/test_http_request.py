@@ -13,6 +13,8 @@ import pytest
 
 from luatos_sim import Device, DeviceOptions
 
+from .conftest import missing_dependency
+
 Handler = Callable[[socket.socket, bytes], None]
 
 
@@ -521,7 +523,7 @@ def test_https_over_loopback_tls(boot: Callable[..., Device], tmp_path: Path) ->
     import subprocess
 
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
+        missing_dependency("openssl is needed to make a test certificate (apt-get install openssl)")
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
                     str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"],

@@ -10,7 +10,7 @@ import pytest
 
 from luatos_sim import Device
 from luatos_sim.network_args import add_network_arguments, apply_network_arguments
-from luatos_sim.platform.network import parse_rate
+from luatos_sim.platform.network import NetError, parse_rate
 
 JOIN = """
 sys.subscribe("WLAN_STA_INC", function(ev, a, b)
@@ -190,8 +190,9 @@ def test_cli_flags_configure_the_network(boot: Callable[..., Device]) -> None:
     net = dev.net
     assert net.resolve("112.125.89.8", 45433) == ("127.0.0.1", 9000)
     assert net.resolve("ota.example.com", 8000) == ("127.0.0.1", 8000)
-    with pytest.raises(Exception, match="not mapped to a local address"):
+    with pytest.raises(NetError, match="not mapped to a local address") as refused:
         net.resolve("other.example.com", 80)  # hermetic by default
+    assert refused.value.kind == "dns"  # a name that is not mapped fails like a DNS lookup
     net.allow_real_network = True
     assert net.resolve("other.example.com", 80) == ("other.example.com", 80)
     assert net.latency_ms == 50 and net.bandwidth_bps == 20_000
@@ -200,9 +201,10 @@ def test_cli_flags_configure_the_network(boot: Callable[..., Device]) -> None:
     assert net.access_points["office"].password == "pw"
     assert not net.access_points["ghost"].exists
     assert net.fota_error_body == "buffered" and net.reply_window_ms == 250
-    for bad in ("bad.example.com", "10.9.9.9", "10.9.9.8"):
-        with pytest.raises(Exception, match="dns_fail|unreachable"):
+    for bad, kind in (("bad.example.com", "dns"), ("10.9.9.9", "refused"), ("10.9.9.8", "timeout")):
+        with pytest.raises(NetError, match="dns_fail|unreachable") as failed:
             net.resolve(bad, 80)
+        assert failed.value.kind == kind, bad
     dev.run_for("25s")
     kinds = [(e.detail["adapter"], e.detail["up"]) for e in dev.trace if e.kind == "link"]
     assert kinds == [(2, False), (4, True)]

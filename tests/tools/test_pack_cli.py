@@ -24,7 +24,7 @@ def project(tmp_path: Path) -> Path:
     (root / "netdrv").mkdir(parents=True)
     (root / "main.lua").write_bytes(MAIN)
     (root / "netdrv" / "netdrv_wifi.lua").write_bytes(b"return {}\n")
-    (root / "config.lua").write_bytes(b"return {url='http://x'}\n" * 50)
+    (root / "config.lua").write_bytes(b"-- the server\n" * 50 + b"return {url='http://x'}\n")
     return root
 
 
@@ -99,28 +99,121 @@ def test_output_directory_gets_vendor_name_with_core_and_chip(
 
 
 @pytest.mark.parametrize(("main_lua", "missing"), [
-    (b'VERSION = "1.0.0"\n', "PROJECT"),
-    (b'PROJECT = "x"\n-- VERSION = "1.0.0"\n', "VERSION"),
-    (b"PROJECT = ''\nVERSION = '1.0.0'\n", "PROJECT"),
+    (b'VERSION = "001.000.000"\n', "PROJECT"),
+    (b'PROJECT = "x"\n-- VERSION = "001.000.000"\n', "VERSION"),
+    (b"PROJECT = ''\nVERSION = '001.000.000'\n", "PROJECT"),
 ])
-def test_naming_needs_project_and_version(project: Path, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch,
+def test_project_and_version_are_required(project: Path, tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str],
                                           main_lua: bytes, missing: str) -> None:
+    """libfota2 builds its query from both globals: a package without one never upgrades
+    again, so it is refused even when the output is named explicitly."""
     (project / "main.lua").write_bytes(main_lua)
-    monkeypatch.chdir(tmp_path)
-    code, _, err = run(capsys, "ota", str(project))
+    for argv in (["ota", str(project), "-o", str(tmp_path)],
+                 ["ota", str(project), "-o", str(tmp_path / "x.bin")]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2
+        assert f"no {missing} =" in err and "main.lua" in err
+    assert not (tmp_path / "x.bin").exists()
+
+
+@pytest.mark.parametrize("version", ["one", "1.0.0", "001.000", "001.000.0001"])
+def test_ill_formed_version_refused_with_its_line(project: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str],
+                                                  version: str) -> None:
+    (project / "main.lua").write_bytes(f'PROJECT = "p"\n\nVERSION = "{version}"\n'.encode())
+    code, _, err = run(capsys, "ota", str(project), "-o", str(tmp_path / "x.bin"))
     assert code == 2
-    assert f"no {missing} =" in err and "main.lua" in err and "-o FILE" in err
-    # an explicit file name does not need them
+    assert f"main.lua:3: VERSION {version!r} is not xxx.yyy.zzz" in err
+    assert not (tmp_path / "x.bin").exists()
+
+
+def test_syntax_error_names_file_and_line(project: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "netdrv" / "netdrv_wifi.lua").write_bytes(b"local M = {}\n\nfunction M.x(\nreturn M\n")
+    (project / "broken.lua").write_bytes(b'log.info("x"\n')
+    code, _, err = run(capsys, "ota", str(project), "-o", str(tmp_path / "x.bin"))
+    assert code == 2
+    assert "netdrv/netdrv_wifi.lua:4: syntax error:" in err
+    assert "broken.lua:2: syntax error:" in err and "')' expected" in err
+    assert "2 file(s) would not compile" in err
+    assert not (tmp_path / "x.bin").exists()
+
+
+def test_lua53_rules_not_the_hosts(project: Path, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Integer division and bitwise operators are Lua 5.3; ``goto continue`` too. A Lua 5.4
+    attribute (``<const>``) is not and is refused."""
+    (project / "ops.lua").write_bytes(b"local a = 7 // 2 | 1 << 3\nfor i = 1, 2 do goto c ::c:: end\n"
+                                      b"return a\n")
     assert run(capsys, "ota", str(project), "-o", str(tmp_path / "x.bin"))[0] == 0
+    (project / "ops.lua").write_bytes(b"local a <const> = 1\nreturn a\n")
+    code, _, err = run(capsys, "ota", str(project), "-o", str(tmp_path / "y.bin"))
+    assert code == 2 and "ops.lua:1: syntax error" in err
 
 
-def test_bad_version_in_main_lua(project: Path, tmp_path: Path,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
-    (project / "main.lua").write_bytes(b'PROJECT = "p"\nVERSION = "one"\n')
-    code, _, err = run(capsys, "ota", str(project), "-o", str(tmp_path))
-    assert code == 2 and "script version 'one'" in err
+def test_version_option_stamps_main_lua(project: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    code, _, _ = run(capsys, "ota", str(project), "--version", "001.002.009", "-o", str(dist))
+    assert code == 0
+    (out,) = dist.iterdir()
+    assert out.name == "fotademo_2001.001.009_LuatOS-SoC_Air8101.bin"
+    files = detect_and_validate(out.read_bytes()).files or {}
+    assert files["main.lua"] == MAIN.replace(b"001.002.003", b"001.002.009")
+    assert (project / "main.lua").read_bytes() == MAIN  # the project is not edited
+    code, _, err = run(capsys, "ota", str(project), "--version", "1.2.9", "-o", str(dist))
+    assert code == 2 and "'1.2.9' is not xxx.yyy.zzz" in err
+
+
+def test_host_files_stay_out(project: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "tests").mkdir()
+    (project / "tests" / "test_fota.py").write_bytes(b"def test(): pass\n")
+    (project / "tests" / "main.lua").write_bytes(b"-- a fixture that would shadow main\n")
+    (project / "docs").mkdir()
+    (project / "docs" / "guide.txt").write_bytes(b"read me")
+    (project / "tool.py").write_bytes(b"print(1)\n")
+    (project / ".env").write_bytes(b"SECRET=1\n")
+    (project / "NOTES.md").write_bytes(b"# notes\n")
+    (project / "assets").mkdir()
+    (project / "assets" / "big.raw").write_bytes(b"\0" * 100)
+    (project / "assets" / "logo.bin").write_bytes(b"\1" * 10)
+    (project / "scratch.lua").write_bytes(b"return 1\n")
+    (project / ".luatosignore").write_bytes(b"# host only\n*.raw\nscratch.lua\n")
+    out = tmp_path / "x.bin"
+    assert run(capsys, "ota", str(project), "-o", str(out))[0] == 0
+    files = detect_and_validate(out.read_bytes()).files or {}
+    assert sorted(files) == ["config.lua", "logo.bin", "main.lua", "netdrv_wifi.lua"]
+    assert files["main.lua"] == MAIN
+    code, text, _ = run(capsys, "ota", "--json", str(project), "--list")
+    doc = json.loads(text)
+    assert code == 0 and [f["name"] for f in doc["files"]] == sorted(files)
+    assert {e["path"]: e["reason"] for e in doc["excluded"]} == {
+        ".env": "dotfile", ".luatosignore": "dotfile", "NOTES.md": "host-side file",
+        "assets/big.raw": ".luatosignore: *.raw", "docs/": "host-side directory",
+        "scratch.lua": ".luatosignore: scratch.lua", "tests/": "host-side directory",
+        "tool.py": "host-side file"}
+    code, text, _ = run(capsys, "ota", str(project), "--list")
+    assert code == 0 and "netdrv_wifi.lua" in text and "(netdrv/netdrv_wifi.lua)" in text
+    assert "tests/  [host-side directory]" in text
+
+
+def test_firmware_the_core_lacks_is_a_warning(project: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "extra.lua").write_bytes(
+        b"local M = {}\n-- gpio.teleport() in a comment is not a call\n"
+        b"function M.go()\n    gpio.setup(1, 0)\n    gpio.teleport(1)\n    mobile.imei()\n"
+        b"    if mobile then mobile.iccid() end\nend\nreturn M\n")
+    code, _, err = run(capsys, "ota", str(project), "-o", str(tmp_path / "x.bin"))
+    assert code == 0
+    assert "extra.lua:5: gpio.teleport needs a newer core: Air8101 core V2001" in err
+    assert "extra.lua:6: mobile.imei: the Air8101 firmware (core V2001) has no 'mobile'" in err
+    assert "gpio.setup" not in err and ":2:" not in err
+    # the same project for an Air780E: mobile is there
+    code, _, err = run(capsys, "ota", str(project), "--chip", "Air780E", "-o", str(tmp_path / "y.bin"))
+    assert code == 0 and "mobile.imei" not in err and "gpio.teleport" in err
 
 
 def test_duplicate_basenames_refused(project: Path, tmp_path: Path,

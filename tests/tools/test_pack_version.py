@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from luatos_common.packages import detect_and_validate
-from luatos_common.version import VersionError, stamp_version
+from luatos_common.scriptcheck import ScriptCheckError, stamp_version
 from luatos_tools.pack_cli import main
 
 MAIN = b'PROJECT = "fotademo"\r\nVERSION = \'001.000.000\'\r\n-- VERSION = "9.9.9"\r\nsys.run()\r\n'
@@ -42,5 +42,5 @@ def test_ota_version_refuses_what_a_device_cannot_declare(
 
 
 def test_stamp_names_a_main_lua_without_version() -> None:
-    with pytest.raises(VersionError, match=r"proj/main.lua: no VERSION"):
+    with pytest.raises(ScriptCheckError, match=r"proj/main.lua: no VERSION"):
         stamp_version(b'PROJECT = "x"\n', "001.000.001", "proj/main.lua")

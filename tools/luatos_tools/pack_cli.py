@@ -4,16 +4,23 @@ Sources are stored as ``.lua`` (the device searches ``.luac`` first, then ``.lua
 what runs); no bytecode is compiled because the vendor's 32-bit-size bytecode cannot be
 produced faithfully on a 64-bit host.
 
-Exit codes: 0 ok, 1 a package failed inspection, 2 usage or project error.
+Before anything is packed the project must be able to run: every ``.lua`` compiles under Lua
+5.3, and main.lua sets ``PROJECT`` and ``VERSION = "xxx.yyy.zzz"`` (see
+luatos_common.scriptcheck). Only device files go in (luatos_common.project: no tests, docs,
+dotfiles, Python, nor what ``.luatosignore`` names). Calls into firmware the target model's
+core lacks are warnings (luatos_common.apilint).
+
+Exit codes: 0 ok, 1 a package failed inspection, 2 usage or project error (a syntax error,
+a missing or ill-formed PROJECT/VERSION included).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +29,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from luatos_common import bkcrc
+from luatos_common.apilint import lint_calls, load_surface
 from luatos_common.cliconv import CONTEXT_SETTINGS, honour_no_color, version_option
 from luatos_common.luadb import build_luadb
 from luatos_common.packages import (
@@ -38,46 +46,82 @@ from luatos_common.packages import (
     looks_like_image,
     vendor_filename,
 )
-from luatos_common.project import ProjectError, check_image_names, scan_project
-from luatos_common.version import VersionError, stamp_version
+from luatos_common.project import Excluded, ProjectError, check_image_names, classify_project
+from luatos_common.scriptcheck import ScriptCheckError, read_identity, stamp_version, syntax_errors
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_CORE = "V2001"
 DEFAULT_CHIP = "Air8101"
 _KIND_NAMES = {**KIND_NAMES, "luadb": "LuaDB image", "luadb-bkcrc": "LuaDB image, BK CRC16 framed"}
 
-_ASSIGN_RE = r"""^\s*{name}\s*=\s*(?P<q>["'])(?P<v>[^"'\r\n]*)(?P=q)"""
-
 
 class UsageError(Exception):
     """A problem with the command line or the project; exit code 2."""
 
 
-def read_project_identity(main_lua: bytes, where: str) -> tuple[str, str]:
-    """``PROJECT`` and ``VERSION`` from main.lua, found by a plain text search (not Lua)."""
-    text = main_lua.decode("utf-8", "replace")
-    found = {}
-    for key in ("PROJECT", "VERSION"):
-        m = re.search(_ASSIGN_RE.format(name=key), text, re.MULTILINE)
-        if not m or not m["v"].strip():
-            raise UsageError(f"{where}: no {key} = \"...\" assignment found; add one or pass "
-                             "-o FILE to name the output yourself")
-        found[key] = m["v"].strip()
-    return found["PROJECT"], found["VERSION"]
+@dataclass
+class LoadedProject:
+    """The device files of a project (flat name -> bytes), where each came from, and what
+    was left out."""
+
+    files: dict[str, bytes]
+    paths: dict[str, str]  # flat name -> path relative to the project
+    excluded: list[Excluded]
 
 
-def load_project(root: str) -> dict[str, bytes]:
-    """The project's files by flat device name, after the LuaDB name and count checks."""
+def load_project(root: str) -> LoadedProject:
+    """The project's device files by flat device name, after the LuaDB name and count checks."""
     try:
-        files = scan_project(root)
-        check_image_names(list(files))
+        found, excluded = classify_project(root)
+        check_image_names(list(found))
     except ProjectError as e:
         raise UsageError(str(e) if root in str(e) else f"{root}: {e}") from None
-    if not files:
+    if not found:
         raise UsageError(f"{root}: no files to pack")
-    if not any(n in files for n in MAIN_NAMES):
+    if not any(n in found for n in MAIN_NAMES):
         raise UsageError(f"{root}: no main.lua (or main.luac); the device would not boot it")
-    return {name: pf.read() for name, pf in files.items()}
+    base = Path(root)
+    return LoadedProject({name: pf.read() for name, pf in found.items()},
+                         {name: pf.path.relative_to(base).as_posix() for name, pf in found.items()},
+                         excluded)
+
+
+def check_runnable(root: str, proj: LoadedProject, version: str | None) -> None:
+    """Refuse a project a device could not run or report right (UsageError naming file:line);
+    stamp ``version`` into main.lua first when given."""
+    errors = syntax_errors(proj.files, proj.paths)
+    if errors:
+        raise UsageError("\n".join(f"{root}/{e}" for e in errors)
+                         + f"\n{len(errors)} file(s) would not compile on the device (Lua 5.3)")
+    main = proj.files.get("main.lua")
+    if main is None:  # bytecode only: nothing to read; the device reads its own globals
+        return
+    where = f"{root}/{proj.paths.get('main.lua', 'main.lua')}"
+    try:
+        if version is not None:
+            main = stamp_version(main, version, where)
+            proj.files["main.lua"] = main
+        read_identity(main, where)
+    except ScriptCheckError as e:
+        raise UsageError(str(e)) from None
+
+
+def api_warnings(root: str, proj: LoadedProject, chip: str) -> list[str]:
+    """Firmware calls the target model's core lacks ("needs a newer core"), as warnings."""
+    surface = load_surface(chip)
+    if surface is None:
+        return [f"no firmware API list for {chip!r} (the emulator's profiles know Air8101, "
+                "Air780E, Air8000); firmware calls not checked"]
+    return [f"{root}/{f}" for f in lint_calls(proj.files, surface, proj.paths)]
+
+
+def read_project_identity(main_lua: bytes, where: str) -> tuple[str, str]:
+    """``PROJECT`` and ``VERSION`` from main.lua (UsageError when missing or ill-formed)."""
+    try:
+        ident = read_identity(main_lua, where)
+    except ScriptCheckError as e:
+        raise UsageError(str(e)) from None
+    return ident.project, ident.version
 
 
 def output_path(args: argparse.Namespace, files: dict[str, bytes]) -> Path:
@@ -113,16 +157,34 @@ def _build(args: argparse.Namespace, files: dict[str, bytes]) -> tuple[bytes, st
         raise UsageError(f"{args.project}: {e}") from None
 
 
+def cmd_list(args: argparse.Namespace, proj: LoadedProject, out: Console) -> int:
+    """``--list``: what would go into the package and what stays out, without building."""
+    if args.json:
+        _print_json(out, {"ok": True, "command": args.command, "project": args.project,
+                          "files": [{"name": n, "path": proj.paths[n], "size": len(d)}
+                                    for n, d in proj.files.items()],
+                          "excluded": [{"path": e.relpath, "reason": e.reason}
+                                       for e in proj.excluded]})
+        return EXIT_OK
+    width = max(len(n) for n in proj.files)
+    out.print(f"packed ({len(proj.files)} files):", highlight=False)
+    for n, d in proj.files.items():
+        src = f"  ({escape(proj.paths[n])})" if proj.paths[n] != n else ""
+        out.print(f"  {escape(n):<{width}}  {len(d):>8}{src}", highlight=False)
+    if proj.excluded:
+        out.print(f"left out ({len(proj.excluded)}):", highlight=False)
+        for e in proj.excluded:
+            out.print(f"  {escape(e.relpath)}  \\[{escape(e.reason)}]", highlight=False)
+    return EXIT_OK
+
+
 def cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
-    files = load_project(args.project)
-    if args.version is not None:
-        if "main.lua" not in files:
-            raise UsageError(f"{args.project}: --version needs main.lua (source) to stamp")
-        try:
-            files["main.lua"] = stamp_version(files["main.lua"], args.version,
-                                              f"{args.project}/main.lua")
-        except VersionError as e:
-            raise UsageError(f"--version: {e}") from None
+    proj = load_project(args.project)
+    if args.list:
+        return cmd_list(args, proj, out)
+    check_runnable(args.project, proj, args.version)
+    files = proj.files
+    api = api_warnings(args.project, proj, args.chip)
     data, kind = _build(args, files)
     path = output_path(args, files)
     try:
@@ -134,7 +196,7 @@ def cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print(f"[red]internal error:[/] built package failed its own check: "
                   f"{escape(rep.failures[0].detail)}")
         return EXIT_INVALID
-    warnings = []
+    warnings = list(api)
     framed_len = len(data) - 1032 if kind == "air8101-script" else len(data)
     if kind in ("air8101-script", "luadb-bkcrc") and framed_len > AIR8101_SCRIPT_PARTITION:
         warnings.append(f"framed script is {framed_len} bytes; the Air8101 script partition "
@@ -216,9 +278,11 @@ def _print_json(out: Console, doc: dict[str, Any]) -> None:
     out.file.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
 
 
-_EPILOG = ("Exit codes: 0 ok, 1 inspect found a bad field or checksum, 2 usage or project error. "
-           "Without -o (or with -o DIR) the output is named PROJECT_core.x.z_LuatOS-SoC_CHIP.bin "
-           "from main.lua's PROJECT and VERSION.")
+_EPILOG = ("Before packing, every .lua must compile (Lua 5.3) and main.lua must set PROJECT and "
+           "VERSION = \"xxx.yyy.zzz\"; calls into firmware the --chip's core lacks are warnings. "
+           "Exit codes: 0 ok, 1 inspect found a bad field or checksum, 2 usage or project error "
+           "(syntax error, bad PROJECT/VERSION included). Without -o (or with -o DIR) the output is "
+           "named PROJECT_core.x.z_LuatOS-SoC_CHIP.bin from main.lua's PROJECT and VERSION.")
 _JSON_HELP = "Print a JSON document on stdout."
 
 
@@ -247,7 +311,7 @@ def _build_command(name: str, help_: str, core_required: bool = False,
         click.Option(["-o", "--output"], metavar="FILE",
                      help="Output file, or a directory for the vendor-named file."),
         click.Option(["--chip"], default=DEFAULT_CHIP, show_default=True,
-                     help="Chip for the output name."),
+                     help="Chip for the output name and the firmware API check."),
         click.Option(["--version"], metavar="XXX.YYY.ZZZ", default=None,
                      help="Stamp this VERSION into the packed main.lua (the project on disk is "
                           "not changed); the output name follows it."),
@@ -255,6 +319,9 @@ def _build_command(name: str, help_: str, core_required: bool = False,
         if core_required else
         click.Option(["--core"], default=DEFAULT_CORE, show_default=True,
                      help="Core for the output name."),
+        click.Option(["--list"], is_flag=True,
+                     help="Show which files would be packed and which stay out (tests, docs, "
+                          "dotfiles, Python, .luatosignore patterns), then exit."),
         click.Option(["--json"], is_flag=True, help=_JSON_HELP),
     ]
     if bk_crc:

@@ -310,10 +310,20 @@ async function loadReleases() {
     el("td", {}, r.kind, r.forced ? el("span", { class: "badge warn" }, " forced") : null),
     el("td", {}, r.archived ? targetText(r) : targetCell(r)),
     el("td", {}, progress(byId.get(r.id))),
+    el("td", {}, preflightBadge(r)),
     el("td", {}, stateBadge(r)),
     el("td", {}, releaseActions(r),
       el("a", { href: r.download_path, class: "hint release-size" }, `${(r.size / 1024).toFixed(1)} KiB`))));
-  fill($("releases-body"), rows, 9, "No releases yet: upload a package.");
+  fill($("releases-body"), rows, 10, "No releases yet: upload a package.");
+}
+
+const PREFLIGHT_BADGE = { passed: "ok", failed: "bad", unsupported: "warn", skipped: "warn", pending: "muted", running: "muted" };
+
+function preflightBadge(r) {
+  const status = r.preflight_status || "none";
+  const result = r.preflight_result || {};
+  const title = [result.summary, ...(result.warnings || []).map((w) => `warning: ${w}`)].filter(Boolean).join("\n");
+  return el("span", { class: `badge ${PREFLIGHT_BADGE[status] || "muted"}`, title, "data-preflight": status }, status);
 }
 
 // ------------------------------------------------------------------ upload
@@ -339,11 +349,16 @@ async function upload(event) {
   if (mode === "percent") form.append("percent", $("up-percent").value);
   if (mode === "devices") form.append("devices", $("up-devices").value);
   form.append("enabled", $("up-enabled").checked ? "true" : "false");
+  form.append("skip_preflight", $("up-skip-preflight").checked ? "true" : "false");
+  form.append("downgrade", $("up-downgrade").checked ? "true" : "false");
+  const baseline = $("up-baseline").files[0];
+  if (baseline && !$("up-skip-preflight").checked) form.append("baseline", baseline, baseline.name);
   const button = $("upload-submit");
   button.disabled = true;
   try {
     const rel = await api("POST", "/releases", form);
-    notify(`release #${rel.id} created: version ${rel.script_version} (${rel.kind}, ${rel.size} bytes)`);
+    const pre = rel.preflight_status === "pending" ? "; preflight running, enabled when it passes" : `; preflight ${rel.preflight_status}`;
+    notify(`release #${rel.id} created: version ${rel.script_version} (${rel.kind}, ${rel.size} bytes)${pre}`);
     $("upload-form").reset();
     syncTargetFields();
     showTab("releases");

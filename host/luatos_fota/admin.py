@@ -347,7 +347,7 @@ async def push(request: Request) -> Response:
             from .app import FotaApp
 
             app: FotaApp = request.app
-            url = f"{app._base_url(request.scope)}/dl/{rel['sha256']}.bin"
+            url = app.package_url(request.scope, rel["sha256"])
     if not url and not body.get("message"):
         raise ValueError("give release_id, url or message")
     if rel is None or body.get("message") or body.get("url"):
@@ -367,7 +367,6 @@ async def push(request: Request) -> Response:
         raise NotFound(f"product {rel['product_id']} of release {rel['id']} is gone")
     online = {normalize_device_key(o["device"]): o for o in await _online(request)}
     wanted = [normalize_device_key(d) for d in devices_] if devices_ is not None else list(online)
-    base = f"{request.app._base_url(request.scope)}/dl/{rel['sha256']}.bin"
     results: dict[str, str] = {}
     skipped: dict[str, str] = {}
     messages: dict[str, Any] = {}
@@ -384,7 +383,7 @@ async def push(request: Request) -> Response:
         if out is None:
             skipped[key] = why
             continue
-        messages[key] = fota_command(f"{base}?fota_sn={out.fota_sn}", version)
+        messages[key] = fota_command(request.app.package_url(request.scope, rel["sha256"], out.fota_sn), version)
     # Decided one by one (each a counted serve), sent all at once: a device on another instance
     # costs a relay round trip, and a thousand of them must not queue behind each other.
     pusher = _pusher(request)

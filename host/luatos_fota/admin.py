@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from luatos_common.version import VersionError, reported_version
 
+from .jsonlimits import loads_limited
 from .store import Conflict, NotFound, StoreBusy, normalize_device_key
 from .uploads import UploadError
 
@@ -69,8 +70,8 @@ async def _json(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        obj = json.loads(raw)
-    except ValueError as e:
+        obj = loads_limited(raw, request.app.fota.config.json_max_depth)
+    except (ValueError, RecursionError) as e:
         raise ValueError(f"request body is not JSON: {e}") from None
     if not isinstance(obj, dict):
         raise ValueError("request body must be a JSON object")
@@ -143,8 +144,48 @@ async def product_one(request: Request) -> Response:
     p = await _call(st.update_product, pid, name=body.get("name"),
                           auto_register=_bool(body["auto_register"]) if "auto_register" in body else None,
                           actor="api")
+    if "auth_mode" in body:
+        p = await _call(st.set_product_auth, pid, str(body["auth_mode"]), secret=body.get("auth_secret"),
+                        actor="api")
     _changed(request)
     return _ok(p)
+
+
+@authed
+async def product_tokens(request: Request) -> Response:
+    """Import per-device tokens: JSON ``{"tokens": [{"device": id, "token": secret}, ...]}`` or a
+    CSV body (``device,token`` per line, header optional)."""
+    st = _store(request)
+    pid = int(request.path_params["pid"])
+    if "csv" in request.headers.get("content-type", ""):
+        text = (await request.body()).decode("utf-8", "replace")
+        pairs = parse_token_csv(text)
+    else:
+        body = await _json(request)
+        rows = body.get("tokens")
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ValueError('expected {"tokens": [{"device": "...", "token": "..."}, ...]}')
+        pairs = [(str(r.get("device", "")), str(r.get("token", ""))) for r in rows]
+    n = await _call(st.import_device_tokens, pid, pairs, actor="api")
+    _changed(request)
+    return _ok({"imported": n})
+
+
+def parse_token_csv(text: str) -> list[tuple[str, str]]:
+    """``device,token`` lines (a ``device,token`` header line is skipped); errors name the line."""
+    import csv
+    import io
+
+    out = []
+    for n, row in enumerate(csv.reader(io.StringIO(text)), 1):
+        if not row or not "".join(row).strip():
+            continue
+        if n == 1 and [c.strip().lower() for c in row[:2]] == ["device", "token"]:
+            continue
+        if len(row) != 2:
+            raise ValueError(f"CSV line {n}: expected 'device,token', got {len(row)} fields")
+        out.append((row[0], row[1]))
+    return out
 
 
 # ---------------------------------------------------------------------------- releases
@@ -460,6 +501,7 @@ def admin_routes() -> list[Route]:
         Route(f"{P}/openapi.json", openapi, methods=["GET"]),
         Route(f"{P}/products", products, methods=["GET", "POST"]),
         Route(f"{P}/products/{{pid:int}}", product_one, methods=["GET", "PATCH"]),
+        Route(f"{P}/products/{{pid:int}}/tokens", product_tokens, methods=["POST"]),
         Route(f"{P}/releases", releases, methods=["GET", "POST"]),
         Route(f"{P}/releases/{{rid:int}}", release_one, methods=["GET", "PATCH"]),
         Route(f"{P}/releases/{{rid:int}}/enable", release_enable, methods=["POST"]),

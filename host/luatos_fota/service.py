@@ -109,6 +109,8 @@ class Query:
     script_name: str | None = None  # v2: PROJECT, used when firmware_name is absent
     problems: list[str] | None = None  # request fields refused while parsing (code 3)
     credential: str | None = None  # the device token it presented (deviceauth.py)
+    # Server-initiated (a push to a session whose login was authenticated): no credential to check.
+    trusted: bool = False
 
 
 @dataclass
@@ -370,7 +372,7 @@ class FotaService:
                                reason=f"device id {what}")
         else:
             key = normalize_device_key(key)
-        if product.auth_mode != "none" and not self.authenticated(product, key, q.credential, db):
+        if product.auth_mode != "none" and not q.trusted and not self.authenticated(product, key, q.credential, db):
             return Outcome(CODE_UNAUTHENTICATED, "device credential missing or wrong: send "
                            "Authorization: Bearer <device token>", product=product,
                            reason=f"product requires {product.auth_mode} device authentication")
@@ -526,7 +528,7 @@ class FotaService:
             version = row["reported_version"]
         if not version:
             return None, "version unknown (not in the push login, never checked in)"
-        q = Query("push", "mac", device_key, product.project_key, product.firmware_name, version, ip)
+        q = Query("push", "mac", device_key, product.project_key, product.firmware_name, version, ip, trusted=True)
         key = self._key(q)
         with self._lock_for(key):
             out = self._decide(q, db=True)

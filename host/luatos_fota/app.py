@@ -537,10 +537,15 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     maintenance = Maintenance(st, config)
     relay_box: list[PushRelay] = []  # the relay exists once the hub listens (lifespan)
     if push_hub is not None:
-        first_hook = getattr(push_hub, "on_event", None) or svc.push_event
+        first_hook = getattr(push_hub, "on_event", None)
 
         async def on_push_event(kind: str, device: str, data: dict[str, Any]) -> None:
-            result = first_hook(kind, device, data)
+            if first_hook is None:
+                peer = str(data.get("peer") or "").rsplit(":", 1)[0]
+                ip = peer or (push_hub.peer_ip(device) if isinstance(push_hub, PushHub) else "")
+                result = svc.push_event(kind, device, data, ip or None)
+            else:
+                result = first_hook(kind, device, data)
             if inspect.isawaitable(result):
                 await result
             for relay in relay_box:

@@ -76,6 +76,8 @@ LOGIN_INFO_KEYS = ("project_key", "firmware_name", "version", "core")
 MAX_DEVICE_ID_LEN = 64
 #: Consecutive rejected lines after which a connection is closed (each one is audited).
 MAX_BAD_LINES = 20
+#: Longest answer kept whole in memory (serialised); longer ones keep only their result fields.
+ANSWER_KEPT_BYTES = 1024
 #: Keys that make a device line an answer worth recording (results and acknowledgements).
 RESULT_KEYS = ("fota_result", "result", "result_code", "ack")
 
@@ -204,6 +206,7 @@ class PushHub:
         min_gap: float = 0.2,
         sndbuf: int | None = 64 * 1024,
         answers_kept: int = 20,
+        answers_bytes: int = 8 << 20,
         devices_remembered: int = 10_000,
         authenticate: Callable[[str, dict[str, str], str | None], Awaitable[str | None]] | None = None,
         line_rate: float = 2.0,
@@ -224,6 +227,8 @@ class PushHub:
         self.sndbuf = sndbuf
         self.answers_kept = answers_kept
         self.devices_remembered = devices_remembered
+        self.answers_bytes = answers_bytes
+        self._answer_bytes = 0
         self.authenticate = authenticate
         self.line_rate = line_rate
         self.line_burst = line_burst
@@ -300,13 +305,19 @@ class PushHub:
             )
         return result
 
+    def peer_ip(self, device_id: str) -> str:
+        """The address a logged-in device connects from ("" when offline)."""
+        conn = self._by_device.get(normalize_device_id(device_id))
+        return conn.ip if conn is not None else ""
+
     def is_online(self, device_id: str) -> bool:
         return normalize_device_id(device_id) in self._by_device
 
     def answers(self, device_id: str) -> list[dict[str, Any]]:
         """Answers the device sent (also after it went offline), oldest first:
         ``[{"at": iso-time, "message": {...}}, ...]``."""
-        return list(self._answers.get(normalize_device_id(device_id), ()))
+        return [{"at": e["at"], "message": e["message"]}
+                for e in self._answers.get(normalize_device_id(device_id), ())]
 
     # ------------------------------------------------------------------ pushing
 
@@ -588,14 +599,30 @@ class PushHub:
         log.info("push connection %s (%s) closed: %s", conn.peer, conn.device, reason)
 
     def _record_answer(self, device: str, obj: dict[str, Any]) -> None:
+        """Keep the answer in memory, bounded: at most ANSWER_KEPT_BYTES of each (a longer one is
+        kept as its result fields only) and ``answers_bytes`` over all devices (oldest go)."""
+        size = len(json.dumps(obj, ensure_ascii=False, default=str))
+        if size > ANSWER_KEPT_BYTES:
+            obj = {k: obj[k] for k in RESULT_KEYS if k in obj and len(str(obj[k])) <= 100}
+            obj["truncated"] = size
+            size = len(json.dumps(obj, default=str))
         entries = self._answers.get(device)
         if entries is None:
             entries = self._answers[device] = deque(maxlen=self.answers_kept)
             while len(self._answers) > self.devices_remembered:
-                self._answers.popitem(last=False)
+                self._forget_oldest()
         else:
             self._answers.move_to_end(device)
-        entries.append({"at": iso_utc(time.time()), "message": obj})
+        if len(entries) == entries.maxlen and entries:
+            self._answer_bytes -= entries[0]["size"]
+        entries.append({"at": iso_utc(time.time()), "message": obj, "size": size})
+        self._answer_bytes += size
+        while self._answer_bytes > self.answers_bytes and len(self._answers) > 1:
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        _, gone = self._answers.popitem(last=False)
+        self._answer_bytes -= sum(e["size"] for e in gone)
 
     async def _emit(self, kind: str, device: str, data: dict[str, Any]) -> None:
         if self.on_event is None:

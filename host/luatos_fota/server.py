@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
 import ssl
@@ -283,6 +285,15 @@ def tls_context(cert: str, key: str | None) -> ssl.SSLContext:
     return ctx
 
 
+def limit_malloc_arenas(n: int = 2) -> None:
+    """glibc gives each thread that allocates its own arena (up to 8 per core); with 16 worker
+    threads the server's RSS then creeps up under load and is never given back. Two arenas keep
+    it flat at no measurable cost (the event loop thread does most of the allocating)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-8, n)  # M_ARENA_MAX
+
+
 def serve_forever(app: Any, host: str, port: int, **kw: Any) -> None:
+    limit_malloc_arenas()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.Server(uvicorn_config(app, host, port, log_level="info", **kw)).run()

@@ -618,11 +618,14 @@ class FotaService:
             return None
         return "device credential missing or wrong (login field \"token\")"
 
-    def push_event(self, kind: str, device_id: str, data: dict[str, Any]) -> None:
-        """``PushHub(on_event=...)`` hook: push-channel events go to the audit log."""
+    def push_event(self, kind: str, device_id: str, data: dict[str, Any], ip: str | None = None) -> None:
+        """``PushHub(on_event=...)`` hook: push-channel events go to the audit log (within the
+        per-IP audit budget: a reconnect loop must not write rows as fast as it can connect)."""
+        if ip is None:
+            ip = str(data.get("peer") or "").rsplit(":", 1)[0] or None
         self.writer.audit({"ts": time.time(), "event": f"push_{kind}", "device_key": device_id,
                            "product_id": None, "release_id": None, "status": None, "code": None,
-                           "ip": None, "actor": None,
+                           "ip": ip, "actor": None,
                            "detail": json.dumps(data, ensure_ascii=False, default=str)})
 
     def seen(self, out: Outcome, ip: str) -> None:

@@ -38,7 +38,8 @@ _AUDIT_LIMITS: dict[str, int] = {c.name: int(c.type.length) for c in schema.audi
 #: Events that describe a request, not a change of state: one client could write them as fast
 #: as it can send requests, so they are written within a per-IP budget (``audit_budget``).
 BUDGETED_EVENTS = frozenset({"checkin", "head", "rate_limited", "bad_method", "overloaded", "unauthorized",
-                             "download", "download_refused", "v2_check", "new_device_limited", "push_protocol_error"})
+                             "download", "download_refused", "v2_check", "new_device_limited", "push_protocol_error",
+                             "push_login", "push_disconnect", "push_answer", "push_replaced"})
 #: How often suppressed rows are summarised (one ``audit_suppressed`` row per IP, at most 100).
 SUPPRESSED_EVERY_S = 60.0
 

@@ -159,3 +159,106 @@ def package(version: str = "001.000.002") -> bytes:
     from luatos_common.packages import build_air8101_ota
 
     return build_air8101_ota({"main.lua": f"-- {version}\n".encode() * 50})
+
+
+def db_logical_bytes(data: Path) -> int:
+    """The database's size once its WAL is folded in (the WAL file keeps its high-water size)."""
+    import sqlite3
+
+    con = sqlite3.connect(data / "fota.db", timeout=30)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+        size = con.execute("PRAGMA page_size").fetchone()[0]
+        free = con.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * size)
+    finally:
+        con.close()
+
+
+def _attacker(port: int, push_port: int | None, stop: float, counts: dict[str, int], seed: int) -> None:
+    """One unauthenticated client's worst: random device ids, version flapping, garbage, pulls of
+    private packages, and on the push channel answer floods, deep JSON and reconnect loops."""
+    import random
+
+    rnd = random.Random(seed)
+    n = 0
+    while time.monotonic() < stop:
+        n += 1
+        kind = n % 6
+        try:
+            if kind == 0:
+                mac = "%012X" % rnd.getrandbits(48)
+                get(port, check_target("2001.001.000", mac=mac))
+            elif kind == 1:
+                get(port, check_target(f"2001.001.{n % 999:03d}", mac=VICTIM))
+            elif kind == 2:
+                raw(port, b"GET /" + bytes(rnd.getrandbits(8) % 90 + 33 for _ in range(40))
+                    + b" HTTP/1.1\r\nConnection: close\r\nRange: bytes=" + b"9" * 300 + b"-\r\n\r\n")
+            elif kind == 3:
+                get(port, "/dl/artifact/1.bin", "Range: bytes=" + "1" * 3000 + "-\r\n")
+            elif kind == 4 and push_port:
+                with socket.create_connection(("127.0.0.1", push_port), timeout=5) as c:
+                    c.sendall(b'{"login":{"device":"%012X","version":"2001.001.000"}}\n' % rnd.getrandbits(48))
+                    pad = b"x" * 3900
+                    for i in range(40):
+                        c.sendall(b'{"fota_result":%d,"pad":"%s"}\n' % (i, pad))
+                        c.sendall(b'{"heartbeat":%d}\n' % i + b"[" * 2000 + b"\n")
+            else:
+                get(port, check_target("2001.001.000", mac="%012X" % rnd.getrandbits(48)),
+                    "Authorization: Bearer " + "0" * 64 + "\r\n")
+            counts["attack"] = counts.get("attack", 0) + 1
+        except OSError:
+            counts["attack_errors"] = counts.get("attack_errors", 0) + 1
+
+
+LEGIT = [f"C8C2C6{i:06X}" for i in range(200)]
+
+
+def _legit(port: int, stop: float, macs: list[str], lat: list[float], bad: list[bytes]) -> None:
+    i = 0
+    while time.monotonic() < stop:
+        mac = macs[i % len(macs)]
+        i += 1
+        t0 = time.perf_counter()
+        r = get(port, check_target("2001.001.002", mac=mac))
+        lat.append(time.perf_counter() - t0)
+        if status_of(r) != 304:
+            bad.append(r[:300])
+        time.sleep(0.02)
+
+
+def unauthenticated_flood(s: Served, seconds: float, attackers: int = 4, legit: int = 4) -> dict[str, float]:
+    """Run one client's attack for ``seconds`` while ``legit`` devices check in; return growth and
+    latency figures (DB bytes, RSS bytes, p99 of legitimate check-ins in ms)."""
+    import threading
+
+    macs = LEGIT  # registered before the server started (see register_fleet)
+    for m in macs:
+        get(s.port, check_target("2001.001.002", mac=m))
+    time.sleep(1.0)
+    db0, rss0 = db_logical_bytes(s.data), s.rss()
+    stop = time.monotonic() + seconds
+    counts: dict[str, int] = {}
+    lat: list[float] = []
+    bad: list[bytes] = []
+    threads = [threading.Thread(target=_attacker, args=(s.port, s.push_port, stop, counts, k), daemon=True)
+               for k in range(attackers)]
+    threads += [threading.Thread(target=_legit, args=(s.port, stop, macs[k::legit], lat, bad), daemon=True)
+                for k in range(legit)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(seconds + 30)
+    time.sleep(1.5)  # let the batched writer flush
+    lat.sort()
+    p99 = lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan")
+    return {"seconds": seconds, "attack_requests": counts.get("attack", 0),
+            "db_growth_bytes": db_logical_bytes(s.data) - db0, "rss_growth_bytes": s.rss() - rss0,
+            "legit_checkins": len(lat), "legit_p99_ms": p99, "legit_not_304": len(bad),
+            "legit_not_304_sample": bad[:1]}  # type: ignore[dict-item]
+
+
+def register_fleet(st: Any, product_id: int) -> None:
+    for m in LEGIT:
+        st.register_device(m, product_id)

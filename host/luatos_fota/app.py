@@ -357,7 +357,8 @@ class FotaApp(Starlette):
             out = await self.offload(svc.decide, q)
         svc.seen(out, ip)
         status = 401 if out.code == CODE_UNAUTHENTICATED else 200
-        svc.audit("v2_check", out, q, status, model=params.get("model"), core_id=params.get("core_id"))
+        svc.audit("v2_check", out, q, status, model=params.get("model"), core_id=params.get("core_id"),
+                  fota_sn=out.fota_sn)
         if status == 401:
             return await send_json(send, 401, {"code": out.code, "msg": out.msg},
                                    [(b"www-authenticate", b'Bearer realm="luatos-fota device"')])
@@ -543,11 +544,11 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
             if first_hook is None:
                 peer = str(data.get("peer") or "").rsplit(":", 1)[0]
                 ip = peer or (push_hub.peer_ip(device) if isinstance(push_hub, PushHub) else "")
-                result = svc.push_event(kind, device, data, ip or None)
+                svc.push_event(kind, device, data, ip or None)
             else:
                 result = first_hook(kind, device, data)
-            if inspect.isawaitable(result):
-                await result
+                if inspect.isawaitable(result):
+                    await result
             for relay in relay_box:
                 await relay.on_hub_event(kind, device, data)
 
@@ -560,6 +561,12 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FotaApp) -> AsyncIterator[None]:
+        try:  # serves whose audit rows a crash lost (store.recover_serve_audit)
+            recovered = await anyio.to_thread.run_sync(st.recover_serve_audit)
+            if recovered:
+                log.warning("recovered the audit rows of %d serves lost by an unclean stop", recovered)
+        except Exception:
+            log.exception("serve audit recovery failed; continuing")
         svc.writer.start()
         maintenance.start()
         hub = app.state.push_hub

@@ -50,7 +50,8 @@ class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.tmp = self.root / "tmp"
-        self.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.tmp.mkdir(mode=0o700, exist_ok=True)
 
     def path(self, sha256: str) -> Path:
         sha = sha256.lower()

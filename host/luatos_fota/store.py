@@ -911,6 +911,42 @@ class Store:
             n = c.execute(t.audit.delete().where(t.audit.c.id <= int(top) - max_rows)).rowcount
         return int(n or 0)
 
+    def recover_serve_audit(self, window_s: float = 300.0) -> int:
+        """Re-create the audit rows of serves whose row went down with the process.
+
+        Serve rows (``serves``) are committed before the package is sent; their audit rows go
+        through the batched writer, so a kill -9 can lose the last flush interval of them. At
+        start-up, every check-in serve (channels v1, v2) from shortly before the newest audit row
+        on, whose ``fota_sn`` no audit row mentions, gets a ``serve`` row marked ``recovered``."""
+        with self.ro() as c:
+            last = c.execute(sa.select(sa.func.max(t.audit.c.ts))).scalar()
+            since = (float(last) if last is not None else time.time()) - window_s
+            rows = c.execute(sa.select(t.serves.c.fota_sn, t.serves.c.channel, t.serves.c.served_at,
+                                       t.serves.c.release_id, t.serves.c.from_version, t.devices.c.device_key,
+                                       t.releases.c.product_id)
+                             .join(t.devices, t.devices.c.id == t.serves.c.device_id)
+                             .join(t.releases, t.releases.c.id == t.serves.c.release_id)
+                             .where(t.serves.c.served_at >= since, t.serves.c.channel.in_(("v1", "v2")))).fetchall()
+            if not rows:
+                return 0
+            seen = set()
+            for (detail,) in c.execute(sa.select(t.audit.c.detail).where(t.audit.c.ts >= since - 60,
+                                                                          t.audit.c.event.in_(("serve", "v2_check")))):
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    sn = json.loads(detail or "{}").get("fota_sn")
+                    if sn:
+                        seen.add(sn)
+        lost = [r for r in rows if r.fota_sn not in seen]
+        if lost:
+            with self.tx() as c:
+                c.execute(_Q_INSERT_AUDIT, [{
+                    "ts": float(r.served_at), "event": "serve", "device_key": r.device_key,
+                    "product_id": r.product_id, "release_id": r.release_id, "status": None, "code": 0,
+                    "ip": None, "actor": "recovery",
+                    "detail": json.dumps({"fota_sn": r.fota_sn, "channel": r.channel, "version": r.from_version,
+                                          "recovered": True})} for r in lost])
+        return len(lost)
+
     def check(self, repair: bool = False) -> dict[str, Any]:
         """Verify the database against the blob store (``luatos-fota check``).
 

@@ -188,7 +188,7 @@ def _attacker(port: int, push_port: int | None, stop: float, counts: dict[str, i
         kind = n % 6
         try:
             if kind == 0:
-                mac = "%012X" % rnd.getrandbits(48)
+                mac = f"{rnd.getrandbits(48):012X}"
                 get(port, check_target("2001.001.000", mac=mac))
             elif kind == 1:
                 get(port, check_target(f"2001.001.{n % 999:03d}", mac=VICTIM))
@@ -205,7 +205,7 @@ def _attacker(port: int, push_port: int | None, stop: float, counts: dict[str, i
                         c.sendall(b'{"fota_result":%d,"pad":"%s"}\n' % (i, pad))
                         c.sendall(b'{"heartbeat":%d}\n' % i + b"[" * 2000 + b"\n")
             else:
-                get(port, check_target("2001.001.000", mac="%012X" % rnd.getrandbits(48)),
+                get(port, check_target("2001.001.000", mac=f"{rnd.getrandbits(48):012X}"),
                     "Authorization: Bearer " + "0" * 64 + "\r\n")
             counts["attack"] = counts.get("attack", 0) + 1
         except OSError:

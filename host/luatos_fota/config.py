@@ -105,6 +105,9 @@ class ServerConfig:
     push_max_connections_per_ip: int = 1000
     # --- orphan collection ---------------------------------------------------------------------
     orphan_gc_interval_s: float = 3600.0  # temp files and unreferenced blobs older than 1 h
+    # Where packages live: None -> DATA/blobs (or $LUATOS_FOTA_BLOBS); ``s3://bucket/prefix?...``
+    # -> an S3-compatible bucket with DATA/blobs as this instance's read-through cache.
+    blob_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -310,6 +310,11 @@ class PushHub:
         conn = self._by_device.get(normalize_device_id(device_id))
         return conn.ip if conn is not None else ""
 
+    @property
+    def online_count(self) -> int:
+        """How many devices are logged in (cheap: for metrics scrapes)."""
+        return len(self._by_device)
+
     def is_online(self, device_id: str) -> bool:
         return normalize_device_id(device_id) in self._by_device
 

@@ -20,7 +20,7 @@ from .config import ServerConfig
 PROCESS_KEYS: dict[str, type] = {"host": str, "port": int, "push_port": int, "tls_cert": str, "tls_key": str,
                                  "access_log": bool, "db": str, "public_url": str}
 #: ServerConfig fields that get a generic flag (the others have hand-written ones or are internal).
-_NO_FLAG = {"extra", "device_endpoint", "public_url", "loop_max_serves", "loop_window_s", "device_rate",
+_NO_FLAG = {"extra", "device_endpoint", "public_url", "blob_url", "loop_max_serves", "loop_window_s", "device_rate",
             "device_burst", "ip_rate", "ip_burst", "max_inflight", "audit_up_to_date", "serve_counts"}
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str}
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from luatos_common.version import FotaVersion, VersionError
 
-from . import deviceauth
+from . import deviceauth, metrics
 from .catalog import Catalog, ProductInfo, ReleaseInfo
 from .config import ServerConfig
 from .ratelimit import TokenBuckets
@@ -203,6 +203,9 @@ class FotaService:
         if out.code == CODE_UNAUTHENTICATED:
             event = "unauthorized"
         dev = out.device.key if out.device else (q.device_id or None)
+        metrics.checkin(q.channel, out.code)
+        if event == "serve":
+            metrics.serve(detail.get("mode", "full"))
         self.writer.audit({
             "ts": time.time(), "event": event, "device_key": dev,
             "product_id": out.product.id if out.product else None,
@@ -492,6 +495,7 @@ class FotaService:
                 dev.ban_reason = self.store.loop_ban(dev.id, dev.key, release.id, n, self.config.loop_window_s,
                                                      dev.reported_version, q.ip)
                 dev.ban_code = CODE_LOOP
+                metrics.loop_ban()
             return Outcome(CODE_LOOP, msg, product=out.product, device=dev, release=release,
                            target=out.target, reason=f"loop guard tripped after {n} serves")
         if mode != "head":

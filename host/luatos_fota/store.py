@@ -36,7 +36,7 @@ from luatos_common.deviceid import normalize_device_id
 from luatos_common.version import FotaVersion, ScriptVersion, VersionError, format_core
 
 from . import schema as t
-from .blobs import BlobStore, crashpoint
+from .blobs import BLOBS_ENV, Blobs, crashpoint, open_blobs
 from .catalog import Catalog, ProductInfo, ReleaseInfo, rollout_bucket
 from .groupcommit import BatchBusy, GroupCommit
 from .uploads import TARGET_MODES, UploadError, check_upload
@@ -156,7 +156,7 @@ class Store:
     """Open (and migrate) the store of ``data_dir``; ``db_url`` overrides the SQLite default."""
 
     def __init__(self, data_dir: str | os.PathLike[str], db_url: str | None = None, *,
-                 hot_busy_timeout_s: float = 2.0) -> None:
+                 hot_busy_timeout_s: float = 2.0, blob_url: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(OSError):  # packages and the admin token are nobody else's business
@@ -173,7 +173,8 @@ class Store:
             self._count_and_record_batch)
         self.hot_engine = (_make_engine(self.db_url, immediate=True, busy_timeout_s=hot_busy_timeout_s)
                            if self.is_sqlite else self.read_engine)
-        self.blobs = BlobStore(self.data_dir / "blobs")
+        # Packages: DATA/blobs, or an object store (blob_url, else $LUATOS_FOTA_BLOBS) cached there.
+        self.blobs: Blobs = open_blobs(self.data_dir / "blobs", blob_url or os.environ.get(BLOBS_ENV))
         # SQLite has one writer at a time. Threads of this process take turns on a Python lock
         # before BEGIN IMMEDIATE: a waiter then starts the moment the lock is free, where
         # SQLite's own busy handler would have slept (1, 2, 5 ... 100 ms steps; it made a
@@ -974,14 +975,15 @@ class Store:
                 corrupt.append(a["sha256"])
         used = {a["sha256"] for a in arts}
         orphans = [d for d in self.blobs.all_digests() if d not in used]
-        temps = [p.name for p in self.blobs.tmp.iterdir()]
+        tmp_dir = self.data_dir / "blobs" / "tmp"  # local writers' temp files (also an S3 store's cache)
+        temps = sorted(p.name for p in tmp_dir.iterdir()) if tmp_dir.is_dir() else []
         bad_ids = {a["id"] for a in arts if a["sha256"] in set(missing) | set(corrupt)}
         bad_releases = [r["id"] for r in rels if r["artifact_id"] in bad_ids]
         report: dict[str, Any] = {"artifacts": len(arts), "missing_blobs": missing, "corrupt_blobs": corrupt,
                                   "orphan_blobs": orphans, "temp_files": temps,
                                   "releases_affected": bad_releases, "repaired": False}
         if repair:
-            q = self.blobs.root / "quarantine"
+            q = self.data_dir / "blobs" / "quarantine"
             for sha in corrupt:
                 q.mkdir(mode=0o700, exist_ok=True)
                 with contextlib.suppress(OSError):

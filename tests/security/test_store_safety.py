@@ -106,7 +106,7 @@ def test_check_reports_and_repairs(tmp_path: Path) -> None:
     st.blobs.path(bad["sha256"]).write_bytes(b"flipped bits")
     st.blobs.path(gone["sha256"]).unlink()
     orphan = st.blobs.put(b"left by a crash between the rename and the commit")
-    tmpfile = st.blobs.tmp / "otherhost-1-abc"
+    tmpfile = st.data_dir / "blobs" / "tmp" / "otherhost-1-abc"
     tmpfile.write_bytes(b"partial")
     old = time.time() - 3600
     os.utime(st.blobs.path(orphan), (old, old))
@@ -124,7 +124,7 @@ def test_check_reports_and_repairs(tmp_path: Path) -> None:
     assert json.loads(out.stdout)["repaired"]
     after = st.check()
     assert after["orphan_blobs"] == [] and after["temp_files"] == [] and after["corrupt_blobs"] == []
-    assert (st.blobs.root / "quarantine" / bad["sha256"]).is_file()
+    assert (st.data_dir / "blobs" / "quarantine" / bad["sha256"]).is_file()
     assert st.get_release(bad["id"])["enabled"] is False and st.get_release(good["id"])["enabled"] is True
     st.close()
 
@@ -138,7 +138,7 @@ def test_retention_and_orphan_collection_run_by_themselves(tmp_path: Path) -> No
         orphan = st.blobs.put(b"orphan blob")
         old = time.time() - 7200
         os.utime(st.blobs.path(orphan), (old, old))
-        tmpfile = st.blobs.tmp / "otherhost-1-zzz"
+        tmpfile = st.data_dir / "blobs" / "tmp" / "otherhost-1-zzz"
         tmpfile.write_bytes(b"x")
         os.utime(tmpfile, (old, old))
 
@@ -153,7 +153,7 @@ def test_retention_and_orphan_collection_run_by_themselves(tmp_path: Path) -> No
             try:
                 rows = st.query_audit(limit=1000)
                 blobs = st.blobs.all_digests()
-                temps = list(st.blobs.tmp.iterdir())
+                temps = list((st.data_dir / "blobs" / "tmp").iterdir())
             finally:
                 st.close()
             if len(rows) <= 60 and not blobs and not temps and not any(r["device_key"] == "OLD" for r in rows):

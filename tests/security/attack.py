@@ -236,6 +236,18 @@ def unauthenticated_flood(s: Served, seconds: float, attackers: int = 4, legit: 
     macs = LEGIT  # registered before the server started (see register_fleet)
     for m in macs:
         get(s.port, check_target("2001.001.002", mac=m))
+    # the same legitimate load without the attack: what this machine gives right now
+    quiet: list[float] = []
+    quiet_bad: list[bytes] = []
+    qstop = time.monotonic() + 2.0
+    qthreads = [threading.Thread(target=_legit, args=(s.port, qstop, macs[k::legit], quiet, quiet_bad), daemon=True)
+                for k in range(legit)]
+    for th in qthreads:
+        th.start()
+    for th in qthreads:
+        th.join(30)
+    quiet.sort()
+    quiet_p99 = quiet[int(len(quiet) * 0.99) - 1] * 1000 if quiet else float("nan")
     time.sleep(1.0)
     db0, rss0 = db_logical_bytes(s.data), s.rss()
     stop = time.monotonic() + seconds
@@ -255,7 +267,7 @@ def unauthenticated_flood(s: Served, seconds: float, attackers: int = 4, legit: 
     p99 = lat[int(len(lat) * 0.99) - 1] * 1000 if lat else float("nan")
     return {"seconds": seconds, "attack_requests": counts.get("attack", 0),
             "db_growth_bytes": db_logical_bytes(s.data) - db0, "rss_growth_bytes": s.rss() - rss0,
-            "legit_checkins": len(lat), "legit_p99_ms": p99, "legit_not_304": len(bad),
+            "legit_checkins": len(lat), "legit_p99_ms": p99, "quiet_p99_ms": quiet_p99, "legit_not_304": len(bad),
             "legit_not_304_sample": bad[:1]}  # type: ignore[dict-item]
 
 

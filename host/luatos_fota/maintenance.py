@@ -2,6 +2,9 @@
 
 * Audit retention: rows older than ``audit_max_age_s`` and beyond the newest ``audit_max_rows``
   are deleted every ``retention_interval_s``.
+* Memory: glibc keeps freed blocks of the main heap mapped; after a request flood the server
+  would keep that high-water mark for good. ``malloc_trim`` hands free pages back every
+  ``TRIM_EVERY_S`` (a few ms of work).
 * Orphans: writers' temp files whose process is gone (or older than an hour) and blobs no
   artifact references (a crash between the blob rename and the commit), older than an hour so
   an upload in progress is never touched, every ``orphan_gc_interval_s``.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import time
 from typing import Any
@@ -24,6 +28,12 @@ from .config import ServerConfig
 from .store import Store
 
 log = logging.getLogger("luatos_fota.maintenance")
+TRIM_EVERY_S = 15.0
+
+
+def trim_memory() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 class Maintenance:
@@ -53,9 +63,12 @@ class Maintenance:
         return n
 
     async def _loop(self) -> None:
-        next_ret = next_gc = time.monotonic()
+        next_ret = next_gc = next_trim = time.monotonic()
         while True:
             now = time.monotonic()
+            if now >= next_trim:
+                trim_memory()
+                next_trim = now + TRIM_EVERY_S
             for due, fn, every in ((next_ret, self.retention_once, self.config.retention_interval_s),
                                    (next_gc, self.orphans_once, self.config.orphan_gc_interval_s)):
                 if every > 0 and now >= due:
@@ -67,7 +80,7 @@ class Maintenance:
                 next_ret = now + self.config.retention_interval_s
             if self.config.orphan_gc_interval_s > 0 and now >= next_gc:
                 next_gc = now + self.config.orphan_gc_interval_s
-            await asyncio.sleep(max(0.05, min(next_ret, next_gc) - time.monotonic()))
+            await asyncio.sleep(max(0.05, min(next_ret, next_gc, next_trim) - time.monotonic()))
 
     def start(self) -> None:
         if self._task is None:

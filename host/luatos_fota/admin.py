@@ -198,7 +198,10 @@ def parse_token_csv(text: str) -> list[tuple[str, str]]:
 async def releases(request: Request) -> Response:
     st = _store(request)
     if request.method == "GET":
-        return _ok({"releases": await _call(st.list_releases, _int_param(request, "product_id"))})
+        rels = await _call(st.list_releases, _int_param(request, "product_id"))
+        for r in rels:  # packages are private: the dashboard's link is a signed, short-lived one
+            r["download_link"] = request.app.package_url(request.scope, r["sha256"])
+        return _ok({"releases": rels})
     cap = request.app.fota.config.max_upload_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap + (64 << 10):  # + room for the form fields

@@ -84,7 +84,10 @@ V2_CHECK = "/api/site/turnkey_fota"
 V2_RESULT = "/api/site/turnkey_fota_result"
 # Sent with every dashboard, admin API and other non-device answer: the dashboard loads only its
 # own files, cannot be framed, and leaks no URL to other sites.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+# Inline style *attributes* stay allowed (the rollout bars set their width); <style> and inline
+# scripts do not.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+       "img-src 'self' data:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]

@@ -232,7 +232,7 @@ async function loadReleases() {
       r.enabled
         ? el("button", { type: "button", class: "small", "data-action": "pause", onclick: () => guarded(() => setEnabled(r.id, false)) }, "Pause")
         : el("button", { type: "button", class: "small", "data-action": "enable", onclick: () => guarded(() => setEnabled(r.id, true)) }, "Enable"),
-      el("a", { href: r.download_path, class: "hint", style: "margin-left:8px" }, `${(r.size / 1024).toFixed(1)} KiB`))));
+      el("a", { href: r.download_link || r.download_path, class: "hint", style: "margin-left:8px" }, `${(r.size / 1024).toFixed(1)} KiB`))));
   fill($("releases-body"), rows, 9, "No releases yet: upload a package.");
 }
 

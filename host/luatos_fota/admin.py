@@ -199,8 +199,9 @@ async def releases(request: Request) -> Response:
     st = _store(request)
     if request.method == "GET":
         rels = await _call(st.list_releases, _int_param(request, "product_id"))
-        for r in rels:  # packages are private: the dashboard's link is a signed, short-lived one
-            r["download_link"] = request.app.package_url(request.scope, r["sha256"])
+        if _bool(request.query_params.get("links", "")):  # the dashboard's links: packages are
+            for r in rels:                                   # private, so signed and short-lived
+                r["download_link"] = request.app.package_url(request.scope, r["sha256"])
         return _ok({"releases": rels})
     cap = request.app.fota.config.max_upload_bytes
     declared = request.headers.get("content-length", "")

@@ -216,7 +216,7 @@ async function setEnabled(id, enabled) {
 }
 
 async function loadReleases() {
-  const [rels, stats] = await Promise.all([api("GET", "/releases"), api("GET", "/stats"), loadProducts()]);
+  const [rels, stats] = await Promise.all([api("GET", "/releases?links=1"), api("GET", "/stats"), loadProducts()]);
   const byId = new Map(stats.releases.map((s) => [s.release_id, s]));
   $("releases-count").textContent = `${rels.releases.length}`;
   const rows = rels.releases.slice().reverse().map((r) => el("tr", { dataset: { release: r.id } },

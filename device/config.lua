@@ -29,6 +29,9 @@ Only keys that exist below are taken, and only with the same type as the default
 ---@field tcp_backoff_min_ms integer
 ---@field tcp_backoff_max_ms integer
 ---@field tcp_heartbeat_ms integer
+---@field auth_mode string
+---@field auth_token string
+---@field auth_secret string
 ---@field tcp_max_line integer
 ---@field psm_sleep_ms integer
 ---@field psm_dtimer_id integer
@@ -67,6 +70,14 @@ local config = {
     server_url = "http://192.168.1.10:8000/api/site/firmware_upgrade?",
     -- Sent as project_key; required by libfota2 for any URL without "###".
     product_key = "DEMO_PRODUCT_KEY",
+    -- Device authentication, as the product is set up on the server
+    -- (luatos-fota product auth ...): "none", "token" (auth_token is this device's
+    -- own secret) or "hmac" (the token is HMAC-SHA256(auth_secret, device id),
+    -- computed here with crypto.hmac_sha256, so every device of a product shares
+    -- one config). Sent as "Authorization: Bearer <token>" and in the push login.
+    auth_mode = "none",
+    auth_token = "",
+    auth_secret = "",
     -- Whole-request HTTP timeout for a check/download (libfota2 fota mode default).
     http_timeout_ms = 600000,
     -- Delay between a successful download and the reboot that applies it,
@@ -128,7 +139,7 @@ local config = {
 }
 
 local OVERRIDE_KEY = "fota_cfg"
-local SECRET_KEYS = { wifi_password = true, product_key = true }
+local SECRET_KEYS = { wifi_password = true, product_key = true, auth_token = true, auth_secret = true }
 
 ---Merge a JSON override from fskv into cfg (unknown keys and wrong types are refused).
 ---@param cfg FotaConfig

@@ -16,6 +16,8 @@ Others may publish FOTA_CHECK_REQ (trigger) to ask for a check now.
 local config = require "config"
 local netready = require "netready"
 local libfota2 = require "libfota2"
+local devinfo = require "devinfo"
+local devauth = require "devauth"
 
 local fota_check = {}
 
@@ -99,6 +101,12 @@ local function new_opts(url)
     }
     if type(config.product_key) == "string" and config.product_key ~= "" then
         opts.project_key = config.product_key
+    end
+    -- The device credential (config.auth_mode), sent with the check-in and the download.
+    opts.headers = devauth.headers()
+    -- One id on every model: where libfota2 knows none, send the one the push login uses.
+    if not devinfo.libfota2_knows() then
+        opts.imei = devinfo.id()
     end
     return opts
 end

@@ -30,6 +30,7 @@ the delay resets after a session that logged in.
 local config = require "config"
 local netready = require "netready"
 local devinfo = require "devinfo"
+local devauth = require "devauth"
 local json_lines = require "json_lines"
 local fota_check = require "fota_check"
 local libnet = require "libnet"
@@ -219,12 +220,19 @@ local function login(ctrl)
             core = rtos.version(),
             project_key = config.product_key,
             model = hmeta and hmeta.model and hmeta.model() or nil,
+            token = devauth.token(),
         },
     })
     if not libnet.tx(TASK_NAME, 15000, ctrl, line .. "\n") then
         return false
     end
-    log.info("tcp", "tx", line)
+    local shown = line
+    local tok = devauth.token()
+    if tok then
+        -- Never log the credential; escape it, a token may hold pattern characters.
+        shown = line:gsub((tok:gsub("%p", "%%%0")), "***")
+    end
+    log.info("tcp", "tx", shown)
     log.info("tcp", "login sent", devinfo.id())
     return true
 end

@@ -2,33 +2,79 @@
 @module devinfo
 @summary The device id a server knows this module by.
 
-Same key libfota2 sends: the Wi-Fi MAC on the Air8101, the IMEI on cellular
-modules, otherwise the chip's unique id in hex.
+Exactly the key libfota2 puts into its check-in on this model, so the push
+channel and the check-ins name one device: the IMEI on Cat.1 modules (Air780E*,
+Air8000 - which also has Wi-Fi - and Air700*), the Wi-Fi MAC on the Air8101,
+the chip's unique id in hex on the Air1601/1602/1780. On any other model
+libfota2 knows no id; fota_check then passes this one as opts.imei.
 ]]
 
 local devinfo = {}
 
+local function starts(s, prefix)
+    return s:sub(1, #prefix) == prefix
+end
+
+local function model()
+    if hmeta and hmeta.model then
+        local m = hmeta.model()
+        if type(m) == "string" then
+            return m
+        end
+    end
+    return ""
+end
+
+local function imei()
+    if mobile and mobile.imei then
+        local v = mobile.imei()
+        if type(v) == "string" and v ~= "" then
+            return v
+        end
+    end
+    return nil
+end
+
+local function mac()
+    if wlan and wlan.getMac then
+        local v = wlan.getMac()
+        if type(v) == "string" and v ~= "" then
+            return v
+        end
+    end
+    return nil
+end
+
+local function uid()
+    if mcu and mcu.unique_id then
+        local v = mcu.unique_id()
+        if type(v) == "string" and v ~= "" then
+            return (v:toHex())
+        end
+    end
+    return nil
+end
+
+---True when libfota2 itself derives the device id on this model.
+---@return boolean
+function devinfo.libfota2_knows()
+    local m = model()
+    return starts(m, "Air780E") or starts(m, "Air8000") or starts(m, "Air700") or starts(m, "Air8101")
+        or starts(m, "Air1601") or starts(m, "Air1602") or starts(m, "Air1780")
+end
+
 ---@return string id e.g. "C8C2C68CD602"
 function devinfo.id()
-    if wlan and wlan.getMac then
-        local mac = wlan.getMac()
-        if type(mac) == "string" and mac ~= "" then
-            return mac
-        end
+    local m = model()
+    local id
+    if starts(m, "Air780E") or starts(m, "Air8000") or starts(m, "Air700") then
+        id = imei()
+    elseif starts(m, "Air8101") then
+        id = mac()
+    elseif starts(m, "Air1601") or starts(m, "Air1602") or starts(m, "Air1780") then
+        id = uid()
     end
-    if mobile and mobile.imei then
-        local imei = mobile.imei()
-        if type(imei) == "string" and imei ~= "" then
-            return imei
-        end
-    end
-    if mcu and mcu.unique_id then
-        local uid = mcu.unique_id()
-        if type(uid) == "string" and uid ~= "" then
-            return (uid:toHex())
-        end
-    end
-    return "unknown"
+    return id or mac() or imei() or uid() or "unknown"
 end
 
 return devinfo

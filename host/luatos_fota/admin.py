@@ -25,6 +25,7 @@ from starlette.routing import Route
 from luatos_common.version import VersionError, reported_version
 
 from .blobs import BlobStoreUnavailable
+from .jsonlimits import loads_limited
 from .store import Conflict, NotFound, StoreBusy, normalize_device_key
 from .uploads import UploadError
 
@@ -73,8 +74,8 @@ async def _json(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        obj = json.loads(raw)
-    except ValueError as e:
+        obj = loads_limited(raw, request.app.fota.config.json_max_depth)
+    except (ValueError, RecursionError) as e:
         raise ValueError(f"request body is not JSON: {e}") from None
     if not isinstance(obj, dict):
         raise ValueError("request body must be a JSON object")
@@ -147,8 +148,48 @@ async def product_one(request: Request) -> Response:
     p = await _call(st.update_product, pid, name=body.get("name"),
                           auto_register=_bool(body["auto_register"]) if "auto_register" in body else None,
                           actor="api")
+    if "auth_mode" in body:
+        p = await _call(st.set_product_auth, pid, str(body["auth_mode"]), secret=body.get("auth_secret"),
+                        actor="api")
     _changed(request)
     return _ok(p)
+
+
+@authed
+async def product_tokens(request: Request) -> Response:
+    """Import per-device tokens: JSON ``{"tokens": [{"device": id, "token": secret}, ...]}`` or a
+    CSV body (``device,token`` per line, header optional)."""
+    st = _store(request)
+    pid = int(request.path_params["pid"])
+    if "csv" in request.headers.get("content-type", ""):
+        text = (await request.body()).decode("utf-8", "replace")
+        pairs = parse_token_csv(text)
+    else:
+        body = await _json(request)
+        rows = body.get("tokens")
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise ValueError('expected {"tokens": [{"device": "...", "token": "..."}, ...]}')
+        pairs = [(str(r.get("device", "")), str(r.get("token", ""))) for r in rows]
+    n = await _call(st.import_device_tokens, pid, pairs, actor="api")
+    _changed(request)
+    return _ok({"imported": n})
+
+
+def parse_token_csv(text: str) -> list[tuple[str, str]]:
+    """``device,token`` lines (a ``device,token`` header line is skipped); errors name the line."""
+    import csv
+    import io
+
+    out = []
+    for n, row in enumerate(csv.reader(io.StringIO(text)), 1):
+        if not row or not "".join(row).strip():
+            continue
+        if n == 1 and [c.strip().lower() for c in row[:2]] == ["device", "token"]:
+            continue
+        if len(row) != 2:
+            raise ValueError(f"CSV line {n}: expected 'device,token', got {len(row)} fields")
+        out.append((row[0], row[1]))
+    return out
 
 
 # ---------------------------------------------------------------------------- releases
@@ -157,7 +198,11 @@ async def product_one(request: Request) -> Response:
 async def releases(request: Request) -> Response:
     st = _store(request)
     if request.method == "GET":
-        return _ok({"releases": await _call(st.list_releases, _int_param(request, "product_id"))})
+        rels = await _call(st.list_releases, _int_param(request, "product_id"))
+        if _bool(request.query_params.get("links", "")):  # the dashboard's links: packages are
+            for r in rels:                                   # private, so signed and short-lived
+                r["download_link"] = request.app.package_url(request.scope, r["sha256"])
+        return _ok({"releases": rels})
     cap = request.app.fota.config.max_upload_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap + (64 << 10):  # + room for the form fields
@@ -407,7 +452,7 @@ async def push(request: Request) -> Response:
             from .app import FotaApp
 
             app: FotaApp = request.app
-            url = f"{app._base_url(request.scope)}/dl/{rel['sha256']}.bin"
+            url = app.package_url(request.scope, rel["sha256"])
     if not url and not body.get("message"):
         raise ValueError("give release_id, url or message")
     if rel is None or body.get("message") or body.get("url"):
@@ -427,7 +472,6 @@ async def push(request: Request) -> Response:
         raise NotFound(f"product {rel['product_id']} of release {rel['id']} is gone")
     online = {normalize_device_key(o["device"]): o for o in await _online(request)}
     wanted = [normalize_device_key(d) for d in devices_] if devices_ is not None else list(online)
-    base = f"{request.app._base_url(request.scope)}/dl/{rel['sha256']}.bin"
     results: dict[str, str] = {}
     skipped: dict[str, str] = {}
     messages: dict[str, Any] = {}
@@ -444,7 +488,7 @@ async def push(request: Request) -> Response:
         if out is None:
             skipped[key] = why
             continue
-        messages[key] = fota_command(f"{base}?fota_sn={out.fota_sn}", version)
+        messages[key] = fota_command(request.app.package_url(request.scope, rel["sha256"], out.fota_sn), version)
     # Decided one by one (each a counted serve), sent all at once: a device on another instance
     # costs a relay round trip, and a thousand of them must not queue behind each other.
     pusher = _pusher(request)
@@ -529,6 +573,7 @@ def admin_routes() -> list[Route]:
         Route(f"{P}/openapi.json", openapi, methods=["GET"]),
         Route(f"{P}/products", products, methods=["GET", "POST"]),
         Route(f"{P}/products/{{pid:int}}", product_one, methods=["GET", "PATCH"]),
+        Route(f"{P}/products/{{pid:int}}/tokens", product_tokens, methods=["POST"]),
         Route(f"{P}/releases", releases, methods=["GET", "POST"]),
         Route(f"{P}/releases/{{rid:int}}", release_one, methods=["GET", "PATCH"]),
         Route(f"{P}/releases/{{rid:int}}/enable", release_enable, methods=["POST"]),

@@ -53,17 +53,27 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from . import metrics
+from . import metrics, signedurl
 from .blobs import Blobs
 from .config import ServerConfig
+from .deviceauth import credential_from_header
 from .devrequest import FIELD_LIMITS, looks_like_device_request, parse_device_request, raw_target
 from .httpio import RangePlan, header, plan_range, send_bytes, send_json, send_package
+from .jsonlimits import loads_limited
+from .maintenance import Maintenance
 from .ops import ops_routes
 from .preflight import PreflightRunner, PreflightSettings
 from .push import PushHub
 from .pushrelay import PushRelay
 from .ratelimit import TokenBuckets, retry_after_seconds
-from .service import CODE_INVALID_DEVICE, CODE_WAIT, FotaService, Outcome, Query
+from .service import (
+    CODE_INVALID_DEVICE,
+    CODE_UNAUTHENTICATED,
+    CODE_WAIT,
+    FotaService,
+    Outcome,
+    Query,
+)
 from .store import NotFound, Store, normalize_device_key
 
 log = logging.getLogger("luatos_fota.app")
@@ -73,6 +83,15 @@ TOKEN_ENV = "LUATOS_FOTA_TOKEN"
 TOKEN_FILE = "admin_token"
 V2_CHECK = "/api/site/turnkey_fota"
 V2_RESULT = "/api/site/turnkey_fota_result"
+# Sent with every dashboard, admin API and other non-device answer: the dashboard loads only its
+# own files, cannot be framed, and leaks no URL to other sites.
+# Inline style *attributes* stay allowed (the rollout bars set their width); <style> and inline
+# scripts do not.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
+       "img-src 'self' data:; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
 
 
 def resolve_admin_token(data_dir: Path, given: str | None) -> str:
@@ -176,6 +195,7 @@ class FotaApp(Starlette):
     ip_buckets: TokenBuckets
     artifacts: dict[str, dict[str, Any]]
     preflight: PreflightRunner
+    url_key: bytes
     inflight: int = 0
     _limiter: anyio.CapacityLimiter | None = None
 
@@ -207,6 +227,13 @@ class FotaApp(Starlette):
                 target = raw_target(scope)
                 if looks_like_device_request(target):
                     return await self._guarded(self._device, scope, receive, send, target)
+
+            async def secured_send(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS]
+                await send(message)
+
+            return await super().__call__(scope, receive, secured_send)
         await super().__call__(scope, receive, send)
 
     async def _guarded(self, handler: Any, scope: dict, receive: Any, send: Any, *args: Any) -> None:
@@ -271,7 +298,8 @@ class FotaApp(Starlette):
                                    [(b"allow", b"GET, HEAD")])
         q = Query("v1", req.key_type, req.device_id, req.project_key, req.firmware_name, req.version, ip,
                   alt_project_key=req.alt("project_key"), alt_firmware_name=req.alt("firmware_name"),
-                  problems=req.too_long or None)
+                  problems=req.too_long or None,
+                  credential=credential_from_header(header(scope, b"authorization")))
         rng = header(scope, b"range")
         out = await self._decide(q)
         svc.seen(out, ip)
@@ -316,18 +344,28 @@ class FotaApp(Starlette):
             await send_bytes(send, 304, [(b"cache-control", b"no-store"), (b"x-fota-code", b"27")])
             return
         extra = [(b"retry-after", str(svc.config.retry_after_s).encode())] if status == 503 else []
+        if out.code == CODE_UNAUTHENTICATED:
+            extra = [(b"www-authenticate", b'Bearer realm="luatos-fota device"')]
         await send_json(send, status, {"code": out.code, "msg": out.msg}, extra, head=head)
 
     # ------------------------------------------------------------------ v2 (libfota3-shaped)
 
     def _base_url(self, scope: Any) -> str:
+        """``public_url``, else the address this connection reached; never the Host header, which
+        the client chooses (a forged Host would send devices' downloads elsewhere)."""
         if self.fota.config.public_url:
             return self.fota.config.public_url.rstrip("/")
-        host = header(scope, b"host")
-        if host:
-            return f"{scope.get('scheme', 'http')}://{host.decode('latin-1')}"
         s = scope.get("server") or ("127.0.0.1", 80)
-        return f"{scope.get('scheme', 'http')}://{s[0]}:{s[1]}"
+        host = f"[{s[0]}]" if ":" in str(s[0]) else str(s[0])
+        return f"{scope.get('scheme', 'http')}://{host}:{s[1]}"
+
+    def package_url(self, scope: Any, sha256: str, fota_sn: str | None = None) -> str:
+        """The download URL handed to a device: signed and short-lived when downloads are private."""
+        path = f"/dl/{sha256}.bin"
+        query = [f"fota_sn={fota_sn}"] if fota_sn else []
+        if self.fota.config.private_downloads:
+            query.append(signedurl.sign_query(self.url_key, path, self.fota.config.signed_url_ttl_s))
+        return self._base_url(scope) + path + ("?" + "&".join(query) if query else "")
 
     async def _v2_check(self, scope: dict, receive: Any, send: Any) -> None:
         svc = self.fota
@@ -353,18 +391,24 @@ class FotaApp(Starlette):
         if version and len(version) > FIELD_LIMITS["version"]:
             problems.append(f"version is {len(version)} characters (at most {FIELD_LIMITS['version']})")
         q = Query("v2", key_type, dev_id, params.get("project_key"), params.get("firmware_name"),
-                  version, ip, script_name=params.get("script_name"), problems=problems or None)
+                  version, ip, script_name=params.get("script_name"), problems=problems or None,
+                  credential=credential_from_header(header(scope, b"authorization")))
         out = svc.decide_fast(q)
         if out is None or out.serve:  # a serve is counted (fota_sn) before the URL is handed out
             out = await self.offload(svc.decide, q)
         svc.seen(out, ip)
-        svc.audit("v2_check", out, q, 200, model=params.get("model"), core_id=params.get("core_id"))
+        status = 401 if out.code == CODE_UNAUTHENTICATED else 200
+        svc.audit("v2_check", out, q, status, model=params.get("model"), core_id=params.get("core_id"),
+                  fota_sn=out.fota_sn)
+        if status == 401:
+            return await send_json(send, 401, {"code": out.code, "msg": out.msg},
+                                   [(b"www-authenticate", b'Bearer realm="luatos-fota device"')])
         body: dict[str, Any] = {"code": out.code, "msg": out.msg}
         if out.serve and out.release is not None and out.target is not None:
             r = out.release
             body.update(core_version=str(out.target.core), script_version=str(r.script),
                         size=r.size, sha256=r.sha256, fota_sn=out.fota_sn,
-                        url=f"{self._base_url(scope)}/dl/{r.sha256}.bin?fota_sn={out.fota_sn}")
+                        url=self.package_url(scope, r.sha256, out.fota_sn))
         else:
             body.update(core_version="", script_version="", size=0, sha256="", fota_sn="", url="")
         await send_json(send, 200, body)
@@ -380,8 +424,8 @@ class FotaApp(Starlette):
             if len(raw) > limit:
                 return JSONResponse({"code": 413, "msg": f"result body over {limit} bytes"}, 413)
         try:
-            obj = json.loads(raw)
-        except ValueError as e:
+            obj = loads_limited(raw, self.fota.config.json_max_depth)
+        except (ValueError, RecursionError) as e:
             return JSONResponse({"code": 1, "msg": f"body is not JSON: {e}"}, 400)
         if not isinstance(obj, dict) or "fota_sn" not in obj or "result_code" not in obj:
             return JSONResponse({"code": 1, "msg": 'expected {"fota_sn": "...", "result_code": N}'}, 400)
@@ -398,17 +442,34 @@ class FotaApp(Starlette):
 
     # ------------------------------------------------------------------ downloads
 
-    async def _download_allowed(self, scope: dict, sha: str, fota_sn: str | None) -> bool:
-        auth = header(scope, b"authorization") or b""
-        scheme, _, tok = auth.decode("latin-1").partition(" ")
-        if scheme.lower() == "bearer" and tok and hmac.compare_digest(
-                tok.strip().encode(), str(self.state.admin_token).encode()):
-            return True
-        if not fota_sn or len(fota_sn) > 64:
-            return False
-        row = await self.offload(self.fota.store.serve_by_sn, fota_sn)
-        return bool(row and row["sha256"] == sha
-                    and time.time() - float(row["served_at"]) <= self.fota.config.download_sn_ttl_s)
+    def _is_admin(self, scope: dict) -> bool:
+        tok = credential_from_header(header(scope, b"authorization"))
+        return bool(tok) and hmac.compare_digest(str(tok).encode(), str(self.state.admin_token).encode())
+
+    async def _download_refusal(self, scope: dict, name: str, sha: str, qs: dict[str, str]) -> str | None:
+        """Why this download is not allowed, or None (see ``ServerConfig.private_downloads``)."""
+        cfg = self.fota.config
+        if self._is_admin(scope):
+            return None
+        if name.startswith("artifact/"):
+            return "/dl/artifact/<id> is for operators: send the admin token"
+        if cfg.private_downloads:
+            if signedurl.verify(self.url_key, scope["path"], qs.get("exp"), qs.get("sig"), cfg.signed_url_ttl_s):
+                return None
+            dev_id = (qs.get("mac") or qs.get("imei") or qs.get("uid") or "")[:FIELD_LIMITS["mac"]]
+            cred = credential_from_header(header(scope, b"authorization"))
+            if dev_id and cred and await self.offload(self.fota.device_may_download, sha, dev_id, cred):
+                return None
+            return ("packages are private: use the signed link the server handed out (not expired), or "
+                    "?mac=<id> with the device's Authorization header")
+        if cfg.download_auth:
+            sn = qs.get("fota_sn")
+            if sn and len(sn) <= 64:
+                row = await self.offload(self.fota.store.serve_by_sn, sn)
+                if row and row["sha256"] == sha and time.time() - float(row["served_at"]) <= cfg.download_sn_ttl_s:
+                    return None
+            return "downloads need the fota_sn this server issued with the URL (or the admin token)"
+        return None
 
     async def _download(self, scope: dict, receive: Any, send: Any) -> None:
         svc = self.fota
@@ -433,16 +494,20 @@ class FotaApp(Starlette):
                     art = await self.offload(svc.store.artifact_by_sha, sha)
             if art is not None and len(self.artifacts) < 10_000:
                 self.artifacts[name] = art
+        qs = dict(parse_qsl((scope.get("query_string") or b"").decode("utf-8", "replace")))
+        refusal = await self._download_refusal(scope, name, art["sha256"] if art else "", qs)
+        if refusal is not None:
+            svc.writer.audit({"ts": time.time(), "event": "download_refused", "device_key": None,
+                              "product_id": None, "release_id": None, "status": 403, "code": 17,
+                              "ip": ip or None, "actor": None,
+                              "detail": json.dumps({"path": scope["path"][:200]})})
+            return await send_json(send, 403, {"code": 17, "msg": refusal}, head=head)
         if art is None:
-            return await send_json(send, 404, {"code": 26, "msg": f"no package at {scope['path']}"}, head=head)
+            return await send_json(send, 404, {"code": 26, "msg": f"no package at {scope['path'][:200]}"}, head=head)
         data = await self._package(art["sha256"])
         if data is None:
             return await send_json(send, 503, {"code": CODE_WAIT, "msg": "package missing from the blob store"},
                                    [(b"retry-after", b"60")], head=head)
-        qs = dict(parse_qsl((scope.get("query_string") or b"").decode("utf-8", "replace")))
-        if svc.config.download_auth and not await self._download_allowed(scope, art["sha256"], qs.get("fota_sn")):
-            return await send_json(send, 403, {"code": 17, "msg": "downloads need the fota_sn this server "
-                                               "issued with the URL (or the admin token)"}, head=head)
         dev_id = (qs.get("mac") or qs.get("imei") or qs.get("uid") or "")[:FIELD_LIMITS["mac"]]
         release_id = None
         if dev_id and not qs.get("fota_sn"):
@@ -457,8 +522,8 @@ class FotaApp(Starlette):
                 if not out.serve:
                     svc.audit("download", out, Query("dl", None, dev_id, None, None, None, ip), out.status)
                     return await send_json(send, out.status, {"code": out.code, "msg": out.msg}, head=head)
-        status = await send_package(send, scope, data, art["sha256"], head=head,
-                                    cache=b"public, max-age=31536000, immutable")
+        cache = b"private, max-age=3600" if svc.config.private_downloads else b"public, max-age=31536000, immutable"
+        status = await send_package(send, scope, data, art["sha256"], head=head, cache=cache)
         if status in (200, 206) and not head:
             metrics.serve("download")
         svc.writer.audit({"ts": time.time(), "event": "download", "device_key": dev_id or None,
@@ -466,7 +531,8 @@ class FotaApp(Starlette):
                           "code": None, "ip": ip or None, "actor": None,
                           "detail": json.dumps({"artifact": art["id"], "sha256": art["sha256"],
                                                 "fota_sn": qs.get("fota_sn"), "head": head,
-                                                "range": (header(scope, b"range") or b"").decode("latin-1") or None})})
+                                                "range": (header(scope, b"range") or b"")[:100].decode("latin-1")
+                                                or None})})
 
 
 def _root(request: Request) -> Response:
@@ -499,22 +565,40 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     st = store or Store(data, db_url, hot_busy_timeout_s=config.hot_busy_timeout_s, blob_url=config.blob_url)
     token = resolve_admin_token(data, admin_token)
     svc = FotaService(st, config)
+    maintenance = Maintenance(st, config)
     relay_box: list[PushRelay] = []  # the relay exists once the hub listens (lifespan)
     if push_hub is not None:
-        first_hook = getattr(push_hub, "on_event", None) or svc.push_event
+        first_hook = getattr(push_hub, "on_event", None)
 
         async def on_push_event(kind: str, device: str, data: dict[str, Any]) -> None:
-            result = first_hook(kind, device, data)
-            if inspect.isawaitable(result):
-                await result
+            if first_hook is None:
+                peer = str(data.get("peer") or "").rsplit(":", 1)[0]
+                ip = peer or (push_hub.peer_ip(device) if isinstance(push_hub, PushHub) else "")
+                svc.push_event(kind, device, data, ip or None)
+            else:
+                result = first_hook(kind, device, data)
+                if inspect.isawaitable(result):
+                    await result
             for relay in relay_box:
                 await relay.on_hub_event(kind, device, data)
 
         push_hub.on_event = on_push_event
+        if getattr(push_hub, "authenticate", None) is None and isinstance(push_hub, PushHub):
+            async def authenticate(device: str, info: dict[str, str], credential: str | None) -> str | None:
+                return await anyio.to_thread.run_sync(svc.push_login_refusal, device, info, credential)
+
+            push_hub.authenticate = authenticate
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FotaApp) -> AsyncIterator[None]:
+        try:  # serves whose audit rows a crash lost (store.recover_serve_audit)
+            recovered = await anyio.to_thread.run_sync(st.recover_serve_audit)
+            if recovered:
+                log.warning("recovered the audit rows of %d serves lost by an unclean stop", recovered)
+        except Exception:
+            log.exception("serve audit recovery failed; continuing")
         svc.writer.start()
+        maintenance.start()
         hub = app.state.push_hub
         started_hub = False
         if hub is not None and getattr(hub, "address", None) is None and "push_port" in config.extra:
@@ -535,6 +619,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
                 await relay.stop()
             if started_hub:
                 await hub.stop()
+            await maintenance.stop()
             svc.close()
 
     routes: list[Any] = [
@@ -555,6 +640,8 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     app.ip_buckets = TokenBuckets(config.ip_rate, config.ip_burst)
     app.inflight = 0
     app.artifacts = {}
+    app.url_key = signedurl.signing_key(token)
+    app.state.maintenance = maintenance
     metrics.watch_push_hub(push_hub)
     app.state.store = st
     app.state.service = svc

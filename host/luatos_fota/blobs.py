@@ -76,7 +76,8 @@ class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.tmp = self.root / "tmp"
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.tmp.mkdir(mode=0o700, exist_ok=True)
 
     def path(self, sha256: str) -> Path:
         sha = sha256.lower()
@@ -94,7 +95,7 @@ class BlobStore:
         if final.is_file() and final.stat().st_size == len(data):
             return sha
         tmp = self.tmp / f"{HOST_TAG}-{os.getpid()}-{secrets.token_hex(6)}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(data)
             for off in range(0, len(data), CHUNK):
@@ -109,7 +110,7 @@ class BlobStore:
             raise
         os.close(fd)
         crashpoint("blob_fsynced")
-        final.parent.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.replace(tmp, final)
         fsync_dir(final.parent)
         crashpoint("blob_renamed")
@@ -143,7 +144,7 @@ class BlobStore:
                 gone = pid != os.getpid() and not _pid_alive(pid)
             else:
                 gone = False
-            if gone or age > stale_after_s:
+            if gone or age >= stale_after_s:
                 p.unlink(missing_ok=True)
                 removed += 1
         return removed

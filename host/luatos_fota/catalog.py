@@ -29,6 +29,8 @@ class ProductInfo:
     firmware_name: str
     name: str
     auto_register: bool
+    auth_mode: str = "none"  # deviceauth.AUTH_MODES
+    auth_secret: str = ""
 
 
 @dataclass(frozen=True)

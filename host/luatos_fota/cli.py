@@ -216,64 +216,124 @@ def init(data_dir: Path, db_url: str | None) -> None:
 
 # ---------------------------------------------------------------------------- serve
 
-@main.command()
+def _limit_options(fn: Any) -> Any:
+    """One flag per ServerConfig limit (``--max-connections``...), default: the config file or
+    the built-in default (see ``luatos-fota serve --help`` and docs/defaults.md)."""
+    from .serveconfig import flag_fields
+
+    for name, (typ, default) in reversed(list(flag_fields().items())):
+        flag = "--" + name.replace("_", "-")
+        if typ is bool:
+            fn = click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None,
+                              help=f"[default: {default}]")(fn)
+        else:
+            fn = click.option(flag, name, type=typ, default=None, help=f"[default: {default}]")(fn)
+    return fn
+
+
+@main.command(context_settings={"max_content_width": 120})
 @data_opt
-@db_opt
-@click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--db", "db_url", envvar="LUATOS_FOTA_DB", default=None, show_envvar=True,
+              help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: DATA/fota.db).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="LUATOS_FOTA_CONFIG", show_envvar=True,
+              help="TOML file with any setting below by its name with underscores (flags win).")
+@click.option("--host", default=None, help="[default: 0.0.0.0]")
+@click.option("--port", default=None, type=int, help="[default: 8000]")
 @click.option("--push-port", type=int, default=None, help="Also run the TCP push channel on this port.")
 @click.option("--admin-token", envvar="LUATOS_FOTA_TOKEN", default=None, show_envvar=True,
               help="Bearer token for /admin/api (default: DATA/admin_token, generated once).")
-@click.option("--public-url", default=None, help="Base URL put into v2 answers and push commands.")
-@click.option("--loop-max", default=6, show_default=True, type=int, help="Serves of one target before a loop ban.")
-@click.option("--loop-window", default="24h", show_default=True, help="Sliding window of the loop guard.")
-@click.option("--device-rate", default=5.0, show_default=True, type=float, help="Check-ins/s per device (0: off).")
-@click.option("--device-burst", default=100.0, show_default=True, type=float)
-@click.option("--ip-rate", default=0.0, show_default=True, type=float,
-              help="Requests/s per client IP (0: off; devices behind carrier NAT share IPs).")
-@click.option("--ip-burst", default=1000.0, show_default=True, type=float)
-@click.option("--max-inflight", default=2000, show_default=True, type=int, help="Above this, answer 503.")
-@click.option("--audit-up-to-date/--no-audit-up-to-date", default=True, show_default=True,
-              help="Write an audit row for every 'no update' check-in too.")
-@click.option("--access-log/--no-access-log", default=False, show_default=True)
-@click.option("--serve-counts", type=click.Choice(["database", "memory"]), default="database",
-              show_default=True, envvar="LUATOS_FOTA_SERVE_COUNTS", show_envvar=True,
+@click.option("--public-url", default=None,
+              help="Base URL (https://fota.example.com) put into every URL handed to devices; "
+                   "without it, the address the connection reached (never the Host header).")
+@click.option("--tls-cert", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="PEM certificate (chain): serve HTTPS, and TLS on the push port.")
+@click.option("--tls-key", default=None, type=click.Path(exists=True, dir_okay=False), help="PEM private key.")
+@click.option("--loop-max", default=None, type=int, help="Serves of one target before a loop ban. [default: 6]")
+@click.option("--loop-window", default=None, help="Sliding window of the loop guard. [default: 24h]")
+@click.option("--device-rate", default=None, type=float, help="Check-ins/s per device (0: off). [default: 5]")
+@click.option("--device-burst", default=None, type=float, help="[default: 100]")
+@click.option("--ip-rate", default=None, type=float,
+              help="Requests/s per client IP (0: off; devices behind carrier NAT share IPs). [default: 0]")
+@click.option("--ip-burst", default=None, type=float, help="[default: 1000]")
+@click.option("--max-inflight", default=None, type=int, help="Above this, answer 503. [default: 2000]")
+@click.option("--audit-up-to-date/--no-audit-up-to-date", default=None,
+              help="Write an audit row for every 'no update' check-in too. [default: on]")
+@click.option("--access-log/--no-access-log", default=None, help="[default: off]")
+@click.option("--serve-counts", type=click.Choice(["database", "memory"]), default=None,
+              envvar="LUATOS_FOTA_SERVE_COUNTS", show_envvar=True,
               help="Loop-guard counting: 'database' is exact across instances sharing the DB; 'memory' "
                    "keeps counts in this process and batches serve rows (faster; one instance per DB).")
 @click.option("--blobs", "blob_url", envvar="LUATOS_FOTA_BLOBS", default=None, show_envvar=True,
               help="Package store: s3://BUCKET/PREFIX[?endpoint=URL] for an S3-compatible bucket (DATA/blobs "
                    "becomes this instance's cache; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY). "
                    "Default: DATA/blobs.")
-def serve(data_dir: Path, db_url: str | None, host: str, port: int, push_port: int | None,
-          admin_token: str | None, public_url: str | None, loop_max: int, loop_window: str,
-          device_rate: float, device_burst: float, ip_rate: float, ip_burst: float,
-          max_inflight: int, audit_up_to_date: bool, access_log: bool, serve_counts: str,
-          blob_url: str | None) -> None:
-    """Run the HTTP server (device endpoint, v2 API, downloads, admin API, dashboard)."""
-    from .app import create_app
-    from .server import serve_forever
+@_limit_options
+def serve(data_dir: Path, db_url: str | None, config_file: Path | None, host: str | None, port: int | None,
+          push_port: int | None, admin_token: str | None, public_url: str | None, tls_cert: str | None,
+          tls_key: str | None, loop_max: int | None, loop_window: str | None, device_rate: float | None,
+          device_burst: float | None, ip_rate: float | None, ip_burst: float | None, max_inflight: int | None,
+          audit_up_to_date: bool | None, access_log: bool | None, serve_counts: str | None,
+          blob_url: str | None, **limits: Any) -> None:
+    """Run the HTTP server (device endpoint, v2 API, downloads, admin API, dashboard).
 
+    Settings: flags beat the --config file, which beats the defaults (docs/defaults.md)."""
+    from .app import create_app
+    from .config import ServerConfig
+    from .serveconfig import ConfigFileError, load
+    from .server import serve_forever, tls_context
+
+    cfg: dict[str, Any] = {}
+    proc: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            cfg, proc = load(config_file)
+        except ConfigFileError as e:
+            raise click.BadParameter(str(e), param_hint="--config") from None
+    given = {"public_url": public_url, "blob_url": blob_url, "loop_max_serves": loop_max,
+             "loop_window_s": _duration(loop_window) if loop_window else None,
+             "device_rate": device_rate, "device_burst": device_burst, "ip_rate": ip_rate, "ip_burst": ip_burst,
+             "max_inflight": max_inflight, "audit_up_to_date": audit_up_to_date, "serve_counts": serve_counts,
+             **limits}
+    cfg.update({k: v for k, v in given.items() if v is not None})
+    if "public_url" in proc:
+        cfg.setdefault("public_url", proc.pop("public_url"))
+    for key, value in (("host", host), ("port", port), ("push_port", push_port), ("tls_cert", tls_cert),
+                       ("tls_key", tls_key), ("access_log", access_log), ("db", db_url)):
+        if value is not None:
+            proc[key] = value
+    host_, port_ = proc.get("host", "0.0.0.0"), int(proc.get("port", 8000))
+    if bool(proc.get("tls_cert")) != bool(proc.get("tls_key")):
+        raise click.UsageError("give both --tls-cert and --tls-key (or neither)")
+    try:
+        conf = ServerConfig.from_kwargs(**cfg)
+    except (TypeError, ValueError) as e:
+        raise click.UsageError(str(e)) from None
     hub = None
     extra: dict[str, Any] = {}
-    if push_port is not None:
+    if proc.get("push_port") is not None:
         from .push import PushHub
 
-        hub = PushHub()
-        extra = {"push_port": push_port, "push_host": host}
+        hub = PushHub(idle_timeout=conf.push_idle_timeout_s, line_rate=conf.push_line_rate,
+                      line_burst=conf.push_line_burst, max_depth=conf.json_max_depth,
+                      max_connections=conf.push_max_connections,
+                      max_connections_per_ip=conf.push_max_connections_per_ip,
+                      keepalive=(conf.push_keepalive_idle_s, conf.push_keepalive_interval_s,
+                                 conf.push_keepalive_count),
+                      ssl=tls_context(proc["tls_cert"], proc["tls_key"]) if proc.get("tls_cert") else None)
+        extra = {"push_port": proc["push_port"], "push_host": host_}
     try:
-        app = create_app(data_dir, db_url, admin_token, push_hub=hub, public_url=public_url,
-                         loop_max_serves=loop_max, loop_window_s=_duration(loop_window),
-                         device_rate=device_rate, device_burst=device_burst, ip_rate=ip_rate,
-                         ip_burst=ip_burst, max_inflight=max_inflight, audit_up_to_date=audit_up_to_date,
-                         serve_counts=serve_counts, blob_url=blob_url, extra=extra)
+        app = create_app(data_dir, proc.get("db"), admin_token, push_hub=hub, extra=extra, **cfg)
     except ValueError as e:  # a bad option value (e.g. --blobs): say which, no traceback
         _fail(2, str(e))
     tok_src = "given" if (admin_token or os.environ.get("LUATOS_FOTA_TOKEN")) else f"in {data_dir / 'admin_token'}"
+    scheme = "https" if proc.get("tls_cert") else "http"
     click.echo(f"luatos-fota: data {data_dir}, db {app.state.store.db_url.split('@')[-1]}, "
                f"packages {app.state.store.blobs.describe()}", err=True)
-    click.echo(f"luatos-fota: device URL http://{host}:{port}/api/site/firmware_upgrade? ; "
-               f"admin token {tok_src}" + (f"; push channel on port {push_port}" if push_port else ""), err=True)
-    serve_forever(app, host, port, access_log=access_log)
+    click.echo(f"luatos-fota: device URL {scheme}://{host_}:{port_}/api/site/firmware_upgrade? ; "
+               f"admin token {tok_src}" + (f"; push channel on port {proc['push_port']}" if hub else ""), err=True)
+    serve_forever(app, host_, port_, access_log=bool(proc.get("access_log", False)),
+                  tls_cert=proc.get("tls_cert"), tls_key=proc.get("tls_key"))
 
 
 # ---------------------------------------------------------------------------- products
@@ -300,6 +360,31 @@ def product_add(data_dir: Path, db_url: str | None, project_key: str, firmware_n
         _out(p)
     else:
         click.echo(f"product {p['id']}: {p['project_key']} / {p['firmware_name']}")
+
+
+@product.command("auth")
+@data_opt
+@db_opt
+@click.option("--product-id", type=int, default=None, help="The product by its id (product list).")
+@click.option("--project-key", default=None, help="The product by its key (with --firmware-name).")
+@click.option("--firmware-name", default=None, help="What libfota2 sends: <PROJECT>_LuatOS-SoC_<bsp>.")
+@click.option("--secret", default=None, help="hmac: use this product secret (default: a new random one).")
+@json_opt
+@click.argument("mode", type=click.Choice(["none", "token", "hmac"]))
+def product_auth(data_dir: Path, db_url: str | None, product_id: int | None, project_key: str | None,
+                 firmware_name: str | None, secret: str | None, as_json: bool, mode: str) -> None:
+    """Set how devices of a product prove who they are: none, token (per-device secrets, see
+    `device tokens`) or hmac (token = HMAC-SHA256(product secret, device id); put the printed
+    secret into the device's config.lua as auth_secret)."""
+    with _Guard():
+        st = Store(data_dir, db_url)
+        pid = _product_id(st, product_id, project_key, firmware_name)
+        p = st.set_product_auth(pid, mode, secret=secret, actor="cli")
+    if as_json:
+        return _out(p)
+    click.echo(f"product {pid}: device auth {mode}")
+    if mode == "hmac":
+        click.echo(f"auth_secret = \"{p['auth_secret']}\"  (config.lua of every device of this product)")
 
 
 @product.command("list")
@@ -599,6 +684,27 @@ def device() -> None:
     """Devices: versions, last seen, bans and pins."""
 
 
+@device.command("tokens")
+@data_opt
+@db_opt
+@click.option("--product-id", type=int, default=None, help="The product by its id (product list).")
+@click.option("--project-key", default=None, help="The product by its key (with --firmware-name).")
+@click.option("--firmware-name", default=None, help="What libfota2 sends: <PROJECT>_LuatOS-SoC_<bsp>.")
+@json_opt
+@click.argument("csv_file", type=click.File("r", encoding="utf-8"))
+def device_tokens(data_dir: Path, db_url: str | None, product_id: int | None, project_key: str | None,
+                  firmware_name: str | None, as_json: bool, csv_file: Any) -> None:
+    """Import per-device tokens (product auth mode `token`) from a CSV of `device,token` lines
+    (`-` reads stdin). Only a hash of each token is stored."""
+    from .admin import parse_token_csv
+
+    with _Guard():
+        st = Store(data_dir, db_url)
+        pid = _product_id(st, product_id, project_key, firmware_name)
+        n = st.import_device_tokens(pid, parse_token_csv(csv_file.read()), actor="cli")
+    _out({"imported": n}) if as_json else click.echo(f"imported {n} device tokens for product {pid}")
+
+
 @device.command("list")
 @store_opts
 @db_opt
@@ -745,6 +851,32 @@ def blobs_gc(data_dir: Path, db_url: str | None, min_age: str, as_json: bool) ->
     """Delete packages no release references (left over by a crash during an upload)."""
     removed = _open(data_dir, db_url).gc_blobs(_duration(min_age))
     _out({"removed": removed}) if as_json else click.echo(f"removed {len(removed)} unreferenced blobs")
+
+
+@main.command()
+@data_opt
+@db_opt
+@click.option("--repair", is_flag=True, help="Quarantine corrupt blobs, pause their releases, delete "
+              "unreferenced blobs and dead temp files (older than 10 minutes).")
+@json_opt
+def check(data_dir: Path, db_url: str | None, repair: bool, as_json: bool) -> None:
+    """Verify the database against the stored packages (exit 4 when something is wrong and not repaired)."""
+    with _Guard():
+        rep = Store(data_dir, db_url).check(repair=repair)
+    if as_json:
+        _out(rep)
+    else:
+        click.echo(f"{rep['artifacts']} packages checked")
+        for key, what in (("missing_blobs", "missing package"), ("corrupt_blobs", "corrupt package"),
+                          ("orphan_blobs", "unreferenced blob"), ("temp_files", "temp file")):
+            for item in rep[key]:
+                click.echo(f"{what}: {item}")
+        if rep["releases_affected"]:
+            verb = "paused" if repair else "affected"
+            click.echo(f"releases {verb}: {', '.join(map(str, rep['releases_affected']))}")
+        click.echo("ok" if rep["ok"] else ("repaired" if repair else "problems found (run with --repair)"))
+    if not rep["ok"] and not repair:
+        sys.exit(EXIT_REFUSED)
 
 
 @main.command()

@@ -69,6 +69,46 @@ class ServerConfig:
     # time each run (cold boot, upgrade path) gets.
     preflight_wall_s: float = 60.0
     preflight_window_s: float = 600.0
+    # Private packages: /dl/<sha>.bin needs the admin token, a device credential of a device a
+    # release with this package targets, or a signed URL the server handed out (v2 answer, push
+    # command) whose expiry is at most this far ahead. /dl/artifact/<id> is admin-only always.
+    private_downloads: bool = True
+    signed_url_ttl_s: float = 3600.0
+    # --- HTTP edge (server.py), sized for a 2-core machine ---------------------------------
+    max_head_bytes: int = 16384       # request line + headers; more -> 431
+    max_request_line: int = 8192      # more -> 414
+    header_timeout_s: float = 10.0    # a head must be complete this long after its first byte
+    body_timeout_s: float = 30.0      # longest pause inside a request body
+    keep_alive_s: float = 5.0         # idle keep-alive connections close after this
+    max_connections: int = 2048       # open HTTP connections in total; more -> 503 + Retry-After
+    max_connections_per_ip: int = 256
+    json_max_depth: int = 32          # nesting accepted in JSON bodies and push lines
+    # --- growth bounds -----------------------------------------------------------------------
+    # Audit rows written for refused or up-to-date requests of one client IP (token bucket);
+    # beyond it they are counted and summarised once a minute as one "audit_suppressed" row.
+    # Serves, bans and version changes are always written.
+    audit_ip_rate: float = 5.0
+    audit_ip_burst: float = 100.0
+    audit_detail_max: int = 1000      # characters of an audit row's detail kept
+    audit_max_age_s: float = 90 * 86400.0  # automatic retention (0: keep forever)
+    audit_max_rows: int = 2_000_000   # automatic retention by count (0: no cap)
+    retention_interval_s: float = 300.0
+    # New device ids (rows created on first check-in) per client IP and per product.
+    new_device_ip_rate: float = 1.0
+    new_device_ip_burst: float = 50.0
+    new_device_product_rate: float = 20.0
+    new_device_product_burst: float = 2000.0
+    # --- push channel ------------------------------------------------------------------------
+    push_keepalive_idle_s: int = 60   # TCP keepalive: first probe after this idle time
+    push_keepalive_interval_s: int = 10
+    push_keepalive_count: int = 3     # a vanished peer is dropped ~idle + interval * count
+    push_idle_timeout_s: float = 900.0  # no line at all (not even a heartbeat) for this long
+    push_line_rate: float = 2.0       # lines per second per connection (burst push_line_burst);
+    push_line_burst: float = 30.0     # above it the connection is closed
+    push_max_connections: int = 20000
+    push_max_connections_per_ip: int = 1000
+    # --- orphan collection ---------------------------------------------------------------------
+    orphan_gc_interval_s: float = 3600.0  # temp files and unreferenced blobs older than 1 h
     # Where packages live: None -> DATA/blobs (or $LUATOS_FOTA_BLOBS); ``s3://bucket/prefix?...``
     # -> an S3-compatible bucket with DATA/blobs as this instance's read-through cache.
     blob_url: str | None = None
@@ -85,6 +125,12 @@ class ServerConfig:
             raise ValueError(f"anonymous_devices must be 'refuse' or 'by_ip', not {conf.anonymous_devices!r}")
         if conf.serve_counts not in ("memory", "database"):
             raise ValueError(f"serve_counts must be 'memory' or 'database', not {conf.serve_counts!r}")
+        for f in fields(cls):
+            v = getattr(conf, f.name)
+            if f.type in ("int", "float") and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise ValueError(f"{f.name} must be a number, not {v!r}")
+            if f.type in ("int", "float") and v < 0:
+                raise ValueError(f"{f.name} must be >= 0, not {v}")
         if conf.loop_max_serves < 1:
             raise ValueError(f"loop_max_serves must be >= 1, not {conf.loop_max_serves}")
         return conf

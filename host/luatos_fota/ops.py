@@ -29,7 +29,13 @@ _STARTED = time.time()
 
 async def healthz(request: Request) -> Response:
     app: Any = request.app
-    return JSONResponse({"ok": True, "inflight": app.inflight, "uptime_s": round(time.time() - _STARTED, 1)})
+    edge = getattr(app.state, "edge", None)  # the HTTP edge's counters (server.py)
+    return JSONResponse({"ok": True, "inflight": app.inflight, "uptime_s": round(time.time() - _STARTED, 1),
+                         "connections": edge.open_total if edge else None,
+                         "refused_connections": edge.refused if edge else None,
+                         "timed_out": edge.timed_out if edge else None,
+                         "too_large": edge.too_large if edge else None,
+                         "audit_suppressed": app.fota.writer.suppressed_total})
 
 
 def _check_database(store: Any) -> None:

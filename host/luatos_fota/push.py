@@ -21,8 +21,17 @@ Wire protocol (UTF-8, one JSON object per line, lines end with "\\n"):
   own ``write`` and consecutive commands to one device are spaced by ``min_gap`` seconds,
   because the vendor receiver has no framing and needs each socket read to hold exactly one
   JSON document.
-* Answers, device to server: any JSON object (``{"fota_result":0}``...) is recorded as the
-  device's last answer; ``{"ping":x}`` is answered with ``{"pong":x}`` and is not recorded.
+* Answers, device to server: an object with a result-like key (``RESULT_KEYS``:
+  ``{"fota_result":0}``, ``{"ack":"fota",...}``) is recorded as the device's last answer;
+  ``{"ping":x}`` is answered with ``{"pong":x}``; heartbeats (``{"heartbeat":n}``) and anything
+  else only count as a sign of life (never recorded: a flood of them must not grow anything).
+* Authentication: a login may carry ``"token"`` (deviceauth.py); the ``authenticate`` hook decides
+  whether it proves the device id, and a login never replaces a live session of the same device
+  unless it presents the same credential.
+* Limits: ``line_rate``/``line_burst`` lines per second per connection (closed above), JSON
+  nested at most ``max_depth`` deep, ``max_connections`` in total and per IP, TCP keepalive
+  (``keepalive``: idle, interval, count) so a vanished peer is dropped within
+  idle + interval x count seconds, ``idle_timeout`` without any line.
 * Errors, server to device: ``{"error":"<what is wrong>","code":"<kind>"}``. A garbage line
   gets such a reply and the connection stays; a line longer than ``max_line`` bytes gets one and
   the connection is closed.
@@ -51,6 +60,9 @@ from typing import Any
 
 from luatos_common.deviceid import normalize_device_id
 
+from .deviceauth import same_secret
+from .jsonlimits import loads_limited
+
 log = logging.getLogger("luatos_fota.push")
 
 EventCallback = Callable[[str, str, dict[str, Any]], Awaitable[None] | None]
@@ -64,6 +76,10 @@ LOGIN_INFO_KEYS = ("project_key", "firmware_name", "version", "core")
 MAX_DEVICE_ID_LEN = 64
 #: Consecutive rejected lines after which a connection is closed (each one is audited).
 MAX_BAD_LINES = 20
+#: Longest answer kept whole in memory (serialised); longer ones keep only their result fields.
+ANSWER_KEPT_BYTES = 1024
+#: Keys that make a device line an answer worth recording (results and acknowledgements).
+RESULT_KEYS = ("fota_result", "result", "result_code", "ack")
 
 
 def iso_utc(ts: float) -> str:
@@ -128,6 +144,9 @@ def parse_login(obj: Any) -> tuple[str, dict[str, str]]:
             break
     if device is None:
         raise ValueError(f"login has no device id (one of {', '.join(DEVICE_ID_KEYS)})")
+    token = body.get("token")
+    if token is not None and (not isinstance(token, str) or len(token) > 200):
+        raise ValueError("login token must be a string of at most 200 characters")
     if not isinstance(device, str):
         raise ValueError(f"login device id must be a string, got {type(device).__name__}")
     device = device.strip()
@@ -162,6 +181,10 @@ class _Connection:
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     closed: bool = False
     close_reason: str = ""
+    credential: str | None = None
+    ip: str = ""
+    tokens: float = 0.0  # line-rate bucket
+    tokens_at: float = 0.0
 
 
 class PushHub:
@@ -183,7 +206,16 @@ class PushHub:
         min_gap: float = 0.2,
         sndbuf: int | None = 64 * 1024,
         answers_kept: int = 20,
+        answers_bytes: int = 8 << 20,
         devices_remembered: int = 10_000,
+        authenticate: Callable[[str, dict[str, str], str | None], Awaitable[str | None]] | None = None,
+        line_rate: float = 2.0,
+        line_burst: float = 30.0,
+        max_depth: int = 32,
+        max_connections: int = 20_000,
+        max_connections_per_ip: int = 1_000,
+        keepalive: tuple[int, int, int] | None = (60, 10, 3),
+        ssl: Any = None,
     ) -> None:
         self.on_event = on_event
         self.max_line = max_line
@@ -195,6 +227,18 @@ class PushHub:
         self.sndbuf = sndbuf
         self.answers_kept = answers_kept
         self.devices_remembered = devices_remembered
+        self.answers_bytes = answers_bytes
+        self._answer_bytes = 0
+        self.authenticate = authenticate
+        self.line_rate = line_rate
+        self.line_burst = line_burst
+        self.max_depth = max_depth
+        self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
+        self.keepalive = keepalive
+        self.ssl = ssl
+        self._per_ip: dict[str, int] = {}
+        self.refused_connections = 0
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._by_device: dict[str, _Connection] = {}
@@ -212,7 +256,8 @@ class PushHub:
             raise RuntimeError("PushHub already started")
         self._loop = asyncio.get_running_loop()
         # limit: a line may be max_line bytes plus its "\n"; readuntil fails past that.
-        self._server = await asyncio.start_server(self._handle, host, port, limit=self.max_line + 1)
+        self._server = await asyncio.start_server(self._handle, host, port, limit=self.max_line + 1,
+                                                  ssl=self.ssl)
         sockname = self._server.sockets[0].getsockname()
         self.address = (sockname[0], sockname[1])
         log.info("push channel listening on %s:%d", *self.address)
@@ -260,6 +305,11 @@ class PushHub:
             )
         return result
 
+    def peer_ip(self, device_id: str) -> str:
+        """The address a logged-in device connects from ("" when offline)."""
+        conn = self._by_device.get(normalize_device_id(device_id))
+        return conn.ip if conn is not None else ""
+
     @property
     def online_count(self) -> int:
         """How many devices are logged in (cheap: for metrics scrapes)."""
@@ -271,7 +321,8 @@ class PushHub:
     def answers(self, device_id: str) -> list[dict[str, Any]]:
         """Answers the device sent (also after it went offline), oldest first:
         ``[{"at": iso-time, "message": {...}}, ...]``."""
-        return list(self._answers.get(normalize_device_id(device_id), ()))
+        return [{"at": e["at"], "message": e["message"]}
+                for e in self._answers.get(normalize_device_id(device_id), ())]
 
     # ------------------------------------------------------------------ pushing
 
@@ -352,12 +403,25 @@ class PushHub:
         peername = writer.get_extra_info("peername") or ("?", 0)
         conn = _Connection(reader, writer, f"{peername[0]}:{peername[1]}", time.time())
         conn.last_seen = conn.connected_at
+        conn.ip = str(peername[0])
+        conn.tokens, conn.tokens_at = self.line_burst, time.monotonic()
+        if (len(self._connections) >= self.max_connections
+                or self._per_ip.get(conn.ip, 0) >= self.max_connections_per_ip):
+            self.refused_connections += 1
+            with contextlib.suppress(Exception):
+                writer.write(b'{"error":"too many connections; retry later","code":"busy"}\n')
+                writer.transport.close()
+            self._handlers.discard(task)
+            return
         self._connections.add(conn)
+        self._per_ip[conn.ip] = self._per_ip.get(conn.ip, 0) + 1
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if self.sndbuf:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
+            if self.keepalive:
+                set_keepalive(sock, *self.keepalive)
         # Let the transport buffer up to max_buffer before drain() starts waiting.
         writer.transport.set_write_buffer_limits(high=self.max_buffer // 2)
         try:
@@ -402,6 +466,11 @@ class PushHub:
             if not line.strip():
                 continue
             conn.last_seen = time.time()
+            if not self._take_line_token(conn):
+                await self._close_with(
+                    conn, f"more than {self.line_rate:g} lines/s (burst {self.line_burst:g})", "rate_limited"
+                )
+                return
             ok = await self._line(conn, line)
             bad_lines = 0 if ok else bad_lines + 1
             if bad_lines >= MAX_BAD_LINES:
@@ -420,11 +489,13 @@ class PushHub:
                 "bad_utf8",
             )
         try:
-            obj = json.loads(text)
+            obj = loads_limited(text, self.max_depth)
         except json.JSONDecodeError as exc:
             return await self._protocol_error(
                 conn, f"invalid JSON at column {exc.colno}: {exc.msg}", "bad_json"
             )
+        except (ValueError, RecursionError) as exc:
+            return await self._protocol_error(conn, f"invalid JSON: {exc}", "bad_json")
         if not isinstance(obj, dict):
             return await self._protocol_error(
                 conn, f"expected a JSON object, got {type(obj).__name__}", "not_object"
@@ -434,8 +505,21 @@ class PushHub:
         if "ping" in obj and len(obj) == 1:
             await self._reply(conn, {"pong": obj["ping"]})
             return True
+        if not any(k in obj for k in RESULT_KEYS):
+            return True  # a heartbeat or anything else: a sign of life, never recorded
         self._record_answer(conn.device, obj)
         await self._emit("answer", conn.device, obj)
+        return True
+
+    def _take_line_token(self, conn: _Connection) -> bool:
+        if self.line_rate <= 0:
+            return True
+        now = time.monotonic()
+        conn.tokens = min(self.line_burst, conn.tokens + (now - conn.tokens_at) * self.line_rate)
+        conn.tokens_at = now
+        if conn.tokens < 1.0:
+            return False
+        conn.tokens -= 1.0
         return True
 
     async def _login(self, conn: _Connection, obj: dict[str, Any]) -> bool:
@@ -449,7 +533,21 @@ class PushHub:
                 f"already logged in as {conn.device!r}, cannot log in as {device!r}",
                 "bad_login",
             )
+        body = obj.get("login", obj)
+        credential = body.get("token") if isinstance(body, dict) else None
+        if self.authenticate is not None:
+            refused = await self.authenticate(device, info, credential)
+            if refused:
+                await self._emit("protocol_error", device, {"peer": conn.peer, "error": f"login refused: {refused}"})
+                await self._close_with(conn, f"login refused: {refused}", "unauthorized")
+                return False
         previous = self._by_device.get(device)
+        if previous is not None and previous is not conn and not same_secret(previous.credential, credential):
+            await self._emit("protocol_error", device, {"peer": conn.peer,
+                                                        "error": "login refused: session held with another credential"})
+            await self._close_with(conn, "login refused: this device is logged in with another credential",
+                                   "unauthorized")
+            return False
         if previous is not None and previous is not conn:
             await self._close_with(
                 previous, "replaced by a new login of the same device", "replaced"
@@ -457,6 +555,7 @@ class PushHub:
             await self._emit("replaced", device, {"old_peer": previous.peer, "new_peer": conn.peer})
         conn.device = device
         conn.info = info
+        conn.credential = credential
         self._by_device[device] = conn
         await self._reply(conn, {"login": "ok"})
         await self._emit("login", device, {"peer": conn.peer, **info})
@@ -482,7 +581,13 @@ class PushHub:
             return
         conn.closed = True
         conn.close_reason = reason
-        self._connections.discard(conn)
+        if conn in self._connections:
+            self._connections.discard(conn)
+            left = self._per_ip.get(conn.ip, 1) - 1
+            if left > 0:
+                self._per_ip[conn.ip] = left
+            else:
+                self._per_ip.pop(conn.ip, None)
         transport = conn.writer.transport
         if graceful:
             transport.close()  # flushes what is buffered, then closes
@@ -499,14 +604,30 @@ class PushHub:
         log.info("push connection %s (%s) closed: %s", conn.peer, conn.device, reason)
 
     def _record_answer(self, device: str, obj: dict[str, Any]) -> None:
+        """Keep the answer in memory, bounded: at most ANSWER_KEPT_BYTES of each (a longer one is
+        kept as its result fields only) and ``answers_bytes`` over all devices (oldest go)."""
+        size = len(json.dumps(obj, ensure_ascii=False, default=str))
+        if size > ANSWER_KEPT_BYTES:
+            obj = {k: obj[k] for k in RESULT_KEYS if k in obj and len(str(obj[k])) <= 100}
+            obj["truncated"] = size
+            size = len(json.dumps(obj, default=str))
         entries = self._answers.get(device)
         if entries is None:
             entries = self._answers[device] = deque(maxlen=self.answers_kept)
             while len(self._answers) > self.devices_remembered:
-                self._answers.popitem(last=False)
+                self._forget_oldest()
         else:
             self._answers.move_to_end(device)
-        entries.append({"at": iso_utc(time.time()), "message": obj})
+        if len(entries) == entries.maxlen and entries:
+            self._answer_bytes -= entries[0]["size"]
+        entries.append({"at": iso_utc(time.time()), "message": obj, "size": size})
+        self._answer_bytes += size
+        while self._answer_bytes > self.answers_bytes and len(self._answers) > 1:
+            self._forget_oldest()
+
+    def _forget_oldest(self) -> None:
+        _, gone = self._answers.popitem(last=False)
+        self._answer_bytes -= sum(e["size"] for e in gone)
 
     async def _emit(self, kind: str, device: str, data: dict[str, Any]) -> None:
         if self.on_event is None:
@@ -517,6 +638,18 @@ class PushHub:
                 await result
         except Exception:  # an audit hook must not break the channel
             log.exception("push on_event(%s, %s) failed", kind, device)
+
+
+def set_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> None:
+    """TCP keepalive: a peer that vanished (power cut, lost coverage) is found within
+    ``idle + interval * count`` seconds instead of the kernel's two hours."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, idle))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, interval))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, count))
+        # Unacknowledged data (a push to a dead peer) gives up on the same schedule.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 1000 * (idle + interval * count))
 
 
 @contextlib.contextmanager

@@ -36,7 +36,19 @@ products = sa.Table(
     # False: only devices an operator registered may check in (others get code 17).
     sa.Column("auto_register", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("created_at", sa.Float, nullable=False),
+    # Device authentication (migration 4, deviceauth.py): none | token | hmac, and the hmac key.
+    sa.Column("auth_mode", sa.String(10), nullable=False, server_default="none"),
+    sa.Column("auth_secret", sa.String(128), nullable=False, server_default=""),
     sa.UniqueConstraint("project_key", "firmware_name", name="uq_products_key_name"),
+)
+
+# Per-device tokens of ``token`` products (migration 4): only the SHA-256 is kept.
+device_tokens = sa.Table(
+    "device_tokens", metadata,
+    sa.Column("device_key", sa.String(200), primary_key=True),
+    sa.Column("product_id", sa.Integer, sa.ForeignKey("products.id"), nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
 )
 
 artifacts = sa.Table(
@@ -320,12 +332,27 @@ def _m5_release_archived(conn: Connection) -> None:
     cols = {c["name"] for c in sa.inspect(conn).get_columns("releases")}
     if "archived" not in cols:
         conn.execute(sa.text("ALTER TABLE releases ADD COLUMN archived BOOLEAN NOT NULL DEFAULT FALSE"))
+def _m6_device_auth(conn: Connection) -> None:
+    """Device credentials: a product's auth mode and secret, per-device token digests."""
+    cols = {c["name"] for c in sa.inspect(conn).get_columns("products")}
+    if "auth_mode" not in cols:
+        conn.execute(sa.text("ALTER TABLE products ADD COLUMN auth_mode VARCHAR(10) NOT NULL DEFAULT 'none'"))
+    if "auth_secret" not in cols:
+        conn.execute(sa.text("ALTER TABLE products ADD COLUMN auth_secret VARCHAR(128) NOT NULL DEFAULT ''"))
+    md = sa.MetaData()
+    sa.Table("products", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table("device_tokens", md,
+             sa.Column("device_key", sa.String(200), primary_key=True),
+             sa.Column("product_id", sa.Integer, sa.ForeignKey("products.id"), nullable=False),
+             sa.Column("token_sha256", sa.String(64), nullable=False),
+             sa.Column("created_at", sa.Float, nullable=False))
+    md.tables["device_tokens"].create(conn, checkfirst=True)
 
 
 # Ordered: MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit.
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_device_generation_and_audit_ts,
                                                   _m3_push_relay, _m4_preflight_and_serve_bytes,
-                                                  _m5_release_archived]
+                                                  _m5_release_archived, _m6_device_auth]
 LATEST = len(MIGRATIONS)
 
 

@@ -29,9 +29,10 @@ from typing import Any
 
 from luatos_common.version import FotaVersion, VersionError
 
-from . import metrics
+from . import deviceauth, metrics
 from .catalog import Catalog, ProductInfo, ReleaseInfo
 from .config import ServerConfig
+from .ratelimit import TokenBuckets
 from .store import Store, normalize_device_key, serves_worth
 from .writer import BufferedWriter
 
@@ -44,7 +45,10 @@ CODE_INVALID_FIRMWARE = 26
 CODE_LATEST = 27
 CODE_LOOP = 40
 CODE_WAIT = 43
-STATUS_FOR_CODE = {CODE_INVALID_DEVICE: 400, CODE_NO_PERMISSION: 403, CODE_NOT_ALLOWED: 403,
+# Not a vendor code: the product requires a device credential (deviceauth.py) and the request
+# carried none or a wrong one. libfota2 treats it like any refusal (result 4).
+CODE_UNAUTHENTICATED = 401
+STATUS_FOR_CODE = {CODE_UNAUTHENTICATED: 401, CODE_INVALID_DEVICE: 400, CODE_NO_PERMISSION: 403, CODE_NOT_ALLOWED: 403,
                    CODE_INVALID_PROJECT: 404, CODE_INVALID_FIRMWARE: 404, CODE_LATEST: 304,
                    CODE_LOOP: 403, CODE_WAIT: 503}
 
@@ -75,6 +79,11 @@ class DeviceState:
         return st
 
 
+class NewDeviceLimited(Exception):
+    """Raised in :meth:`FotaService._device` when a new device row is over the per-IP or
+    per-product rate (random ids must not fill the devices table)."""
+
+
 class NeedsDatabase(Exception):
     """Raised inside :meth:`FotaService.decide_fast` where the answer needs a database round trip."""
 
@@ -100,6 +109,9 @@ class Query:
     alt_firmware_name: str | None = None
     script_name: str | None = None  # v2: PROJECT, used when firmware_name is absent
     problems: list[str] | None = None  # request fields refused while parsing (code 3)
+    credential: str | None = None  # the device token it presented (deviceauth.py)
+    # Server-initiated (a push to a session whose login was authenticated): no credential to check.
+    trusted: bool = False
 
 
 @dataclass
@@ -126,11 +138,17 @@ class FotaService:
     def __init__(self, store: Store, config: ServerConfig) -> None:
         self.store = store
         self.config = config
-        self.writer = BufferedWriter(store, config.flush_interval_s, config.flush_batch)
+        self.writer = BufferedWriter(store, config.flush_interval_s, config.flush_batch,
+                                     detail_max=config.audit_detail_max,
+                                     audit_budget=TokenBuckets(config.audit_ip_rate, config.audit_ip_burst))
+        # First check-ins that would create a device row: per client IP and per product.
+        self.new_device_ip = TokenBuckets(config.new_device_ip_rate, config.new_device_ip_burst)
+        self.new_device_product = TokenBuckets(config.new_device_product_rate, config.new_device_product_burst)
         self._catalog: Catalog | None = None
         self._checked_at = 0.0
         self._stale = False
         self._devices: dict[str, DeviceState] = {}
+        self._tokens: dict[str, tuple[int, str] | None] = {}  # device key -> imported token hash
         self._device_generation = 0
         # Decisions that touch the DB run in worker threads; one device's run is serialised so
         # two concurrent requests cannot both slip under the loop guard's limit.
@@ -160,6 +178,7 @@ class FotaService:
                 self._catalog = cat
             elif dev_gen != self._device_generation:
                 self._devices = {}  # a ban, pin or registration: re-read devices, keep the catalogue
+                self._tokens = {}
             self._device_generation = dev_gen
             self._checked_at = now
         return cat
@@ -182,6 +201,8 @@ class FotaService:
     # ------------------------------------------------------------------ audit
 
     def audit(self, event: str, out: Outcome, q: Query, status: int, **detail: Any) -> None:
+        if out.code == CODE_UNAUTHENTICATED:
+            event = "unauthorized"
         dev = out.device.key if out.device else (q.device_id or None)
         metrics.checkin(q.channel, out.code)
         if event == "serve":
@@ -235,12 +256,35 @@ class FotaService:
         if row is None:
             if not product.auto_register:
                 return None
+            if self.new_device_ip.take(q.ip or "") or self.new_device_product.take(str(product.id)):
+                raise NewDeviceLimited
             row = self.store.create_device(key, q.key_type or "mac", product.id, version, q.ip)
         st = DeviceState.from_row(row)
         if len(self._devices) > 200_000:
             self._devices.clear()
         self._devices[key] = st
         return st
+
+    def authenticated(self, product: ProductInfo, key: str, credential: str | None, db: bool = True) -> bool:
+        """Whether ``credential`` proves device ``key`` for ``product`` (raises NeedsDatabase
+        when a per-device token is not cached and ``db`` is False)."""
+        if product.auth_mode == "none":
+            return True
+        if not credential:
+            return False
+        stored = None
+        if product.auth_mode == "token":
+            if key in self._tokens:
+                hit = self._tokens[key]
+            elif not db:
+                raise NeedsDatabase
+            else:
+                hit = self.store.device_token_hash(key)
+                if len(self._tokens) > 200_000:
+                    self._tokens.clear()
+                self._tokens[key] = hit
+            stored = hit[1] if hit is not None and hit[0] == product.id else None
+        return deviceauth.check(product.auth_mode, product.auth_secret, key, credential, stored)
 
     def choose_release(self, cat: Catalog, product: ProductInfo, dev: DeviceState,
                        fv: FotaVersion) -> tuple[ReleaseInfo | None, str]:
@@ -348,6 +392,10 @@ class FotaService:
                                reason=f"device id {what}")
         else:
             key = normalize_device_key(key)
+        if product.auth_mode != "none" and not q.trusted and not self.authenticated(product, key, q.credential, db):
+            return Outcome(CODE_UNAUTHENTICATED, "device credential missing or wrong: send "
+                           "Authorization: Bearer <device token>", product=product,
+                           reason=f"product requires {product.auth_mode} device authentication")
         if not q.version:
             return Outcome(CODE_INVALID_DEVICE, "version missing (expected core.x.z)", product=product,
                            reason="no version parameter")
@@ -358,7 +406,11 @@ class FotaService:
             fv = FotaVersion.parse(q.version)
         except VersionError as e:
             return Outcome(CODE_INVALID_DEVICE, str(e), product=product, reason="unparseable version")
-        dev = self._device(key, q, product, fv.raw, db)
+        try:
+            dev = self._device(key, q, product, fv.raw, db)
+        except NewDeviceLimited:
+            return Outcome(CODE_WAIT, "too many new devices right now; retry later", product=product,
+                           reason="new device id over the per-IP or per-product rate")
         if dev is None:
             return Outcome(CODE_NO_PERMISSION, f"device {key} is not registered for this product",
                            product=product, reason="product does not auto-register devices")
@@ -497,12 +549,14 @@ class FotaService:
                       ip: str = "") -> tuple[Outcome | None, str]:
         """Should a push of ``release_id`` go to this device? (blocking). Returns the counted
         serve, or None and the reason it is skipped."""
-        if not version:
-            row = self.store.get_device(normalize_device_key(device_key))
-            version = row["reported_version"] if row else None
+        row = self.store.get_device(normalize_device_key(device_key))
+        if row is not None and row["reported_version"]:
+            # What the device reported on a check-in wins: push-login data (anyone can send a
+            # login) never changes the version the server believes, so it never confirms an install.
+            version = row["reported_version"]
         if not version:
             return None, "version unknown (not in the push login, never checked in)"
-        q = Query("push", "mac", device_key, product.project_key, product.firmware_name, version, ip)
+        q = Query("push", "mac", device_key, product.project_key, product.firmware_name, version, ip, trusted=True)
         key = self._key(q)
         with self._lock_for(key):
             out = self._decide(q, db=True)
@@ -543,11 +597,64 @@ class FotaService:
         with self._lock_for(key):
             return self._commit_serve(out, q, mode, nbytes=nbytes)
 
-    def push_event(self, kind: str, device_id: str, data: dict[str, Any]) -> None:
-        """``PushHub(on_event=...)`` hook: push-channel events go to the audit log."""
+    def device_may_download(self, sha256: str, device_id: str, credential: str) -> bool:
+        """Whether an authenticated device may fetch this package: its credential proves it for
+        its product, and a release of that product targeting it (or its pin) carries the package
+        (blocking). Devices of products without authentication have no credential to show."""
+        key = normalize_device_key(device_id.strip())
+        if not key or key == "nil" or not credential:
+            return False
+        cat = self.catalog()
+        row = self.store.get_device(key)
+        if row is None or row["product_id"] is None:
+            return False
+        product = cat.products.get(row["product_id"])
+        if product is None or product.auth_mode == "none" or not self.authenticated(product, key, credential):
+            return False
+        pin = row["pinned_release_id"]
+        if pin is not None:
+            rel = cat.releases.get(pin)
+            return rel is not None and rel.sha256 == sha256
+        return any(r.sha256 == sha256 and r.enabled and r.targets(key)
+                   for r in cat.releases_by_product.get(product.id, ()))
+
+    def push_login_refusal(self, device_id: str, info: dict[str, str], credential: str | None) -> str | None:
+        """Why a push login may not speak for ``device_id``, or None (blocking).
+
+        The products it may belong to: the one its check-ins registered it to, and those its
+        login names. If any of them requires authentication, the credential must prove the
+        device for one of those; a login naming no product while some product requires
+        authentication is refused (it could otherwise impersonate any device)."""
+        key = normalize_device_key(device_id)
+        cat = self.catalog()
+        cands: list[ProductInfo] = []
+        row = self.store.get_device(key)
+        if row is not None and row["product_id"] in cat.products:
+            cands.append(cat.products[row["product_id"]])
+        pkey = info.get("project_key")
+        if pkey:
+            named = cat.by_key.get(pkey, [])
+            fw = info.get("firmware_name")
+            cands += [p for p in named if not fw or p.firmware_name == fw]
+        secured = [p for p in cands if p.auth_mode != "none"]
+        if not cands:
+            if any(p.auth_mode != "none" for p in cat.products.values()):
+                return "unknown product: log in with the project_key of your product and your token"
+            return None
+        if not secured:
+            return None
+        if any(self.authenticated(p, key, credential) for p in secured):
+            return None
+        return "device credential missing or wrong (login field \"token\")"
+
+    def push_event(self, kind: str, device_id: str, data: dict[str, Any], ip: str | None = None) -> None:
+        """``PushHub(on_event=...)`` hook: push-channel events go to the audit log (within the
+        per-IP audit budget: a reconnect loop must not write rows as fast as it can connect)."""
+        if ip is None:
+            ip = str(data.get("peer") or "").rsplit(":", 1)[0] or None
         self.writer.audit({"ts": time.time(), "event": f"push_{kind}", "device_key": device_id,
                            "product_id": None, "release_id": None, "status": None, "code": None,
-                           "ip": None, "actor": None,
+                           "ip": ip, "actor": None,
                            "detail": json.dumps(data, ensure_ascii=False, default=str)})
 
     def seen(self, out: Outcome, ip: str) -> None:

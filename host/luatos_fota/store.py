@@ -14,6 +14,8 @@ store holds either the whole release or none of it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -82,6 +84,9 @@ def _make_engine(url: str, immediate: bool, busy_timeout_s: float = WRITE_BUSY_T
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
+            # Up to ~70 pooled connections: 256 KB of page cache each, not SQLite's 2 MB, keeps the
+            # server's memory bounded under a request flood (the OS caches the file anyway).
+            cur.execute("PRAGMA cache_size=-256")
             cur.close()
 
         @event.listens_for(eng, "begin")
@@ -205,7 +210,9 @@ class Store:
     def __init__(self, data_dir: str | os.PathLike[str], db_url: str | None = None, *,
                  hot_busy_timeout_s: float = 2.0, blob_url: str | None = None) -> None:
         self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # packages and the admin token are nobody else's business
+            os.chmod(self.data_dir, 0o700)
         self.db_url = db_url or _sqlite_url(self.data_dir)
         self.is_sqlite = self.db_url.startswith("sqlite")
         self.read_engine = _make_engine(self.db_url, immediate=False)
@@ -236,6 +243,10 @@ class Store:
             if not self.is_sqlite:  # instances starting together: one migrates, the others wait
                 c.execute(sa.text("SELECT pg_advisory_xact_lock(7306150)"))
             t.migrate(c)
+        if self.is_sqlite:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    os.chmod(self.data_dir / f"fota.db{suffix}", 0o600)
         self.blobs.clean_tmp()
 
     def close(self) -> None:
@@ -398,6 +409,56 @@ class Store:
                 self.bump(c)
                 self._audit(c, "product_updated", actor=actor, product_id=product_id, changes=vals)
         return self.get_product(product_id)
+
+    def set_product_auth(self, product_id: int, mode: str, *, secret: str | None = None,
+                         actor: str = "admin") -> dict[str, Any]:
+        """Switch a product's device authentication (deviceauth.py); ``hmac`` gets a new random
+        secret unless one is given (returned once in the result, as ``auth_secret``)."""
+        from .deviceauth import AUTH_MODES, new_secret
+
+        if mode not in AUTH_MODES:
+            raise ValueError(f"auth mode must be one of {', '.join(AUTH_MODES)}, not {mode!r}")
+        self.get_product(product_id)
+        vals: dict[str, Any] = {"auth_mode": mode}
+        if mode == "hmac":
+            vals["auth_secret"] = secret or new_secret()
+        with self.tx() as c:
+            c.execute(t.products.update().where(t.products.c.id == product_id).values(**vals))
+            self.bump(c)
+            self._audit(c, "product_auth", actor=actor, product_id=product_id, mode=mode)
+        return self.get_product(product_id)
+
+    def import_device_tokens(self, product_id: int, tokens: Iterable[tuple[str, str]], *,
+                             actor: str = "admin") -> int:
+        """Set per-device tokens (``token`` mode): (device id, token) pairs, replacing older ones."""
+        from .deviceauth import MAX_TOKEN_LEN, token_hash
+
+        self.get_product(product_id)
+        rows = {}
+        for n, (dev, tok) in enumerate(tokens, 1):
+            key, tok = normalize_device_key(str(dev).strip()), str(tok).strip()
+            if not key or len(key) > 64:
+                raise ValueError(f"row {n}: device id {dev!r} must be 1..64 characters")
+            if len(tok) < 16 or len(tok) > MAX_TOKEN_LEN:
+                raise ValueError(f"row {n} ({key}): token must be 16..{MAX_TOKEN_LEN} characters, not {len(tok)}")
+            rows[key] = token_hash(tok)
+        now = time.time()
+        with self.tx() as c:
+            if rows:
+                c.execute(t.device_tokens.delete().where(t.device_tokens.c.device_key.in_(list(rows))))
+                c.execute(t.device_tokens.insert(), [{"device_key": k, "product_id": product_id,
+                                                      "token_sha256": h, "created_at": now}
+                                                     for k, h in rows.items()])
+            self.bump(c, devices_only=True)
+            self._audit(c, "device_tokens", actor=actor, product_id=product_id, count=len(rows))
+        return len(rows)
+
+    def device_token_hash(self, device_key: str) -> tuple[int, str] | None:
+        """(product id, token SHA-256) of a device's imported token, or None."""
+        with self.ro() as c:
+            r = c.execute(sa.select(t.device_tokens.c.product_id, t.device_tokens.c.token_sha256)
+                          .where(t.device_tokens.c.device_key == device_key)).first()
+        return (int(r[0]), str(r[1])) if r else None
 
     # ------------------------------------------------------------------ releases
 
@@ -675,7 +736,8 @@ class Store:
             gen = int(c.execute(sa.select(t.generation.c.value).where(t.generation.c.id == 1)).scalar_one())
             cat = Catalog(gen)
             for p in c.execute(sa.select(t.products)):
-                cat.add_product(ProductInfo(p.id, p.project_key, p.firmware_name, p.name, bool(p.auto_register)))
+                cat.add_product(ProductInfo(p.id, p.project_key, p.firmware_name, p.name, bool(p.auto_register),
+                                            p.auth_mode or "none", p.auth_secret or ""))
             devs: dict[int, set[str]] = {}
             for rid, key in c.execute(sa.select(t.release_devices.c.release_id, t.release_devices.c.device_key)):
                 devs.setdefault(rid, set()).add(key)
@@ -1056,6 +1118,100 @@ class Store:
             n = c.execute(t.audit.delete().where(t.audit.c.ts < cutoff)).rowcount
             self._audit(c, "audit_pruned", actor=actor, rows=n, older_than_s=older_than_s)
         return int(n or 0)
+
+    def prune_audit_rows(self, max_rows: int) -> int:
+        """Keep only the newest ``max_rows`` audit rows (automatic retention by count)."""
+        with self.ro() as c:
+            top = c.execute(sa.select(sa.func.max(t.audit.c.id))).scalar()
+        if not top or top <= max_rows:
+            return 0
+        with self.tx() as c:
+            n = c.execute(t.audit.delete().where(t.audit.c.id <= int(top) - max_rows)).rowcount
+        return int(n or 0)
+
+    def recover_serve_audit(self, window_s: float = 300.0) -> int:
+        """Re-create the audit rows of serves whose row went down with the process.
+
+        Serve rows (``serves``) are committed before the package is sent; their audit rows go
+        through the batched writer, so a kill -9 can lose the last flush interval of them. At
+        start-up, every check-in serve (channels v1, v2) from shortly before the newest audit row
+        on, whose ``fota_sn`` no audit row mentions, gets a ``serve`` row marked ``recovered``."""
+        with self.ro() as c:
+            last = c.execute(sa.select(sa.func.max(t.audit.c.ts))).scalar()
+            since = (float(last) if last is not None else time.time()) - window_s
+            rows = c.execute(sa.select(t.serves.c.fota_sn, t.serves.c.channel, t.serves.c.served_at,
+                                       t.serves.c.release_id, t.serves.c.from_version, t.devices.c.device_key,
+                                       t.releases.c.product_id)
+                             .join(t.devices, t.devices.c.id == t.serves.c.device_id)
+                             .join(t.releases, t.releases.c.id == t.serves.c.release_id)
+                             .where(t.serves.c.served_at >= since, t.serves.c.channel.in_(("v1", "v2")))).fetchall()
+            if not rows:
+                return 0
+            seen = set()
+            for (detail,) in c.execute(sa.select(t.audit.c.detail).where(t.audit.c.ts >= since - 60,
+                                                                          t.audit.c.event.in_(("serve", "v2_check")))):
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    sn = json.loads(detail or "{}").get("fota_sn")
+                    if sn:
+                        seen.add(sn)
+        lost = [r for r in rows if r.fota_sn not in seen]
+        if lost:
+            with self.tx() as c:
+                c.execute(_Q_INSERT_AUDIT, [{
+                    "ts": float(r.served_at), "event": "serve", "device_key": r.device_key,
+                    "product_id": r.product_id, "release_id": r.release_id, "status": None, "code": 0,
+                    "ip": None, "actor": "recovery",
+                    "detail": json.dumps({"fota_sn": r.fota_sn, "channel": r.channel, "version": r.from_version,
+                                          "recovered": True})} for r in lost])
+        return len(lost)
+
+    def check(self, repair: bool = False) -> dict[str, Any]:
+        """Verify the database against the blob store (``luatos-fota check``).
+
+        Reports artifacts whose blob is missing or does not hash to its digest, blobs no
+        artifact references, and writers' temp files. ``repair`` moves corrupt blobs to
+        ``blobs/quarantine/`` (the release answers "temporarily unavailable" instead of serving
+        a bad package), pauses releases whose package is missing or corrupt, and deletes
+        unreferenced blobs and dead temp files."""
+        with self.ro() as c:
+            arts = [dict(r._mapping) for r in c.execute(sa.select(t.artifacts.c.id, t.artifacts.c.sha256,
+                                                                   t.artifacts.c.size))]
+            rels = [dict(r._mapping) for r in c.execute(sa.select(t.releases.c.id, t.releases.c.artifact_id,
+                                                                   t.releases.c.enabled))]
+        missing, corrupt = [], []
+        for a in arts:
+            path = self.blobs.path(a["sha256"])
+            if not path.is_file():
+                missing.append(a["sha256"])
+                continue
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda f=f: f.read(1 << 20), b""):  # type: ignore[misc]
+                    h.update(chunk)
+            if h.hexdigest() != a["sha256"] or path.stat().st_size != int(a["size"]):
+                corrupt.append(a["sha256"])
+        used = {a["sha256"] for a in arts}
+        orphans = [d for d in self.blobs.all_digests() if d not in used]
+        tmp_dir = self.data_dir / "blobs" / "tmp"  # local writers' temp files (also an S3 store's cache)
+        temps = sorted(p.name for p in tmp_dir.iterdir()) if tmp_dir.is_dir() else []
+        bad_ids = {a["id"] for a in arts if a["sha256"] in set(missing) | set(corrupt)}
+        bad_releases = [r["id"] for r in rels if r["artifact_id"] in bad_ids]
+        report: dict[str, Any] = {"artifacts": len(arts), "missing_blobs": missing, "corrupt_blobs": corrupt,
+                                  "orphan_blobs": orphans, "temp_files": temps,
+                                  "releases_affected": bad_releases, "repaired": False}
+        if repair:
+            q = self.data_dir / "blobs" / "quarantine"
+            for sha in corrupt:
+                q.mkdir(mode=0o700, exist_ok=True)
+                with contextlib.suppress(OSError):
+                    os.replace(self.blobs.path(sha), q / sha)
+            for rid in bad_releases:
+                self.update_release(rid, enabled=False, actor="check")
+            report["orphans_removed"] = self.blobs.gc(used, 600.0)  # not an upload in progress
+            report["temp_removed"] = self.blobs.clean_tmp(600.0)
+            report["repaired"] = True
+        report["ok"] = not (missing or corrupt or orphans or temps)
+        return report
 
     def release_stats(self, release_id: int | None = None) -> list[dict[str, Any]]:
         """Rollout progress: devices targeted, served (distinct), confirmed (distinct)."""

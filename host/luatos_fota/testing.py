@@ -76,6 +76,11 @@ def running_server(data_dir: str | os.PathLike[str], host: str = "127.0.0.1",
     """Start uvicorn on a free loopback port in a daemon thread; stop it on exit."""
     kwargs.setdefault("device_rate", 0.0)
     kwargs.setdefault("ip_rate", 0.0)
+    # Tests make thousands of devices and read every audit row from one loopback address; the
+    # per-IP growth bounds are switched on explicitly by the tests that are about them.
+    kwargs.setdefault("new_device_ip_rate", 0.0)
+    kwargs.setdefault("new_device_product_rate", 0.0)
+    kwargs.setdefault("audit_ip_rate", 0.0)
     data = Path(data_dir)
     app = create_app(data, **kwargs)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

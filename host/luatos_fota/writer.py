@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import schema
+from .ratelimit import TokenBuckets
 from .store import Store, StoreBusy
 
 log = logging.getLogger("luatos_fota.writer")
@@ -34,11 +35,23 @@ _AUDIT_LIMITS: dict[str, int] = {c.name: int(c.type.length) for c in schema.audi
                                   if isinstance(c.type, sa.String) and c.type.length}
 
 
-def _clip(row: dict[str, Any]) -> dict[str, Any]:
+#: Events that describe a request, not a change of state: one client could write them as fast
+#: as it can send requests, so they are written within a per-IP budget (``audit_budget``).
+BUDGETED_EVENTS = frozenset({"checkin", "head", "rate_limited", "bad_method", "overloaded", "unauthorized",
+                             "download", "download_refused", "v2_check", "new_device_limited", "push_protocol_error",
+                             "push_login", "push_disconnect", "push_answer", "push_replaced"})
+#: How often suppressed rows are summarised (one ``audit_suppressed`` row per IP, at most 100).
+SUPPRESSED_EVERY_S = 60.0
+
+
+def _clip(row: dict[str, Any], detail_max: int = 1000) -> dict[str, Any]:
     for k, n in _AUDIT_LIMITS.items():
         v = row.get(k)
         if isinstance(v, str) and len(v) > n:
             row[k] = v[:n]
+    d = row.get("detail")
+    if isinstance(d, str) and len(d) > detail_max:
+        row["detail"] = d[:detail_max]
     return row
 
 
@@ -51,7 +64,8 @@ def _is_outage(e: BaseException) -> bool:
 
 class BufferedWriter:
     def __init__(self, store: Store, interval: float = 0.5, batch: int = 2000,
-                 max_buffer: int = 200_000) -> None:
+                 max_buffer: int = 200_000, *, detail_max: int = 1000,
+                 audit_budget: TokenBuckets | None = None) -> None:
         self.store = store
         self.interval = interval
         self.batch = batch
@@ -67,6 +81,11 @@ class BufferedWriter:
         self.dropped_audit = 0  # refused by the database, or pushed out of a full buffer
         self.max_buffer = max_buffer
         self.dropped_serves = 0
+        self.detail_max = detail_max
+        self.audit_budget = audit_budget
+        self.suppressed: dict[str, int] = {}
+        self.suppressed_total = 0
+        self._summarised_at = time.monotonic()
 
     def start(self) -> None:
         if self._thread is None:
@@ -74,7 +93,16 @@ class BufferedWriter:
             self._thread.start()
 
     def audit(self, row: dict[str, Any]) -> None:
-        self._audit.append(_clip(row))
+        budget = self.audit_budget
+        if budget is not None and budget.enabled and row.get("event") in BUDGETED_EVENTS:
+            ip = row.get("ip") or ""
+            if budget.take(ip):
+                with self._lock:
+                    if ip in self.suppressed or len(self.suppressed) < 10_000:
+                        self.suppressed[ip] = self.suppressed.get(ip, 0) + 1
+                    self.suppressed_total += 1
+                return
+        self._audit.append(_clip(row, self.detail_max))
         if len(self._audit) > self.max_buffer:
             try:
                 self._audit.popleft()
@@ -113,7 +141,7 @@ class BufferedWriter:
                     log.exception("serve flush failed; will retry")
                     self._serves.extendleft(reversed(serves))
                     raise
-            rows = []
+            rows = self._suppressed_rows()
             while self._audit:
                 rows.append(self._audit.popleft())
             try:
@@ -132,6 +160,25 @@ class BufferedWriter:
                         cur = self._seen.get(k)
                         self._seen[k] = (max(v[0], cur[0]), cur[1], cur[2] + v[2]) if cur else v
                 raise
+
+    def _suppressed_rows(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        if not self.suppressed or (now - self._summarised_at < SUPPRESSED_EVERY_S and not self._stop.is_set()):
+            return []
+        self._summarised_at = now
+        with self._lock:
+            counts, self.suppressed = self.suppressed, {}
+        top = sorted(counts.items(), key=lambda kv: -kv[1])
+        rows = [{"ts": time.time(), "event": "audit_suppressed", "device_key": None, "product_id": None,
+                 "release_id": None, "status": None, "code": None, "ip": ip or None, "actor": None,
+                 "detail": f'{{"suppressed": {n}, "why": "over the audit budget of this IP"}}'}
+                for ip, n in top[:100]]
+        rest = sum(n for _, n in top[100:])
+        if rest:
+            rows.append({"ts": time.time(), "event": "audit_suppressed", "device_key": None, "product_id": None,
+                         "release_id": None, "status": None, "code": None, "ip": None, "actor": None,
+                         "detail": f'{{"suppressed": {rest}, "ips": {len(top) - 100}}}'})
+        return rows
 
     def _write_serves(self, rows: list[dict[str, Any]]) -> None:
         try:

@@ -35,6 +35,9 @@ DEVICE_TCP = "192.168.1.10:9000"
 PRODUCT_KEY = "DEMO_PRODUCT_KEY"
 OLD, NEW = "001.000.000", "001.000.001"
 SCENARIO_RE = re.compile(rb'^(\s*scenario\s*=\s*)"[^"]*"', re.M)
+# The e2e runs with device authentication on (issue 13): the product is in hmac mode and the
+# project's config.lua carries the product secret, as a user sets it up.
+E2E_AUTH_SECRET = "e2e-product-secret-0123456789abcdef"
 
 # Log lines the tests wait for (fixed prefixes from device/README.md).
 RESULT = r"^[IWE]/user\.fota_result (\d+) "
@@ -53,9 +56,19 @@ def with_scenario(files: dict[str, bytes], scenario: str) -> dict[str, bytes]:
     return {**files, "config.lua": new}
 
 
+def with_auth(files: dict[str, bytes], secret: str = E2E_AUTH_SECRET) -> dict[str, bytes]:
+    """config.lua with ``auth_mode = "hmac"`` and the product secret (what `luatos-fota product
+    auth hmac` tells the user to put there)."""
+    cfg = files["config.lua"]
+    assert b'auth_mode = "none"' in cfg and b'auth_secret = ""' in cfg
+    cfg = cfg.replace(b'auth_mode = "none"', b'auth_mode = "hmac"', 1)
+    cfg = cfg.replace(b'auth_secret = ""', b'auth_secret = "' + secret.encode() + b'"', 1)
+    return {**files, "config.lua": cfg}
+
+
 def project(version: str = OLD, scenario: str = "periodic",
             patch: Callable[[dict[str, bytes]], dict[str, bytes]] | None = None) -> dict[str, bytes]:
-    files = with_scenario(with_version(load_project_files(DEVICE_DIR), version), scenario)
+    files = with_auth(with_scenario(with_version(load_project_files(DEVICE_DIR), version), scenario))
     return patch(files) if patch else files
 
 
@@ -119,6 +132,7 @@ def fota(tmp_path: Path) -> Iterator[Fota]:
     """A real luatos-fota server with the device/ product registered."""
     with running_server(tmp_path / "server") as srv:
         product = srv.store.add_product(PRODUCT_KEY, firmware_name(), name="e2e")
+        product = srv.store.set_product_auth(product["id"], "hmac", secret=E2E_AUTH_SECRET)
         yield Fota(srv, product)
 
 

@@ -19,6 +19,7 @@ from luatos_fota.testing import RunningServer, running_server
 from luatos_testing.dut import SimDut
 
 from .conftest import (
+    E2E_AUTH_SECRET,
     NEW,
     OLD,
     PRODUCT_KEY,
@@ -54,6 +55,7 @@ def hub_server(tmp_path: Path) -> Iterator[tuple[Fota, PushHub]]:
                         extra={"push_port": 0, "push_host": "127.0.0.1"}) as srv:
         assert hub.address is not None, "the app's lifespan did not start the push hub"
         product = srv.store.add_product(PRODUCT_KEY, firmware_name(), name="e2e tcp")
+        product = srv.store.set_product_auth(product["id"], "hmac", secret=E2E_AUTH_SECRET)
         yield Fota(srv, product), hub
 
 
@@ -303,3 +305,35 @@ def test_every_command_of_a_burst_is_answered(fota: Fota, make_device, peer) -> 
     got = wait_for(lambda: len(peer.messages()) > len(burst) and peer.messages(),
                    f"{len(burst)} answers")
     assert got[1:] == [{"ack": "error", "reason": "unknown command"}] * len(burst)
+
+
+def test_one_identity_on_a_cat1_model_with_wifi(hub_server, tmp_path) -> None:
+    """Air8000 (Cat.1 plus Wi-Fi): libfota2 checks in with the IMEI, so device/ logs in to the
+    push channel with the IMEI too (not the Wi-Fi MAC), and the server sees one device."""
+    from luatos_sim import Device, DeviceOptions
+
+    fota, hub = hub_server
+    air8000 = fota.srv.store.add_product(PRODUCT_KEY, "FOTA_KIT_DEMO_LuatOS-SoC_Air8000", name="e2e 8000")
+    fota.srv.store.set_product_auth(air8000["id"], "hmac", secret=E2E_AUTH_SECRET)
+    dev = Device(files=project(OLD, "tcp"), state_dir=tmp_path / "air8000", model="Air8000",
+                 options=DeviceOptions(epoch_at_power_on=1_764_000_000))
+    try:
+        dev.net.map_address("192.168.1.10:8000", f"{fota.srv.host}:{fota.srv.port}")
+        dev.net.map_address("192.168.1.10:9000", f"127.0.0.1:{hub.port}")
+        imei, mac = dev.profile.imei, dev.profile.mac
+        assert imei and mac and imei != mac
+        log = SimDut(dev)
+        log.expect(r"^I/user\.tcp login sent ", "2m")
+        online = wait_for(lambda: hub.online(), "the Air8000's login at the hub")
+        assert [o["device"] for o in online] == [imei]
+        # ask it to check now: libfota2's check-in must name the same device
+        out = admin_push(fota.srv, {"devices": [imei], "message": {"fota": "true"}})
+        assert out["results"] == {imei: "sent"}
+        log.expect(r"^[IW]/user\.fota_result 4 ", "5m")  # no release: up to date
+        fota.srv.flush()
+        row = fota.srv.store.get_device(imei)
+        assert row is not None and row["product_id"] == air8000["id"]
+        assert fota.srv.store.get_device(mac) is None
+        assert not fota.srv.store.query_audit(event_="unauthorized", limit=5)
+    finally:
+        dev.close()

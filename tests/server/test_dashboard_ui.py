@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from luatos_common.packages import build_air8101_ota
 from luatos_fota.push import PushHub
@@ -182,6 +183,14 @@ def test_dashboard_devices_upload_ban_unban_audit(
         timeout=UI_WAIT_MS,
     )
     page.screenshot(path=str(SCREENSHOT_DIR / "luatos-fota-dashboard-releases.png"), full_page=True)
+    # Under the dashboard's Content-Security-Policy the rollout bar still gets its width, and the
+    # package link (packages are private) is a signed one that downloads.
+    width = page.evaluate("getComputedStyle(document.querySelector('#releases-body span.served')).width")
+    assert width not in ("0px", "auto"), width
+    href = rel_row.locator("a.hint").get_attribute("href")
+    assert "&sig=" in href
+    got = requests.get(href if href.startswith("http") else srv.base_url + href, timeout=10)
+    assert got.status_code == 200 and got.content == package.read_bytes()
 
     # A bad upload shows the server's reason (field + message), and creates nothing.
     page.click("#tabs button[data-tab=upload]")

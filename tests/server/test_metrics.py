@@ -64,7 +64,8 @@ def test_metrics_count_a_scripted_run(tmp_path: Path) -> None:
         assert check_in(srv, "AA0000000003", "2001.001.000").status == 200
         banned = check_in(srv, "AA0000000003", "2001.001.000")
         assert banned.status == 403 and banned.json()["code"] == 40
-        dl = device_request(srv.port, rel["download_path"])
+        dl = device_request(srv.port, rel["download_path"],  # packages are private: the operator's token
+                            extra_headers=f"Authorization: Bearer {srv.admin_token}\r\n".encode())
         assert dl.status == 200
         after = scrape(srv)
 

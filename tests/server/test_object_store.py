@@ -73,7 +73,8 @@ def test_upload_on_a_download_and_resume_on_b(tmp_path: Path, pg_url: str, s3_ur
         # the download URL.
         part = check_in(b, "2001.001.000", headers=b"Range: bytes=100000-\r\n")
         assert part.status == 206 and part.body == data[100000:]
-        part = device_request(b.port, rel["download_path"], extra_headers=b"Range: bytes=5-9\r\n")
+        part = device_request(b.port, rel["download_path"],
+                              extra_headers=f"Authorization: Bearer {TOKEN}\r\nRange: bytes=5-9\r\n".encode())
         assert part.status == 206 and part.body == data[5:10]
         assert part.header("Content-Range") == f"bytes 5-9/{len(data)}"
 
@@ -99,7 +100,8 @@ def test_bucket_unreachable_uploads_fail_cached_downloads_work(tmp_path: Path, s
         # Cached on A: served in full and resumed, bucket or not.
         again = check_in(a, "2001.001.000", mac="C8C2C68C5302")
         assert again.status == 200 and again.body == first
-        part = device_request(a.port, rel["download_path"], extra_headers=b"Range: bytes=10-\r\n")
+        part = device_request(a.port, rel["download_path"],
+                              extra_headers=f"Authorization: Bearer {TOKEN}\r\nRange: bytes=10-\r\n".encode())
         assert part.status == 206 and part.body == first[10:]
         # B never fetched it: devices are told to come back, never handed a wrong answer.
         cold = check_in(b, "2001.001.000", mac="C8C2C68C5303")

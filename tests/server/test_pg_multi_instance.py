@@ -150,7 +150,8 @@ def test_check_in_and_upgrade_download_on_postgres(one: RunningServer) -> None:
     assert served.header("X-Fota-Version") == "2001.001.002"
     assert served.header("Content-Length") == str(len(data))
     # The download URL, resumed with a Range request.
-    part = device_request(one.port, rel["download_path"], extra_headers=b"Range: bytes=1000-\r\n")
+    part = device_request(one.port, rel["download_path"],
+                          extra_headers=f"Authorization: Bearer {TOKEN}\r\nRange: bytes=1000-\r\n".encode())
     assert part.status == 206 and part.body == data[1000:]
     one.flush()
     device = one.store.get_device(MAC)

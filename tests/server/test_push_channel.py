@@ -209,21 +209,24 @@ async def test_answers_recorded_and_kept_after_disconnect() -> None:
     try:
         dev = await Device.login(hub, "C8C2C68CD602", version="2001.001.000")
         await dev.send({"fota_result": 0, "version": "2001.002.000"})
-        await dev.send({"note": "rebooting"})
+        await dev.send({"heartbeat": 1})  # a sign of life, never an answer
+        await dev.send({"note": "rebooting"})  # no result-like key: not recorded
+        await dev.send({"ack": "fota", "status": "started"})
         await wait_for(lambda: len(hub.answers("C8C2C68CD602")) == 2, "two answers")
         answers = hub.answers("C8C2C68CD602")
         assert [a["message"] for a in answers] == [
             {"fota_result": 0, "version": "2001.002.000"},
-            {"note": "rebooting"},
+            {"ack": "fota", "status": "started"},
         ]
         assert answers[0]["at"].endswith("Z")
-        assert hub.online()[0]["last_answer"] == {"note": "rebooting"}
+        assert hub.online()[0]["last_answer"] == {"ack": "fota", "status": "started"}
         dev.close()
         await wait_for(lambda: not hub.online(), "device offline")
         assert len(hub.answers("C8C2C68CD602")) == 2
         assert hub.answers("never-seen") == []
         await wait_for(lambda: any(e[0] == "disconnect" for e in events), "disconnect event")
-        assert ("answer", "C8C2C68CD602", {"note": "rebooting"}) in events
+        assert ("answer", "C8C2C68CD602", {"ack": "fota", "status": "started"}) in events
+        assert not any(e[0] == "answer" and ("note" in e[2] or "heartbeat" in e[2]) for e in events)
     finally:
         await hub.stop()
 
@@ -276,7 +279,7 @@ async def test_oversized_line_disconnects_only_that_client() -> None:
         assert (await raw.recv())["code"] == "line_too_long"
         assert await raw.closed()
         # A line of exactly max_line bytes is fine.
-        body = b'{"pad":"' + b"p" * (4096 - 10) + b'"}'
+        body = b'{"result":"' + b"p" * (4096 - 13) + b'"}'
         assert len(body) == 4096
         await good.send_raw(body + b"\n")
         await wait_for(lambda: len(hub.answers("GOOD")) == 1, "GOOD answer")

@@ -25,10 +25,13 @@ def data() -> bytes:
 
 @pytest.fixture
 def srv(tmp_path: Path, data: bytes) -> Iterator[RunningServer]:
-    with running_server(tmp_path / "d") as s:
+    with running_server(tmp_path / "d", admin_token="tok") as s:
         p = s.store.add_product(KEY, FW)
         s.store.add_release(data, product_id=p["id"], version="001.000.002")
         yield s
+
+
+ADMIN = b"Authorization: Bearer tok\r\n"  # packages are private: the operator may fetch any
 
 
 def test_range_resume_on_device_endpoint(srv, data):
@@ -69,17 +72,18 @@ def test_resumed_download_counts_once(srv, data):
 def test_stable_download_urls(srv, data):
     sha = hashlib.sha256(data).hexdigest()
     for path in (f"/dl/{sha}.bin", f"/dl/{sha}", f"/dl/{sha.upper()}.bin", "/dl/artifact/1.bin", "/dl/artifact/1"):
-        r = device_request(srv.port, path)
+        assert device_request(srv.port, path).status == 403, path  # private without a credential
+        r = device_request(srv.port, path, extra_headers=ADMIN)
         assert r.status == 200 and r.body == data, path
         assert r.header("ETag") == f'"{sha}"'
-    r = device_request(srv.port, f"/dl/{sha}.bin", extra_headers=b"Range: bytes=-10\r\n")
+    r = device_request(srv.port, f"/dl/{sha}.bin", extra_headers=ADMIN + b"Range: bytes=-10\r\n")
     assert r.status == 206 and r.body == data[-10:]
-    assert device_request(srv.port, "/dl/" + "0" * 64 + ".bin").status == 404
+    assert device_request(srv.port, "/dl/" + "0" * 64 + ".bin", extra_headers=ADMIN).status == 404
 
 
 def test_head_on_download(srv, data):
     sha = hashlib.sha256(data).hexdigest()
-    r = device_request(srv.port, f"/dl/{sha}.bin", method=b"HEAD")
+    r = device_request(srv.port, f"/dl/{sha}.bin", method=b"HEAD", extra_headers=ADMIN)
     assert r.status == 200 and r.body == b""
     assert r.header("Content-Length") == str(len(data))
 

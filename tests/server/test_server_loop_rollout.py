@@ -98,7 +98,7 @@ def _selected(tmp: Path, percent: float, n: int) -> set[str]:
     p = st.add_product(KEY, FW)
     st.add_release(script_package(FW, "001.000.002", "--2"), product_id=p["id"], version="001.000.002",
                    percent=percent)
-    svc = FotaService(st, ServerConfig())
+    svc = FotaService(st, ServerConfig(new_device_ip_rate=0))  # 2000 new devices from one address
     chosen = set()
     for i in range(n):
         mac = f"{0xC8C2C6000000 + i:012X}"

@@ -295,7 +295,8 @@ def test_push_skips_up_to_date_banned_and_pinned_elsewhere(tmp_path):
 
 
 def test_dl_by_identified_device_counts_and_is_guarded(tmp_path):
-    with running_server(tmp_path / "d", loop_max_serves=2) as s:
+    # Open downloads (private_downloads off): a ?mac= URL is how such a device is identified.
+    with running_server(tmp_path / "d", loop_max_serves=2, private_downloads=False) as s:
         p = s.store.add_product(KEY, FW)
         rel = s.store.add_release(pkg("001.000.002"), product_id=p["id"], version="001.000.002")
         assert device_request(s.port, check("2001.001.000", mac=MAC), method=b"HEAD").status == 200

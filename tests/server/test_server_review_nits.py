@@ -103,7 +103,8 @@ def test_vendor_file_name_chip_is_cut_at_the_first_dash(tmp_path):
 # ---------------------------------------------------------------- 12: download authentication
 
 def test_download_auth_needs_a_fota_sn_or_the_token(tmp_path):
-    with running_server(tmp_path / "d", admin_token="tok", download_auth=True) as s:
+    with running_server(tmp_path / "d", admin_token="tok", download_auth=True,
+                        private_downloads=False) as s:
         p = s.store.add_product(KEY, FW)
         rel = s.store.add_release(script_package(FW, "001.000.002", "--2"), product_id=p["id"],
                                   version="001.000.002")

@@ -48,6 +48,7 @@ from luatos_common.packages import (
 )
 from luatos_common.project import Excluded, ProjectError, check_image_names, classify_project
 from luatos_common.scriptcheck import ScriptCheckError, read_identity, stamp_version, syntax_errors
+from luatos_tools.secretscan import secret_warnings
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DEFAULT_CORE = "V2001"
@@ -196,7 +197,7 @@ def cmd_build(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print(f"[red]internal error:[/] built package failed its own check: "
                   f"{escape(rep.failures[0].detail)}")
         return EXIT_INVALID
-    warnings = list(api)
+    warnings = [*api, *secret_warnings(files)]
     framed_len = len(data) - 1032 if kind == "air8101-script" else len(data)
     if kind in ("air8101-script", "luadb-bkcrc") and framed_len > AIR8101_SCRIPT_PARTITION:
         warnings.append(f"framed script is {framed_len} bytes; the Air8101 script partition "

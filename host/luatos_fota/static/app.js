@@ -296,7 +296,7 @@ async function setEnabled(id, enabled) {
 }
 
 async function loadReleases() {
-  const [rels, stats] = await Promise.all([api("GET", "/releases"), api("GET", "/stats"), loadProducts()]);
+  const [rels, stats] = await Promise.all([api("GET", "/releases?links=1"), api("GET", "/stats"), loadProducts()]);
   const byId = new Map(stats.releases.map((s) => [s.release_id, s]));
   const showArchived = $("releases-archived").checked;
   const archived = rels.releases.filter((r) => r.archived).length;
@@ -313,7 +313,7 @@ async function loadReleases() {
     el("td", {}, preflightBadge(r)),
     el("td", {}, stateBadge(r)),
     el("td", {}, releaseActions(r),
-      el("a", { href: r.download_path, class: "hint release-size" }, `${(r.size / 1024).toFixed(1)} KiB`))));
+      el("a", { href: r.download_link || r.download_path, class: "hint release-size" }, `${(r.size / 1024).toFixed(1)} KiB`))));
   fill($("releases-body"), rows, 10, "No releases yet: upload a package.");
 }
 

@@ -34,6 +34,7 @@ OPTIONAL: dict[str, str] = {
     "netdrv": "netdrv",
     "socket": "socket_mod",
     "http": "http_mod",
+    "mqtt": "mqtt_mod",  # after socket: it rides on a socket connection
     "fota": "fota_mod",
     "gpio": "gpio",
     "mobile": "mobile",

@@ -330,6 +330,23 @@ class SockCtrl:
         if sock is not None:
             _quiet_close(sock, shutdown=True)
 
+    def send(self, payload: bytes, expect_reply: bool = True) -> bool:
+        """One TCP write, as network_tx: False when the socket is not online or the write
+        fails; TX_OK follows in virtual time. ``expect_reply``: the peer gets
+        ``net.reply_window_ms`` of wall time to answer before virtual time may move on."""
+        if self.state != S_ONLINE or self.sock is None:
+            return False
+        try:
+            self.sock.sendall(payload)
+        except OSError:
+            return False
+        if expect_reply:
+            self.reply_deadline = time.monotonic() + self.net.reply_window_ms / 1000.0
+        self.boot.device.trace_event("socket_tx", id=self.id, bytes=len(payload))
+        self.emit_later(2 * self.net.latency_ms + self.net.delay_for(len(payload)), TX_OK, 0,
+                        self.gen)
+        return True
+
     def close_now(self) -> None:
         self.gen += 1
         self.close_socket()
@@ -489,7 +506,7 @@ def install(boot: Boot) -> None:
                     dest = net.resolve(s(ip), int(port))
                     sc.sock.sendto(payload, dest)
             else:
-                sc.sock.sendall(payload)
+                return (True, False, False) if sc.send(payload) else (False, False, False)
         except (OSError, NetError):
             return False, False, False
         sc.reply_deadline = time.monotonic() + net.reply_window_ms / 1000.0

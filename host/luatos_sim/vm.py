@@ -221,6 +221,10 @@ class Boot:
             self._io_inbox.append((fn, args))
         self._io_event.set()
 
+    def wait_io_arrival(self, timeout_s: float) -> bool:
+        """Thread-safe wait (bounded) until something is posted from a thread; True if so."""
+        return self._io_event.wait(timeout_s)
+
     def begin_io(self) -> None:
         """Real I/O started whose completion will arrive through post_from_thread."""
         self._io_add(1)

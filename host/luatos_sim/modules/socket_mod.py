@@ -421,7 +421,8 @@ def install(boot: Boot) -> None:
             if not any(sc.pending_in_kernel() or sc.reply_deadline > now
                        for sc in bn.sockets):
                 return
-            time.sleep(0.001)
+            if boot.wait_io_arrival(0.001):
+                return  # a reader thread handed data over: the loop picks it up now
 
     boot.io_sync_hooks.append(sync_hook)
 

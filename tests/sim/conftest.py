@@ -36,13 +36,3 @@ def boot(tmp_path: Path) -> Iterator[Callable[..., Device]]:
     for d in made:
         d.close()
 
-
-@pytest.fixture
-def mqtt_broker(tmp_path: Path) -> Iterator[object]:
-    """A real Mosquitto on a free loopback port (skips locally without it, fails on CI)."""
-    from luatos_testing.mosquitto import broker_for_test
-
-    base = tmp_path / "mosquitto"
-    base.mkdir()
-    with broker_for_test(base) as broker:
-        yield broker

@@ -29,6 +29,7 @@ from ..cfunc import BadArgument, lua_number_text, lua_type_name
 from ..network import ADAPTER_MAX, network_of
 from ..tlsconf import TlsSettings, pem_arg
 from .socket_mod import CLOSED, EVENT, LINK, ON_LINE, TX_OK, SockCtrl
+from .zbuff import ZBuff
 
 if TYPE_CHECKING:
     from ..network import BootNet
@@ -45,12 +46,6 @@ RX_BUFFER_DEFAULT = 4096 + 4
 _NW_EVENT_NUMBER = {LINK: 16, ON_LINE: 17, TX_OK: 18, CLOSED: 19, EVENT: 20}
 _WILDCARD = re.compile(rb"[#+]")
 _addresses = iter(range(0x60A1_0000, 0x7FFF_FFFF, 0x2B8))
-
-
-class _Token:
-    """The Lua userdata of one client (its metatable is set on the Lua side)."""
-
-    __slots__ = ()
 
 
 def _checkstring(v: Any, n: int, fname: str) -> bytes:
@@ -93,8 +88,7 @@ class MqttClient:
         self.sock.tls_settings = tls or TlsSettings()
         bn.sockets.append(self.sock)
         self.address = next(_addresses)
-        self.ud: Any = None  # the Lua userdata, set by the factory
-        self.invoke: Any = None  # Lua: invoke(ud, event, ...) calls the registered callback
+        self.invoke: Any = None  # Lua: invoke(key, ud, event, ...) calls the callback
         self.state = STATE_DISCONNECT
         self.error_state = 0
         self.keepalive = 240
@@ -131,7 +125,7 @@ class MqttClient:
         in the event loop, as on the device."""
         def run() -> None:
             if not self.released:
-                self.invoke(self.ud, event, *args)
+                self.invoke(self.address, self, event, *args)
         self.boot.post(0, run)
 
     def start_timer(self, kind: str, delay_ms: int, fn: Any, repeat: bool = False) -> None:
@@ -290,8 +284,7 @@ class MqttClient:
                 self.fire(b"unsuback")
             elif p.kind == w.PINGRESP:
                 self.fire(b"pong")
-                ud = self.ud
-                self.boot.post(0, lambda: self.boot.sys_pub(b"MQTT_PONG", ud))
+                self.boot.post(0, lambda: self.boot.sys_pub(b"MQTT_PONG", self))
             elif p.kind == w.DISCONNECT:
                 self.error_state = ERROR_DISCONNECT
             else:
@@ -349,42 +342,17 @@ class MqttClient:
             self.bn.sockets.remove(self.sock)
 
 
-_GLUE = b"""
-local funcs = ...
-local handles = setmetatable({}, {__mode = "k"})
-local addrs = setmetatable({}, {__mode = "k"})
-local cbs = setmetatable({}, {__mode = "k"})
-local methods = {}
-for name, f in pairs(funcs) do
-  methods[name] = function(self, ...)
-    local h = handles[self]
-    if h == nil then
-      error("bad argument #1 to '" .. name .. "' (MQTTCTRL* expected, got " .. type(self) .. ")", 2)
-    end
-    return f(h, ...)
-  end
-end
--- mqttc:on(cb): the callback is kept here, by the object, like the firmware's registry ref
-local on_py = methods.on
-methods.on = function(self, cb, ...)
-  on_py(self, cb, ...)
-  cbs[self] = type(cb) == "function" and cb or nil
-end
-local function invoke(ud, event, ...)
-  local cb = cbs[ud]
+# Lua side of the callback: kept in Lua by the client's key (the firmware keeps a registry
+# ref), so Python only ever calls this install-time function, never a Lua value it was handed
+# during a coroutine.
+_CALLBACKS = b"""
+local cbs = {}
+local function set(key, cb) cbs[key] = (type(cb) == "function") and cb or nil end
+local function invoke(key, ud, event, ...)
+  local cb = cbs[key]
   if cb then cb(ud, event, ...) end
 end
-local function forget(ud) cbs[ud] = nil end
-local mt = {__name = "MQTTCTRL*"}
-mt.__index = function(_, k) return methods[k] end
-mt.__tostring = function(u) return string.format("MQTTCTRL*: 0x%08x", addrs[u]) end
-local function new(token, h, addr)
-  debug.setmetatable(token, mt)
-  handles[token] = h
-  addrs[token] = addr
-  return token
-end
-return new, methods, invoke, forget
+return set, invoke
 """
 
 
@@ -393,11 +361,7 @@ def install(boot: Boot) -> None:
     bn = net.boot_net(boot)
     rx_default = RX_BUFFER_BY_CHIP.get(boot.profile.chip, RX_BUFFER_DEFAULT)
 
-    def make_object(client: MqttClient) -> Any:
-        """The one place a client becomes a Lua object (userdata "MQTTCTRL*")."""
-        client.ud = new_ud(_Token(), client, client.address)
-        client.invoke = invoke
-        return client.ud
+    set_cb, invoke = boot.lua.execute(_CALLBACKS)
 
     def opt_table_get(t: Any, key: bytes) -> Any:
         return t[key] if boot.lua_type(t) == b"table" else None
@@ -439,7 +403,8 @@ def install(boot: Boot) -> None:
         client = MqttClient(boot, bn, a, host_b, int(port), tls, rx_size, conn_timeout)
         boot.device.trace_event("mqtt_create", host=host_b.decode(errors="replace"),
                                 port=int(port), tls=tls is not None)
-        return make_object(client)
+        client.invoke = invoke
+        return client
 
     def live(c: MqttClient, fname: str) -> bool:
         if c.released:
@@ -460,7 +425,7 @@ def install(boot: Boot) -> None:
         c.keepalive = max(15, min(600, _optint(t, 240)))
 
     def m_on(c: MqttClient, cb: Any = None, *_: Any) -> None:
-        """The callback itself is kept on the Lua side (see _GLUE)."""
+        set_cb(c.address, cb)
 
     def m_connect(c: MqttClient, *_: Any) -> bool:
         if not live(c, "connect"):
@@ -489,9 +454,8 @@ def install(boot: Boot) -> None:
             data = payload
         elif isinstance(payload, int | float) and not isinstance(payload, bool):
             data = lua_number_text(payload)
-        elif payload is not None and boot.lua_type(payload) == b"table" and \
-                getattr(boot, "zbuff_handle", None) is not None:
-            data = boot.zbuff_handle(payload).query()  # type: ignore[attr-defined]
+        elif isinstance(payload, ZBuff):
+            data = payload.query()
         else:
             data = b""  # "only support string or zbuff": sent with an empty payload
         if not live(c, "publish"):
@@ -531,7 +495,7 @@ def install(boot: Boot) -> None:
         if c.released:
             return
         c.send(w.DISCONNECT_BYTES, expect_reply=False)
-        forget(c.ud)  # unreferenced before the queued disconnect runs: no events after close
+        set_cb(c.address, None)  # unreferenced before the queued disconnect runs: no events
         c.close_socket()
         c.release()
 
@@ -561,14 +525,18 @@ def install(boot: Boot) -> None:
         "unsubscribe": m_unsubscribe, "disconnect": m_disconnect, "close": m_close,
         "ready": m_ready, "will": m_will, "debug": m_debug, "state": m_state,
     }
-    funcs = boot.lua.table_from({k.encode(): boot.lua_function(f, k) for k, f in methods.items()})
-    new_ud, lua_methods, invoke, forget = boot.lua.execute(_GLUE, funcs)
-    table = boot.firmware_module("mqtt", {"create": create}, {
+    def checked(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def method(c: Any = None, *args: Any) -> Any:
+            if not isinstance(c, MqttClient):
+                raise BadArgument(f"bad argument #1 to '{name}' (MQTTCTRL* expected, got "
+                                  f"{lua_type_name(c)})")
+            return fn(c, *args)
+        return method
+
+    funcs = {name: checked(name, fn) for name, fn in methods.items()}
+    # The firmware's __index answers every function name of the module on a client.
+    boot.objects.define(MqttClient, "MQTTCTRL*", methods={**funcs, "create": create})
+    boot.firmware_module("mqtt", {"create": create, **funcs}, {
         "STATE_DISCONNECT": STATE_DISCONNECT, "STATE_SCONNECT": STATE_SCONNECT,
         "STATE_MQTT": STATE_MQTT, "STATE_READY": STATE_READY,
     })
-    for name in methods:
-        table[name.encode()] = lua_methods[name.encode()]
-    # Lua's own `create` also answers as a method of a client (the firmware's __index looks
-    # every name up in the module's function list).
-    lua_methods[b"create"] = table[b"create"]

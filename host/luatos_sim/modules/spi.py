@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .zbuff import ZBuff
+
 if TYPE_CHECKING:
     from ..vm import Boot
 
@@ -34,17 +36,13 @@ def install(boot: Boot) -> None:
     bus: SpiBus = boot.device.extensions.setdefault("spi", SpiBus())
     bus.open = {}
     boot.closers.append(bus.open.clear)
-    zhandle = getattr(boot, "zbuff_handle", None)
 
     def data_of(value: Any) -> bytes | None:
         """A string, or a zbuff's used bytes, or None."""
         if isinstance(value, bytes):
             return value
-        if zhandle is not None and boot.lua_type(value) == b"table":
-            try:
-                return bytes(zhandle(value).query())
-            except Exception:  # noqa: BLE001 - a table that is not a zbuff
-                return None
+        if isinstance(value, ZBuff):
+            return bytes(value.query())
         return None
 
     def setup(spi_id: Any = None, cs: Any = None, cpha: Any = 0, cpol: Any = 0,

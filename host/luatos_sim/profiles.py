@@ -27,7 +27,8 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "json": _functions("decode encode"),
     "crypto": _functions("base64_decode base64_encode crc16_modbus crc32 crc8 hmac_md5 "
                          "hmac_sha1 hmac_sha256 hmac_sha512 md md5 md_file sha1 sha256 sha512 "
-                         "trng"),
+                         "trng cipher_encrypt cipher_decrypt cipher_list crc16 crc7 checksum "
+                         "totp hash_init hash_update hash_finish"),
     "zbuff": _functions("create"),
     "fskv": _functions("clear clr del get init iter next set status"),
     "io": _functions("close exists fileSize flush fsstat lines lsdir mkdir open read readFile "

@@ -275,6 +275,21 @@ function string.split(s, delim, keep_empty)
   return out
 end
 
+-- urlEncode as the firmware's lstrlib does it: letters, digits and . - * _ stay, a space
+-- becomes "+", every other byte %XX (uppercase).
+function string.urlEncode(s)
+  s = check_string(s, 1, "urlEncode")
+  return (gsub(s, "[^%w%.%-%*_ ]", function(c) return format("%%%02X", byte(c)) end)
+    :gsub(" ", "+"))
+end
+
+-- toValue("123") -> "\1\2\3", 3: every decimal digit becomes the byte of its value.
+function string.toValue(s)
+  s = check_string(s, 1, "toValue")
+  local out = gsub(s, "%d", function(d) return char(byte(d) - 48) end)
+  return out, #out
+end
+
 function string.startsWith(s, p)
   s, p = check_string(s, 1, "startsWith"), check_string(p, 2, "startsWith")
   return s:sub(1, #p) == p

@@ -40,13 +40,14 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
                      "check lastReson shutdown reboot power ioVol wakeupPin keep"),
     "socket": _functions("accept adapter close close_all config connect create debug dft "
                          "discon linkup listen localIP read release rx setDNS sntp state tx "
-                         "wait"),
+                         "wait ntptm"),
     "http": _functions("request"),
     "fota": _functions("done end file finish init isDone run wait"),
     "gpio": _functions("close count debounce get pulse set setup toggle"),
     "uart": _functions("close exist on read rxClear rxSize setup write"),
     "spi": _functions("close recv send setup transfer"),
     "netdrv": _functions("ctrl debug dhcp ipv4 link mac mtu napt ping ready setup"),
+    "rtc": _functions("set get timerStart timerStop setBaseYear timezone"),
     "mqtt": _functions("create auth keepalive on connect autoreconn publish subscribe "
                        "unsubscribe disconnect close ready will debug state"),
 })

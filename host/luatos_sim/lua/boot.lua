@@ -229,6 +229,8 @@ os.date = function(fmt, t)
   return raw_date(fmt or "%c", t or (epoch + get_now() // 1000))
 end
 os.clock = function() return get_now() / 1000 end
+-- rtc.set moves the clock: the epoch second that virtual time 0 corresponds to.
+function RT.set_epoch(e) epoch = e end
 
 -- String extensions --------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ MODULES: dict[str, str] = {
     "fskv": "fskv",
     "io": "fs",
     "mcu": "mcu",
+    "rtc": "rtc",
     "hmeta": "hmeta",
     "wdt": "wdt",
     "pm": "pm",

@@ -624,9 +624,25 @@ def install(boot: Boot) -> None:
         bn.dns[(a, int(idx or 0))] = s(ip)
         return True
 
+    ntp: dict[str, int] = {}  # the last sync: virtual ms and round-trip delay
+
     def sntp(*_: Any) -> None:
+        """Answered on the virtual clock: NTP_UPDATE one round trip later (the emulated clock
+        is already right, so the time itself does not jump)."""
         if any(bn.is_ready(i) for i in range(1, ADAPTER_MAX)):
-            boot.post(200 + net.latency_ms * 2, lambda: boot.sys_pub(b"NTP_UPDATE"))
+            rtt = 200 + net.latency_ms * 2
+
+            def synced() -> None:
+                ntp["at"] = boot.now
+                ntp["rtt"] = rtt
+                boot.sys_pub(b"NTP_UPDATE")
+            boot.post(rtt, synced)
+
+    def ntptm(*_: Any) -> Any:
+        """The time of the last sync as socket.ntptm() gives it (field names UNCONFIRMED)."""
+        epoch_ms = boot.device.epoch_at_power_on * 1000 + boot.now
+        return boot.table(tsec=epoch_ms // 1000, tms=epoch_ms % 1000, vaild="at" in ntp,
+                          ndelay=ntp.get("rtt", 0), ssdelay=0, sndelay=ntp.get("rtt", 0) // 2)
 
     def listen(c: Any, *_: Any) -> tuple[bool, bool]:
         boot.device.emit_sim("socket.listen is not emulated by luatos-sim (server sockets); "
@@ -656,6 +672,6 @@ def install(boot: Boot) -> None:
         "connect": connect, "tx": tx, "rx": rx, "read": read, "wait": wait,
         "discon": discon, "close": close, "release": release, "close_all": close_all,
         "state": state, "adapter": adapter_fn, "dft": dft, "localIP": local_ip,
-        "setDNS": set_dns, "sntp": sntp, "listen": listen,
+        "setDNS": set_dns, "sntp": sntp, "ntptm": ntptm, "listen": listen,
         "accept": lambda *_: None,
     }, CONSTANTS)

@@ -25,6 +25,7 @@ _AES_MODES = ("ECB", "CBC", "CTR", "CFB128", "OFB")
 CIPHERS: tuple[str, ...] = tuple(
     f"AES-{bits}-{mode}" for bits in (128, 192, 256) for mode in _AES_MODES
 ) + ("DES-ECB", "DES-CBC", "DES-EDE3-ECB", "DES-EDE3-CBC")
+SM4_CIPHERS = ("SM4-ECB", "SM4-CBC", "SM4-CTR")  # gmssl.sm4encrypt, not in cipher_list
 PADDINGS = ("PKCS7", "ONE_AND_ZEROS", "ZEROS_AND_LEN", "ZERO", "NONE")
 
 
@@ -67,7 +68,7 @@ def _unpad(data: bytes, padding: str) -> bytes:
 
 def cipher(name: str, padding: str, data: bytes, key: bytes, iv: bytes, encrypt: bool) -> bytes:
     name, padding = name.upper(), padding.upper()
-    if name not in CIPHERS:
+    if name not in CIPHERS and name not in SM4_CIPHERS:
         raise CipherError(f"unknown cipher {name!r}; crypto.cipher_list() has the names")
     if padding not in PADDINGS:
         raise CipherError(f"unknown padding {padding!r}; use one of {', '.join(PADDINGS)}")
@@ -75,7 +76,13 @@ def cipher(name: str, padding: str, data: bytes, key: bytes, iv: bytes, encrypt:
         bits, mode = int(name.split("-")[1]), name.split("-")[2]
         if len(key) != bits // 8:
             raise CipherError(f"{name} needs a {bits // 8}-byte key, got {len(key)}")
-        algo: algorithms.AES | TripleDES = algorithms.AES(key)
+        algo: algorithms.AES | algorithms.SM4 | TripleDES = algorithms.AES(key)
+        block = 16
+    elif name.startswith("SM4-"):
+        mode = name.split("-")[1]
+        if len(key) != 16:
+            raise CipherError(f"SM4 needs a 16-byte key, got {len(key)}")
+        algo = algorithms.SM4(key)
         block = 16
     else:
         mode = name.rsplit("-", 1)[1]

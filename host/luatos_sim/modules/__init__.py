@@ -38,6 +38,10 @@ MODULES: dict[str, str] = {
     "mobile": "mobile",
     "uart": "uart",
     "spi": "spi",
+    "bit": "bit",
+    "miniz": "miniz",
+    "iconv": "iconv",
+    "gmssl": "gmssl",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

@@ -30,7 +30,7 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
                          "trng cipher_encrypt cipher_decrypt cipher_list crc16 crc7 checksum "
                          "totp hash_init hash_update hash_finish"),
     "zbuff": _functions("create"),
-    "fskv": _functions("clear clr del get init iter next set status"),
+    "fskv": _functions("clear clr del get init iter next set sett status"),
     "io": _functions("close exists fileSize flush fsstat lines lsdir mkdir open read readFile "
                      "rmdir type write writeFile"),
     "mcu": _functions("getClk hz setClk ticks ticks2 unique_id x32"),

@@ -68,3 +68,23 @@ log.info("bad", gmssl.sm4encrypt("ECB", "PKCS7", "x", "short") == "")
     assert "sm3 66C7F0F462EEEDD9D1F2D46BDC10E4E24167C4875CF2F7A2297DA02B8F4BA8E0" in lines
     assert "sm4 16 hello sm4" in lines
     assert "cbc hello" in lines and "bad true" in lines
+
+
+def test_fskv_sett_fields_survive_a_reboot(boot: Callable[..., Device]) -> None:
+    dev = boot("""
+fskv.init()
+if not fskv.get("booted") then
+  fskv.set("booted", true)
+  log.info("sett", fskv.sett("cfg", "name", "dev1"), fskv.sett("cfg", "port", 1883),
+    fskv.sett("cfg", "name", "dev2"), fskv.sett("cfg", "port", nil))
+  rtos.reboot()
+end
+local t = fskv.get("cfg")
+log.info("after", t.name, t.port, fskv.get("cfg", "name"), fskv.get("cfg", "nope"))
+log.info("end")
+sys.run()
+""")
+    dev.run_until("I/user.end", within="10s")
+    lines = dev.lines()
+    assert "I/user.sett true true true true" in lines
+    assert "I/user.after dev2 nil dev2 nil" in lines

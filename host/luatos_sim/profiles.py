@@ -48,6 +48,7 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "spi": _functions("close recv send setup transfer"),
     "netdrv": _functions("ctrl debug dhcp ipv4 link mac mtu napt ping ready setup"),
     "rtc": _functions("set get timerStart timerStop setBaseYear timezone"),
+    "websocket": _functions("create"),
     "bit": _functions("bit bnot band bor bxor lshift rshift arshift isset isclear set clear"),
     "miniz": _functions("compress uncompress"),
     "iconv": _functions("open"),

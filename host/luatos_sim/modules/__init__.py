@@ -33,6 +33,7 @@ MODULES: dict[str, str] = {
     "socket": "socket_mod",
     "http": "http_mod",
     "mqtt": "mqtt_mod",  # after socket: it rides on a socket connection
+    "websocket": "websocket_mod",
     "fota": "fota_mod",
     "gpio": "gpio",
     "mobile": "mobile",

@@ -57,6 +57,25 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
                        "unsubscribe disconnect close ready will debug state"),
 })
 
+# Modules the firmware has that the emulator does not emulate yet (no binding): their tables
+# exist and every call is reported "not emulated" (see modules/__init__.py).
+NOT_EMULATED_API: Mapping[str, frozenset[str]] = MappingProxyType({
+    "httpsrv": _functions("start stop"),
+    "fatfs": _functions("mount unmount getfree debug"),
+    "pack": _functions("pack unpack"),
+    "bit64": _functions("to32 to64 plus minus multi pide shift show strtoll"),
+    "fastlz": _functions("compress uncompress"),
+    "xxtea": _functions("encrypt decrypt"),
+    "rsa": _functions("encrypt decrypt sign verify"),
+    "protobuf": _functions("load encode decode clear"),
+    "errDump": _functions("config dump record"),
+    "iotauth": _functions("aliyun onenet iotda qcloud tuya baidu"),
+    "pins": _functions("setup loadjson"),
+    "i2c": _functions("setup send recv writeReg readReg close exist"),
+    "adc": _functions("open read close setRange"),
+    "pwm": _functions("open close setup start stop"),
+})
+
 WLAN_API = _functions("init scan scanResult mode setMode ready connect disconnect smartconfig "
                       "getIP getInfo getMac setMac hostname setHostname powerSave staIp "
                       "createAP stopAP autoreconn")
@@ -67,8 +86,9 @@ LUA_MODULES = frozenset({"log", "os"})
 
 
 def api_with(**extra: frozenset[str]) -> Mapping[str, frozenset[str]]:
-    """COMMON_API plus the model's own modules (``wlan=WLAN_API``, ...)."""
-    return MappingProxyType({**COMMON_API, **extra})
+    """COMMON_API plus the model's own modules (``wlan=WLAN_API``, ...) plus the modules every
+    model's firmware has that are not emulated yet."""
+    return MappingProxyType({**NOT_EMULATED_API, **COMMON_API, **extra})
 
 
 @dataclass(frozen=True)

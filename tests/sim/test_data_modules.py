@@ -88,3 +88,19 @@ sys.run()
     lines = dev.lines()
     assert "I/user.sett true true true true" in lines
     assert "I/user.after dev2 nil dev2 nil" in lines
+
+
+def test_mcu_tick64_on_the_virtual_clock(boot: Callable[..., Device]) -> None:
+    dev = boot("""
+sys.taskInit(function()
+  local t1, per = mcu.tick64()
+  sys.wait(1500)
+  local t2 = mcu.tick64()
+  log.info("t64", #t1, per, mcu.dtick64(t2, t1), mcu.dtick64(t2, t1, 2000000))
+  log.info("hf", mcu.hardfault(1))
+end)
+sys.run()
+""")
+    dev.run_until("I/user.hf", within="10s")
+    assert "I/user.t64 8 1 true false 1500000" in dev.lines()  # 1.5 s = 1,500,000 us
+    assert "I/user.hf nil" in dev.lines()

@@ -104,3 +104,15 @@ sys.run()
     dev.run_until("I/user.hf", within="10s")
     assert "I/user.t64 8 1 true false 1500000" in dev.lines()  # 1.5 s = 1,500,000 us
     assert "I/user.hf nil" in dev.lines()
+
+
+def test_io_dexist_and_lsmount(boot: Callable[..., Device]) -> None:
+    lines = run(boot, """
+io.mkdir("/data")
+io.writeFile("/data/a.txt", "x")
+log.info("dexist", io.dexist("/data"), io.dexist("/data/a.txt"), io.dexist("/nope"))
+local m = io.lsmount()
+log.info("mounts", #m, m[1].fs, m[2].path)
+""")
+    assert "dexist true false false" in lines
+    assert "mounts 2 lfs /luadb" in lines

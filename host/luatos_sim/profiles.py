@@ -23,7 +23,7 @@ def _functions(names: str) -> frozenset[str]:
 # is reported "not emulated". Constants are the binding's business.
 COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "rtos": _functions("bsp buildDate firmware meminfo reboot receive setPaths standby "
-                       "timer_start timer_stop version"),
+                       "timer_start timer_stop version autoCollectMem"),
     "json": _functions("decode encode"),
     "crypto": _functions("base64_decode base64_encode crc16_modbus crc32 crc8 hmac_md5 "
                          "hmac_sha1 hmac_sha256 hmac_sha512 md md5 md_file sha1 sha256 sha512 "

@@ -69,21 +69,24 @@ class MqttTestClient:
                 return
             try:
                 packets = self._parser.feed(data)
-            except w.WireError:
-                return
-            for p in packets:
-                if p.kind == w.PUBLISH:
-                    pub = w.parse_publish(p)
-                    self.messages.put(Message(pub.topic.decode(errors="replace"), pub.payload,
-                                              pub.qos, bool(pub.retain)))
-                    if pub.qos == 1:
-                        self._send(w.ack(w.PUBACK, pub.message_id))
-                    elif pub.qos == 2:
-                        self._send(w.ack(w.PUBREC, pub.message_id))
-                elif p.kind == w.PUBREL:
-                    self._send(w.ack(w.PUBCOMP, w.message_id(p)))
-                else:
-                    self._acks.put(p)
+                self._dispatch(packets)
+            except (w.WireError, OSError):
+                return  # garbage from the broker, or the socket closed under an ack
+
+    def _dispatch(self, packets: list[w.Packet]) -> None:
+        for p in packets:
+            if p.kind == w.PUBLISH:
+                pub = w.parse_publish(p)
+                self.messages.put(Message(pub.topic.decode(errors="replace"), pub.payload,
+                                          pub.qos, bool(pub.retain)))
+                if pub.qos == 1:
+                    self._send(w.ack(w.PUBACK, pub.message_id))
+                elif pub.qos == 2:
+                    self._send(w.ack(w.PUBREC, pub.message_id))
+            elif p.kind == w.PUBREL:
+                self._send(w.ack(w.PUBCOMP, w.message_id(p)))
+            else:
+                self._acks.put(p)
 
     def _send(self, data: bytes) -> None:
         with self._lock:

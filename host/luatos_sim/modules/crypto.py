@@ -69,7 +69,7 @@ def _crc8(data: bytes = b"", poly: int = 0x07, start: int = 0, revert: bool = Fa
 
 
 def install(boot: Boot) -> None:
-    fs = boot.device.fs
+    fs = boot.platform.fs
 
     def crc32(data: bytes = b"", init: int = 0xFFFFFFFF, poly: int = 0x04C11DB7,
               xorout: int = 0xFFFFFFFF, *_: Any) -> int:
@@ -132,7 +132,7 @@ def install(boot: Boot) -> None:
             key = base64.b32decode(secret.upper() + b"=" * (-len(secret) % 8))
         except (binascii.Error, ValueError):
             return -1
-        now = boot.device.epoch_at_power_on + boot.now // 1000  # os.time()
+        now = boot.platform.rtc.now_s(boot.now)  # os.time()
         return totp(key, int(when) if when is not None else now)
 
     class HashStream:

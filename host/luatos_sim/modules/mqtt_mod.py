@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from .. import mqtt_wire as w
 from ..cfunc import BadArgument, lua_number_text, lua_type_name
-from ..network import ADAPTER_MAX, network_of
+from ..platform.network import ADAPTER_MAX
 from ..tlsconf import TlsSettings, pem_arg
 from .socket_mod import CLOSED, EVENT, LINK, ON_LINE, TX_OK, SockCtrl
 from .zbuff import ZBuff
 
 if TYPE_CHECKING:
-    from ..network import BootNet
+    from ..platform.network import BootNet
     from ..vm import Boot
 
 STATE_DISCONNECT, STATE_SCONNECT, STATE_MQTT, STATE_READY = 0, 1, 2, 3
@@ -116,7 +116,7 @@ class MqttClient:
         """An emulator note (once per client and kind) where the device would just fail."""
         if key not in self.noted:
             self.noted.add(key)
-            self.boot.device.emit_sim(f"mqtt {self.host.decode(errors='replace')}:{self.port}: "
+            self.boot.note(f"mqtt {self.host.decode(errors='replace')}:{self.port}: "
                                       f"{text}")
 
     def fire(self, event: bytes, *args: Any) -> None:
@@ -180,7 +180,7 @@ class MqttClient:
             self.stop_timer("ping")
             self.stop_timer("conn")
             self.sock.close_now()
-            self.boot.device.trace_event("mqtt_disconnect", error=self.error_state)
+            self.boot.trace("mqtt_disconnect", error=self.error_state)
             self.fire(b"disconnect", self.error_state)
             if self.reconnect and self.reconnect_ms > 0:
                 self.start_timer("reconnect", self.reconnect_ms, self.connect)
@@ -204,7 +204,7 @@ class MqttClient:
                 self.sock.start_connect(self.host.decode(errors="replace"), self.port)
         elif event == ON_LINE:
             self.state = STATE_MQTT
-            self.boot.device.trace_event("mqtt_tcp_online", host=self.host.decode(errors="replace"))
+            self.boot.trace("mqtt_tcp_online", host=self.host.decode(errors="replace"))
             packet = w.connect(self.client_id, self.keepalive, username=self.username,
                                password=self.password, clean_session=self.clean_session,
                                will=self.will)
@@ -257,7 +257,7 @@ class MqttClient:
                     self.fire(b"error", b"conack", code)
                     return False
                 self.state = STATE_READY
-                self.boot.device.trace_event("mqtt_conack")
+                self.boot.trace("mqtt_conack")
                 self.fire(b"conack")
                 self.stop_timer("reconnect")
                 self.stop_timer("conn")
@@ -357,7 +357,7 @@ return set, invoke
 
 
 def install(boot: Boot) -> None:
-    net = network_of(boot.device)
+    net = boot.platform.net
     bn = net.boot_net(boot)
     rx_default = RX_BUFFER_BY_CHIP.get(boot.profile.chip, RX_BUFFER_DEFAULT)
 
@@ -390,7 +390,7 @@ def install(boot: Boot) -> None:
                               pem_arg(opt_table_get(ssl, b"client_cert")),
                               pem_arg(opt_table_get(ssl, b"client_key")),
                               pem_arg(opt_table_get(ssl, b"client_password")),
-                              check_hostname=boot.device.options.tls_check_hostname)
+                              check_hostname=boot.options.tls_check_hostname)
         rx_size = rx_default
         conn_timeout = 30
         if boot.lua_type(opts) == b"table":
@@ -401,7 +401,7 @@ def install(boot: Boot) -> None:
             if isinstance(ct, int | float) and not isinstance(ct, bool):
                 conn_timeout = max(5, min(120, int(ct)))
         client = MqttClient(boot, bn, a, host_b, int(port), tls, rx_size, conn_timeout)
-        boot.device.trace_event("mqtt_create", host=host_b.decode(errors="replace"),
+        boot.trace("mqtt_create", host=host_b.decode(errors="replace"),
                                 port=int(port), tls=tls is not None)
         client.invoke = invoke
         return client

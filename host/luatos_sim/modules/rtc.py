@@ -18,13 +18,13 @@ _FIELDS = (b"year", b"mon", b"day", b"hour", b"min", b"sec")
 
 
 def install(boot: Boot) -> None:
-    dev = boot.device
+    clock = boot.platform.rtc
     set_epoch = boot.RT.set_epoch
     alarm_gen = [0]
-    zone = [dev.extensions.get("rtc_timezone", 32)]  # quarter hours east of UTC (UTC+8)
+    zone = [32]  # quarter hours east of UTC (UTC+8)
 
     def now_s() -> int:
-        return int(dev.epoch_at_power_on) + boot.now // 1000
+        return clock.now_s(boot.now)
 
     def seconds_of(t: Any) -> int | None:
         if isinstance(t, int | float) and not isinstance(t, bool):
@@ -44,10 +44,8 @@ def install(boot: Boot) -> None:
         sec = seconds_of(t)
         if sec is None:
             return False
-        base = sec - boot.now // 1000
-        dev.epoch_at_power_on = base
-        set_epoch(base)
-        dev.trace_event("rtc_set", epoch=sec)
+        set_epoch(clock.set_now(sec, boot.now))
+        boot.trace("rtc_set", epoch=sec)
         return True
 
     def rtc_get(*_: Any) -> Any:
@@ -75,7 +73,6 @@ def install(boot: Boot) -> None:
     def timezone(tz: Any = None, *_: Any) -> int:
         if isinstance(tz, int) and not isinstance(tz, bool) and -48 <= tz <= 56:
             zone[0] = tz
-            dev.extensions["rtc_timezone"] = tz
         return int(zone[0])
 
     boot.firmware_module("rtc", {

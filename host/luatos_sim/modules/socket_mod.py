@@ -24,7 +24,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..network import (
+from ..lua_text import lua_str, py_str
+from ..platform.network import (
     ADAPTER_MAX,
     ETH0,
     LWIP_AP,
@@ -37,10 +38,8 @@ from ..network import (
     BootNet,
     NetError,
     connect_host,
-    network_of,
 )
 from ..tlsconf import TlsSettings, TlsSetupError, pem_arg
-from ..vm import b, s
 from .zbuff import ZBuff
 
 if TYPE_CHECKING:
@@ -178,7 +177,7 @@ class SockCtrl:
         delay = self.net.timings.connect_timeout_ms if kind == "timeout" else self.net.latency_ms
         if self.debug:
             self.boot.log_c("E", "net", f"connect fail: {text}")
-        self.boot.device.trace_event("socket_connect_failed", id=self.id, why=kind, text=text)
+        self.boot.trace("socket_connect_failed", id=self.id, why=kind, text=text)
         self.emit_later(delay, ON_LINE, -1, gen)
 
     def _connected(self, gen: int, sock: pysocket.socket, cut: int | None) -> None:
@@ -188,7 +187,7 @@ class SockCtrl:
             return
         self.sock = sock
         self.state = S_ONLINE
-        self.boot.device.trace_event("socket_online", id=self.id, host=self.remote[0],
+        self.boot.trace("socket_online", id=self.id, host=self.remote[0],
                                      port=self.remote[1])
         self._start_reader(sock, gen, cut)
         self.emit_later(2 * self.net.latency_ms if not self.udp else 0, ON_LINE, 0, gen)
@@ -313,7 +312,7 @@ class SockCtrl:
         def closed() -> None:
             if gen != self.gen:
                 return
-            self.boot.device.trace_event("socket_remote_close", id=self.id)
+            self.boot.trace("socket_remote_close", id=self.id)
             self.close_socket()
             self.state = S_OFFLINE
             if self.want_close:
@@ -362,7 +361,7 @@ class SockCtrl:
         self.state = S_LISTEN
         self.boot.watch(1)  # a client may arrive any time: look before virtual time moves
         self.net.listeners[self.lport] = int(srv.getsockname()[1])
-        self.boot.device.trace_event("socket_listen", id=self.id, port=self.lport,
+        self.boot.trace("socket_listen", id=self.id, port=self.lport,
                                      host_port=self.net.listeners[self.lport])
         boot = self.boot
 
@@ -453,7 +452,7 @@ class SockCtrl:
             return False
         if expect_reply:
             self.reply_deadline = time.monotonic() + self.net.reply_window_ms / 1000.0
-        self.boot.device.trace_event("socket_tx", id=self.id, bytes=len(payload))
+        self.boot.trace("socket_tx", id=self.id, bytes=len(payload))
         self.emit_later(2 * self.net.latency_ms + self.net.delay_for(len(payload)), TX_OK, 0,
                         self.gen)
         return True
@@ -467,7 +466,7 @@ class SockCtrl:
 
 
 def _is_ip(host: str) -> bool:
-    from ..network import is_ip_literal
+    from ..platform.network import is_ip_literal
     return is_ip_literal(host)
 
 
@@ -519,7 +518,7 @@ def raw_ip(ip: str) -> bytes:
 
 
 def install(boot: Boot) -> None:
-    net = network_of(boot.device)
+    net = boot.platform.net
     bn = net.boot_net(boot)
 
     def sync_hook() -> None:
@@ -583,7 +582,7 @@ def install(boot: Boot) -> None:
         sc.tls = bool(tls)
         sc.tls_settings = TlsSettings(pem_arg(server_cert), pem_arg(client_cert), pem_arg(client_key),
                                       pem_arg(client_password),
-                                      check_hostname=boot.device.options.tls_check_hostname)
+                                      check_hostname=boot.options.tls_check_hostname)
         return True
 
     def linkup(c: Any, *_: Any) -> tuple[bool, bool]:
@@ -599,7 +598,7 @@ def install(boot: Boot) -> None:
             return False, False
         if not bn.is_ready(sc.adapter):
             return False, False
-        sc.start_connect(s(host), int(port))
+        sc.start_connect(py_str(host), int(port))
         return True, False
 
     def tx(c: Any, data: Any = None, ip: Any = None, port: Any = None, *_: Any) -> Any:
@@ -614,17 +613,17 @@ def install(boot: Boot) -> None:
             return False, False, False
         try:
             if sc.udp and isinstance(ip, bytes) and isinstance(port, int):
-                if _is_broadcast(s(ip)):
+                if _is_broadcast(py_str(ip)):
                     pass  # onto the emulated LAN, where nobody listens: sent, never answered
                 else:
-                    dest = net.resolve(s(ip), int(port))
+                    dest = net.resolve(py_str(ip), int(port))
                     sc.sock.sendto(payload, dest)
             else:
                 return (True, False, False) if sc.send(payload) else (False, False, False)
         except (OSError, NetError):
             return False, False, False
         sc.reply_deadline = time.monotonic() + net.reply_window_ms / 1000.0
-        boot.device.trace_event("socket_tx", id=sc.id, bytes=len(payload))
+        boot.trace("socket_tx", id=sc.id, bytes=len(payload))
         sc.emit_later(2 * net.latency_ms + net.delay_for(len(payload)), TX_OK, 0, sc.gen)
         return True, False, False
 
@@ -704,7 +703,7 @@ def install(boot: Boot) -> None:
 
     def state(c: Any, *_: Any) -> tuple[int, bytes]:
         sc = ctrl_of(c)
-        return sc.state, b(STATE_TEXT[sc.state])
+        return sc.state, lua_str(STATE_TEXT[sc.state])
 
     def adapter_fn(index: Any = None, *_: Any) -> tuple[bool, int]:
         if isinstance(index, int):
@@ -717,7 +716,7 @@ def install(boot: Boot) -> None:
     def dft(index: Any = None, *_: Any) -> tuple[int, int]:
         if isinstance(index, int) and 0 < index < ADAPTER_MAX:
             bn.default = index
-            boot.device.trace_event("socket_dft", adapter=index)
+            boot.trace("socket_dft", adapter=index)
         return bn.default, bn.last_registered
 
     def local_ip(adapter: Any = None, *_: Any) -> Any:
@@ -725,13 +724,13 @@ def install(boot: Boot) -> None:
         addr = bn.ready.get(a)
         if addr is None:
             return ()  # nothing at all
-        return b(addr[0]), b(addr[1]), b(addr[2]), None
+        return lua_str(addr[0]), lua_str(addr[1]), lua_str(addr[2]), None
 
     def set_dns(adapter: Any = None, idx: Any = None, ip: Any = None, *_: Any) -> bool:
         if not isinstance(ip, bytes):
             return False
         a = bn.default if not isinstance(adapter, int) else adapter
-        bn.dns[(a, int(idx or 0))] = s(ip)
+        bn.dns[(a, int(idx or 0))] = py_str(ip)
         return True
 
     ntp: dict[str, int] = {}  # the last sync: virtual ms and round-trip delay
@@ -750,7 +749,7 @@ def install(boot: Boot) -> None:
 
     def ntptm(*_: Any) -> Any:
         """The time of the last sync as socket.ntptm() gives it (field names UNCONFIRMED)."""
-        epoch_ms = boot.device.epoch_at_power_on * 1000 + boot.now
+        epoch_ms = boot.platform.rtc.epoch_at_power_on * 1000 + boot.now
         return boot.table(tsec=epoch_ms // 1000, tms=epoch_ms % 1000, vaild="at" in ntp,
                           ndelay=ntp.get("rtt", 0), ssdelay=0, sndelay=ntp.get("rtt", 0) // 2)
 
@@ -761,7 +760,7 @@ def install(boot: Boot) -> None:
         if sc.udp or sc.tls or sc.state not in (S_OFFLINE,) or not bn.is_ready(sc.adapter):
             return False, False
         if not sc.lport:
-            boot.device.emit_sim("socket.listen without a local port: socket.config(ctrl, port) "
+            boot.note("socket.listen without a local port: socket.config(ctrl, port) "
                                  "first; the listen fails")
             return False, False
         return (True, False) if sc.start_listen() else (False, False)
@@ -787,7 +786,7 @@ def install(boot: Boot) -> None:
         if not bn.is_ready(a) or not isinstance(ip, bytes):
             return False
         try:
-            net.resolve(s(ip), 0, real_traffic=False)
+            net.resolve(py_str(ip), 0, real_traffic=False)
         except NetError:
             return True  # sent; no answer ever comes
         rtt = 20 + 2 * net.latency_ms

@@ -20,12 +20,12 @@ from websockets.http11 import Response
 from websockets.uri import parse_uri
 
 from ..cfunc import BadArgument, lua_type_name
-from ..network import ADAPTER_MAX, network_of
+from ..platform.network import ADAPTER_MAX
 from ..tlsconf import TlsSettings
 from .socket_mod import EVENT, LINK, ON_LINE, TX_OK, SockCtrl
 
 if TYPE_CHECKING:
-    from ..network import BootNet
+    from ..platform.network import BootNet
     from ..vm import Boot
 
 _CALLBACKS = b"""
@@ -192,7 +192,7 @@ class WsClient:
 
 
 def install(boot: Boot) -> None:
-    net = network_of(boot.device)
+    net = boot.platform.net
     bn = net.boot_net(boot)
     set_cb, invoke = boot.lua.execute(_CALLBACKS)
 

@@ -45,7 +45,7 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "http": _functions("request"),
     "fota": _functions("done end file finish init isDone run wait"),
     "gpio": _functions("close count debounce get pulse set setup toggle"),
-    "uart": _functions("close exist on read rxClear rxSize setup write"),
+    "uart": _functions("close exist on read rxClear rxSize setup write rx tx"),
     "spi": _functions("close recv send setup transfer"),
     "netdrv": _functions("ctrl debug dhcp ipv4 link mac mtu napt ping ready setup"),
     "rtc": _functions("set get timerStart timerStop setBaseYear timezone"),

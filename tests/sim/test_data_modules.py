@@ -116,3 +116,24 @@ log.info("mounts", #m, m[1].fs, m[2].path)
 """)
     assert "dexist true false false" in lines
     assert "mounts 2 lfs /luadb" in lines
+
+
+def test_uart_rx_and_tx_with_a_zbuff(boot: Callable[..., Device]) -> None:
+    dev = boot("""
+uart.setup(1, 115200)
+uart.on(1, "receive", function(id, len)
+  local zb = zbuff.create(8)
+  local n = uart.rx(id, zb)
+  log.info("rx", n, zb:query())
+  local out = zbuff.create(16)
+  out:write("ack:", zb:query())
+  log.info("tx", uart.tx(id, out))
+end)
+sys.run()
+""")
+    dev.run_for("1s")
+    dev.uart.host_write(b"0123456789ab", 1)
+    dev.run_until("I/user.tx", within="5s")
+    assert "I/user.rx 12 0123456789ab" in dev.lines()  # the zbuff grows to what arrived
+    assert "I/user.tx true" in dev.lines()
+    assert bytes(dev.uart.tx[1]).endswith(b"ack:0123456789ab")

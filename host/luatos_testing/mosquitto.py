@@ -30,8 +30,12 @@ class BrokerError(RuntimeError):
 
 
 def find_mosquitto() -> Path | None:
-    """The broker binary (env MOSQUITTO wins), or None when it is not installed."""
-    for cand in (os.environ.get("MOSQUITTO", ""), *DEFAULT_PATHS):
+    """The broker binary, or None when it is not installed. Env MOSQUITTO, when set, is the
+    only place looked at (so a test run can point at a build, or at nothing)."""
+    chosen = os.environ.get("MOSQUITTO")
+    if chosen:
+        return Path(chosen) if Path(chosen).is_file() and os.access(chosen, os.X_OK) else None
+    for cand in DEFAULT_PATHS:
         if cand and Path(cand).is_file() and os.access(cand, os.X_OK):
             return Path(cand)
     found = shutil.which("mosquitto")

@@ -6,8 +6,9 @@ never the test's (``--luatos-backend sim|serial``, ``--luatos-port /dev/ttyUSB0`
 Fixtures: ``dut`` (:class:`luatos_testing.dut.Dut`: ``expect``, ``expect_exact``, ``write``,
 ``reset``, ``run_for``, ``log``), ``luatos_device`` (the emulated
 :class:`luatos_sim.Device`, sim only), ``luatos_project`` (the project directory),
-``luatos_settings`` and ``fota_server`` (a real FOTA server on a free loopback port with its
-own data directory). A failed test's report carries the device log.
+``luatos_settings``, ``fota_server`` (a real FOTA server on a free loopback port with its
+own data directory) and ``mqtt_broker`` (a real Mosquitto on a free loopback port). A failed
+test's report carries the device log.
 
 pytest loads this module in every run of this repository, so it imports nothing heavy at
 module level: the emulator, pyserial and the server are imported by the fixtures that use them.
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from luatos_sim.device import Device
 
     from .dut import Dut, SimDut
+    from .mosquitto import MosquittoBroker
 
 BACKENDS = ("sim", "serial")
 DEFAULT_BAUD = 921_600
@@ -312,6 +314,16 @@ def fota_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FotaServer
     data_dir = tmp_path_factory.mktemp("fota-data")
     with running_server(data_dir) as srv:
         yield FotaServer(srv)
+
+
+@pytest.fixture
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+    """A real Mosquitto on 127.0.0.1:<free port> (``luatos_testing.mosquitto``); skipped
+    locally with the reason when it is not installed, failed under CI=true."""
+    from .mosquitto import broker_for_test
+
+    with broker_for_test(tmp_path_factory.mktemp("mosquitto")) as broker:
+        yield broker
 
 
 # -- the device log in failure reports ------------------------------------------------------------

@@ -76,7 +76,15 @@ sys.run()
 """)
     dev.net.map_address("ws.example.com:8765", f"127.0.0.1:{ws_server.port}")
     dev.run_until("I/user.phase2", within="30s")
+    deadline = time.monotonic() + 10  # the server thread may lag on a loaded machine
+    while len(ws_server.got) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert ws_server.got[:3] == ["hello", b"\x01\x02", "frag-ment"]
+    deadline = time.monotonic() + 10  # and its echoes reach the device before the drop
+    while sum(ln.startswith("I/user.ev recv") for ln in dev.lines()) < 3 \
+            and time.monotonic() < deadline:
+        dev.run_for("100ms")
+        time.sleep(0.01)
     assert ws_server.headers == ["abc"]
     # The server closes the link (in a thread: its close handshake waits for the device, which
     # runs only inside run_until); the device answers, sees the link go and reconnects.

@@ -49,6 +49,7 @@ def test_update_payload_upgrades_and_reports(fota: Fota, make_device: Any,
                                              mqtt_broker: MosquittoBroker) -> None:
     dev = make_device(project(OLD, patch=mqtt_on), fota.srv)
     dev.net.map_address(DEVICE_MQTT, f"127.0.0.1:{mqtt_broker.port}")
+    dev.net.reply_window_ms = 3000  # the broker's answers, even on a loaded machine
     mac = dev.profile.mac
     cmd, reply = f"fota/{mac}/cmd", f"fota/{mac}/reply"
     log = Cursor(dev)
@@ -76,6 +77,7 @@ def test_broker_down_device_keeps_working_and_bad_payloads_are_ignored(
     mqtt_broker.stop()
     dev = make_device(project(OLD, patch=mqtt_on), fota.srv)
     dev.net.map_address(DEVICE_MQTT, f"127.0.0.1:{mqtt_broker.port}")
+    dev.net.reply_window_ms = 3000  # the broker's answers, even on a loaded machine
     mac = dev.profile.mac
     cmd, reply = f"fota/{mac}/cmd", f"fota/{mac}/reply"
     log = Cursor(dev)

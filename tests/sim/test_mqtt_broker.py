@@ -40,6 +40,7 @@ end
 def run_project(boot: Callable[..., Device], broker: Any, body: str) -> Device:
     dev = boot(CLIENT + body + "\nsys.run()\n")
     dev.net.map_address(BROKER, f"127.0.0.1:{broker.port}")
+    dev.net.reply_window_ms = 3000  # the broker's answers, even on a loaded machine
     return dev
 
 

@@ -33,6 +33,18 @@ Only keys that exist below are taken, and only with the same type as the default
 ---@field auth_token string
 ---@field auth_secret string
 ---@field tcp_max_line integer
+---@field mqtt_enabled boolean
+---@field mqtt_host string
+---@field mqtt_port integer
+---@field mqtt_tls boolean
+---@field mqtt_client_id string
+---@field mqtt_username string
+---@field mqtt_password string
+---@field mqtt_topic string
+---@field mqtt_reply_topic string
+---@field mqtt_keepalive_s integer
+---@field mqtt_reconnect_ms integer
+---@field mqtt_max_payload integer
 ---@field psm_sleep_ms integer
 ---@field psm_dtimer_id integer
 ---@field psm_net_timeout_ms integer
@@ -96,6 +108,22 @@ local config = {
     tcp_heartbeat_ms = 0,         -- >0: send {"heartbeat":n} when idle that long; 0 = off
     tcp_max_line = 4096,          -- longest command line accepted, in bytes
 
+    -- Optional MQTT trigger (any scenario but psm): payload "update" or the TCP
+    -- channel's JSON command on mqtt_topic starts a check. "{device}" in a topic
+    -- is replaced by the device id.
+    mqtt_enabled = false,
+    mqtt_host = "192.168.1.10",
+    mqtt_port = 1883,
+    mqtt_tls = false,
+    mqtt_client_id = "",          -- "" = the device id
+    mqtt_username = "",
+    mqtt_password = "",
+    mqtt_topic = "fota/{device}/cmd",
+    mqtt_reply_topic = "fota/{device}/reply",  -- acks and results; "" = publish nothing
+    mqtt_keepalive_s = 240,
+    mqtt_reconnect_ms = 5000,     -- retry interval while the broker is unreachable
+    mqtt_max_payload = 4096,      -- longer payloads are ignored
+
     -- Scenario "psm": PSM+ deep sleep between checks.
     psm_sleep_ms = 4 * 3600 * 1000,
     psm_dtimer_id = 2,            -- deep-sleep wake timer id (0..5)
@@ -139,7 +167,8 @@ local config = {
 }
 
 local OVERRIDE_KEY = "fota_cfg"
-local SECRET_KEYS = { wifi_password = true, product_key = true, auth_token = true, auth_secret = true }
+local SECRET_KEYS = { wifi_password = true, product_key = true, auth_token = true, auth_secret = true,
+    mqtt_password = true }
 
 ---Merge a JSON override from fskv into cfg (unknown keys and wrong types are refused).
 ---@param cfg FotaConfig

@@ -46,6 +46,11 @@ else
     log.error("main", "unknown scenario", tostring(scenario), "use periodic, tcp or psm")
 end
 
+-- Optional: upgrade commands from an MQTT broker. Not in PSM: that device sleeps.
+if scenario ~= "psm" and config.mqtt_enabled then
+    require("fota_mqtt").start()
+end
+
 -- The button asks for a check now. Not in PSM: that device sleeps between checks.
 if scenario ~= "psm" and config.button_enabled then
     require("fota_button").setup(config.button_pin, config.button_debounce_ms)

@@ -33,6 +33,7 @@ local devinfo = require "devinfo"
 local devauth = require "devauth"
 local json_lines = require "json_lines"
 local fota_check = require "fota_check"
+local fota_cmd = require "fota_cmd"
 local libnet = require "libnet"
 
 local fota_tcp = {}
@@ -73,66 +74,14 @@ local function send(obj, keep)
     end
 end
 
----Answer a "fota" command.
----@param obj table the decoded command
-local function handle_fota(obj)
-    local flag = obj.fota
-    if flag ~= "true" and flag ~= true then
-        log.warn("tcp_cmd", "fota rejected", "fota must be \"true\"")
-        send({ ack = "fota", status = "error", reason = "fota must be \"true\"" })
-        return
-    end
-    local url = obj.url
-    if url == json.null or url == "" then
-        url = nil
-    end
-    if url ~= nil and not fota_check.valid_url(url) then
-        log.warn("tcp_cmd", "fota rejected", "bad url", tostring(url))
-        send({
-            ack = "fota",
-            status = "error",
-            reason = "url must be a string starting with http:// or https:// (optionally ###)",
-        })
-        return
-    end
-    local started, why = fota_check.start("tcp", { url = url })
-    if started then
-        log.info("tcp_cmd", "fota started", url or config.server_url)
-        send({ ack = "fota", status = "started", url = url or config.server_url })
-    elseif why == "busy" then
-        log.warn("tcp_cmd", "fota busy")
-        send({ ack = "fota", status = "busy", reason = "an upgrade is already running" })
-    else
-        log.warn("tcp_cmd", "fota rejected", why)
-        send({ ack = "fota", status = "error", reason = why or "not started" })
-    end
-end
-
----Handle one received message. Never raises on bad input.
+---Handle one received message (fota_cmd decodes and checks it). Never raises on bad input.
 ---@param line string
 local function handle_message(line)
     log.info("tcp", "rx", shorten(line))
-    local obj, _, err = json.decode(line)
-    if obj == nil then
-        log.warn("tcp_cmd", "invalid JSON", tostring(err))
-        send({ ack = "error", reason = "invalid JSON" })
-        return
+    local reply = fota_cmd.handle(line, "tcp", "tcp_cmd")
+    if reply then
+        send(reply)
     end
-    if obj == json.null or type(obj) ~= "table" or obj[1] ~= nil then
-        log.warn("tcp_cmd", "not a JSON object")
-        send({ ack = "error", reason = "expected a JSON object" })
-        return
-    end
-    if obj.ack ~= nil or obj.login ~= nil then
-        log.info("tcp_cmd", "server reply, not answered")
-        return
-    end
-    if obj.fota ~= nil then
-        handle_fota(obj)
-        return
-    end
-    log.warn("tcp_cmd", "unknown command")
-    send({ ack = "error", reason = "unknown command" })
 end
 
 -- Report every finished check on the channel (also button-triggered ones).

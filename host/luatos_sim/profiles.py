@@ -23,29 +23,58 @@ def _functions(names: str) -> frozenset[str]:
 # is reported "not emulated". Constants are the binding's business.
 COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "rtos": _functions("bsp buildDate firmware meminfo reboot receive setPaths standby "
-                       "timer_start timer_stop version"),
+                       "timer_start timer_stop version autoCollectMem"),
     "json": _functions("decode encode"),
     "crypto": _functions("base64_decode base64_encode crc16_modbus crc32 crc8 hmac_md5 "
                          "hmac_sha1 hmac_sha256 hmac_sha512 md md5 md_file sha1 sha256 sha512 "
-                         "trng"),
+                         "trng cipher_encrypt cipher_decrypt cipher_list crc16 crc7 checksum "
+                         "totp hash_init hash_update hash_finish"),
     "zbuff": _functions("create"),
-    "fskv": _functions("clear clr del get init iter next set status"),
+    "fskv": _functions("clear clr del get init iter next set sett status"),
     "io": _functions("close exists fileSize flush fsstat lines lsdir mkdir open read readFile "
-                     "rmdir type write writeFile"),
-    "mcu": _functions("getClk hz setClk ticks ticks2 unique_id x32"),
+                     "rmdir type write writeFile dexist lsmount"),
+    "mcu": _functions("getClk hz setClk ticks ticks2 unique_id x32 tick64 dtick64 hardfault "
+                      "iomux altfun reg32"),
     "hmeta": _functions("chip hwver model"),
     "wdt": _functions("close feed init setTimeout"),
     "pm": _functions("request dtimerStart dtimerStop dtimerCheck dtimerList dtimerWkId force "
                      "check lastReson shutdown reboot power ioVol wakeupPin keep"),
     "socket": _functions("accept adapter close close_all config connect create debug dft "
                          "discon linkup listen localIP read release rx setDNS sntp state tx "
-                         "wait"),
+                         "wait ntptm"),
     "http": _functions("request"),
     "fota": _functions("done end file finish init isDone run wait"),
     "gpio": _functions("close count debounce get pulse set setup toggle"),
-    "uart": _functions("close exist on read rxClear rxSize setup write"),
+    "uart": _functions("close exist on read rxClear rxSize setup write rx tx"),
     "spi": _functions("close recv send setup transfer"),
     "netdrv": _functions("ctrl debug dhcp ipv4 link mac mtu napt ping ready setup"),
+    "rtc": _functions("set get timerStart timerStop setBaseYear timezone"),
+    "websocket": _functions("create"),
+    "bit": _functions("bit bnot band bor bxor lshift rshift arshift isset isclear set clear"),
+    "miniz": _functions("compress uncompress"),
+    "iconv": _functions("open"),
+    "gmssl": _functions("sm3 sm3hmac sm4encrypt sm4decrypt"),
+    "mqtt": _functions("create auth keepalive on connect autoreconn publish subscribe "
+                       "unsubscribe disconnect close ready will debug state"),
+})
+
+# Modules the firmware has that the emulator does not emulate yet (no binding): their tables
+# exist and every call is reported "not emulated" (see modules/__init__.py).
+NOT_EMULATED_API: Mapping[str, frozenset[str]] = MappingProxyType({
+    "httpsrv": _functions("start stop"),
+    "fatfs": _functions("mount unmount getfree debug"),
+    "pack": _functions("pack unpack"),
+    "bit64": _functions("to32 to64 plus minus multi pide shift show strtoll"),
+    "fastlz": _functions("compress uncompress"),
+    "xxtea": _functions("encrypt decrypt"),
+    "rsa": _functions("encrypt decrypt sign verify"),
+    "protobuf": _functions("load encode decode clear"),
+    "errDump": _functions("config dump record"),
+    "iotauth": _functions("aliyun onenet iotda qcloud tuya baidu"),
+    "pins": _functions("setup loadjson"),
+    "i2c": _functions("setup send recv writeReg readReg close exist"),
+    "adc": _functions("open read close setRange"),
+    "pwm": _functions("open close setup start stop"),
 })
 
 WLAN_API = _functions("init scan scanResult mode setMode ready connect disconnect smartconfig "
@@ -69,8 +98,9 @@ LUA_MODULES = frozenset({"log", "os"})
 
 
 def api_with(**extra: frozenset[str]) -> Mapping[str, frozenset[str]]:
-    """COMMON_API plus the model's own modules (``wlan=WLAN_API``, ...)."""
-    return MappingProxyType({**COMMON_API, **extra})
+    """COMMON_API plus the model's own modules (``wlan=WLAN_API``, ...) plus the modules every
+    model's firmware has that are not emulated yet."""
+    return MappingProxyType({**NOT_EMULATED_API, **COMMON_API, **extra})
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ class Boot:
         H.emit = self._emit
         H.find_module = self._find_module
         H.map_path = device.platform.fs.map_path
-        H.epoch_at_power_on = device.epoch_at_power_on
+        H.epoch_at_power_on = device.platform.rtc.epoch_at_power_on
         H.note_miss = self._note_miss
         H.idle = self._idle
         H.io_poll = self._io_poll
@@ -254,6 +254,10 @@ class Boot:
         with self.io_lock:
             self._io_inbox.append((fn, args))
         self._io_event.set()
+
+    def wait_io_arrival(self, timeout_s: float) -> bool:
+        """Thread-safe wait (bounded) until something is posted from a thread; True if so."""
+        return self._io_event.wait(timeout_s)
 
     def begin_io(self) -> None:
         """Real I/O started whose completion will arrive through post_from_thread."""

@@ -8,7 +8,8 @@ Fixtures: ``dut`` (:class:`luatos_testing.dut.Dut`: ``expect``, ``expect_exact``
 :class:`luatos_sim.Device`, sim only), ``luatos_project`` (the project directory),
 ``luatos_app`` (the project as a build: ``package(version)``), ``luatos_settings`` and
 ``fota_server`` (a real FOTA server on a free loopback port with its own data directory,
-:class:`luatos_testing.fota_server.FotaServer`). A failed test's report carries the device log.
+:class:`luatos_testing.fota_server.FotaServer`) and ``mqtt_broker`` (a real Mosquitto on a free
+loopback port). A failed test's report carries the device log.
 A test whose device crashed (Lua error, VM exit, watchdog, reboot loop) fails with the crash and
 the lines that led there, unless it is marked ``luatos_allow_crash`` or calls
 ``dut.allow_crash()``.
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .app import LuatosApp
     from .dut import Dut, SimDut
     from .fota_server import FotaServer
+    from .mosquitto import MosquittoBroker
 
 BACKENDS = ("sim", "serial")
 DEFAULT_BAUD = 921_600
@@ -312,6 +314,16 @@ def fota_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FotaServer
     data_dir = tmp_path_factory.mktemp("fota-data")
     with running_server(data_dir) as srv:
         yield FotaServer(srv)
+
+
+@pytest.fixture
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+    """A real Mosquitto on 127.0.0.1:<free port> (``luatos_testing.mosquitto``); skipped
+    locally with the reason when it is not installed, failed under CI=true."""
+    from .mosquitto import broker_for_test
+
+    with broker_for_test(tmp_path_factory.mktemp("mosquitto")) as broker:
+        yield broker
 
 
 # -- the device log in failure reports ------------------------------------------------------------

@@ -43,3 +43,4 @@ def boot(tmp_path: Path) -> Iterator[Callable[..., Device]]:
     yield make
     for d in made:
         d.close()
+

@@ -229,6 +229,8 @@ os.date = function(fmt, t)
   return raw_date(fmt or "%c", t or (epoch + get_now() // 1000))
 end
 os.clock = function() return get_now() / 1000 end
+-- rtc.set moves the clock: the epoch second that virtual time 0 corresponds to.
+function RT.set_epoch(e) epoch = e end
 
 -- Lua 5.1/5.2 compatibility ------------------------------------------------------------------------
 -- The firmware's Lua 5.3 is built with the 5.1 and 5.2 compatibility options (docs/defaults.md):
@@ -397,6 +399,21 @@ function string.split(s, delim, keep_empty)
     start = j + 1
   end
   return out
+end
+
+-- urlEncode as the firmware's lstrlib does it: letters, digits and . - * _ stay, a space
+-- becomes "+", every other byte %XX (uppercase).
+function string.urlEncode(s)
+  s = check_string(s, 1, "urlEncode")
+  return (gsub(s, "[^%w%.%-%*_ ]", function(c) return format("%%%02X", byte(c)) end)
+    :gsub(" ", "+"))
+end
+
+-- toValue("123") -> "\1\2\3", 3: every decimal digit becomes the byte of its value.
+function string.toValue(s)
+  s = check_string(s, 1, "toValue")
+  local out = gsub(s, "%d", function(d) return char(byte(d) - 48) end)
+  return out, #out
 end
 
 function string.startsWith(s, p)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from ..profiles import LUA_MODULES
+
 if TYPE_CHECKING:
     from ..vm import Boot
 
@@ -24,6 +26,7 @@ MODULES: dict[str, str] = {
     "fskv": "fskv",
     "io": "fs",
     "mcu": "mcu",
+    "rtc": "rtc",
     "hmeta": "hmeta",
     "wdt": "wdt",
     "pm": "pm",
@@ -31,11 +34,17 @@ MODULES: dict[str, str] = {
     "netdrv": "netdrv",
     "socket": "socket_mod",
     "http": "http_mod",
+    "mqtt": "mqtt_mod",  # after socket: it rides on a socket connection
+    "websocket": "websocket_mod",
     "fota": "fota_mod",
     "gpio": "gpio",
     "mobile": "mobile",
     "uart": "uart",
     "spi": "spi",
+    "bit": "bit",
+    "miniz": "miniz",
+    "iconv": "iconv",
+    "gmssl": "gmssl",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these
@@ -48,3 +57,9 @@ def install_modules(boot: Boot) -> None:
     for name, binding in MODULES.items():
         if name in wanted or name in ALWAYS:
             importlib.import_module(f".{binding}", __name__).install(boot)
+    # A module the model's firmware has but no binding emulates yet: its table exists (as on
+    # the device, so `if httpsrv then` takes the device's branch) and every call fails like a
+    # nil call with an emulator note naming it, never a silent nil global.
+    for name in sorted(boot.profile.api):
+        if name not in MODULES and name not in LUA_MODULES:
+            boot.firmware_module(name, {})

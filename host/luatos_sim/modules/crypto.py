@@ -9,6 +9,8 @@ import hmac
 import os
 from typing import TYPE_CHECKING, Any
 
+from ..crypto_algos import CIPHERS, CRC16, CipherError, cipher, crc7, crc_generic, totp
+
 if TYPE_CHECKING:
     from ..vm import Boot
 
@@ -92,7 +94,81 @@ def install(boot: Boot) -> None:
             return hmac.new(key, data, name).hexdigest().upper().encode()
         return hashlib.new(name, data).hexdigest().upper().encode()
 
+    def cipher_call(encrypt: bool) -> Any:
+        def run(kind: bytes, padding: bytes, data: bytes, key: bytes, iv: bytes = b"",
+                *_: Any) -> bytes:
+            try:
+                return cipher(kind.decode(errors="replace"), padding.decode(errors="replace"),
+                              data, key, iv, encrypt)
+            except CipherError as e:
+                # The device logs the mbedtls failure and hands back an empty string.
+                boot.log_c("E", "crypto", f"cipher {'encrypt' if encrypt else 'decrypt'} "
+                                          f"failed: {e}")
+                return b""
+        return run
+
+    def crc16(method: bytes, data: bytes, poly: int | None = None, init: int | None = None,
+              xorout: int | None = None, refin: Any = None, refout: Any = None, *_: Any) -> int:
+        name = method.decode(errors="replace").upper()
+        if name == "USER-DEFINED":
+            return crc_generic(data, 16, int(poly or 0x8005), int(init or 0), int(xorout or 0),
+                               bool(refin), bool(refout))
+        params = CRC16.get(name)
+        if params is None:
+            boot.log_c("E", "crypto", f"crc16 method {name} not support")
+            return 0
+        return crc_generic(data, 16, *params)
+
+    def checksum(data: bytes, mode: int = 0, *_: Any) -> int:
+        if int(mode) == 1:
+            return sum(data) & 0xFF
+        x = 0
+        for byte in data:
+            x ^= byte
+        return x
+
+    def totp_code(secret: bytes, when: int | None = None, *_: Any) -> int:
+        try:
+            key = base64.b32decode(secret.upper() + b"=" * (-len(secret) % 8))
+        except (binascii.Error, ValueError):
+            return -1
+        now = boot.platform.rtc.now_s(boot.now)  # os.time()
+        return totp(key, int(when) if when is not None else now)
+
+    class HashStream:
+        """crypto.hash_init(...): an incremental digest or HMAC."""
+
+        def __init__(self, alg: str, key: bytes | None) -> None:
+            self.h: Any = hmac.new(key, b"", alg) if key else hashlib.new(alg)
+
+    boot.objects.define(HashStream, None)
+
+    def hash_init(alg: bytes, key: bytes | None = None, *_: Any) -> Any:
+        try:
+            return HashStream(alg.decode().lower(), key or None)
+        except ValueError:
+            return None
+
+    def hash_update(stream: Any, data: bytes, *_: Any) -> None:
+        if isinstance(stream, HashStream):
+            stream.h.update(data)
+
+    def hash_finish(stream: Any, *_: Any) -> bytes | None:
+        if not isinstance(stream, HashStream):
+            return None
+        return stream.h.hexdigest().upper().encode()
+
     boot.firmware_module("crypto", {
+        "cipher_encrypt": cipher_call(True),
+        "cipher_decrypt": cipher_call(False),
+        "cipher_list": lambda *_: boot.table(*CIPHERS),
+        "crc16": crc16,
+        "crc7": lambda data, poly=0xE5, start=0, *_: crc7(data, int(poly), int(start)),
+        "checksum": checksum,
+        "totp": totp_code,
+        "hash_init": hash_init,
+        "hash_update": hash_update,
+        "hash_finish": hash_finish,
         "md5": _hexdigest("md5"),
         "sha1": _hexdigest("sha1"),
         "sha256": _hexdigest("sha256"),
@@ -117,3 +193,12 @@ def install(boot: Boot) -> None:
         lambda data: base64.b64decode(data + b"=" * (-len(data) % 4)))
     string[b"toURLBase64"] = boot.lua_function(
         lambda data: base64.urlsafe_b64encode(data).rstrip(b"="))
+    string[b"toBase32"] = boot.lua_function(lambda data: base64.b32encode(data), "toBase32")
+
+    def from_base32(data: bytes) -> bytes:
+        try:
+            bare = data.rstrip(b"=").upper()
+            return base64.b32decode(bare + b"=" * (-len(bare) % 8))
+        except (binascii.Error, ValueError):
+            return b""
+    string[b"fromBase32"] = boot.lua_function(from_base32, "fromBase32")

@@ -80,9 +80,17 @@ def install(boot: Boot) -> None:
         used = sum(f.stat().st_size for f in fs.root.rglob("*") if f.is_file())
         return True, total // 4096, (used + 4095) // 4096, 4096, b"lfs"
 
+    def dexist(path: Any = None, *_: Any) -> bool:
+        h = host(path)
+        return bool(h) and os.path.isdir(h)  # type: ignore[arg-type]
+
+    def lsmount(*_: Any) -> Any:
+        """The mounted file systems: the flash file system at the root and the script area."""
+        return boot.table(boot.table(fs=b"lfs", path=b""), boot.table(fs=b"luadb", path=b"/luadb"))
+
     io = boot.G.io
     extras: dict[str, Callable[..., Any]] = {"exists": exists, "fileSize": file_size, "readFile": read_file,
                      "writeFile": write_file, "mkdir": mkdir, "rmdir": rmdir,
-                     "lsdir": lsdir, "fsstat": fsstat}
+                     "lsdir": lsdir, "fsstat": fsstat, "dexist": dexist, "lsmount": lsmount}
     for name, fn in extras.items():
         io[name.encode()] = boot.lua_function(fn)

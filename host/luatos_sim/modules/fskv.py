@@ -64,11 +64,44 @@ def install(boot: Boot) -> None:
         store.set(key.decode("latin-1"), py)
         return True
 
-    def get(key: Any = None, *_: Any) -> Any:
+    def get(key: Any = None, skey: Any = None, *_: Any) -> Any:
         if not ready[0] or not isinstance(key, bytes):
             return None
         v = store.get(key.decode("latin-1"))
-        return None if v is None else _to_lua(boot, v)
+        if v is None:
+            return None
+        if skey is not None:  # fskv.get(key, skey): one field of a stored table
+            if not isinstance(v, dict) or "t" not in v:
+                return None
+            want = _to_py(boot, skey)
+            for k, item in v["t"]:
+                if k == want:
+                    return _to_lua(boot, item)
+            return None
+        return _to_lua(boot, v)
+
+    def sett(key: Any = None, skey: Any = None, value: Any = None, *_: Any) -> Any:
+        """Set one field of the table stored under key (created if absent; a non-table
+        value there is replaced by a table, UNCONFIRMED); a nil value removes the field."""
+        if not ready[0]:
+            boot.log_c("E", "fskv", "fskv not init, call fskv.init() first")
+            return None
+        if not isinstance(key, bytes) or not isinstance(skey, bytes | int):
+            return False
+        name = key.decode("latin-1")
+        old = store.get(name)
+        items = list(old["t"]) if isinstance(old, dict) and "t" in old else []
+        k = _to_py(boot, skey)
+        items = [[ik, iv] for ik, iv in items if ik != k]
+        if value is not None:
+            py = _to_py(boot, value)
+            if py is None:
+                return False
+            items.append([k, py])
+        if len(repr(items)) > MAX_VALUE_BYTES + 16:
+            return False
+        store.set(name, {"t": items})
+        return True
 
     def delete(key: Any = None, *_: Any) -> bool:
         if not ready[0] or not isinstance(key, bytes):
@@ -97,6 +130,6 @@ def install(boot: Boot) -> None:
         return keys.pop(0).encode("latin-1")
 
     boot.firmware_module("fskv", {
-        "init": init, "set": set_, "get": get, "del": delete, "clear": clear,
+        "init": init, "set": set_, "sett": sett, "get": get, "del": delete, "clear": clear,
         "status": status, "iter": iter_, "next": next_, "clr": clear,
     })

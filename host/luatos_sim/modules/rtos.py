@@ -47,6 +47,8 @@ def install(boot: Boot) -> None:
         "_reboot": reboot_request,
         "buildDate": lambda: lua_str(p.rom_build),
         "standby": lambda *_: None,
+        # Automatic GC thresholds: the host's Lua collects on its own schedule (docs/defaults.md).
+        "autoCollectMem": lambda *_: None,
     })
     # rtos.setPaths validates like the device and raises a Lua error on a bad template.
     boot.G.rtos[b"_setPaths"] = set_paths

@@ -88,6 +88,9 @@ class SockCtrl:
         self.dgrams: list[tuple[bytes, str, int]] = []
         self.rlock = threading.Lock()
         self.reader_sock: pysocket.socket | None = None  # the socket a reader thread serves
+        self.listener: pysocket.socket | None = None  # socket.listen: the host server socket
+        self.pending: list[pysocket.socket] = []  # accepted clients not yet taken over
+        self.listen_gen = 0  # bumped when a listener closes: its late clients are dropped
         self.released = False
         self.gen = 0
         self.watching = False
@@ -248,8 +251,16 @@ class SockCtrl:
         threading.Thread(target=reader, name=f"luatos-sim-reader-{self.id}", daemon=True).start()
 
     def pending_in_kernel(self) -> bool:
-        """True when the host socket holds data the reader thread has not handed over yet."""
+        """True when the host socket holds data the reader thread has not handed over yet
+        (or, listening, a connection the acceptor has not handed over)."""
         with self.rlock:
+            srv = self.listener
+            if srv is not None:
+                try:
+                    if select.select([srv], [], [], 0)[0]:
+                        return True
+                except (OSError, ValueError):
+                    pass
             sock = self.reader_sock
             if sock is None:
                 return False
@@ -332,8 +343,124 @@ class SockCtrl:
         if sock is not None:
             _quiet_close(sock, shutdown=True)
 
+    # -- server side (socket.listen / socket.accept) ---------------------------------------------
+
+    def start_listen(self) -> bool:
+        """Bind a loopback server for the device's local port; clients arrive as ON_LINE."""
+        try:
+            srv = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
+            srv.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
+            srv.bind(("127.0.0.1", 0))
+            srv.listen(8)
+        except OSError:
+            return False
+        self.close_socket()
+        self.gen += 1
+        self.listen_gen += 1
+        gen = self.listen_gen
+        self.listener = srv
+        self.state = S_LISTEN
+        self.boot.watch(1)  # a client may arrive any time: look before virtual time moves
+        self.net.listeners[self.lport] = int(srv.getsockname()[1])
+        self.boot.trace("socket_listen", id=self.id, port=self.lport,
+                                     host_port=self.net.listeners[self.lport])
+        boot = self.boot
+
+        srv.setblocking(False)
+
+        def acceptor() -> None:
+            # Wait outside the lock; accept and hand over under it, so pending_in_kernel never
+            # sees "nothing pending" while a client is between the backlog and the event loop.
+            while True:
+                try:
+                    select.select([srv], [], [], None)
+                except (OSError, ValueError):
+                    return
+                with self.rlock:
+                    try:
+                        client, _ = srv.accept()
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        return
+                    client.setblocking(True)
+                    _tune(client)
+                    boot.post_from_thread(self._client_arrived, gen, client)
+
+        threading.Thread(target=acceptor, name=f"luatos-sim-listen-{self.id}", daemon=True).start()
+        return True
+
+    def _client_arrived(self, lgen: int, client: pysocket.socket) -> None:
+        if lgen != self.listen_gen or self.listener is None or self.released or self.bn.closed:
+            _quiet_close(client)
+            return
+        if self.sock is None:
+            # One client at a time on the listening ctrl itself (the single-client server
+            # idiom: libnet.listen, then rx/tx on the same ctrl); accept(ctrl, cb) hands it on.
+            self.gen += 1
+            self.sock = client
+            self.state = S_ONLINE
+            self._start_reader(client, self.gen, None)
+        else:
+            self.pending.append(client)
+        self.emit_later(self.net.latency_ms, ON_LINE, 0)
+
+    def take_client(self) -> pysocket.socket | None:
+        """accept(): the newest connection leaves this ctrl, which goes back to listening."""
+        if self.pending:
+            return self.pending.pop(0)
+        sock = self.sock
+        if sock is None or self.listener is None:
+            return None
+        self.sock = None
+        self.reader_sock = None
+        if self.watching:
+            self.watching = False
+            self.boot.watch(-1)
+        self.gen += 1
+        self.state = S_LISTEN
+        self.rbuf.clear()
+        return sock
+
+    def adopt(self, sock: pysocket.socket) -> None:
+        """Become the ctrl of an accepted connection."""
+        self.gen += 1
+        self.sock = sock
+        self.state = S_ONLINE
+        self._start_reader(sock, self.gen, None)
+
+    def stop_listen(self) -> None:
+        srv, self.listener = self.listener, None
+        if srv is not None:
+            self.listen_gen += 1
+            self.boot.watch(-1)
+            if self.net.listeners.get(self.lport) == srv.getsockname()[1]:
+                del self.net.listeners[self.lport]
+            _quiet_close(srv)
+        for c in self.pending:
+            _quiet_close(c)
+        self.pending.clear()
+
+    def send(self, payload: bytes, expect_reply: bool = True) -> bool:
+        """One TCP write, as network_tx: False when the socket is not online or the write
+        fails; TX_OK follows in virtual time. ``expect_reply``: the peer gets
+        ``net.reply_window_ms`` of wall time to answer before virtual time may move on."""
+        if self.state != S_ONLINE or self.sock is None:
+            return False
+        try:
+            self.sock.sendall(payload)
+        except OSError:
+            return False
+        if expect_reply:
+            self.reply_deadline = time.monotonic() + self.net.reply_window_ms / 1000.0
+        self.boot.trace("socket_tx", id=self.id, bytes=len(payload))
+        self.emit_later(2 * self.net.latency_ms + self.net.delay_for(len(payload)), TX_OK, 0,
+                        self.gen)
+        return True
+
     def close_now(self) -> None:
         self.gen += 1
+        self.stop_listen()
         self.close_socket()
         if self.state != S_HW_OFFLINE:
             self.state = S_OFFLINE
@@ -405,7 +532,8 @@ def install(boot: Boot) -> None:
             if not any(sc.pending_in_kernel() or sc.reply_deadline > now
                        for sc in bn.sockets):
                 return
-            time.sleep(0.001)
+            if boot.wait_io_arrival(0.001):
+                return  # a reader thread handed data over: the loop picks it up now
 
     boot.io_sync_hooks.append(sync_hook)
     # The ctrl is a NWCTRL* userdata: no methods, no __tostring ("NWCTRL*: 0x...").
@@ -492,7 +620,7 @@ def install(boot: Boot) -> None:
                     dest = net.resolve(py_str(ip), int(port))
                     sc.sock.sendto(payload, dest)
             else:
-                sc.sock.sendall(payload)
+                return (True, False, False) if sc.send(payload) else (False, False, False)
         except (OSError, NetError):
             return False, False, False
         sc.reply_deadline = time.monotonic() + net.reply_window_ms / 1000.0
@@ -606,14 +734,53 @@ def install(boot: Boot) -> None:
         bn.dns[(a, int(idx or 0))] = py_str(ip)
         return True
 
+    ntp: dict[str, int] = {}  # the last sync: virtual ms and round-trip delay
+
     def sntp(*_: Any) -> None:
+        """Answered on the virtual clock: NTP_UPDATE one round trip later (the emulated clock
+        is already right, so the time itself does not jump)."""
         if any(bn.is_ready(i) for i in range(1, ADAPTER_MAX)):
-            boot.post(200 + net.latency_ms * 2, lambda: boot.sys_pub(b"NTP_UPDATE"))
+            rtt = 200 + net.latency_ms * 2
+
+            def synced() -> None:
+                ntp["at"] = boot.now
+                ntp["rtt"] = rtt
+                boot.sys_pub(b"NTP_UPDATE")
+            boot.post(rtt, synced)
+
+    def ntptm(*_: Any) -> Any:
+        """The time of the last sync as socket.ntptm() gives it (field names UNCONFIRMED)."""
+        epoch_ms = boot.platform.rtc.epoch_at_power_on * 1000 + boot.now
+        return boot.table(tsec=epoch_ms // 1000, tms=epoch_ms % 1000, vaild="at" in ntp,
+                          ndelay=ntp.get("rtt", 0), ssdelay=0, sndelay=ntp.get("rtt", 0) // 2)
 
     def listen(c: Any, *_: Any) -> tuple[bool, bool]:
-        boot.note("socket.listen is not emulated by luatos-sim (server sockets); "
-                  "it fails like a listen error")
-        return False, False
+        """A TCP server on the configured local port, reachable from the test at
+        ``dev.net.server_address(port)``; each client arrives as ON_LINE 0."""
+        sc = ctrl_of(c)
+        if sc.udp or sc.tls or sc.state not in (S_OFFLINE,) or not bn.is_ready(sc.adapter):
+            return False, False
+        if not sc.lport:
+            boot.note("socket.listen without a local port: socket.config(ctrl, port) "
+                                 "first; the listen fails")
+            return False, False
+        return (True, False) if sc.start_listen() else (False, False)
+
+    def accept(c: Any, cb: Any = None, *_: Any) -> Any:
+        """With a callback (or task name): a new ctrl for the waiting client, the listening
+        ctrl keeps listening. Without: true, the client stays on this ctrl."""
+        sc = ctrl_of(c)
+        if cb is None:
+            return sc.sock is not None or bool(sc.pending)
+        client = sc.take_client()
+        if client is None:
+            return None
+        func = cb if boot.lua_type(cb) == b"function" else None
+        task = cb if isinstance(cb, bytes) else None
+        new = SockCtrl(boot, bn, sc.adapter, func, task)
+        bn.sockets.append(new)
+        new.adopt(client)
+        return new
 
     def icmp_ping(adapter: Any = None, ip: Any = None, *_: Any) -> bool:
         a = bn.default if not isinstance(adapter, int) else adapter
@@ -638,6 +805,6 @@ def install(boot: Boot) -> None:
         "connect": connect, "tx": tx, "rx": rx, "read": read, "wait": wait,
         "discon": discon, "close": close, "release": release, "close_all": close_all,
         "state": state, "adapter": adapter_fn, "dft": dft, "localIP": local_ip,
-        "setDNS": set_dns, "sntp": sntp, "listen": listen,
-        "accept": lambda *_: None,
+        "setDNS": set_dns, "sntp": sntp, "ntptm": ntptm, "listen": listen,
+        "accept": accept,
     }, CONSTANTS)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..platform.uart import Port
+from .zbuff import ZBuff
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -71,6 +72,26 @@ def install(boot: Boot) -> None:
         del port.rx[:n]
         return out
 
+    def rx(uid: Any, zb: Any = None, *_: Any) -> int:
+        """uart.rx(id, zbuff): everything received, appended at the zbuff's pointer."""
+        port = bus.ports.get(uid_of(uid))
+        if port is None or not isinstance(zb, ZBuff):
+            return 0
+        data = bytes(port.rx)
+        port.rx.clear()
+        zb.append(data)
+        return len(data)
+
+    def tx(uid: Any, zb: Any = None, start: Any = None, length: Any = None, *_: Any) -> Any:
+        """uart.tx(id, zbuff[, start, len]): the zbuff's bytes (default: its used part)."""
+        if not isinstance(zb, ZBuff):
+            return False
+        data = zb.query()
+        if isinstance(start, int):
+            data = bytes(zb.buf[start:start + (int(length) if isinstance(length, int)
+                                               else len(zb.buf))])
+        return write(uid, data) > 0 or not data
+
     def rx_size(uid: Any, *_: Any) -> int:
         port = bus.ports.get(uid_of(uid))
         return len(port.rx) if port is not None else 0
@@ -96,7 +117,7 @@ def install(boot: Boot) -> None:
         return i in UART_IDS or i == CONSTANTS["VUART_0"]
 
     functions: dict[str, Callable[..., Any]] = {
-        "setup": setup, "write": write, "read": read, "rxSize": rx_size,
+        "setup": setup, "write": write, "read": read, "rxSize": rx_size, "rx": rx, "tx": tx,
         "rxClear": rx_clear, "on": on, "close": close, "exist": exist,
     }
     boot.firmware_module("uart", functions, CONSTANTS)

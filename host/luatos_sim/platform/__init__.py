@@ -22,6 +22,7 @@ from .fota_area import FotaArea
 from .gpio import GpioBank
 from .network import Network
 from .power import PowerControl
+from .rtc import RtcClock
 from .spi import SpiBus
 from .uart import UartBus
 
@@ -42,6 +43,7 @@ class Platform:
     uart: UartBus  # serial ports and the host's end of the cable
     spi: SpiBus  # SPI buses
     upgrade_checks: UpgradeChecks  # emulator diagnostics about FOTA code (not hardware)
+    rtc: RtcClock  # the wall clock (os.time, rtc.set)
 
     @classmethod
     def build(cls, device: Device) -> Platform:
@@ -56,4 +58,5 @@ class Platform:
             uart=UartBus(device),
             spi=SpiBus(),
             upgrade_checks=UpgradeChecks(device),
+            rtc=RtcClock(device.epoch_at_power_on),
         )

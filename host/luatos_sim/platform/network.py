@@ -178,6 +178,8 @@ class Network:
     allow_real_network: bool = False
     _boot_net: BootNet | None = None
     _refused_notes: set[str] = field(default_factory=set)
+    # Device-side listening port -> the loopback port a test connects to (socket.listen).
+    listeners: dict[int, int] = field(default_factory=dict)
 
     # -- the fault API ----------------------------------------------------------------------------
 
@@ -196,6 +198,16 @@ class Network:
         dh, dp = split_hostport(device_side)
         hh, hp = split_hostport(host_side)
         self.address_map[(dh.lower(), dp)] = (hh, hp)
+
+    def server_address(self, device_port: int) -> tuple[str, int]:
+        """Where a test reaches a server the device listens on (``socket.listen`` on
+        ``device_port``): a loopback address. KeyError names the ports that are listening."""
+        try:
+            return "127.0.0.1", self.listeners[device_port]
+        except KeyError:
+            have = ", ".join(map(str, sorted(self.listeners))) or "none"
+            raise KeyError(f"the device listens on no port {device_port} (listening: {have})") \
+                from None
 
     def dns_fail(self, host: str) -> None:
         self.dns_failures.add(host.lower())

@@ -20,4 +20,7 @@ def attach_layers(device: Device) -> None:
 
     attach_fota(device)
     attach_power(device)
-    attach_gpio(device)
+    bank = attach_gpio(device)
+    from .peripherals import attach as attach_peripherals
+    attach_peripherals(device)
+    bank.watchers.append(device.extensions["spi"].gpio_changed)

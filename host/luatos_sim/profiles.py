@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 # Modules every LuatOS build we emulate has.
 COMMON_MODULES = frozenset({
     "rtos", "log", "json", "crypto", "zbuff", "fskv", "io", "os", "mcu", "hmeta", "wdt",
-    "pm", "gpio", "socket", "http", "fota", "uart", "spi",
+    "pm", "gpio", "socket", "http", "fota", "uart", "spi", "i2c",
 })
 
 

@@ -39,6 +39,7 @@ OPTIONAL: dict[str, str] = {
     "mobile": "mobile",
     "uart": "uart",
     "spi": "spi",
+    "i2c": "i2c",
 }
 
 

@@ -12,6 +12,7 @@ Constants are the generic values (reference §8.3; Air8101 overrides UNCONFIRMED
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +54,8 @@ class GpioBank:
     history: deque[tuple[int, int, int, str]] = field(
         default_factory=lambda: deque(maxlen=10_000))  # (ms, pin, level, "in"|"out")
     fired: list[tuple[int, int, int]] = field(default_factory=list)  # (ms, pin, level)
+    # Called with (pin, level) whenever the script drives an output (e.g. an SPI chip select).
+    watchers: list[Callable[[int, int], None]] = field(default_factory=list)
     _boot: Any = None  # the running boot's _BootPins
 
     # -- test API ---------------------------------------------------------------------------------
@@ -188,6 +191,8 @@ def install(boot: Boot) -> None:
         level = 1 if level else 0
         bank.outputs[pin] = level
         bank.history.append((boot.now, pin, level, "out"))
+        for watch in bank.watchers:
+            watch(pin, level)
 
     def setup(pin: Any, kind: bytes, pull: Any = None, irq: Any = None, cb: Any = None) -> bool:
         p = _int(pin)

@@ -40,6 +40,8 @@ OPTIONAL: dict[str, str] = {
     "uart": "uart",
     "spi": "spi",
     "i2c": "i2c",
+    "adc": "adc",
+    "pwm": "pwm",
 }
 
 

@@ -67,16 +67,16 @@ class AdcBench:
             value = round(self.cpu_temp_c * 1000)
             return value, value
         if channel == CH_VBAT:
-            mv = round(self.vbat_mv)
-            return mv, mv
+            vbat = round(self.vbat_mv)
+            return vbat, vbat
         source, noise = self.sources.get(channel, (0.0, 0.0))
-        mv = float(source(now) if callable(source) else source)
+        level = float(source(now) if callable(source) else source)
         if noise:
-            mv += self._rng.gauss(0.0, noise)
+            level += self._rng.gauss(0.0, noise)
         full = RANGE_FULL_SCALE_MV.get(range_value, self.full_scale_mv) \
             if range_value is not None else self.full_scale_mv
         top = (1 << self.bits) - 1
-        raw = max(0, min(top, round(mv * top / full)))
+        raw = max(0, min(top, round(level * top / full)))
         value = round(raw * full / top)
         self.reads.append((now, channel, value))
         return raw, value

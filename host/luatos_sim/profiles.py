@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 COMMON_MODULES = frozenset({
     "rtos", "log", "json", "crypto", "zbuff", "fskv", "io", "os", "mcu", "hmeta", "wdt",
     "pm", "gpio", "socket", "http", "fota", "uart", "spi", "i2c",
-    "adc", "pwm",
+    "adc", "pwm", "lcd", "tp",
 })
 
 

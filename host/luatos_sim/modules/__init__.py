@@ -42,6 +42,8 @@ OPTIONAL: dict[str, str] = {
     "i2c": "i2c",
     "adc": "adc",
     "pwm": "pwm",
+    "lcd": "lcd",
+    "tp": "tp",
 }
 
 

@@ -18,9 +18,12 @@ def attach(device: Device) -> None:
     from .adc import AdcBench
     from .i2c import I2cBuses
     from .pwm import PwmBench
+    from .screen import Screen, TouchPanel
     from .spi import SpiBuses
 
     device.i2c = device.extensions["i2c"] = I2cBuses(device)  # type: ignore[attr-defined]
     device.spi = device.extensions["spi"] = SpiBuses(device)  # type: ignore[attr-defined]
     device.adc = device.extensions["adc"] = AdcBench(device)  # type: ignore[attr-defined]
     device.pwm = device.extensions["pwm"] = PwmBench(device)  # type: ignore[attr-defined]
+    device.lcd = device.extensions["lcd"] = Screen(device)  # type: ignore[attr-defined]
+    device.touch = device.extensions["touch"] = TouchPanel(device)  # type: ignore[attr-defined]

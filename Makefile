@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m luatos_sim.demo
+	$(PY) -m luatos_testing.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q

@@ -1,20 +1,74 @@
 """Model profiles: what differs between an Air8101 and its Cat.1 siblings.
 
-A profile names the firmware modules the model has (so ``mobile`` is nil on an Air8101, as the
-reference's default says), the core version and banner, the device identity (MAC / IMEI / UID)
-and the Lua heap the VM gets. Everything here can be overridden per Device.
+A profile lists the firmware API the model has (modules and their functions, so ``mobile`` is
+nil on an Air8101 as docs/behaviour.md says), the core version and banner, the device identity
+(MAC / IMEI / UID) and the Lua heap the VM gets. Everything here can be overridden per Device.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
-# Modules every LuatOS build we emulate has.
-COMMON_MODULES = frozenset({
-    "rtos", "log", "json", "crypto", "zbuff", "fskv", "io", "os", "mcu", "hmeta", "wdt",
-    "pm", "gpio", "socket", "http", "fota", "uart", "spi", "i2c",
-    "adc", "pwm", "lcd", "tp",
+
+def _functions(names: str) -> frozenset[str]:
+    return frozenset(names.split())
+
+
+# The API surface of the firmware's C modules: module -> the functions its Lua table has, as
+# the firmware's registration tables (luat_lib_*.c) and the API docs list them. A binding in
+# modules/ installs only what its model's surface lists (a function the model's firmware lacks
+# stays nil, as on the device); a listed function no binding provides fails like a nil call and
+# is reported "not emulated". Constants are the binding's business.
+COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
+    "rtos": _functions("bsp buildDate firmware meminfo reboot receive setPaths standby "
+                       "timer_start timer_stop version"),
+    "json": _functions("decode encode"),
+    "crypto": _functions("base64_decode base64_encode crc16_modbus crc32 crc8 hmac_md5 "
+                         "hmac_sha1 hmac_sha256 hmac_sha512 md md5 md_file sha1 sha256 sha512 "
+                         "trng"),
+    "zbuff": _functions("create"),
+    "fskv": _functions("clear clr del get init iter next set status"),
+    "io": _functions("close exists fileSize flush fsstat lines lsdir mkdir open read readFile "
+                     "rmdir type write writeFile"),
+    "mcu": _functions("getClk hz setClk ticks ticks2 unique_id x32"),
+    "hmeta": _functions("chip hwver model"),
+    "wdt": _functions("close feed init setTimeout"),
+    "pm": _functions("request dtimerStart dtimerStop dtimerCheck dtimerList dtimerWkId force "
+                     "check lastReson shutdown reboot power ioVol wakeupPin keep"),
+    "socket": _functions("accept adapter close close_all config connect create debug dft "
+                         "discon linkup listen localIP read release rx setDNS sntp state tx "
+                         "wait"),
+    "http": _functions("request"),
+    "fota": _functions("done end file finish init isDone run wait"),
+    "gpio": _functions("close count debounce get pulse set setup toggle"),
+    "uart": _functions("close exist on read rxClear rxSize setup write"),
+    "spi": _functions("close createSoft deviceSend deviceSetup deviceTransfer recv send setup "
+                      "transfer xfer"),
+    "i2c": _functions("close createSoft exist readDHT12 readReg readSHT30 recv send setup "
+                      "transfer writeReg xfer"),
+    "adc": _functions("close get open read setRange"),
+    "pwm": _functions("capture close open setDuty setFreq setup start stop"),
+    "lcd": _functions("autoFlush clear draw drawCircle drawLine drawPoint drawQrcode "
+                      "drawRectangle drawStr drawXbm fill flush getSize getStrWidth init off on "
+                      "rgb565 setColor setFont setupBuff showImage sleep wakeup"),
+    "netdrv": _functions("ctrl debug dhcp ipv4 link mac mtu napt ping ready setup"),
 })
+
+WLAN_API = _functions("init scan scanResult mode setMode ready connect disconnect smartconfig "
+                      "getIP getInfo getMac setMac hostname setHostname powerSave staIp "
+                      "createAP stopAP autoreconn")
+MOBILE_API = _functions("csq flymode iccid imei imsi rssi status")
+TP_API = _functions("init")
+
+# Lua-side modules every build has (set up by boot.lua, not by a binding).
+LUA_MODULES = frozenset({"log", "os"})
+
+
+def api_with(**extra: frozenset[str]) -> Mapping[str, frozenset[str]]:
+    """COMMON_API plus the model's own modules (``wlan=WLAN_API``, ...)."""
+    return MappingProxyType({**COMMON_API, **extra})
 
 
 @dataclass(frozen=True)
@@ -34,7 +88,7 @@ class ModelProfile:
     mac: str | None = None  # STA MAC, 12 uppercase hex characters
     imei: str | None = None
     uid: bytes = bytes.fromhex("54540D5E2E")
-    modules: frozenset[str] = field(default=COMMON_MODULES)
+    api: Mapping[str, frozenset[str]] = field(default_factory=lambda: COMMON_API)  # per module
     # Milliseconds from reset to the banner, and from reset to the first line of main.
     banner_ms: int = 581
     main_ms: int = 800
@@ -43,6 +97,11 @@ class ModelProfile:
 
     def with_overrides(self, **kw: object) -> ModelProfile:
         return replace(self, **kw)  # type: ignore[arg-type]
+
+    @property
+    def modules(self) -> frozenset[str]:
+        """The firmware modules this model has (a module not listed is a nil global)."""
+        return frozenset(self.api) | LUA_MODULES
 
     @property
     def firmware(self) -> str:
@@ -61,21 +120,21 @@ class ModelProfile:
 
 AIR8101 = ModelProfile(
     model="Air8101", bsp="Air8101", chip="BK7258", hwver="A10", mac="C8C2C68CD602",
-    modules=COMMON_MODULES | {"wlan", "netdrv"},
+    api=api_with(wlan=WLAN_API, tp=TP_API),
 )
 
 AIR780E = ModelProfile(
     model="Air780E", bsp="EC618", chip="EC618", hwver="A14", core="V1112", base="24.06",
     rom_build="Jun 20 2024 10:00:00", bits=32, lua_heap=1_048_568, psram=0,
     imei="864536071234561", uid=bytes.fromhex("3C3A1B9F77A0C1D2"),
-    modules=COMMON_MODULES | {"mobile", "netdrv"}, fota_formats=("ec", "luatos-full"),
+    api=api_with(mobile=MOBILE_API), fota_formats=("ec", "luatos-full"),
 )
 
 AIR8000 = ModelProfile(
     model="Air8000", bsp="Air8000", chip="EC718", hwver="A11", core="V2008", base="25.11",
     bits=64, lua_heap=2_097_144, psram=4_194_304, imei="864536079876541",
     mac="C8C2C68CE001", uid=bytes.fromhex("5A17C0FFEE0102"),
-    modules=COMMON_MODULES | {"mobile", "wlan", "netdrv"}, fota_formats=("ec", "luatos-full"),
+    api=api_with(mobile=MOBILE_API, wlan=WLAN_API, tp=TP_API), fota_formats=("ec", "luatos-full"),
 )
 
 PROFILES: dict[str, ModelProfile] = {p.model: p for p in (AIR8101, AIR780E, AIR8000)}

@@ -165,6 +165,9 @@ class Boot:
         self.RT.budget_max = max(1, self.busy_limit // 1000) if self.busy_limit else 0
         self.RT.budget = self.RT.budget_max
 
+        from .objects import FirmwareObjects
+        self.objects = FirmwareObjects(self)  # firmware userdata types (zbuff, socket, ...)
+
         from .modules import install_modules
         install_modules(self)
 
@@ -184,9 +187,16 @@ class Boot:
 
     def firmware_module(self, name: str, functions: dict[str, Any],
                         constants: dict[str, Any] | None = None) -> Any:
-        """Install a firmware (C) module table (one Lua call for the whole table)."""
-        funcs = self.lua.table_from({b(k): c_function(fn, k) for k, fn in functions.items()
-                                     if callable(fn)})
+        """Install a firmware (C) module table (one Lua call for the whole table).
+
+        Only the functions the model's firmware has (``profile.api[name]``) are installed: a
+        binding may implement more than one model's surface, and a function the model lacks
+        stays nil, as on the device. Names starting with ``_`` are the binding's own plumbing
+        (its Lua half removes them) and always go in."""
+        surface = self.profile.api.get(name)
+        funcs = self.lua.table_from({
+            b(k): c_function(fn, k) for k, fn in functions.items()
+            if callable(fn) and (surface is None or k in surface or k.startswith("_"))})
         consts = {b(k): (b(v) if isinstance(v, str) else v) for k, v in functions.items()
                   if not callable(v)}
         consts.update({b(k): (b(v) if isinstance(v, str) else v)
@@ -361,6 +371,7 @@ class Boot:
         return StepResult("error", detail)
 
     def close(self) -> None:
+        self.objects.close()
         for c in self.closers:
             try:
                 c()

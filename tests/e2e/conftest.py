@@ -25,8 +25,8 @@ from luatos_common.loopback_http import start_loopback_http, stop_loopback_http
 from luatos_common.packages import build_air8101_ota
 from luatos_fota.testing import RunningServer, running_server
 from luatos_sim import Device, DeviceOptions
-from luatos_sim.demo import PROJECT_RE, with_version
 from luatos_sim.scripts import load_project_files
+from luatos_testing.demo import PROJECT_RE, with_version
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICE_DIR = REPO / "device"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from luatos_sim.pytest_plugin import _SETTINGS, DEFAULT_BAUD, LuatosSettings
+from luatos_testing.plugin import _SETTINGS, DEFAULT_BAUD, LuatosSettings
 
 
 def settings(pytester: pytest.Pytester, *args: str) -> LuatosSettings:

@@ -84,7 +84,7 @@ def pty_board() -> Iterator[PtyBoard]:
 def test_serial_dut_on_a_pty(pytester: pytest.Pytester, pty_board: PtyBoard) -> None:
     pytester.makepyfile("""
         import pytest
-        from luatos_sim.dut import DutError
+        from luatos_testing.dut import DutError
 
         def test_expect_and_write(dut):
             assert dut.backend == "serial"

@@ -45,7 +45,7 @@ def test_sim_dut_expect_write_reset_and_virtual_time(pytester: pytest.Pytester,
     (quiet / "main.lua").write_text('log.info("main", "no uart here")\nsys.run()\n')
     pytester.makepyfile("""
         import pytest
-        from luatos_sim.dut import ExpectTimeout
+        from luatos_testing.dut import ExpectTimeout
 
         def test_boot_in_virtual_time(dut, luatos_device):
             assert dut.backend == "sim"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from luatos_sim.dut import SimDut
+from luatos_testing.dut import SimDut
 
 MAIN = """
 log.info("t", "exist", uart.exist(1), uart.exist(2), uart.exist(7))

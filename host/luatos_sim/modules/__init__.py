@@ -1,8 +1,9 @@
-"""Emulated firmware (C) modules, one file each.
+"""Emulated firmware (C) modules: one binding file each, registered in :data:`MODULES`.
 
-Each module file has ``install(boot)``, which builds its Lua table through
-``boot.firmware_module``. A module is installed only when the model profile lists it, so an
-Air8101 has no ``mobile`` global, as on the device.
+A binding has ``install(boot)``, which builds its Lua table through ``boot.firmware_module``
+(see docs/architecture.md, "How to add a firmware module"). A module is installed only when the
+model's profile lists it (``profiles.py``: the module and the functions that model's firmware
+has), so an Air8101 has no ``mobile`` global, as on the device.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..vm import Boot
 
-# Firmware module name -> Python module (relative) that installs it. Order matters where one
-# module reads another's table at install time.
-REGISTRY: dict[str, str] = {
+# The one table: Lua global -> binding file in this package. Install order is table order
+# (a binding may read an earlier module's table at install time: pm reuses rtos.reboot).
+MODULES: dict[str, str] = {
     "rtos": "rtos",
     "json": "json_mod",
     "crypto": "crypto",
@@ -26,10 +27,6 @@ REGISTRY: dict[str, str] = {
     "hmeta": "hmeta",
     "wdt": "wdt",
     "pm": "pm",
-}
-
-# Modules added by the network/FOTA layer register themselves here (name -> python module).
-OPTIONAL: dict[str, str] = {
     "wlan": "wlan",
     "netdrv": "netdrv",
     "socket": "socket_mod",
@@ -46,16 +43,13 @@ OPTIONAL: dict[str, str] = {
     "tp": "tp",
 }
 
+# Installed whatever the profile lists: the boot environment (boot.lua) already made these
+# tables and the binding completes them.
+ALWAYS = frozenset({"rtos", "io"})
+
 
 def install_modules(boot: Boot) -> None:
     wanted = boot.profile.modules
-    for name, pymod in {**REGISTRY, **OPTIONAL}.items():
-        if name not in wanted and name not in ("rtos", "io"):
-            continue
-        try:
-            mod = importlib.import_module(f".{pymod}", __name__)
-        except ModuleNotFoundError as e:
-            if e.name and e.name.endswith(pymod):
-                continue  # not emulated yet: the global stays nil, like a missing C module
-            raise
-        mod.install(boot)
+    for name, binding in MODULES.items():
+        if name in wanted or name in ALWAYS:
+            importlib.import_module(f".{binding}", __name__).install(boot)

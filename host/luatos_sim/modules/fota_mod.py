@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import lint
 from ..fota_area import area_for
+from .zbuff import ZBuff
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -40,12 +41,8 @@ def install(boot: Boot) -> None:
     def chunk_of(buf: Any, off: Any, length: Any) -> bytes | None:
         if isinstance(buf, bytes):
             data = buf
-        elif buf is not None and boot.lua_type(buf) == b"table" and \
-                hasattr(boot, "zbuff_handle"):
-            try:
-                data = boot.zbuff_handle(buf).query()
-            except Exception:  # noqa: BLE001 - not a zbuff: same as a bad argument
-                return None
+        elif isinstance(buf, ZBuff):
+            data = buf.query()
         else:
             return None
         start = int(off) if isinstance(off, int | float) else 0

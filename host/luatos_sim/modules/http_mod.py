@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..network import ADAPTER_MAX, NetError, Network, connect_host, network_of
 from ..tlsconf import TlsSettings, TlsSetupError, pem_arg
 from ..vm import s
+from .zbuff import ZBuff
 
 if TYPE_CHECKING:
     from ..network import BootNet
@@ -635,8 +636,8 @@ def install(boot: Boot) -> None:
         if isinstance(body, bytes):
             payload = body
             wire.append((b"Content-Length", str(len(body)).encode()))
-        elif boot.lua_type(body) == b"table" and getattr(boot, "zbuff_handle", None):
-            payload = boot.zbuff_handle(body).query()  # type: ignore[attr-defined]
+        elif isinstance(body, ZBuff):
+            payload = body.query()
             if m in (b"POST", b"PUT"):
                 wire.append((b"Content-Length", str(len(payload)).encode()))
         spec = HttpRequestSpec(s(m), scheme, host, port, target, wire, payload, net=net)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..peripherals.i2c import I2cBus, I2cBuses
-from .objects import handle_of, object_factory
+from .zbuff import ZBuff
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -41,13 +41,11 @@ def install(boot: Boot) -> None:
     buses: I2cBuses = device.extensions["i2c"]
     opened: set[int] = set()
     noted: set[tuple[str, int]] = set()
-    zhandle = getattr(boot, "zbuff_handle", None)
-    new_soft = object_factory(boot, SOFT_TYPE, {})
+    boot.objects.define(_Soft, SOFT_TYPE)
 
     def bus_of(bus_id: Any, fn: str) -> I2cBus | None:
-        soft = handle_of(bus_id, _Soft)
-        if soft is not None:
-            return soft.bus  # type: ignore[no-any-return]
+        if isinstance(bus_id, _Soft):
+            return bus_id.bus
         i = _int(bus_id)
         if i is None:
             raise TypeError(f"bad argument #1 to '{fn}' (number expected, got "
@@ -82,10 +80,9 @@ def install(boot: Boot) -> None:
             return bytes([int(data) & 0xFF])
         if isinstance(data, bytes):
             return data
-        if zhandle is not None and boot.lua_type(data) == b"table":
-            z = handle_of(data)
-            if z is not None and hasattr(z, "query"):
-                return bytes(z.query())
+        if isinstance(data, ZBuff):
+            return bytes(data.query())
+        if boot.lua_type(data) == b"table":
             out = bytearray()
             i = 1
             while data[i] is not None:
@@ -123,7 +120,7 @@ def install(boot: Boot) -> None:
         return 1
 
     def create_soft(scl: int, sda: int, *_: Any) -> Any:
-        return new_soft(_Soft(buses.soft(scl, sda)))
+        return _Soft(buses.soft(scl, sda))
 
     def close(bus_id: Any = None, *_: Any) -> None:
         i = _int(bus_id)
@@ -168,9 +165,8 @@ def install(boot: Boot) -> None:
         data = do_read(bus, addr, n)
         if data is None:
             return False, None
-        z = handle_of(rx_buff)
-        if z is not None and hasattr(z, "append"):
-            z.append(data)
+        if isinstance(rx_buff, ZBuff):
+            rx_buff.append(data)
             return True, None
         return True, data
 
@@ -184,10 +180,9 @@ def install(boot: Boot) -> None:
         ok = do_write(bus, addr, out) if out or n <= 0 else True
         data = do_read(bus, addr, n) if ok and n > 0 else b""
         ok = ok and data is not None
-        z = handle_of(rx_buff)
-        if ok and data and z is not None and hasattr(z, "buf"):
-            z.buf[:len(data)] = data
-            z.used = len(data)
+        if ok and data and isinstance(rx_buff, ZBuff):
+            rx_buff.buf[:len(data)] = data
+            rx_buff.used = len(data)
         boot.post(1, boot.sys_pub, topic, bus_id, ok, 0 if ok else -1)
         return True
 

@@ -36,12 +36,20 @@ def _escape(data: bytes) -> bytes:
     return b'"' + b"".join(_ESCAPE_TABLE[c] for c in data) + b'"'
 
 
+class JsonNull:
+    """``json.null``: a NULL light userdata on the device (``type`` is "userdata")."""
+
+
+NULL = JsonNull()
+# How the device prints a NULL pointer with %p is UNCONFIRMED (docs/defaults.md).
+NULL_TEXT = b"userdata: NULL"
+
+
 def install(boot: Boot) -> None:
     lua = boot.lua
-    null = lua.eval("setmetatable({}, {__name = 'json.null', __tostring = function() "
-                    "return 'userdata: NULL' end})")
+    null = NULL
+    boot.objects.define(JsonNull, None, tostring=lambda _: NULL_TEXT)
     lua_type = lua.globals().type
-    rawequal = lua.globals().rawequal
     float_fmt = ["%.7f"]
 
     def to_lua(v: Any) -> Any:
@@ -92,11 +100,10 @@ def install(boot: Boot) -> None:
                 out.append((float_fmt[0] % v).encode())
         elif isinstance(v, bytes):
             out.append(_escape(v))
+        elif v is null:
+            out.append(b"null")
         elif lua_type(v) == b"table":
-            if rawequal(v, null):
-                out.append(b"null")
-            else:
-                encode_table(v, depth + 1, out)
+            encode_table(v, depth + 1, out)
         else:
             raise EncodeError(f"Cannot serialise {lua_type(v).decode()}: type not supported")
 

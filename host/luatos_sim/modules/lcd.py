@@ -18,7 +18,7 @@ import segno
 from PIL import Image
 
 from ..peripherals.screen import Screen, font, rgb565, to_rgb565
-from .objects import handle_of
+from .zbuff import ZBuff
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -255,8 +255,7 @@ def install(boot: Boot) -> None:
         """A block of RGB565 pixels from a zbuff or string (little-endian, row by row)."""
         if not ready("draw"):
             return NOTHING
-        z = handle_of(data)
-        raw = bytes(z.buf) if z is not None and hasattr(z, "buf") else \
+        raw = bytes(data.buf) if isinstance(data, ZBuff) else \
             (data if isinstance(data, bytes) else b"")
         w, h = x2 - x1 + 1, y2 - y1 + 1
         if w <= 0 or h <= 0 or len(raw) < w * h * 2:

@@ -41,6 +41,7 @@ from ..network import (
 )
 from ..tlsconf import TlsSettings, TlsSetupError, pem_arg
 from ..vm import b, s
+from .zbuff import ZBuff
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -62,6 +63,7 @@ CONSTANTS: dict[str, Any] = {
 }
 
 _ids = iter(range(1, 1 << 30))
+NWCTRL_TYPE = "NWCTRL*"  # the ctrl's metatable name in the firmware
 SEGMENT = 1460  # bytes per delivery when a bandwidth limit stretches a transfer
 
 
@@ -392,7 +394,6 @@ def raw_ip(ip: str) -> bytes:
 def install(boot: Boot) -> None:
     net = network_of(boot.device)
     bn = net.boot_net(boot)
-    zhandle = getattr(boot, "zbuff_handle", None)
 
     def sync_hook() -> None:
         # Before virtual time moves: hand over data already in the kernel, and give a server
@@ -407,6 +408,8 @@ def install(boot: Boot) -> None:
             time.sleep(0.001)
 
     boot.io_sync_hooks.append(sync_hook)
+    # The ctrl is a NWCTRL* userdata: no methods, no __tostring ("NWCTRL*: 0x...").
+    boot.objects.define(SockCtrl, NWCTRL_TYPE)
 
     # A Cat.1 model's bearer comes up by itself a few seconds after boot.
     if "mobile" in boot.profile.modules:
@@ -475,8 +478,8 @@ def install(boot: Boot) -> None:
         sc = ctrl_of(c)
         if isinstance(data, bytes):
             payload = data
-        elif zhandle is not None and boot.lua_type(data) == b"table":
-            payload = zhandle(data).query()
+        elif isinstance(data, ZBuff):
+            payload = data.query()
         else:
             return False, False, False
         if sc.state != S_ONLINE or sc.sock is None:
@@ -504,15 +507,15 @@ def install(boot: Boot) -> None:
         sc = ctrl_of(c)
         cap = int(limit) if isinstance(limit, int | float) and int(limit) > 0 else None
         if sc.udp:
-            if zb is None or zhandle is None:
+            if not isinstance(zb, ZBuff):
                 return True, len(sc.dgrams[0][0]) if sc.dgrams else 0
             if not sc.dgrams:
                 return (True, 0) if sc.state == S_ONLINE else (False, 0)
             data, ip, port = sc.dgrams.pop(0)
             data = data[:cap] if cap is not None else data
-            zhandle(zb).append(data)
+            zb.append(data)
             return True, len(data), raw_ip(ip), port
-        if zb is None or zhandle is None:
+        if not isinstance(zb, ZBuff):
             if not sc.rbuf and sc.state != S_ONLINE:
                 return False, 0
             return True, len(sc.rbuf)
@@ -521,7 +524,7 @@ def install(boot: Boot) -> None:
         size = len(sc.rbuf) if cap is None else min(cap, len(sc.rbuf))
         data = bytes(sc.rbuf[:size])
         del sc.rbuf[:size]
-        zhandle(zb).append(data)
+        zb.append(data)
         return True, len(data), None, None
 
     def read(c: Any, n: Any = None, *_: Any) -> Any:

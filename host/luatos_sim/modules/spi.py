@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..peripherals.spi import SpiBus, SpiBuses
-from .objects import handle_of, object_factory
+from .zbuff import ZBuff
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -41,6 +41,10 @@ class _Port:
     closed: bool = False
 
 
+class _SoftPort(_Port):
+    """``spi.createSoft``'s object: a bus of its own, used as the id (no methods)."""
+
+
 def _int(v: Any) -> int | None:
     if isinstance(v, bool):
         return None
@@ -58,7 +62,6 @@ def install(boot: Boot) -> None:
         bus.reset()
     opened: dict[int, _Port] = {}
     noted: set[str] = set()
-    zhandle = getattr(boot, "zbuff_handle", None)
 
     def note(key: str, text: str) -> None:
         if key not in noted:
@@ -72,11 +75,10 @@ def install(boot: Boot) -> None:
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value).encode()
-        if zhandle is None or boot.lua_type(value) != b"table":
+        if isinstance(value, ZBuff):
+            return bytes(value.buf[value.used:]) if from_cursor else bytes(value.query())
+        if value is None or boot.lua_type(value) != b"table":
             return None
-        z = handle_of(value)
-        if z is not None and hasattr(z, "buf"):
-            return bytes(z.buf[z.used:]) if from_cursor else bytes(z.query())
         out = bytearray()
         i = 1
         while value[i] is not None:
@@ -86,9 +88,8 @@ def install(boot: Boot) -> None:
         return bytes(out)
 
     def port_of(target: Any, fn: str) -> _Port | None:
-        h = handle_of(target, _Port)
-        if h is not None:
-            return h if not h.closed else None
+        if isinstance(target, _Port):
+            return target if not target.closed else None
         i = _int(target)
         if i is None:
             raise TypeError(f"bad argument #1 to '{fn}' (number expected, got "
@@ -100,19 +101,20 @@ def install(boot: Boot) -> None:
             note(f"closed{i}", f"spi.{fn}: spi{i} {why}; the call fails as on the device")
         return port
 
-    def run(port: _Port, chunks: list[bytes]) -> list[bytes]:
+    def run(port: _Port, chunks: list[bytes], reads: tuple[bool, ...] = ()) -> list[bytes]:
         if not port.bus.answered_by(port.cs) and any(chunks):
             note(f"idle{port.bus.name}", f"{port.bus.name}: no chip is selected "
                  "(attach one with dev.spi(...).attach(cs=..., chip=...)); reads see the idle "
                  "line 0xFF")
-        return port.bus.transaction(chunks, port.cs)
+        return port.bus.transaction(chunks, port.cs, reads)
 
     def exchange(port: _Port, tx: bytes, recv_len: int) -> bytes:
         """Half duplex (or different lengths): send, then clock in; full duplex with equal
         lengths: what came in while sending."""
         if port.full_duplex and recv_len == len(tx):
             return run(port, [tx])[0]
-        got = run(port, [tx, bytes([0xFF]) * recv_len] if tx else [bytes([0xFF]) * recv_len])
+        got = run(port, [tx, bytes([0xFF]) * recv_len], (False, True)) if tx else \
+            run(port, [bytes([0xFF]) * recv_len], (True,))
         return got[-1]
 
     def cs_of(v: Any) -> int | None:
@@ -133,12 +135,11 @@ def install(boot: Boot) -> None:
     def create_soft(cs: Any = None, mosi: int = 0, miso: int = 0, clk: int = 0,
                     cpha: Any = 0, cpol: Any = 0, dataw: Any = 8, bitdict: Any = 1,
                     master: Any = 1, mode: Any = 0) -> Any:
-        return new_soft(_Port(buses.soft(mosi, miso, clk), None, cs_of(cs), _int(mode) == 1, 0))
+        return _SoftPort(buses.soft(mosi, miso, clk), None, cs_of(cs), _int(mode) == 1, 0)
 
     def close(target: Any = None, *_: Any) -> int:
-        h = handle_of(target, _Port)
-        if h is not None:
-            h.closed = True
+        if isinstance(target, _Port):
+            target.closed = True
             return 0
         i = _int(target)
         if i is not None:
@@ -183,15 +184,15 @@ def install(boot: Boot) -> None:
         n = 1 if n is None else n
         if n <= 0:
             return None
-        z = handle_of(buff)
-        if z is not None and hasattr(z, "buf") and z.capacity - z.used < n:
+        z = buff if isinstance(buff, ZBuff) else None
+        if z is not None and z.capacity - z.used < n:
             boot.log_c("W", "spi", f"zbuff too small {z.capacity - z.used} {n}")
             return None
         port = port_of(target, "recv")
         if port is None:
             return None
-        data = run(port, [bytes([0xFF]) * n])[0]
-        if z is not None and hasattr(z, "buf"):
+        data = run(port, [bytes([0xFF]) * n], (True,))[0]
+        if z is not None:
             z.buf[z.used:z.used + n] = data
             z.used += n
             return n
@@ -207,7 +208,7 @@ def install(boot: Boot) -> None:
             bus = buses(bus_id)
         port = _Port(bus, bus_id, cs_of(cs), _int(mode) != 0, _int(baud) or 20_000_000)
         device.trace_event("spi_device_setup", id=bus_id, cs=port.cs, baud=port.baud)
-        return new_device(port)
+        return port
 
     def d_close(port: _Port | None, *_: Any) -> bool:
         if port is not None:
@@ -246,12 +247,13 @@ def install(boot: Boot) -> None:
         n = 1 if n is None else n
         if port is None or port.closed or n <= 0:
             return None
-        return run(port, [bytes([0xFF]) * n])[0]
+        return run(port, [bytes([0xFF]) * n], (True,))[0]
 
     def xfer(target: Any, tx: Any = None, rx: Any = None, length: Any = 0,
              topic: bytes = b"") -> bool:
         n = _int(length) or 0
-        txz, rxz = handle_of(tx), handle_of(rx)
+        txz = tx if isinstance(tx, ZBuff) else None
+        rxz = rx if isinstance(rx, ZBuff) else None
         if (txz is None and rxz is None) or n <= 0:
             return False
         port = port_of(target, "xfer")
@@ -267,14 +269,14 @@ def install(boot: Boot) -> None:
 
     methods: dict[str, Callable[..., Any]] = {
         "close": d_close, "transfer": d_transfer, "send": d_send, "recv": d_recv}
-    new_device = object_factory(boot, "SPI*", methods)
-    new_soft = object_factory(boot, "ESPI*", {})
+    boot.objects.define(_Port, "SPI*", methods=methods)
+    boot.objects.define(_SoftPort, "ESPI*")
 
     def device_transfer(target: Any, *args: Any) -> Any:
-        return d_transfer(handle_of(target, _Port), *args)
+        return d_transfer(target if isinstance(target, _Port) else None, *args)
 
     def device_send(target: Any, *args: Any) -> Any:
-        return d_send(handle_of(target, _Port), *args)
+        return d_send(target if isinstance(target, _Port) else None, *args)
 
     boot.firmware_module("spi", {
         "setup": setup, "createSoft": create_soft, "close": close, "transfer": transfer,

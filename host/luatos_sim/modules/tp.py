@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..peripherals.screen import TouchPanel
-from .objects import object_factory
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -34,7 +33,7 @@ def install(boot: Boot) -> None:
     def forget() -> None:
         panel.listener = None
     boot.closers.append(forget)
-    new_touch = object_factory(boot, "TP*", {})
+    boot.objects.define(_Touch, "TP*")
 
     def init(name: Any = None, opts: Any = None, cb: Any = None, *_: Any) -> Any:
         kind = name.decode("utf-8", "replace").lower() if isinstance(name, bytes) else ""
@@ -47,7 +46,7 @@ def install(boot: Boot) -> None:
                             "dev.touch.attach() in the test); the probe fails as on a board "
                             "without one")
             return None
-        obj = new_touch(_Touch(kind))
+        obj = _Touch(kind)
 
         def report(event: str, x: int, y: int) -> None:
             if cb is None:

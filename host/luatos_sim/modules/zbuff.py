@@ -3,8 +3,8 @@
 A zbuff has a capacity (``len``), a count of valid bytes (``used``) and a cursor. Writes go at
 the cursor and extend ``used``; reads come from the cursor. ``query()`` with no arguments
 returns the used region and ``del()`` with no arguments empties it — the pattern every socket
-receiver relies on. The Lua object is a table with a metatable whose methods call into this
-Python object (lupa cannot bind ``obj:method()`` on Python objects directly).
+receiver relies on. A ZBuff is a firmware object (``luatos_sim.objects``): Lua sees a ``ZBUFF*``
+userdata, and every binding that takes a zbuff receives the ZBuff itself.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any
 
+from ..cfunc import BadArgument, lua_type_name
+
 if TYPE_CHECKING:
     from ..vm import Boot
 
 SEEK_SET, SEEK_CUR, SEEK_END = 0, 1, 2
+ZBUFF_TYPE = "ZBUFF*"  # the metatable name in the firmware (no __tostring: "ZBUFF*: 0x...")
 
 _TYPES = {
     "U8": "<B", "I8": "<b", "U16": "<H", "I16": "<h", "U32": "<I", "I32": "<i",
@@ -209,10 +212,14 @@ def unpack_from(z: ZBuff, fmt: str) -> tuple[int, list[Any]]:
 
 
 def install(boot: Boot) -> None:
-    lua = boot.lua
-
     def handle(obj: Any) -> ZBuff:
-        return obj[b"_h"]
+        if isinstance(obj, ZBuff):
+            return obj
+        raise BadArgument(f"bad argument #1 to 'zbuff' ({ZBUFF_TYPE} expected, got "
+                          f"{lua_type_name(obj)})")
+
+    def wrap(z: ZBuff) -> ZBuff:
+        return z
 
     def create(size: Any, fill: Any = 0, *_: Any) -> Any:
         if isinstance(size, int | float) and int(size) > 0:
@@ -235,11 +242,10 @@ def install(boot: Boot) -> None:
                 total += z.write_bytes(item)
             elif isinstance(item, int):
                 total += z.write_bytes(bytes([item & 0xFF]))
+            elif isinstance(item, ZBuff):
+                total += z.write_bytes(item.query())
             elif item is not None and boot.lua_type(item) == b"table":
-                if item[b"_h"] is not None:
-                    total += z.write_bytes(handle(item).query())
-                else:
-                    total += z.write_bytes(bytes(int(v) & 0xFF for v in item.values()))
+                total += z.write_bytes(bytes(int(v) & 0xFF for v in item.values()))
         return total
 
     def m_read(obj: Any, n: int = 0) -> bytes:
@@ -297,8 +303,8 @@ def install(boot: Boot) -> None:
             data = bytes(int(v) & 0xFF for v in items if isinstance(v, int))
         elif isinstance(first, bytes):
             data = first
-        elif first is not None and boot.lua_type(first) == b"table":
-            other = handle(first)
+        elif isinstance(first, ZBuff):
+            other = first
             off = int(items[1]) if len(items) > 1 and items[1] is not None else 0
             n = int(items[2]) if len(items) > 2 and items[2] is not None else other.used
             data = bytes(other.buf[off:off + n])
@@ -398,27 +404,7 @@ def install(boot: Boot) -> None:
         methods["read" + tname] = reader
         methods["write" + tname] = writer
 
-    mt_factory = lua.execute(b"""
-      local methods, index, newindex = ...
-      local mt = {}
-      mt.__name = "zbuff"
-      mt.__index = function(t, k)
-        if type(k) == "number" then return index(t, k) end
-        return methods[k]
-      end
-      mt.__newindex = function(t, k, v)
-        if type(k) == "number" then return newindex(t, k, v) end
-        rawset(t, k, v)
-      end
-      mt.__len = function(t) return methods.len(t) end
-      mt.__tostring = function(t) return "zbuff: " .. tostring(rawget(t, "_h")) end
-      return function(h) return setmetatable({_h = h}, mt) end
-    """, lua.table_from({k.encode(): v for k, v in methods.items()}), m_index, m_newindex)
-
-    def wrap(z: ZBuff) -> Any:
-        return mt_factory(z)
-
-    boot.zbuff_wrap = wrap  # type: ignore[attr-defined]
-    boot.zbuff_handle = handle  # type: ignore[attr-defined]
+    boot.objects.define(ZBuff, ZBUFF_TYPE, methods=methods, index=m_index, newindex=m_newindex,
+                        length=m_len)
     boot.firmware_module("zbuff", {"create": create},
                          {"SEEK_SET": SEEK_SET, "SEEK_CUR": SEEK_CUR, "SEEK_END": SEEK_END})

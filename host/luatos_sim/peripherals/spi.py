@@ -105,6 +105,7 @@ class SpiTransfer:
     cs: int | None
     tx: bytes
     rx: bytes
+    read: bool = False  # the master only clocked dummy bytes to read (spi.recv)
 
 
 @dataclass
@@ -126,8 +127,8 @@ class SpiBus:
 
     @property
     def tx(self) -> bytes:
-        """Every byte the master clocked out on this bus, in order."""
-        return b"".join(t.tx for t in self.log)
+        """Every byte the script sent on this bus, in order (not the dummy bytes of reads)."""
+        return b"".join(t.tx for t in self.log if not t.read)
 
     def cs_changed(self, pin: int, level: int) -> None:
         """A GPIO the script drives changed: a chip on that pin is (de)selected."""
@@ -146,10 +147,12 @@ class SpiBus:
         """A new boot: every chip-select line is released."""
         self._selected.clear()
 
-    def transaction(self, chunks: list[bytes], cs: int | None = None) -> list[bytes]:
+    def transaction(self, chunks: list[bytes], cs: int | None = None,
+                    reads: tuple[bool, ...] = ()) -> list[bytes]:
         """Clock each chunk out (and as many bytes in), in one chip-select window. With ``cs``
         the firmware drives that pin low around the window; without, the chips the script
-        selected by GPIO answer. Returns what came in for each chunk."""
+        selected by GPIO answer. ``reads`` marks chunks that are only dummy bytes clocked to
+        read. Returns what came in for each chunk."""
         now = self.device.current_ms()
         own = self.chips.get(cs) if cs is not None else None
         if own is not None:
@@ -158,13 +161,14 @@ class SpiBus:
         else:
             answering = [self.chips[p] for p in sorted(self._selected) if p in self.chips]
         out = []
-        for tx in chunks:
+        for n, tx in enumerate(chunks):
             rx = bytes([IDLE_BYTE]) * len(tx)
             for chip in answering:  # two chips selected at once: the lines are wired-AND
                 got = (chip.exchange(tx, now) + rx)[:len(tx)]
                 rx = bytes(a & b for a, b in zip(rx, got, strict=True))
             if len(self.log) < self.log_limit:
-                self.log.append(SpiTransfer(now, cs, bytes(tx), rx))
+                self.log.append(SpiTransfer(now, cs, bytes(tx), rx,
+                                            n < len(reads) and reads[n]))
             out.append(rx)
         if own is not None:
             own.deselect(now)

@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from luatos_common.logline import SIM, LogRecord
-
-from .duration import format_ms, parse_duration
+from luatos_sim.duration import format_ms, parse_duration
 
 if TYPE_CHECKING:
-    from .device import Device
-    from .profiles import ModelProfile
+    from luatos_sim.device import Device
+    from luatos_sim.profiles import ModelProfile
 
 HOST = "host"  # records the DUT itself adds (port notices); never printed by a device
 _NOT_DEVICE = (SIM, HOST)
@@ -172,17 +171,13 @@ def _data(data: bytes | str) -> bytes:
 
 
 def profile_with_uart(model: str) -> ModelProfile:
-    """The model's profile with the ``uart`` firmware module, which ``dut.write`` needs.
+    """The model's profile; ``dut.write`` needs the ``uart`` module, which every profile lists.
+    Raises ValueError for an unknown model."""
+    from luatos_sim.profiles import get_profile
 
-    Temporary until the core lists ``uart`` in modules/__init__.py OPTIONAL and in the model
-    profiles; both steps are no-ops once it does. Raises ValueError for an unknown model."""
-    from .modules import OPTIONAL
-    from .profiles import get_profile
-
-    OPTIONAL.setdefault("uart", "uart")
     profile = get_profile(model)
     if "uart" not in profile.modules:
-        profile = profile.with_overrides(modules=profile.modules | {"uart"})
+        raise ValueError(f"model {model!r} has no uart module; dut.write needs one")
     return profile
 
 
@@ -207,7 +202,7 @@ class SimDut(Dut):
                     lib_dirs: Iterable[str | Path] = (), state_dir: str | Path | None = None,
                     console_uart: int | None = None, **device_kwargs: Any) -> SimDut:
         """A new emulated device running ``project``; closing the DUT closes the device."""
-        from .device import Device
+        from luatos_sim.device import Device
 
         libs = tuple(lib_dirs)
         device = Device(project, model=profile_with_uart(model), lib_dirs=libs,
@@ -217,7 +212,7 @@ class SimDut(Dut):
     def _attach(self, device: Device) -> None:
         device.add_listener(self.log.append)
         if self.console_uart is not None:
-            from .modules.uart import bus_of
+            from luatos_sim.modules.uart import bus_of
             bus_of(device).console = self.console_uart
 
     def _clock_name(self) -> str:
@@ -228,7 +223,7 @@ class SimDut(Dut):
         return f"{format_ms(rec.device_ms or 0):>10} {boot}{rec.uart()}"
 
     def _wait_for(self, rx: re.Pattern[str], ms: int) -> re.Match[str] | None:
-        from .device import RebootLoopError, UntilTimeout
+        from luatos_sim.device import RebootLoopError, UntilTimeout
 
         try:
             self.device.run_until(lambda rec: rx.search(rec.line) is not None, within=ms)
@@ -240,7 +235,7 @@ class SimDut(Dut):
         return self._search(rx)
 
     def write(self, data: bytes | str) -> None:
-        from .modules.uart import host_write
+        from luatos_sim.modules.uart import host_write
 
         payload = _data(data)
         self.log.append(_host_note(_shown(payload), self.device.current_ms()))
@@ -263,7 +258,7 @@ class SimDut(Dut):
         if power_cycle is not None:
             power_cycle()
             return
-        from .device import Device
+        from luatos_sim.device import Device
 
         old.remove_listener(self.log.append)
         bus = old.extensions.get("uart")
@@ -281,7 +276,7 @@ class SimDut(Dut):
         self.device = new
         self._attach(new)
         if bus is not None and self.console_uart is None:
-            from .modules.uart import bus_of
+            from luatos_sim.modules.uart import bus_of
             bus_of(new).console = bus.console
 
     def close(self) -> None:

@@ -19,10 +19,9 @@ from pathlib import Path
 
 from luatos_common.logline import SIM, LogRecord
 from luatos_common.packages import build_air8101_ota
-
-from .cli import Printer
-from .device import Device, DeviceOptions
-from .scripts import load_project_files
+from luatos_sim.cli import Printer
+from luatos_sim.device import Device, DeviceOptions
+from luatos_sim.scripts import load_project_files
 
 VERSION_RE = re.compile(rb'^VERSION\s*=\s*"[^"]*"', re.M)
 PROJECT_RE = re.compile(rb'^PROJECT\s*=\s*"([^"]*)"', re.M)

@@ -3,7 +3,7 @@
 The same test runs on the emulator and on a board: the backend is a command-line choice,
 never the test's (``--luatos-backend sim|serial``, ``--luatos-port /dev/ttyUSB0``).
 
-Fixtures: ``dut`` (:class:`luatos_sim.dut.Dut`: ``expect``, ``expect_exact``, ``write``,
+Fixtures: ``dut`` (:class:`luatos_testing.dut.Dut`: ``expect``, ``expect_exact``, ``write``,
 ``reset``, ``run_for``, ``log``), ``luatos_device`` (the emulated
 :class:`luatos_sim.Device`, sim only), ``luatos_project`` (the project directory),
 ``luatos_settings`` and ``fota_server`` (a real FOTA server on a free loopback port with its
@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from .device import Device
+    from luatos_sim.device import Device
+
     from .dut import Dut, SimDut
 
 BACKENDS = ("sim", "serial")

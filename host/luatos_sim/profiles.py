@@ -61,6 +61,10 @@ WLAN_API = _functions("init scan scanResult mode setMode ready connect disconnec
                       "createAP stopAP autoreconn")
 MOBILE_API = _functions("csq flymode iccid imei imsi rssi status")
 TP_API = _functions("init")
+BLUETOOTH_API = _functions("init")
+BLE_API = _functions("adv_create adv_start adv_stop gatt_create write_notify write_indicate "
+                     "write_value read_value scan_create scan_start scan_stop connect disconnect "
+                     "notify_enable")
 
 # Lua-side modules every build has (set up by boot.lua, not by a binding).
 LUA_MODULES = frozenset({"log", "os"})
@@ -120,7 +124,7 @@ class ModelProfile:
 
 AIR8101 = ModelProfile(
     model="Air8101", bsp="Air8101", chip="BK7258", hwver="A10", mac="C8C2C68CD602",
-    api=api_with(wlan=WLAN_API, tp=TP_API),
+    api=api_with(wlan=WLAN_API, tp=TP_API, bluetooth=BLUETOOTH_API, ble=BLE_API),
 )
 
 AIR780E = ModelProfile(
@@ -134,7 +138,8 @@ AIR8000 = ModelProfile(
     model="Air8000", bsp="Air8000", chip="EC718", hwver="A11", core="V2008", base="25.11",
     bits=64, lua_heap=2_097_144, psram=4_194_304, imei="864536079876541",
     mac="C8C2C68CE001", uid=bytes.fromhex("5A17C0FFEE0102"),
-    api=api_with(mobile=MOBILE_API, wlan=WLAN_API, tp=TP_API), fota_formats=("ec", "luatos-full"),
+    api=api_with(mobile=MOBILE_API, wlan=WLAN_API, tp=TP_API, bluetooth=BLUETOOTH_API,
+                 ble=BLE_API), fota_formats=("ec", "luatos-full"),
 )
 
 PROFILES: dict[str, ModelProfile] = {p.model: p for p in (AIR8101, AIR780E, AIR8000)}

@@ -41,6 +41,7 @@ MODULES: dict[str, str] = {
     "pwm": "pwm",
     "lcd": "lcd",
     "tp": "tp",
+    "bluetooth": "ble",  # installs the ble module too
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

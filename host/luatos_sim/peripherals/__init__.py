@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 def attach(device: Device) -> None:
     from .adc import AdcBench
+    from .ble import BleRadio
     from .i2c import I2cBuses
     from .pwm import PwmBench
     from .screen import Screen, TouchPanel
@@ -27,3 +28,4 @@ def attach(device: Device) -> None:
     device.pwm = device.extensions["pwm"] = PwmBench(device)  # type: ignore[attr-defined]
     device.lcd = device.extensions["lcd"] = Screen(device)  # type: ignore[attr-defined]
     device.touch = device.extensions["touch"] = TouchPanel(device)  # type: ignore[attr-defined]
+    device.ble = device.extensions["ble"] = BleRadio(device)  # type: ignore[attr-defined]

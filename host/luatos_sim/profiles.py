@@ -62,6 +62,7 @@ WLAN_API = _functions("init scan scanResult mode setMode ready connect disconnec
 MOBILE_API = _functions("csq flymode iccid imei imsi rssi status")
 TP_API = _functions("init")
 BLUETOOTH_API = _functions("init")
+CAMERA_API = _functions("capture close init on start stop")
 BLE_API = _functions("adv_create adv_start adv_stop gatt_create write_notify write_indicate "
                      "write_value read_value scan_create scan_start scan_stop connect disconnect "
                      "notify_enable")
@@ -124,7 +125,8 @@ class ModelProfile:
 
 AIR8101 = ModelProfile(
     model="Air8101", bsp="Air8101", chip="BK7258", hwver="A10", mac="C8C2C68CD602",
-    api=api_with(wlan=WLAN_API, tp=TP_API, bluetooth=BLUETOOTH_API, ble=BLE_API),
+    api=api_with(wlan=WLAN_API, tp=TP_API, bluetooth=BLUETOOTH_API, ble=BLE_API,
+                 camera=CAMERA_API),
 )
 
 AIR780E = ModelProfile(

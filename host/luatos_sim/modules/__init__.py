@@ -42,6 +42,7 @@ MODULES: dict[str, str] = {
     "lcd": "lcd",
     "tp": "tp",
     "bluetooth": "ble",  # installs the ble module too
+    "camera": "camera",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 def attach(device: Device) -> None:
     from .adc import AdcBench
     from .ble import BleRadio
+    from .camera import CameraBench
     from .i2c import I2cBuses
     from .pwm import PwmBench
     from .screen import Screen, TouchPanel
@@ -29,3 +30,4 @@ def attach(device: Device) -> None:
     device.lcd = device.extensions["lcd"] = Screen(device)  # type: ignore[attr-defined]
     device.touch = device.extensions["touch"] = TouchPanel(device)  # type: ignore[attr-defined]
     device.ble = device.extensions["ble"] = BleRadio(device)  # type: ignore[attr-defined]
+    device.camera = device.extensions["camera"] = CameraBench(device)  # type: ignore[attr-defined]

@@ -49,6 +49,10 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "i2c": _functions("close createSoft exist readDHT12 readReg readSHT30 recv send setup "
                       "transfer writeReg xfer"),
     "adc": _functions("close get open read setRange"),
+    "u8g2": _functions("begin close ClearBuffer SendBuffer SetFont SetFontMode SetDrawColor "
+                       "DrawUTF8 GetUTF8Width DrawLine DrawPixel DrawBox DrawFrame DrawCircle "
+                       "DrawDisc DrawXBM DrawDrcode GetDisplayWidth GetDisplayHeight "
+                       "SetContrast SetPowerSave"),
     "pwm": _functions("capture close open setDuty setFreq setup start stop"),
     "lcd": _functions("autoFlush clear draw drawCircle drawLine drawPoint drawQrcode "
                       "drawRectangle drawStr drawXbm fill flush getSize getStrWidth init off on "

@@ -193,3 +193,30 @@ def test_status_screen_matches_the_stored_picture(boot, tmp_path):
     assert_screen(other.lcd, copy, max_diff_ratio=0.2)
     with pytest.raises(AssertionError, match="no stored picture"):
         assert_screen(other.lcd, tmp_path / "missing.png")
+
+
+def test_u8g2_draws_on_the_oled_panel_after_send_buffer(boot):
+    dev = boot("""
+        log.info("begin", u8g2.begin({ic = "ssd1306", direction = 0, mode = "i2c_hw",
+                                      i2c_id = 0, i2c_addr = 0x3C}))
+        log.info("size", u8g2.GetDisplayWidth(), u8g2.GetDisplayHeight())
+        u8g2.SetFont(u8g2.font_opposansm12)
+        u8g2.ClearBuffer()
+        u8g2.DrawUTF8("21.5 C", 0, 14)
+        u8g2.DrawBox(100, 40, 10, 10)
+        u8g2.DrawFrame(0, 40, 20, 20)
+        sys.taskInit(function()
+            sys.wait(100)
+            u8g2.SendBuffer()
+        end)
+        sys.run()
+    """)
+    dev.run_for("850ms")
+    oled = dev.oled
+    assert oled.pixel(105, 45) == BLACK  # drawn into the buffer only
+    dev.run_for("100ms")
+    assert user(dev, "begin") == ["1"] and user(dev, "size") == ["128 64"]
+    assert oled.pixel(105, 45) == WHITE and oled.pixel(0, 40) == WHITE
+    assert oled.pixel(10, 50) == BLACK
+    img = oled.image()
+    assert any(img.getpixel((x, y)) == WHITE for x in range(0, 60) for y in range(0, 15))

@@ -43,6 +43,7 @@ MODULES: dict[str, str] = {
     "tp": "tp",
     "bluetooth": "ble",  # installs the ble module too
     "camera": "camera",
+    "u8g2": "u8g2",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

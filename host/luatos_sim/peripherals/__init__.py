@@ -28,6 +28,7 @@ def attach(device: Device) -> None:
     device.adc = device.extensions["adc"] = AdcBench(device)  # type: ignore[attr-defined]
     device.pwm = device.extensions["pwm"] = PwmBench(device)  # type: ignore[attr-defined]
     device.lcd = device.extensions["lcd"] = Screen(device)  # type: ignore[attr-defined]
+    device.oled = device.extensions["oled"] = Screen(device)  # type: ignore[attr-defined]
     device.touch = device.extensions["touch"] = TouchPanel(device)  # type: ignore[attr-defined]
     device.ble = device.extensions["ble"] = BleRadio(device)  # type: ignore[attr-defined]
     device.camera = device.extensions["camera"] = CameraBench(device)  # type: ignore[attr-defined]

@@ -93,7 +93,7 @@ def test_truncated_transfer_is_refused_and_old_version_runs(ble_device, tmp_path
     dev.run_for("1m")
     assert len(dev.boots) == 1 and not old_version_replaced(dev)
     assert not [t for t in dev.trace if t.kind == "fota_staged"]
-    assert not dev.extensions["fota"].has_staged()
+    assert not dev.fota.has_staged()
 
 
 def test_corrupted_transfer_is_refused_then_a_good_one_upgrades(ble_device, tmp_path) -> None:
@@ -108,7 +108,7 @@ def test_corrupted_transfer_is_refused_then_a_good_one_upgrades(ble_device, tmp_
     cur.expect(r"W/user\.fota_ble refused package after", within="2m")
     assert b"ERR package" in statuses(phone)
     dev.run_for("30s")
-    assert len(dev.boots) == 1 and not dev.extensions["fota"].has_staged()
+    assert len(dev.boots) == 1 and not dev.fota.has_staged()
     assert not old_version_replaced(dev)
     # The same phone retries with the good package: now it goes through.
     phone.write(SERVICE, CONTROL, start(len(pkg)))

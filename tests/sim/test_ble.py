@@ -3,7 +3,7 @@ peripheral, and bad input (unknown handle, missing permission, no subscription).
 
 from __future__ import annotations
 
-from luatos_sim.peripherals.ble import NOTIFY, READ, WRITE
+from luatos_sim.platform.ble import NOTIFY, READ, WRITE
 
 SERVER = """
 local function cb(dev, ev, p)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from luatos_sim.peripherals.i2c import CallbackDevice, RegisterDevice
-from luatos_sim.peripherals.sensors import AHT10, EEPROM24C02, SHT20, SHT30, crc8
-from luatos_sim.peripherals.spi import W25Q, SpiChip
+from luatos_sim.platform.i2c import CallbackDevice, RegisterDevice
+from luatos_sim.platform.sensors import AHT10, EEPROM24C02, SHT20, SHT30, crc8
+from luatos_sim.platform.spi import W25Q, SpiChip
 
 
 def user(dev, tag):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..peripherals.adc import CH_CPU, CH_VBAT, AdcBench
+from ..platform.adc import CH_CPU, CH_VBAT, AdcBench
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -23,8 +23,7 @@ CONSTANTS = {
 
 
 def install(boot: Boot) -> None:
-    device = boot.device
-    bench: AdcBench = device.extensions["adc"]
+    bench: AdcBench = boot.platform.adc
     opened: dict[int, int | None] = {}  # channel -> range in force when it was opened
     state: dict[str, int | None] = {"range": None}
     noted: set[int] = set()
@@ -32,11 +31,11 @@ def install(boot: Boot) -> None:
     def fail(channel: int, why: str) -> None:
         if channel not in noted:
             noted.add(channel)
-            device.emit_sim(f"adc channel {channel}: {why}; the read fails as on the device")
+            boot.note(f"adc channel {channel}: {why}; the read fails as on the device")
 
     def open_(channel: int, *_: Any) -> bool:
         if not bench.valid(channel):
-            fail(channel, f"{device.profile.model} has no such channel")
+            fail(channel, f"{boot.profile.model} has no such channel")
             return False
         opened[channel] = state["range"]
         return True
@@ -47,7 +46,7 @@ def install(boot: Boot) -> None:
     def sample(channel: int) -> tuple[int, int] | None:
         if channel not in opened:
             fail(channel, "read before adc.open" if bench.valid(channel)
-                 else f"{device.profile.model} has no such channel")
+                 else f"{boot.profile.model} has no such channel")
             return None
         return bench.sample(channel, opened[channel])
 

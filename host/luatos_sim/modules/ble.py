@@ -1,5 +1,5 @@
 """bluetooth / ble: the Air8101's BLE as its firmware exposes it, over the bench's air
-(``dev.ble``, see :mod:`luatos_sim.peripherals.ble`).
+(``dev.ble``, see :mod:`luatos_sim.platform.ble`).
 
 ``bluetooth.init()`` gives the ``BLUETOOTH*`` object and ``:ble(cb)`` the ``BLE*`` object whose
 methods are the ``ble`` module's functions: GATT server (``gatt_create``, ``write_notify``,
@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..peripherals.ble import (
+from ..platform.ble import (
     IND,
     LOCAL_HOST_TERMINATED,
     NOTIFY,
@@ -67,15 +67,14 @@ class _Ble:
 
 
 def install(boot: Boot) -> None:
-    device = boot.device
-    radio: BleRadio = device.extensions["ble"]
+    radio: BleRadio = boot.platform.ble
     state: dict[str, Any] = {"ble": None, "scan_gen": 0, "scan_created": False}
     noted: set[str] = set()
 
     def note(key: str, text: str) -> None:
         if key not in noted:
             noted.add(key)
-            device.emit_sim(f"ble: {text}")
+            boot.note(f"ble: {text}")
 
     def emit(event: str, param: Any = None) -> None:
         obj = state["ble"]
@@ -93,11 +92,11 @@ def install(boot: Boot) -> None:
         """The radio's way into this boot (BleHost)."""
 
         def peer_connected(self, peer: Peer) -> None:
-            device.trace_event("ble_conn", peer=peer.name, role="peripheral")
+            boot.trace("ble_conn", peer=peer.name, role="peripheral")
             emit("EVENT_CONN", boot.table(addr=addr_of(peer), addr_type=peer.addr_type))
 
         def peer_disconnected(self, peer: Peer, reason: int) -> None:
-            device.trace_event("ble_disconn", peer=peer.name, reason=reason)
+            boot.trace("ble_disconn", peer=peer.name, reason=reason)
             emit("EVENT_DISCONN", boot.table(reason=reason))
 
         def peer_wrote(self, peer: Peer, svc: Service, ch: Characteristic, data: bytes) -> None:
@@ -134,13 +133,13 @@ def install(boot: Boot) -> None:
     # -- bluetooth --------------------------------------------------------------------------
 
     def bt_init(*_: Any) -> Any:
-        device.trace_event("bluetooth_init")
+        boot.trace("bluetooth_init")
         return _Bluetooth()
 
     def bt_ble(_bt: Any, cb: Any = None, *_: Any) -> Any:
         obj = _Ble(cb)
         state["ble"] = obj
-        radio.name = f"LuatOS_{device.profile.bsp}"
+        radio.name = f"LuatOS_{boot.profile.bsp}"
         return obj
 
     # -- advertising ------------------------------------------------------------------------
@@ -170,14 +169,14 @@ def install(boot: Boot) -> None:
             note("advlen", f"advertising data is {len(data)} bytes; a legacy advertisement "
                  "carries 31, so scanners see it cut")
         radio.adv_data = bytes(data)
-        radio.name = (name or f"LuatOS_{device.profile.bsp}".encode()).decode("utf-8", "replace")
+        radio.name = (name or f"LuatOS_{boot.profile.bsp}".encode()).decode("utf-8", "replace")
         return True
 
     def adv_start(*_: Any) -> bool:
         if radio.connected is not None:
             return False
         radio.advertising = True
-        device.trace_event("ble_adv_start", name=radio.name)
+        boot.trace("ble_adv_start", name=radio.name)
         emit("EVENT_ADV_START")
         return True
 
@@ -219,7 +218,7 @@ def install(boot: Boot) -> None:
             for ch in svc.characteristics:
                 ch.handle += start + (1 if start else 0)
         radio.gatt.extend(services)
-        device.trace_event("ble_gatt", service=suuid.hex().upper(),
+        boot.trace("ble_gatt", service=suuid.hex().upper(),
                            characteristics=[c[0].hex().upper() for c in chars])
         return True
 
@@ -330,7 +329,7 @@ def install(boot: Boot) -> None:
             return
         radio.central_of = peer
         peer.connected = True
-        device.trace_event("ble_conn", peer=peer.name, role="central")
+        boot.trace("ble_conn", peer=peer.name, role="central")
         emit("EVENT_CONN", boot.table(addr=peer.addr, addr_type=peer.addr_type))
         emit("EVENT_GATT_DONE", gatt_table(peer))
 

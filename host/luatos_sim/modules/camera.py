@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from ..peripherals.camera import CameraBench
+from ..platform.camera import CameraBench
 from .zbuff import ZBuff
 
 if TYPE_CHECKING:
@@ -25,15 +25,14 @@ QUALITY = {0: 50, 1: 80, 2: 90, 3: 95}  # camera.capture's quality argument -> J
 
 
 def install(boot: Boot) -> None:
-    device = boot.device
-    bench: CameraBench = device.extensions["camera"]
+    bench: CameraBench = boot.platform.camera
     opened: dict[int, dict[str, Any]] = {}  # id -> {"started": bool, "cb": fn}
     noted: set[str] = set()
 
     def note(key: str, text: str) -> None:
         if key not in noted:
             noted.add(key)
-            device.emit_sim(f"camera: {text}")
+            boot.note(f"camera: {text}")
 
     def init(first: Any = None, *_: Any) -> Any:
         if first is not None and boot.lua_type(first) == b"table":
@@ -45,7 +44,7 @@ def install(boot: Boot) -> None:
         else:
             return False
         opened[cid] = {"started": False, "cb": None}
-        device.trace_event("camera_init", id=cid)
+        boot.trace("camera_init", id=cid)
         return cid
 
     def on(cid: Any = None, event: Any = None, cb: Any = None, *_: Any) -> Any:
@@ -82,7 +81,7 @@ def install(boot: Boot) -> None:
             target.append(data)
             result = len(data)
         else:
-            host, err = device.fs.host_path(target, write=True)
+            host, err = boot.platform.fs.host_path(target, write=True)
             if host is None:
                 note(f"path{target!r}", f"capture to {target!r}: {err}")
             else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..peripherals.i2c import I2cBus, I2cBuses
+from ..platform.i2c import I2cBus, I2cBuses
 from .zbuff import ZBuff
 
 if TYPE_CHECKING:
@@ -37,8 +37,7 @@ def _int(v: Any) -> int | None:
 
 
 def install(boot: Boot) -> None:
-    device = boot.device
-    buses: I2cBuses = device.extensions["i2c"]
+    buses: I2cBuses = boot.platform.i2c
     opened: set[int] = set()
     noted: set[tuple[str, int]] = set()
     boot.objects.define(_Soft, SOFT_TYPE)
@@ -56,7 +55,7 @@ def install(boot: Boot) -> None:
                 noted.add(key)
                 why = "does not exist on this model" if i not in buses.ids else \
                     "was not opened with i2c.setup"
-                device.emit_sim(f"i2c.{fn}: i2c{i} {why}; the transfer fails as on the device")
+                boot.note(f"i2c.{fn}: i2c{i} {why}; the transfer fails as on the device")
             return None
         return buses(i)
 
@@ -66,7 +65,7 @@ def install(boot: Boot) -> None:
         key = (bus.name, addr)
         if key not in noted:
             noted.add(key)
-            device.emit_sim(f"{bus.name}: nothing answers at address {addr:#04x} ({what} NACKed);"
+            boot.note(f"{bus.name}: nothing answers at address {addr:#04x} ({what} NACKed);"
                             f" attach a slave with dev.i2c(...).attach({addr:#04x}, ...)")
 
     def payload(data: Any) -> bytes:
@@ -116,7 +115,7 @@ def install(boot: Boot) -> None:
             boot.log_c("E", "i2c", f"no such i2c id {bus_id}")
             return 0
         opened.add(bus_id)
-        device.trace_event("i2c_setup", id=bus_id, speed=speed)
+        boot.trace("i2c_setup", id=bus_id, speed=speed)
         return 1
 
     def create_soft(scl: int, sda: int, *_: Any) -> Any:

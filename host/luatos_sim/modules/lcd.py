@@ -1,7 +1,7 @@
 """lcd: init for the common controllers, the draw calls, fonts, QR codes, images, buffering.
 
 Everything lands on the panel a test can look at (``dev.lcd``, see
-:mod:`luatos_sim.peripherals.screen`). Before ``lcd.init`` succeeds the draw calls do nothing
+:mod:`luatos_sim.platform.screen`). Before ``lcd.init`` succeeds the draw calls do nothing
 and return nothing, as the firmware's do with no configured panel; drawing outside the screen
 is clipped like the controller's window is, with one emulator note per call name and boot.
 Colours are RGB565 integers; the defaults are a white background and a black foreground.
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import segno
 from PIL import Image
 
-from ..peripherals.screen import Screen, font, rgb565, to_rgb565
+from ..platform.screen import Screen, font, rgb565, to_rgb565
 from .zbuff import ZBuff
 
 if TYPE_CHECKING:
@@ -87,8 +87,7 @@ def _int(v: Any, default: int | None = None) -> int | None:
 
 
 def install(boot: Boot) -> None:
-    device = boot.device
-    screen: Screen = device.extensions["lcd"]
+    screen: Screen = boot.platform.lcd
     screen.power_off()
     boot.closers.append(screen.power_off)
     colors = {"back": WHITE, "fore": BLACK}
@@ -98,7 +97,7 @@ def install(boot: Boot) -> None:
     def note(key: str, text: str) -> None:
         if key not in noted:
             noted.add(key)
-            device.emit_sim(text)
+            boot.note(text)
 
     def ready(name: str) -> bool:
         if screen.ready:
@@ -136,7 +135,7 @@ def install(boot: Boot) -> None:
             return False
         screen.power_on(name, w, h)
         colors.update(back=WHITE, fore=BLACK)
-        device.trace_event("lcd_init", controller=name, w=w, h=h)
+        boot.trace("lcd_init", controller=name, w=w, h=h)
         return True
 
     def get_size(*_: Any) -> Any:
@@ -233,7 +232,7 @@ def install(boot: Boot) -> None:
     def show_image(x: int, y: int, path: bytes, *_: Any) -> bool:
         if not ready("showImage"):
             return False
-        host, err = device.fs.host_path(path)
+        host, err = boot.platform.fs.host_path(path)
         if host is None:
             note(f"img:{path!r}", f"lcd.showImage: {err}")
             return False

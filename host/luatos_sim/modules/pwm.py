@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..peripherals.pwm import PwmBench, PwmOutput
+from ..platform.pwm import PwmBench, PwmOutput
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -29,8 +29,7 @@ class _Conf:
 
 
 def install(boot: Boot) -> None:
-    device = boot.device
-    bench: PwmBench = device.extensions["pwm"]
+    bench: PwmBench = boot.platform.pwm
     bench.reset()
     confs: dict[int, _Conf] = {}
     generation: dict[int, int] = {}

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..peripherals.spi import SpiBus, SpiBuses
+from ..platform.spi import SpiBus, SpiBuses
 from .zbuff import ZBuff
 
 if TYPE_CHECKING:
@@ -56,8 +56,7 @@ def _int(v: Any) -> int | None:
 
 
 def install(boot: Boot) -> None:
-    device = boot.device
-    buses: SpiBuses = device.extensions["spi"]
+    buses: SpiBuses = boot.platform.spi
     for bus in buses.all():
         bus.reset()
     opened: dict[int, _Port] = {}
@@ -66,7 +65,7 @@ def install(boot: Boot) -> None:
     def note(key: str, text: str) -> None:
         if key not in noted:
             noted.add(key)
-            device.emit_sim(text)
+            boot.note(text)
 
     def data_of(value: Any, from_cursor: bool = True) -> bytes | None:
         """A string, a zbuff (from its pointer to its end, as the firmware sends it), or a
@@ -128,7 +127,7 @@ def install(boot: Boot) -> None:
             return -1
         opened[bus_id] = _Port(buses(bus_id), bus_id, cs_of(cs), _int(mode) != 0,
                                _int(baud) or 2_000_000)
-        device.trace_event("spi_setup", id=bus_id, baud=opened[bus_id].baud,
+        boot.trace("spi_setup", id=bus_id, baud=opened[bus_id].baud,
                            cs=opened[bus_id].cs)
         return 0
 
@@ -207,7 +206,7 @@ def install(boot: Boot) -> None:
         else:
             bus = buses(bus_id)
         port = _Port(bus, bus_id, cs_of(cs), _int(mode) != 0, _int(baud) or 20_000_000)
-        device.trace_event("spi_device_setup", id=bus_id, cs=port.cs, baud=port.baud)
+        boot.trace("spi_device_setup", id=bus_id, cs=port.cs, baud=port.baud)
         return port
 
     def d_close(port: _Port | None, *_: Any) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..peripherals.screen import TouchPanel
+from ..platform.screen import TouchPanel
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -26,8 +26,7 @@ class _Touch:
 
 
 def install(boot: Boot) -> None:
-    device = boot.device
-    panel: TouchPanel = device.extensions["touch"]
+    panel: TouchPanel = boot.platform.touch
     panel.listener = None
 
     def forget() -> None:
@@ -42,7 +41,7 @@ def install(boot: Boot) -> None:
             return None
         if not panel.present:
             boot.log_c("E", "tp", f"{kind} not found")
-            device.emit_sim(f"tp.init({kind!r}): no touch controller on the bench (call "
+            boot.note(f"tp.init({kind!r}): no touch controller on the bench (call "
                             "dev.touch.attach() in the test); the probe fails as on a board "
                             "without one")
             return None
@@ -55,7 +54,7 @@ def install(boot: Boot) -> None:
                                timestamp=boot.now)
             boot.post(0, cb, obj, boot.table(point))
         panel.listener = report
-        device.trace_event("tp_init", controller=kind)
+        boot.trace("tp_init", controller=kind)
         return obj
 
     boot.firmware_module("tp", {"init": init}, EVENTS)

@@ -1,6 +1,6 @@
 """u8g2: the monochrome (OLED) display library, drawing on the same kind of panel as lcd.
 
-The display is ``dev.oled`` (a :class:`~luatos_sim.peripherals.screen.Screen`): drawing goes to
+The display is ``dev.oled`` (a :class:`~luatos_sim.platform.screen.Screen`): drawing goes to
 u8g2's buffer and reaches the panel on ``SendBuffer()``, as on the device; white is a lit
 pixel. ``u8g2.begin`` takes the controller's size from its name (SSD1306/SH1106 128x64 unless
 ``width``/``height`` say otherwise) and returns 1; u8g2 does not read the display back, so a
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..peripherals.screen import Screen, font
+from ..platform.screen import Screen, font
 from .lcd import FONTS, LcdFont, qr_image
 
 if TYPE_CHECKING:
@@ -24,8 +24,7 @@ ON, OFF = (255, 255, 255), (0, 0, 0)
 
 
 def install(boot: Boot) -> None:
-    device = boot.device
-    screen: Screen = device.extensions["oled"]
+    screen: Screen = boot.platform.oled
     screen.power_off()
     boot.closers.append(screen.power_off)
     state: dict[str, Any] = {"font": FONTS[2], "color": 1, "transparent": False}
@@ -33,7 +32,7 @@ def install(boot: Boot) -> None:
     def ready() -> bool:
         if screen.ready:
             return True
-        device.emit_sim("u8g2: drawing before u8g2.begin: nothing drawn")
+        boot.note("u8g2: drawing before u8g2.begin: nothing drawn")
         return False
 
     def ink() -> tuple[int, int, int]:
@@ -51,7 +50,7 @@ def install(boot: Boot) -> None:
         screen.auto_flush = False
         screen.canvas().rectangle((0, 0, w - 1, h - 1), fill=OFF)
         screen.flush()
-        device.trace_event("u8g2_begin", ic=name, w=w, h=h)
+        boot.trace("u8g2_begin", ic=name, w=w, h=h)
         return 1
 
     def close(*_: Any) -> Any:

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..duration import Duration, parse_duration
+
 if TYPE_CHECKING:
     from ..device import Device
 
@@ -204,21 +206,19 @@ class TouchPanel:
     def _later(self, event: str, x: int, y: int) -> Callable[[], None]:
         return lambda: self._report(event, x, y)
 
-    def tap(self, x: int, y: int, at: str | int = 0, hold: str | int = "80ms") -> None:
-        from ..duration import parse_duration
-        start = parse_duration(at)
-        self.device.schedule(start, lambda: self._report("down", x, y), "touch down")
-        self.device.schedule(start + parse_duration(hold), lambda: self._report("up", x, y),
-                             "touch up")
+    def tap(self, x: int, y: int, at: Duration = 0, hold: Duration = "80ms") -> None:
+        start = self.device.current_ms() + parse_duration(at)
+        self.device.schedule_at(start, self._later("down", x, y), "touch down")
+        self.device.schedule_at(start + parse_duration(hold), self._later("up", x, y),
+                                "touch up")
 
-    def swipe(self, x0: int, y0: int, x1: int, y1: int, at: str | int = 0,
-              steps: int = 5, step: str | int = "20ms") -> None:
-        from ..duration import parse_duration
-        start, dt = parse_duration(at), parse_duration(step)
-        self.device.schedule(start, lambda: self._report("down", x0, y0), "touch down")
+    def swipe(self, x0: int, y0: int, x1: int, y1: int, at: Duration = 0,
+              steps: int = 5, step: Duration = "20ms") -> None:
+        start = self.device.current_ms() + parse_duration(at)
+        dt = parse_duration(step)
+        self.device.schedule_at(start, self._later("down", x0, y0), "touch down")
         for i in range(1, steps + 1):
             x = x0 + (x1 - x0) * i // steps
             y = y0 + (y1 - y0) * i // steps
-            self.device.schedule(start + i * dt, self._later("move", x, y), "touch move")
-        self.device.schedule(start + (steps + 1) * dt, lambda: self._report("up", x1, y1),
-                             "touch up")
+            self.device.schedule_at(start + i * dt, self._later("move", x, y), "touch move")
+        self.device.schedule_at(start + (steps + 1) * dt, self._later("up", x1, y1), "touch up")

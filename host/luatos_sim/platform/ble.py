@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from ..duration import parse_duration
+from ..duration import Duration, parse_duration
 
 if TYPE_CHECKING:
     from ..device import Device
@@ -143,42 +143,42 @@ class Peer:
         """What the device advertises right now (empty when it does not)."""
         return self.radio.device_adverts()
 
-    def _later(self, at: str | int, op: BleOp, action: Callable[[BleOp], None]) -> BleOp:
+    def _later(self, at: Duration, op: BleOp, action: Callable[[BleOp], None]) -> BleOp:
         def run() -> None:
             op.done = True
             action(op)
         self.radio.device.schedule(at, run, f"ble {self.name} {op.kind}")
         return op
 
-    def connect(self, at: str | int = 0) -> BleOp:
+    def connect(self, at: Duration = 0) -> BleOp:
         return self._later(at, BleOp("connect"), self.radio.connect_to_device(self))
 
-    def disconnect(self, at: str | int = 0) -> BleOp:
+    def disconnect(self, at: Duration = 0) -> BleOp:
         return self._later(at, BleOp("disconnect"), self.radio.disconnect(self))
 
     def write(self, service: str | bytes, characteristic: str | bytes, data: bytes,
-              at: str | int = 0, response: bool = True) -> BleOp:
+              at: Duration = 0, response: bool = True) -> BleOp:
         """Write (with response, or a write command) to the device's characteristic."""
         return self._later(at, BleOp("write"), self.radio.write_to_device(
             self, uuid_bytes(service), uuid_bytes(characteristic), bytes(data), response))
 
     def read(self, service: str | bytes, characteristic: str | bytes,
-             at: str | int = 0) -> BleOp:
+             at: Duration = 0) -> BleOp:
         return self._later(at, BleOp("read"), self.radio.read_from_device(
             self, uuid_bytes(service), uuid_bytes(characteristic)))
 
     def subscribe(self, service: str | bytes, characteristic: str | bytes,
-                  at: str | int = 0, enable: bool = True) -> BleOp:
+                  at: Duration = 0, enable: bool = True) -> BleOp:
         """Write the CCCD: the device's write_notify then reaches :attr:`notifications`."""
         return self._later(at, BleOp("subscribe"), self.radio.subscribe(
             self, uuid_bytes(service), uuid_bytes(characteristic), enable))
 
     def write_stream(self, service: str | bytes, characteristic: str | bytes, data: bytes,
-                     chunk: int = 244, start: str | int = 0, interval: str | int = "8ms",
+                     chunk: int = 244, start: Duration = 0, interval: Duration = "8ms",
                      response: bool = True) -> list[BleOp]:
         """``data`` as consecutive writes of ``chunk`` bytes, one per ``interval``."""
         t0, dt = parse_duration(start), parse_duration(interval)
-        return [self.write(service, characteristic, data[i:i + chunk], at=t0 + k * dt,
+        return [self.write(service, characteristic, data[i:i + chunk], at=f"{t0 + k * dt}ms",
                            response=response)
                 for k, i in enumerate(range(0, len(data), chunk))]
 
@@ -197,7 +197,7 @@ class Peer:
         return self
 
     def notify(self, service: str | bytes, characteristic: str | bytes, data: bytes,
-               at: str | int = 0) -> BleOp:
+               at: Duration = 0) -> BleOp:
         """As a peripheral: notify the connected device (if it enabled notifications)."""
         return self._later(at, BleOp("notify"), self.radio.notify_device(
             self, uuid_bytes(service), uuid_bytes(characteristic), bytes(data)))

@@ -49,6 +49,7 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "i2c": _functions("close createSoft exist readDHT12 readReg readSHT30 recv send setup "
                       "transfer writeReg xfer"),
     "adc": _functions("close get open read setRange"),
+    "pack": _functions("pack unpack"),
     "u8g2": _functions("begin close ClearBuffer SendBuffer SetFont SetFontMode SetDrawColor "
                        "DrawUTF8 GetUTF8Width DrawLine DrawPixel DrawBox DrawFrame DrawCircle "
                        "DrawDisc DrawXBM DrawDrcode GetDisplayWidth GetDisplayHeight "

@@ -44,6 +44,7 @@ MODULES: dict[str, str] = {
     "bluetooth": "ble",  # installs the ble module too
     "camera": "camera",
     "u8g2": "u8g2",
+    "pack": "pack_mod",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

@@ -57,7 +57,8 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "pwm": _functions("capture close open setDuty setFreq setup start stop"),
     "lcd": _functions("autoFlush clear draw drawCircle drawLine drawPoint drawQrcode "
                       "drawRectangle drawStr drawXbm fill flush getSize getStrWidth init off on "
-                      "rgb565 setColor setFont setupBuff showImage sleep wakeup"),
+                      "rgb565 setColor setFont setupBuff showImage sleep wakeup invon invoff "
+                      "close"),
     "netdrv": _functions("ctrl debug dhcp ipv4 link mac mtu napt ping ready setup"),
 })
 

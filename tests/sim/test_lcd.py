@@ -34,7 +34,8 @@ def test_primitives_land_on_exact_pixels(boot):
         lcd.drawCircle(120, 200, 10)                 -- default foreground: black
         lcd.setColor(0x0000, 0xFFFF)
         lcd.drawPoint(7, 7)
-        log.info("rgb", lcd.rgb565(255, 0, 0, false), lcd.rgb565(255, 0, 0))
+        log.info("rgb", lcd.rgb565(255, 0, 0, false), lcd.rgb565(255, 0, 0),
+                 lcd.rgb565(0xFF0000), lcd.rgb565(0x00FF00, false), lcd.rgb565(0))
         sys.run()
     """)
     dev.run_for("1s")
@@ -47,7 +48,8 @@ def test_primitives_land_on_exact_pixels(boot):
     assert lcd.pixel(110, 105) == WHITE  # fill's end corner is exclusive
     assert lcd.pixel(130, 200) == BLACK and lcd.pixel(120, 200) == WHITE
     assert lcd.pixel(7, 7) == WHITE  # the new foreground
-    assert user(dev, "rgb") == ["63488 248"]
+    assert user(dev, "rgb") == ["63488 248 248 2016 0"]
+    dev.run_for("10ms")
 
 
 def test_frame_buffer_reaches_the_panel_only_on_flush(boot):
@@ -220,3 +222,19 @@ def test_u8g2_draws_on_the_oled_panel_after_send_buffer(boot):
     assert oled.pixel(10, 50) == BLACK
     img = oled.image()
     assert any(img.getpixel((x, y)) == WHITE for x in range(0, 60) for y in range(0, 15))
+
+
+def test_invon_inverts_what_the_panel_shows(boot):
+    dev = boot("""
+        lcd.init("st7735", {port = 0})
+        lcd.clear(0xF800)
+        sys.timerStart(lcd.invon, 100)
+        sys.timerStart(lcd.invoff, 200)
+        sys.run()
+    """)
+    dev.run_for("850ms")
+    assert dev.lcd.pixel(1, 1) == RED
+    dev.run_for("100ms")
+    assert dev.lcd.pixel(1, 1) == (0, 255, 255) and dev.lcd.image().getpixel((1, 1)) == (0, 255, 255)
+    dev.run_for("100ms")
+    assert dev.lcd.pixel(1, 1) == RED

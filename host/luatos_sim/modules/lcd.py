@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import segno
 from PIL import Image
 
+from ..cfunc import BadArgument, lua_type_name
 from ..platform.screen import Screen, font, rgb565, to_rgb565
 from .zbuff import ZBuff
 
@@ -32,7 +33,7 @@ CONTROLLERS: dict[str, tuple[int, int]] = {
     "st7789": (240, 320), "st7796": (320, 480), "gc9a01": (240, 240), "gc9106l": (128, 160),
     "gc9306x": (240, 320), "ili9341": (240, 320), "ili9486": (320, 480), "nv3037": (480, 272),
     "jd9261t": (480, 480), "custom": (240, 320), "h050iwv": (800, 480), "hx8282": (800, 480),
-    "nv3052c": (720, 720), "st7701s": (480, 480),
+    "nv3052c": (720, 1280), "st7701s": (480, 480), "st7701sn": (480, 854),
 }
 # Port names scripts pass to lcd.init (values are emulator choices; scripts use the names).
 CONSTANTS: dict[str, Any] = {
@@ -298,9 +299,28 @@ def install(boot: Boot) -> None:
         screen.flush()
         return True
 
-    def rgb565_of(r: int, g: int, b: int, swap: Any = True) -> int:
-        c = to_rgb565((r & 0xFF, g & 0xFF, b & 0xFF))
-        return ((c & 0xFF) << 8 | c >> 8) if swap is not False else c
+    def rgb565_of(*args: Any) -> int:
+        """1-2 arguments: a 24-bit 0xRRGGBB (and swap); 3-4: red, green, blue (and swap).
+        The result is byte-swapped unless swap is false, as the firmware returns it."""
+        if len(args) in (1, 2):
+            rgb = _int(args[0])
+            if rgb is None:
+                raise BadArgument("bad argument #1 to 'rgb565' (number expected, got "
+                                  f"{lua_type_name(args[0])})")
+            r, g, b, swap = rgb >> 16 & 0xFF, rgb >> 8 & 0xFF, rgb & 0xFF, args[1:2]
+        elif len(args) in (3, 4):
+            vals = [_int(v) for v in args[:3]]
+            for i, v in enumerate(vals):
+                if v is None:
+                    raise BadArgument(f"bad argument #{i + 1} to 'rgb565' (number expected, "
+                                      f"got {lua_type_name(args[i])})")
+            r, g, b = (int(v or 0) & 0xFF for v in vals)
+            swap = args[3:4]
+        else:
+            boot.log_c("W", "lcd", f"unkown args count {len(args)}")
+            return 0
+        c = to_rgb565((r, g, b))
+        return c if swap and swap[0] is False else ((c & 0xFF) << 8 | c >> 8)
 
     def backlight(on: bool) -> Any:
         def set_state(*_: Any) -> Any:
@@ -308,6 +328,17 @@ def install(boot: Boot) -> None:
                 screen.backlight = on
             return NOTHING
         return set_state
+
+    def invert(on: bool) -> Any:
+        def set_state(*_: Any) -> Any:
+            if screen.ready:
+                screen.inverted = on
+            return NOTHING
+        return set_state
+
+    def close(*_: Any) -> Any:
+        screen.power_off()
+        return NOTHING
 
     functions: dict[str, Any] = {
         "init": init, "getSize": get_size, "clear": clear, "fill": fill,
@@ -317,7 +348,8 @@ def install(boot: Boot) -> None:
         "showImage": show_image, "draw": draw, "drawXbm": draw_xbm, "setupBuff": setup_buff,
         "autoFlush": auto_flush, "flush": flush, "rgb565": rgb565_of,
         "on": backlight(True), "off": backlight(False), "wakeup": backlight(True),
-        "sleep": backlight(False),
+        "sleep": backlight(False), "invon": invert(True), "invoff": invert(False),
+        "close": close,
     }
     constants = dict(CONSTANTS)
     constants.update({f.name: f for f in FONTS})

@@ -108,6 +108,7 @@ class Screen:
     buffer: Image.Image | None = None  # lcd.setupBuff's frame buffer
     auto_flush: bool = True
     backlight: bool = True
+    inverted: bool = False  # lcd.invon(): the panel shows the colours inverted
     flushes: int = 0
     draws: int = 0
     _draw: ImageDraw.ImageDraw | None = field(default=None, repr=False)
@@ -120,6 +121,7 @@ class Screen:
         self.buffer = None
         self.auto_flush = True
         self.backlight = True
+        self.inverted = False
         self._draw = ImageDraw.Draw(self.panel)
 
     def power_off(self) -> None:
@@ -161,9 +163,12 @@ class Screen:
     # -- the test side ------------------------------------------------------------------------
 
     def image(self) -> Image.Image:
-        """A copy of what the panel shows now."""
+        """A copy of what the panel shows now (inverted after ``lcd.invon()``)."""
         if self.panel is None:
             raise RuntimeError("the LCD was never initialised (lcd.init)")
+        if self.inverted:
+            from PIL import ImageOps
+            return ImageOps.invert(self.panel)
         return self.panel.copy()
 
     def snapshot(self, path: str | os.PathLike[str] | None = None) -> Image.Image:
@@ -176,7 +181,8 @@ class Screen:
     def pixel(self, x: int, y: int) -> tuple[int, int, int]:
         if self.panel is None:
             raise RuntimeError("the LCD was never initialised (lcd.init)")
-        return self.panel.getpixel((x, y))  # type: ignore[return-value]
+        r, g, b = self.panel.getpixel((x, y))  # type: ignore[misc]
+        return (255 - r, 255 - g, 255 - b) if self.inverted else (r, g, b)
 
 
 @dataclass

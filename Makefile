@@ -28,7 +28,7 @@ bench: $(STAMP)
 # PostgreSQL for the multi-instance store). Needs root; CI runs it.
 sysdeps:
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postgresql >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postgresql nginx libnginx-mod-stream >/dev/null
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

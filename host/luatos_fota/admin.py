@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from luatos_common.version import VersionError, reported_version
 
+from .blobs import BlobStoreUnavailable
 from .store import Conflict, NotFound, StoreBusy, normalize_device_key
 from .uploads import UploadError
 
@@ -57,6 +58,9 @@ def authed(fn: Handler) -> Handler:
             return _err(409, str(e))
         except StoreBusy as e:  # device traffic held the database longer than a write waits
             return JSONResponse({"code": 503, "msg": f"{e}; retry later"}, 503, headers={"Retry-After": "5"})
+        except BlobStoreUnavailable as e:  # the object store is down: nothing was recorded
+            return JSONResponse({"code": 503, "msg": f"{e}; nothing was recorded, retry later"}, 503,
+                                headers={"Retry-After": "30"})
         except (ValueError, TypeError) as e:
             return _err(400, str(e))
     wrapper.__name__ = fn.__name__
@@ -292,6 +296,25 @@ async def audit(request: Request) -> Response:
     return _ok({"audit": rows})
 
 
+def _seconds(body: dict[str, Any], name: str) -> float:
+    v = body.get(name)
+    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+        raise ValueError(f"field {name!r} must be a number of seconds >= 0, not {v!r}")
+    return float(v)
+
+
+@authed
+async def audit_prune(request: Request) -> Response:
+    n = await _call(_store(request).prune_audit, _seconds(await _json(request), "older_than_s"), actor="api")
+    return _ok({"deleted": n})
+
+
+@authed
+async def blobs_gc(request: Request) -> Response:
+    removed = await _call(_store(request).gc_blobs, _seconds(await _json(request), "min_age_s"))
+    return _ok({"removed": removed})
+
+
 @authed
 async def stats(request: Request) -> Response:
     await _call(request.app.fota.writer.flush)
@@ -440,6 +463,8 @@ def openapi_doc() -> dict[str, Any]:
         f"{P}/devices/{{key}}/pin": {"post": _op("Pin to a release {release_id|null}", "json")},
         f"{P}/audit": {"get": _op("Audit log, newest first",
                                   params=["device", "event", "release_id", "limit", "before_id"])},
+        f"{P}/audit/prune": {"post": _op("Delete audit rows {older_than_s}", "json")},
+        f"{P}/blobs/gc": {"post": _op("Delete packages no release references {min_age_s}", "json")},
         f"{P}/stats": {"get": _op("Rollout progress per release (targeted/served/confirmed)",
                                   params=["release_id"])},
         f"{P}/push/online": {"get": _op("Devices connected to the push channel")},
@@ -473,6 +498,8 @@ def admin_routes() -> list[Route]:
         Route(f"{P}/devices/{{key}}/unban", device_unban, methods=["POST"]),
         Route(f"{P}/devices/{{key}}/pin", device_pin, methods=["POST"]),
         Route(f"{P}/audit", audit, methods=["GET"]),
+        Route(f"{P}/audit/prune", audit_prune, methods=["POST"]),
+        Route(f"{P}/blobs/gc", blobs_gc, methods=["POST"]),
         Route(f"{P}/stats", stats, methods=["GET"]),
         Route(f"{P}/push/online", push_online, methods=["GET"]),
         Route(f"{P}/push", push, methods=["POST"]),

@@ -53,10 +53,12 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .blobs import BlobStore
+from . import metrics
+from .blobs import Blobs
 from .config import ServerConfig
 from .devrequest import FIELD_LIMITS, looks_like_device_request, parse_device_request, raw_target
 from .httpio import header, plan_range, send_bytes, send_json, send_package
+from .ops import ops_routes
 from .push import PushHub
 from .pushrelay import PushRelay
 from .ratelimit import TokenBuckets, retry_after_seconds
@@ -94,7 +96,7 @@ def resolve_admin_token(data_dir: Path, given: str | None) -> str:
 class BlobCache:
     """Recently served packages kept in memory (bounded), so a rollout does not re-read disk."""
 
-    def __init__(self, blobs: BlobStore, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, blobs: Blobs, max_bytes: int = 64 << 20) -> None:
         self.blobs = blobs
         self.max_bytes = max_bytes
         self._d: OrderedDict[str, bytes] = OrderedDict()
@@ -146,7 +148,8 @@ class FotaApp(Starlette):
         so one slow database or disk never stalls the event loop (review finding 3)."""
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.fota.config.db_threads)
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._limiter)
+        with metrics.store_call(getattr(fn, "__name__", "call")):
+            return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._limiter)
 
     async def _package(self, sha: str) -> bytes | None:
         data = self.blob_cache.peek(sha)
@@ -159,6 +162,7 @@ class FotaApp(Starlette):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
+            send = metrics.observe_response(path, send)
             if path.startswith("/dl/"):
                 return await self._guarded(self._download, scope, receive, send)
             if path == V2_CHECK:
@@ -270,7 +274,7 @@ class FotaApp(Starlette):
                     return
         status = out.status
         if status == 304 and not svc.config.audit_up_to_date:
-            pass
+            metrics.checkin(q.channel, out.code)  # not audited, still counted
         else:
             svc.audit("head" if head else "checkin", out, q, status, **extra_detail)
         if status == 304:
@@ -420,6 +424,8 @@ class FotaApp(Starlette):
                     return await send_json(send, out.status, {"code": out.code, "msg": out.msg}, head=head)
         status = await send_package(send, scope, data, art["sha256"], head=head,
                                     cache=b"public, max-age=31536000, immutable")
+        if status in (200, 206) and not head:
+            metrics.serve("download")
         svc.writer.audit({"ts": time.time(), "event": "download", "device_key": dev_id or None,
                           "product_id": None, "release_id": release_id, "status": status,
                           "code": None, "ip": ip or None, "actor": None,
@@ -441,13 +447,6 @@ def _bare_endpoint(request: Request) -> Response:
                          "mac=|imei=|uid=, project_key=, firmware_name=, version="}, 400)
 
 
-async def _healthz(request: Request) -> Response:
-    app: FotaApp = request.app
-    cat = await app.offload(app.fota.catalog)
-    return JSONResponse({"ok": True, "generation": cat.generation,
-                         "inflight": app.inflight})
-
-
 def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = None,
                admin_token: str | None = None, *, push_hub: Any = None, store: Store | None = None,
                **cfg: Any) -> FotaApp:
@@ -462,7 +461,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
 
     data = Path(data_dir)
     config = ServerConfig.from_kwargs(**cfg)
-    st = store or Store(data, db_url, hot_busy_timeout_s=config.hot_busy_timeout_s)
+    st = store or Store(data, db_url, hot_busy_timeout_s=config.hot_busy_timeout_s, blob_url=config.blob_url)
     token = resolve_admin_token(data, admin_token)
     svc = FotaService(st, config)
     relay_box: list[PushRelay] = []  # the relay exists once the hub listens (lifespan)
@@ -504,7 +503,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
 
     routes: list[Any] = [
         Route("/", _root, methods=["GET", "HEAD"]),
-        Route("/healthz", _healthz, methods=["GET"]),
+        *ops_routes(),
         *admin_routes(),
     ]
     routes.append(Route(config.device_endpoint, _bare_endpoint, methods=["GET", "HEAD", "POST"]))
@@ -520,6 +519,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     app.ip_buckets = TokenBuckets(config.ip_rate, config.ip_burst)
     app.inflight = 0
     app.artifacts = {}
+    metrics.watch_push_hub(push_hub)
     app.state.store = st
     app.state.service = svc
     app.state.config = config

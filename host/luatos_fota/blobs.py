@@ -20,6 +20,7 @@ import socket
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 from luatos_common.fsutil import fsync_dir
 
@@ -28,6 +29,7 @@ CHUNK = 1 << 20
 STALE_AFTER_S = 3600.0
 HOST_TAG = socket.gethostname().replace("-", "_") or "host"
 _CRASH_ENV = "LUATOS_FOTA_CRASH_AT"
+BLOBS_ENV = "LUATOS_FOTA_BLOBS"
 
 
 def crashpoint(name: str) -> None:
@@ -46,7 +48,31 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+class BlobStoreUnavailable(OSError):
+    """The package store cannot be reached (object store down, credentials refused); the
+    message names the store and the cause. Uploads fail with it; nothing references a blob
+    that was not stored."""
+
+
+class Blobs(Protocol):
+    """What the server needs from a package store; :class:`BlobStore` (a local directory, the
+    default) and :class:`luatos_fota.objectstore.S3BlobStore` (S3-compatible, with a local
+    read-through cache) both provide it."""
+
+    def put(self, data: bytes) -> str: ...
+    def read(self, sha256: str) -> bytes: ...
+    def exists(self, sha256: str) -> bool: ...
+    def path(self, sha256: str) -> Path: ...
+    def clean_tmp(self, stale_after_s: float = STALE_AFTER_S) -> int: ...
+    def gc(self, referenced: Iterable[str], min_age_s: float = STALE_AFTER_S) -> list[str]: ...
+    def all_digests(self) -> list[str]: ...
+    def check(self) -> None: ...
+    def describe(self) -> str: ...
+
+
 class BlobStore:
+    """Packages in a local directory (one host, or several sharing a network volume)."""
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.tmp = self.root / "tmp"
@@ -92,6 +118,14 @@ class BlobStore:
     def read(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
 
+    def check(self) -> None:
+        """Raise :class:`BlobStoreUnavailable` unless the directory can take new blobs."""
+        if not os.access(self.tmp, os.W_OK | os.X_OK):
+            raise BlobStoreUnavailable(f"blob directory {self.tmp} is not writable")
+
+    def describe(self) -> str:
+        return str(self.root)
+
     def clean_tmp(self, stale_after_s: float = STALE_AFTER_S) -> int:
         """Remove temp files whose writer is gone: on this host when its pid is dead, anywhere
         when older than ``stale_after_s``; returns how many were removed."""
@@ -136,3 +170,15 @@ class BlobStore:
             if d.is_dir() and len(d.name) == 2:
                 out.extend(p.name for p in d.iterdir() if len(p.name) == 64)
         return sorted(out)
+
+
+def open_blobs(root: Path, url: str | None) -> Blobs:
+    """The package store for ``url``: None or ``file:`` -> the directory ``root``;
+    ``s3://bucket/prefix?...`` -> an S3-compatible bucket cached in ``root``."""
+    if not url or url.startswith("file:"):
+        return BlobStore(Path(url[len("file:"):].removeprefix("//")) if url and len(url) > 5 else root)
+    if url.startswith("s3://"):
+        from .objectstore import S3BlobStore
+
+        return S3BlobStore.from_url(url, root)
+    raise ValueError(f"blob store {url!r}: expected s3://BUCKET[/PREFIX][?endpoint=URL] or file:DIR")

@@ -1,9 +1,11 @@
 """``luatos-fota``: run the server and manage products, releases and devices.
 
-Store commands (product, release, device, audit) open the data directory directly, so they
-work whether or not a server is running on it (SQLite WAL + busy_timeout make that safe; a
-running server picks the change up within a second through the generation counter). ``push``
-talks to the running server's admin API, because only the server holds the device sockets.
+Store commands (product, release, device, audit, blobs) act either on a data directory
+(``--data``: they work whether or not a server is running on it, SQLite WAL + busy_timeout make
+that safe, and a running server picks the change up within a second through the generation
+counter) or on a running server through its admin API (``--server URL --token T`` or
+``--profile NAME``; see remote.py), so CI can publish with one command. ``push`` always talks
+to a server, because only the server holds the device sockets.
 
 Exit codes: 0 ok, 1 unexpected error, 2 usage error, 3 not found, 4 refused (invalid package,
 missing version, conflict), 5 server unreachable or it answered an error.
@@ -23,6 +25,7 @@ from typing import Any
 
 import click
 
+from .blobs import BlobStoreUnavailable
 from .store import Conflict, NotFound, Store
 from .uploads import UploadError, check_upload
 
@@ -34,6 +37,68 @@ data_opt = click.option("--data", "data_dir", type=click.Path(file_okay=False, p
 db_opt = click.option("--db", "db_url", envvar="LUATOS_FOTA_DB", default=None, show_envvar=True,
                       help="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db (default: DATA/fota.db).")
 json_opt = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    ctx.meta[f"luatos_fota.{param.name}"] = value
+    return value
+
+
+_STORE_OPTS = (
+    click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), envvar="LUATOS_FOTA_DATA",
+                 show_envvar=True, help="Data directory of a store on this host (fota.db, blobs/)."),
+    click.option("--server", envvar="LUATOS_FOTA_SERVER", show_envvar=True, expose_value=False,
+                 callback=_remember, help="Base URL of a running server: act through its admin API instead."),
+    click.option("--token", envvar="LUATOS_FOTA_TOKEN", show_envvar=True, expose_value=False,
+                 callback=_remember, help="Admin token for --server."),
+    click.option("--profile", envvar="LUATOS_FOTA_PROFILE", show_envvar=True, expose_value=False,
+                 callback=_remember, help="[profile.NAME] (server, token/token_file) in "
+                 "~/.config/luatos-fota/config.toml or $LUATOS_FOTA_CONFIG."),
+)
+
+
+def store_opts(fn: Any) -> Any:
+    """--data DIR (this host's store) or --server URL --token T / --profile NAME (a server)."""
+    for opt in reversed(_STORE_OPTS):
+        fn = opt(fn)
+    return fn
+
+
+def _open(data_dir: Path | None, db_url: str | None) -> Any:
+    """The store a command acts on: local (``--data``) or a server's admin API (``--server``,
+    ``--profile``). On the command line one of them; from the environment ``--data`` wins."""
+    ctx = click.get_current_context()
+    server, tok, profile = (ctx.meta.get(f"luatos_fota.{n}") for n in ("server", "token", "profile"))
+    cmdline = click.core.ParameterSource.COMMANDLINE
+    local_given = ctx.get_parameter_source("data_dir") == cmdline
+    remote_given = cmdline in (ctx.get_parameter_source("server"), ctx.get_parameter_source("profile"))
+    if local_given and remote_given:
+        raise click.UsageError("give --data DIR (this host) or --server URL / --profile NAME, not both")
+    if remote_given or (data_dir is None and (server or profile)):
+        from .remote import ProgressBar, RemoteStore, resolve_target
+
+        try:
+            target = resolve_target(server, tok, profile)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+        assert target is not None
+        return RemoteStore(target, progress=ProgressBar("uploading") if sys.stderr.isatty() else None)
+    if data_dir is None:
+        raise click.UsageError("give --data DIR (or $LUATOS_FOTA_DATA) for a store on this host, "
+                               "or --server URL / --profile NAME for a running server")
+    return Store(data_dir, db_url)
+
+
+class _Main(click.Group):
+    """Errors talking to a server end every command the same way: exit 5 and the reason."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from .remote import RemoteError
+
+        try:
+            return super().invoke(ctx)
+        except RemoteError as e:
+            _fail(EXIT_SERVER, str(e))
 
 
 def _fail(code: int, msg: str) -> None:
@@ -52,6 +117,8 @@ class _Guard:
             return
         if isinstance(e, NotFound):
             _fail(EXIT_NOT_FOUND, str(e))
+        if isinstance(e, BlobStoreUnavailable):
+            _fail(EXIT_SERVER, f"{e}; nothing was recorded")
         if isinstance(e, UploadError):
             _fail(EXIT_REFUSED, f"refused ({e.field}): {e}")
         if isinstance(e, Conflict):
@@ -93,7 +160,7 @@ def _duration(text: str) -> float:
         raise click.BadParameter(f"{text!r}: expected seconds or a duration like 90s, 30m, 24h, 7d") from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
              epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 not found, 4 refused, 5 server error.")
 def main() -> None:
     """Self-hosted FOTA server for LuatOS devices (libfota2-compatible)."""
@@ -125,10 +192,15 @@ def main() -> None:
               show_default=True, envvar="LUATOS_FOTA_SERVE_COUNTS", show_envvar=True,
               help="Loop-guard counting: 'database' is exact across instances sharing the DB; 'memory' "
                    "keeps counts in this process and batches serve rows (faster; one instance per DB).")
+@click.option("--blobs", "blob_url", envvar="LUATOS_FOTA_BLOBS", default=None, show_envvar=True,
+              help="Package store: s3://BUCKET/PREFIX[?endpoint=URL] for an S3-compatible bucket (DATA/blobs "
+                   "becomes this instance's cache; credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY). "
+                   "Default: DATA/blobs.")
 def serve(data_dir: Path, db_url: str | None, host: str, port: int, push_port: int | None,
           admin_token: str | None, public_url: str | None, loop_max: int, loop_window: str,
           device_rate: float, device_burst: float, ip_rate: float, ip_burst: float,
-          max_inflight: int, audit_up_to_date: bool, access_log: bool, serve_counts: str) -> None:
+          max_inflight: int, audit_up_to_date: bool, access_log: bool, serve_counts: str,
+          blob_url: str | None) -> None:
     """Run the HTTP server (device endpoint, v2 API, downloads, admin API, dashboard)."""
     from .app import create_app
     from .server import serve_forever
@@ -140,13 +212,17 @@ def serve(data_dir: Path, db_url: str | None, host: str, port: int, push_port: i
 
         hub = PushHub()
         extra = {"push_port": push_port, "push_host": host}
-    app = create_app(data_dir, db_url, admin_token, push_hub=hub, public_url=public_url,
-                     loop_max_serves=loop_max, loop_window_s=_duration(loop_window),
-                     device_rate=device_rate, device_burst=device_burst, ip_rate=ip_rate,
-                     ip_burst=ip_burst, max_inflight=max_inflight, audit_up_to_date=audit_up_to_date,
-                     serve_counts=serve_counts, extra=extra)
+    try:
+        app = create_app(data_dir, db_url, admin_token, push_hub=hub, public_url=public_url,
+                         loop_max_serves=loop_max, loop_window_s=_duration(loop_window),
+                         device_rate=device_rate, device_burst=device_burst, ip_rate=ip_rate,
+                         ip_burst=ip_burst, max_inflight=max_inflight, audit_up_to_date=audit_up_to_date,
+                         serve_counts=serve_counts, blob_url=blob_url, extra=extra)
+    except ValueError as e:  # a bad option value (e.g. --blobs): say which, no traceback
+        _fail(2, str(e))
     tok_src = "given" if (admin_token or os.environ.get("LUATOS_FOTA_TOKEN")) else f"in {data_dir / 'admin_token'}"
-    click.echo(f"luatos-fota: data {data_dir}, db {app.state.store.db_url.split('@')[-1]}", err=True)
+    click.echo(f"luatos-fota: data {data_dir}, db {app.state.store.db_url.split('@')[-1]}, "
+               f"packages {app.state.store.blobs.describe()}", err=True)
     click.echo(f"luatos-fota: device URL http://{host}:{port}/api/site/firmware_upgrade? ; "
                f"admin token {tok_src}" + (f"; push channel on port {push_port}" if push_port else ""), err=True)
     serve_forever(app, host, port, access_log=access_log)
@@ -160,7 +236,7 @@ def product() -> None:
 
 
 @product.command("add")
-@data_opt
+@store_opts
 @db_opt
 @click.option("--project-key", required=True)
 @click.option("--firmware-name", required=True, help="What libfota2 sends: <PROJECT>_LuatOS-SoC_<bsp>.")
@@ -170,7 +246,7 @@ def product() -> None:
 def product_add(data_dir: Path, db_url: str | None, project_key: str, firmware_name: str, name: str,
                 closed: bool, as_json: bool) -> None:
     with _Guard():
-        p = Store(data_dir, db_url).add_product(project_key, firmware_name, name, not closed, actor="cli")
+        p = _open(data_dir, db_url).add_product(project_key, firmware_name, name, not closed, actor="cli")
     if as_json:
         _out(p)
     else:
@@ -178,11 +254,11 @@ def product_add(data_dir: Path, db_url: str | None, project_key: str, firmware_n
 
 
 @product.command("list")
-@data_opt
+@store_opts
 @db_opt
 @json_opt
 def product_list(data_dir: Path, db_url: str | None, as_json: bool) -> None:
-    rows = Store(data_dir, db_url).list_products()
+    rows = _open(data_dir, db_url).list_products()
     if as_json:
         return _out(rows)
     _table([[p["id"], p["project_key"], p["firmware_name"], p["name"], "open" if p["auto_register"] else "closed"]
@@ -213,7 +289,7 @@ def release() -> None:
 
 
 @release.command("add")
-@data_opt
+@store_opts
 @db_opt
 @click.option("--product-id", type=int, default=None)
 @click.option("--project-key", default=None)
@@ -234,13 +310,13 @@ def release_add(data_dir: Path, db_url: str | None, product_id: int | None, proj
                 percent: float | None, devices: tuple[str, ...], forced: bool, paused: bool, notes: str,
                 as_json: bool, package: Path) -> None:
     """Validate PACKAGE and publish it as a release."""
+    st = _open(data_dir, db_url)
     spinner: Any = contextlib.nullcontext()
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and isinstance(st, Store):  # remote uploads show a progress bar instead
         from rich.console import Console
 
         spinner = Console(stderr=True).status(f"validating and storing {package.name} …")
     with _Guard(), spinner:
-        st = Store(data_dir, db_url)
         data = package.read_bytes()
         try:
             pid = _product_id(st, product_id, project_key, firmware_name)
@@ -263,12 +339,12 @@ def release_add(data_dir: Path, db_url: str | None, product_id: int | None, proj
 
 
 @release.command("list")
-@data_opt
+@store_opts
 @db_opt
 @click.option("--product-id", type=int, default=None)
 @json_opt
 def release_list(data_dir: Path, db_url: str | None, product_id: int | None, as_json: bool) -> None:
-    rows = Store(data_dir, db_url).list_releases(product_id)
+    rows = _open(data_dir, db_url).list_releases(product_id)
     if as_json:
         return _out(rows)
     _table([[r["id"], r["firmware_name"], r["script_version"], r["core_version"] or "", r["kind"],
@@ -281,14 +357,14 @@ def release_list(data_dir: Path, db_url: str | None, product_id: int | None, as_
 
 def _set_enabled(data_dir: Path, db_url: str | None, rid: int, enabled: bool, as_json: bool) -> None:
     with _Guard():
-        r = Store(data_dir, db_url).update_release(rid, enabled=enabled, actor="cli")
+        r = _open(data_dir, db_url).update_release(rid, enabled=enabled, actor="cli")
     if as_json:
         return _out(r)
     click.echo(f"release {rid} {'enabled' if enabled else 'paused'}")
 
 
 @release.command("enable")
-@data_opt
+@store_opts
 @db_opt
 @json_opt
 @click.argument("release_id", type=int)
@@ -297,7 +373,7 @@ def release_enable(data_dir: Path, db_url: str | None, as_json: bool, release_id
 
 
 @release.command("pause")
-@data_opt
+@store_opts
 @db_opt
 @json_opt
 @click.argument("release_id", type=int)
@@ -306,7 +382,7 @@ def release_pause(data_dir: Path, db_url: str | None, as_json: bool, release_id:
 
 
 @release.command("target")
-@data_opt
+@store_opts
 @db_opt
 @click.option("--all", "all_", is_flag=True, help="Every device of the product.")
 @click.option("--percent", type=click.FloatRange(0, 100), default=None)
@@ -320,7 +396,7 @@ def release_target(data_dir: Path, db_url: str | None, all_: bool, percent: floa
         raise click.UsageError("give exactly one of --all, --percent N, --devices a,b")
     mode = "all" if all_ else ("percent" if percent is not None else "devices")
     with _Guard():
-        r = Store(data_dir, db_url).set_release_target(release_id, mode, percent=percent,
+        r = _open(data_dir, db_url).set_release_target(release_id, mode, percent=percent,
                                                        devices=_split(devices),
                                                        actor="cli")
     if as_json:
@@ -329,14 +405,14 @@ def release_target(data_dir: Path, db_url: str | None, all_: bool, percent: floa
 
 
 @release.command("stats")
-@data_opt
+@store_opts
 @db_opt
 @click.option("--release-id", type=int, default=None)
 @json_opt
 def release_stats(data_dir: Path, db_url: str | None, release_id: int | None, as_json: bool) -> None:
     """Rollout progress: targeted / served / confirmed devices per release."""
     with _Guard():
-        rows = Store(data_dir, db_url).release_stats(release_id)
+        rows = _open(data_dir, db_url).release_stats(release_id)
     if as_json:
         return _out(rows)
     _table([[s["release_id"], s["script_version"], s["target_mode"], s["targeted"], s["served"],
@@ -352,7 +428,7 @@ def device() -> None:
 
 
 @device.command("list")
-@data_opt
+@store_opts
 @db_opt
 @click.option("--product-id", type=int, default=None)
 @click.option("--banned", is_flag=True, help="Only banned devices.")
@@ -360,7 +436,7 @@ def device() -> None:
 @json_opt
 def device_list(data_dir: Path, db_url: str | None, product_id: int | None, banned: bool, limit: int,
                 as_json: bool) -> None:
-    rows = Store(data_dir, db_url).list_devices(product_id=product_id, banned=True if banned else None, limit=limit)
+    rows = _open(data_dir, db_url).list_devices(product_id=product_id, banned=True if banned else None, limit=limit)
     if as_json:
         return _out(rows)
     _table([[d["device_key"], d["product_id"], d["reported_version"], _ts(d["last_seen"]), d["last_ip"],
@@ -370,16 +446,16 @@ def device_list(data_dir: Path, db_url: str | None, product_id: int | None, bann
 
 
 @device.command("show")
-@data_opt
+@store_opts
 @db_opt
 @click.argument("device_id")
 def device_show(data_dir: Path, db_url: str | None, device_id: str) -> None:
     with _Guard():
-        _out(Store(data_dir, db_url).require_device(device_id))
+        _out(_open(data_dir, db_url).require_device(device_id))
 
 
 @device.command("ban")
-@data_opt
+@store_opts
 @db_opt
 @click.option("--reason", default="")
 @json_opt
@@ -387,24 +463,24 @@ def device_show(data_dir: Path, db_url: str | None, device_id: str) -> None:
 def device_ban(data_dir: Path, db_url: str | None, reason: str, as_json: bool, device_id: str) -> None:
     """Bar a device from upgrades (it gets code 21)."""
     with _Guard():
-        d = Store(data_dir, db_url).ban(device_id, reason, actor="cli")
+        d = _open(data_dir, db_url).ban(device_id, reason, actor="cli")
     _out(d) if as_json else click.echo(f"device {d['device_key']} banned")
 
 
 @device.command("unban")
-@data_opt
+@store_opts
 @db_opt
 @json_opt
 @click.argument("device_id")
 def device_unban(data_dir: Path, db_url: str | None, as_json: bool, device_id: str) -> None:
     """Lift an operator ban or a loop ban (code 40)."""
     with _Guard():
-        d = Store(data_dir, db_url).unban(device_id, actor="cli")
+        d = _open(data_dir, db_url).unban(device_id, actor="cli")
     _out(d) if as_json else click.echo(f"device {d['device_key']} unbanned")
 
 
 @device.command("pin")
-@data_opt
+@store_opts
 @db_opt
 @json_opt
 @click.argument("device_id")
@@ -413,14 +489,14 @@ def device_pin(data_dir: Path, db_url: str | None, as_json: bool, device_id: str
     """Pin DEVICE_ID to RELEASE_ID ('none' removes the pin)."""
     rid = None if release_id.lower() in ("none", "-", "0") else int(release_id)
     with _Guard():
-        d = Store(data_dir, db_url).pin(device_id, rid, actor="cli")
+        d = _open(data_dir, db_url).pin(device_id, rid, actor="cli")
     _out(d) if as_json else click.echo(f"device {d['device_key']} pinned to {rid}")
 
 
 # ---------------------------------------------------------------------------- audit
 
 @main.command()
-@data_opt
+@store_opts
 @db_opt
 @click.option("--device", default=None, help="Only this device.")
 @click.option("--event", "event_", default=None, help="Only this event (serve, checkin, loop_ban, ...).")
@@ -430,7 +506,7 @@ def device_pin(data_dir: Path, db_url: str | None, as_json: bool, device_id: str
 def audit(data_dir: Path, db_url: str | None, device: str | None, event_: str | None,
           release_id: int | None, limit: int, as_json: bool) -> None:
     """Why did a device get (or not get) a package? Newest first."""
-    rows = Store(data_dir, db_url).query_audit(device=device, event_=event_, release_id=release_id, limit=limit)
+    rows = _open(data_dir, db_url).query_audit(device=device, event_=event_, release_id=release_id, limit=limit)
     if as_json:
         return _out(rows)
     for a in rows:
@@ -441,13 +517,13 @@ def audit(data_dir: Path, db_url: str | None, device: str | None, event_: str | 
 
 
 @main.command("audit-prune")
-@data_opt
+@store_opts
 @db_opt
 @click.option("--older-than", required=True, help="Age like 30d, 12h (rows older than this go).")
 @json_opt
 def audit_prune(data_dir: Path, db_url: str | None, older_than: str, as_json: bool) -> None:
     """Delete old audit rows (the table grows with every check-in)."""
-    n = Store(data_dir, db_url).prune_audit(_duration(older_than), actor="cli")
+    n = _open(data_dir, db_url).prune_audit(_duration(older_than), actor="cli")
     _out({"deleted": n}) if as_json else click.echo(f"deleted {n} audit rows")
 
 
@@ -457,14 +533,14 @@ def blobs() -> None:
 
 
 @blobs.command("gc")
-@data_opt
+@store_opts
 @db_opt
 @click.option("--min-age", default="1h", show_default=True,
               help="Only blobs older than this (younger ones may belong to an upload in progress).")
 @json_opt
 def blobs_gc(data_dir: Path, db_url: str | None, min_age: str, as_json: bool) -> None:
     """Delete packages no release references (left over by a crash during an upload)."""
-    removed = Store(data_dir, db_url).gc_blobs(_duration(min_age))
+    removed = _open(data_dir, db_url).gc_blobs(_duration(min_age))
     _out({"removed": removed}) if as_json else click.echo(f"removed {len(removed)} unreferenced blobs")
 
 

@@ -65,6 +65,9 @@ class ServerConfig:
     # or the admin bearer token; off by default (libfota2 check-ins are unaffected either way).
     download_auth: bool = False
     download_sn_ttl_s: float = 24 * 3600.0
+    # Where packages live: None -> DATA/blobs (or $LUATOS_FOTA_BLOBS); ``s3://bucket/prefix?...``
+    # -> an S3-compatible bucket with DATA/blobs as this instance's read-through cache.
+    blob_url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

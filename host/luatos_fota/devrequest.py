@@ -21,7 +21,8 @@ _GLUE_RE = re.compile(rb"(mac|imei|uid|project_key|firmware_name|version)=")
 # can exceed a column (PostgreSQL refuses what SQLite would silently keep).
 FIELD_LIMITS = {"mac": 64, "imei": 64, "uid": 64, "project_key": 200, "firmware_name": 300, "version": 40}
 # Paths the server owns: never treated as a device check-in even if they carry parameters.
-RESERVED_PREFIXES = ("/admin", "/dl/", "/dashboard", "/static", "/api/site/turnkey_fota", "/healthz")
+RESERVED_PREFIXES = ("/admin", "/dl/", "/dashboard", "/static", "/api/site/turnkey_fota", "/healthz", "/readyz",
+                     "/metrics")
 
 
 @dataclass

@@ -260,6 +260,11 @@ class PushHub:
             )
         return result
 
+    @property
+    def online_count(self) -> int:
+        """How many devices are logged in (cheap: for metrics scrapes)."""
+        return len(self._by_device)
+
     def is_online(self, device_id: str) -> bool:
         return normalize_device_id(device_id) in self._by_device
 

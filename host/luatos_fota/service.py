@@ -29,6 +29,7 @@ from typing import Any
 
 from luatos_common.version import FotaVersion, VersionError
 
+from . import metrics
 from .catalog import Catalog, ProductInfo, ReleaseInfo
 from .config import ServerConfig
 from .store import Store, normalize_device_key
@@ -181,6 +182,9 @@ class FotaService:
 
     def audit(self, event: str, out: Outcome, q: Query, status: int, **detail: Any) -> None:
         dev = out.device.key if out.device else (q.device_id or None)
+        metrics.checkin(q.channel, out.code)
+        if event == "serve":
+            metrics.serve(detail.get("mode", "full"))
         self.writer.audit({
             "ts": time.time(), "event": event, "device_key": dev,
             "product_id": out.product.id if out.product else None,
@@ -439,6 +443,7 @@ class FotaService:
                 dev.ban_reason = self.store.loop_ban(dev.id, dev.key, release.id, n, self.config.loop_window_s,
                                                      dev.reported_version, q.ip)
                 dev.ban_code = CODE_LOOP
+                metrics.loop_ban()
             return Outcome(CODE_LOOP, msg, product=out.product, device=dev, release=release,
                            target=out.target, reason=f"loop guard tripped after {n} serves")
         if mode != "head":

@@ -34,7 +34,7 @@ from luatos_common.deviceid import normalize_device_id
 from luatos_common.version import FotaVersion, ScriptVersion, VersionError, format_core
 
 from . import schema as t
-from .blobs import BlobStore, crashpoint
+from .blobs import BLOBS_ENV, Blobs, crashpoint, open_blobs
 from .catalog import Catalog, ProductInfo, ReleaseInfo, rollout_bucket
 from .groupcommit import BatchBusy, GroupCommit
 from .uploads import TARGET_MODES, UploadError, check_upload
@@ -151,7 +151,7 @@ class Store:
     """Open (and migrate) the store of ``data_dir``; ``db_url`` overrides the SQLite default."""
 
     def __init__(self, data_dir: str | os.PathLike[str], db_url: str | None = None, *,
-                 hot_busy_timeout_s: float = 2.0) -> None:
+                 hot_busy_timeout_s: float = 2.0, blob_url: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db_url = db_url or _sqlite_url(self.data_dir)
@@ -166,7 +166,8 @@ class Store:
             self._count_and_record_batch)
         self.hot_engine = (_make_engine(self.db_url, immediate=True, busy_timeout_s=hot_busy_timeout_s)
                            if self.is_sqlite else self.read_engine)
-        self.blobs = BlobStore(self.data_dir / "blobs")
+        # Packages: DATA/blobs, or an object store (blob_url, else $LUATOS_FOTA_BLOBS) cached there.
+        self.blobs: Blobs = open_blobs(self.data_dir / "blobs", blob_url or os.environ.get(BLOBS_ENV))
         # SQLite has one writer at a time. Threads of this process take turns on a Python lock
         # before BEGIN IMMEDIATE: a waiter then starts the moment the lock is free, where
         # SQLite's own busy handler would have slept (1, 2, 5 ... 100 ms steps; it made a

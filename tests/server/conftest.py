@@ -57,3 +57,43 @@ def pg_cluster() -> Iterator[Any]:
 def pg_url(pg_cluster: Any) -> str:
     """SQLAlchemy URL (postgresql+psycopg://...) of a new empty database for this test."""
     return pg_cluster.create_database(f"t_{uuid.uuid4().hex[:16]}")
+
+
+s3_fixture = _load_sibling("s3_fixture")
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """A running moto S3 server on loopback (s3_fixture.S3Server), one per xdist worker."""
+    if not s3_fixture.available():
+        missing_dependency(s3_fixture.SETUP_HINT)
+    srv = s3_fixture.start_server()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def own_s3_server() -> Iterator[Any]:
+    """A moto S3 server for this test alone (for tests that stop it)."""
+    if not s3_fixture.available():
+        missing_dependency(s3_fixture.SETUP_HINT)
+    srv = s3_fixture.start_server()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test credentials in the environment, where botocore's default chain finds them."""
+    for k, v in s3_fixture.CREDENTIAL_ENV.items():
+        monkeypatch.setenv(k, v)
+
+
+@pytest.fixture
+def s3_url(s3_server: Any, s3_env: None) -> str:
+    """``blob_url`` of a fresh bucket on the loopback S3 server."""
+    return str(s3_server.url(s3_server.new_bucket()))

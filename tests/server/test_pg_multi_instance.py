@@ -1,7 +1,8 @@
 """The server on a real PostgreSQL, alone and as two instances sharing one database.
 
-Two instances share the database and the data directory (blobs live on disk, e.g. a shared
-volume); each keeps its own in-memory catalogue, refreshed through the DB generation counter,
+Two instances share the database and either the data directory (blobs on disk, e.g. a shared
+volume) or, with separate data directories, an S3-compatible bucket (a real loopback server,
+see s3_fixture.py): every multi-instance test runs in both layouts. Each instance keeps its own in-memory catalogue, refreshed through the DB generation counter,
 so a change made through one is seen by the other within ``cache_ttl_s``. Cross-instance checks
 poll with a bounded loop instead of sleeping a fixed time.
 """
@@ -94,13 +95,27 @@ def one(tmp_path: Path, pg_url: str) -> Iterator[RunningServer]:
         yield srv
 
 
+Layout = Callable[[str], tuple[Path, dict[str, Any]]]
+
+
+@pytest.fixture(params=["shared-dir", "object-store"])
+def layout(request: pytest.FixtureRequest, tmp_path: Path) -> Layout:
+    """Instance name -> (its data directory, extra create_app options)."""
+    if request.param == "shared-dir":
+        return lambda name: (tmp_path / "data", {})
+    url = request.getfixturevalue("s3_url")
+    return lambda name: (tmp_path / name, {"blob_url": url})
+
+
 @pytest.fixture
-def pair(tmp_path: Path, pg_url: str) -> Iterator[tuple[RunningServer, RunningServer]]:
+def pair(layout: Layout, pg_url: str) -> Iterator[tuple[RunningServer, RunningServer]]:
     # Polling check-ins are serves: keep the loop guard out of the way of these tests.
     opts = {"db_url": pg_url, "admin_token": TOKEN, "loop_max_serves": 10_000}
     with contextlib.ExitStack() as stack:
-        a = stack.enter_context(running_server(tmp_path / "data", **opts))
-        b = stack.enter_context(running_server(tmp_path / "data", **opts))
+        a_dir, a_opts = layout("a")
+        b_dir, b_opts = layout("b")
+        a = stack.enter_context(running_server(a_dir, **opts, **a_opts))
+        b = stack.enter_context(running_server(b_dir, **opts, **b_opts))
         yield a, b
 
 
@@ -190,11 +205,12 @@ def test_two_instances_release_added_on_a_is_served_by_b(
     assert [r["id"] for r in admin(b, "GET", "/releases")["releases"]] == [rel["id"]]
 
 
-def test_two_instances_count_serves_together_for_the_loop_ban(tmp_path: Path, pg_url: str) -> None:
+def test_two_instances_count_serves_together_for_the_loop_ban(layout: Layout, pg_url: str) -> None:
     opts = {"db_url": pg_url, "admin_token": TOKEN, "loop_max_serves": 4}
+    (a_dir, a_opts), (b_dir, b_opts) = layout("a"), layout("b")
     with (
-        running_server(tmp_path / "data", **opts) as a,
-        running_server(tmp_path / "data", **opts) as b,
+        running_server(a_dir, **opts, **a_opts) as a,
+        running_server(b_dir, **opts, **b_opts) as b,
     ):
         product = a.store.add_product(KEY, FW)
         upload(a, product["id"], "001.000.002", package("001.000.002"))

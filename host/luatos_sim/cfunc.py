@@ -153,6 +153,14 @@ def _spec(fn: Callable[..., Any]) -> _Spec | None:
     return spec
 
 
+def require_ints(*values: Any) -> None:
+    """For bindings whose firmware calls luaL_checkinteger: a value that is not an integer
+    fails the call, and :func:`c_function` words it as the firmware would."""
+    for v in values:
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise TypeError("integer expected")
+
+
 def c_function(fn: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
     """``fn`` as the firmware would expose it (see the module docstring)."""
     spec = _spec(fn)

@@ -229,3 +229,30 @@ def test_spi_device_objects_drive_their_own_chip_select(boot):
     assert user(dev, "close") == ["true nil"]
     assert log[:2] == [b"\x9f", b"\xff\xff\xff"]
     assert b"xy" in log
+
+
+def test_wrong_argument_types_fail_with_the_firmwares_wording(boot):
+    dev = boot("""
+        for _, f in ipairs({
+            function() return i2c.setup("a") end,
+            function() return i2c.send("x", 1, 2) end,
+            function() return i2c.writeReg(0, 0x10, 1, {}) end,
+            function() return spi.send(0, {1, 2}) end,
+            function() return adc.open("x") end,
+            function() return pwm.open(1) end,
+        }) do
+            local ok, err = pcall(f)
+            log.info("err", ok, err)
+        end
+        sys.run()
+    """)
+    dev.run_for("1s")
+    assert user(dev, "err") == [
+        "false bad argument #1 to 'setup' (number expected, got string)",
+        "false bad argument #1 to 'send' (number expected, got string)",
+        "false bad argument #4 to 'writeReg' (string expected, got table)",
+        "false bad argument #2 to 'send' (string expected, got table)",
+        "false bad argument #1 to 'open' (number expected, got string)",
+        "false bad argument #2 to 'open' (number expected, got no value)",
+    ]
+    assert not any("Traceback" in r.text for r in dev.log)

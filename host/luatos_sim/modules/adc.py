@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..cfunc import require_ints
 from ..platform.adc import CH_CPU, CH_VBAT, AdcBench
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ def install(boot: Boot) -> None:
             boot.note(f"adc channel {channel}: {why}; the read fails as on the device")
 
     def open_(channel: int, *_: Any) -> bool:
+        require_ints(channel)
         if not bench.valid(channel):
             fail(channel, f"{boot.profile.model} has no such channel")
             return False
@@ -44,6 +46,7 @@ def install(boot: Boot) -> None:
         state["range"] = value
 
     def sample(channel: int) -> tuple[int, int] | None:
+        require_ints(channel)
         if channel not in opened:
             fail(channel, "read before adc.open" if bench.valid(channel)
                  else f"{boot.profile.model} has no such channel")
@@ -59,6 +62,7 @@ def install(boot: Boot) -> None:
         return -1 if got is None else got[1]
 
     def close(channel: int, *_: Any) -> None:
+        require_ints(channel)
         opened.pop(channel, None)
 
     boot.firmware_module("adc", {"open": open_, "setRange": set_range, "read": read,

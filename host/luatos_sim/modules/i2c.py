@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..cfunc import require_ints
 from ..platform.i2c import I2cBus, I2cBuses
 from .zbuff import ZBuff
 
@@ -108,9 +109,11 @@ def install(boot: Boot) -> None:
         return data
 
     def exist(bus_id: int) -> bool:
+        require_ints(bus_id)
         return bus_id in buses.ids
 
-    def setup(bus_id: int, speed: int = 0, *_: Any) -> int:
+    def setup(bus_id: int, speed: int | None = 0, *_: Any) -> int:
+        require_ints(bus_id, *(() if speed is None else (speed,)))
         if bus_id not in buses.ids:
             boot.log_c("E", "i2c", f"no such i2c id {bus_id}")
             return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..cfunc import require_ints
 from ..platform.pwm import PwmBench, PwmOutput
 
 if TYPE_CHECKING:
@@ -58,11 +59,13 @@ def install(boot: Boot) -> None:
 
     def open_(channel: int, freq: int, pulse: float = 0, pnum: Any = None,
               precision: Any = None, *_: Any) -> bool:
+        require_ints(channel, freq)
         pulses = int(pnum) if isinstance(pnum, int | float) else 0
         prec = int(precision) if isinstance(precision, int | float) else 100
         return apply(channel, _Conf(freq, int(pulse), pulses, prec))
 
     def close(channel: int, *_: Any) -> None:
+        require_ints(channel)
         generation[channel] = generation.get(channel, 0) + 1
         bench.drive(channel, None)
 
@@ -76,6 +79,7 @@ def install(boot: Boot) -> None:
         return True
 
     def configured(channel: int) -> _Conf | None:
+        require_ints(channel)
         if channel not in SETUP_CHANNELS:
             return None
         conf = confs.get(channel)
@@ -109,6 +113,7 @@ def install(boot: Boot) -> None:
         return apply(channel, conf)
 
     def capture(channel: int, freq: int, *_: Any) -> bool:
+        require_ints(channel, freq)
         if channel not in bench.channels:
             return False
         signal = bench.inputs.get(channel)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..cfunc import require_ints
 from ..platform.spi import SpiBus, SpiBuses
 from .zbuff import ZBuff
 
@@ -86,6 +87,10 @@ def install(boot: Boot) -> None:
             i += 1
         return bytes(out)
 
+    def is_table(value: Any) -> bool:
+        return value is not None and not isinstance(value, bytes | int | float | ZBuff) and \
+            boot.lua_type(value) == b"table"
+
     def port_of(target: Any, fn: str) -> _Port | None:
         if isinstance(target, _Port):
             return target if not target.closed else None
@@ -122,6 +127,7 @@ def install(boot: Boot) -> None:
 
     def setup(bus_id: int, cs: Any = None, cpha: Any = 0, cpol: Any = 0, dataw: Any = 8,
               baud: Any = 2_000_000, bitdict: Any = 1, master: Any = 1, mode: Any = 1) -> int:
+        require_ints(bus_id)
         if bus_id not in buses.ids:
             boot.log_c("E", "spi", f"spi id {bus_id} not support")
             return -1
@@ -147,7 +153,7 @@ def install(boot: Boot) -> None:
 
     def transfer(target: Any, data: Any = None, send_len: Any = None,
                  recv_len: Any = 1) -> bytes | None:
-        raw = data_of(data)
+        raw = data_of(data) if not is_table(data) else None
         if raw is None:
             raise TypeError("bad argument #2 to 'transfer' (string expected, got "
                             f"{boot.lua_type(data).decode()})")
@@ -163,7 +169,7 @@ def install(boot: Boot) -> None:
         return exchange(port, raw, 1 if want is None else max(0, want)) or None
 
     def send(target: Any, data: Any = None, length: Any = None) -> int:
-        raw = data_of(data)
+        raw = data_of(data) if not is_table(data) else None
         if raw is None:
             raise TypeError("bad argument #2 to 'send' (string expected, got "
                             f"{boot.lua_type(data).decode()})")

@@ -238,3 +238,9 @@ def test_invon_inverts_what_the_panel_shows(boot):
     assert dev.lcd.pixel(1, 1) == (0, 255, 255) and dev.lcd.image().getpixel((1, 1)) == (0, 255, 255)
     dev.run_for("100ms")
     assert dev.lcd.pixel(1, 1) == RED
+
+
+def test_screen_match_fixture_reads_screens_next_to_the_test(boot, screen_match):
+    dev = boot(STATUS_SCREEN % ("0x001F", "upgrade ok"))
+    dev.run_for("1s")
+    screen_match(dev.lcd, "status.png", max_diff_ratio=0.01)

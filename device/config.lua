@@ -16,7 +16,7 @@ Only keys that exist below are taken, and only with the same type as the default
 ]]
 
 ---@class FotaConfig
----@field scenario string "periodic" | "tcp" | "psm"
+---@field scenario string "periodic" | "tcp" | "psm" | "ble"
 ---@field netdrv string "wifi" | "eth_spi" | "eth_rmii" | "4g" | "multiple"
 ---@field server_url string
 ---@field product_key string
@@ -49,6 +49,8 @@ Only keys that exist below are taken, and only with the same type as the default
 ---@field psm_dtimer_id integer
 ---@field psm_net_timeout_ms integer
 ---@field psm_fota_margin_ms integer
+---@field ble_name string
+---@field ble_idle_timeout_ms integer
 ---@field button_enabled boolean
 ---@field button_pin integer
 ---@field button_debounce_ms integer
@@ -70,6 +72,7 @@ local config = {
     --   "periodic": check when the network is up, then every check_interval_ms
     --   "tcp":      wait for upgrade commands on a TCP channel
     --   "psm":      wake, check, sleep in PSM+ for psm_sleep_ms
+    --   "ble":      (optional) a phone writes the package over BLE GATT
     scenario = "periodic",
 
     -- Which network: "wifi", "eth_spi" (CH390H over SPI), "eth_rmii" (PHY on RMII),
@@ -129,6 +132,10 @@ local config = {
     psm_dtimer_id = 2,            -- deep-sleep wake timer id (0..5)
     psm_net_timeout_ms = 30000,   -- give up on the network after this long
     psm_fota_margin_ms = 30000,   -- waited on top of http_timeout_ms for the result
+
+    -- Scenario "ble": advertised name, and how long a transfer may stall.
+    ble_name = "FOTA_KIT",
+    ble_idle_timeout_ms = 30000,
 
     -- Button that asks for a check now (falling edge, internal pull-up).
     button_enabled = true,

@@ -8,7 +8,8 @@ What to edit:
   * config.lua: scenario, network driver, server URL, TCP host/port, Wi-Fi,
     product key, intervals, button pin.
 
-Scenario is chosen in ONE place: config.scenario ("periodic", "tcp" or "psm").
+Scenario is chosen in ONE place: config.scenario ("periodic", "tcp", "psm" or
+the optional "ble": a phone writes the package over BLE GATT).
 ]]
 
 -- libfota2 reads these two globals to build the check URL; keep both global.
@@ -42,8 +43,10 @@ elseif scenario == "tcp" then
     require("fota_tcp").start()
 elseif scenario == "psm" then
     require("fota_psm").start()
+elseif scenario == "ble" then
+    require("fota_ble").start()
 else
-    log.error("main", "unknown scenario", tostring(scenario), "use periodic, tcp or psm")
+    log.error("main", "unknown scenario", tostring(scenario), "use periodic, tcp, psm or ble")
 end
 
 -- Optional: upgrade commands from an MQTT broker. Not in PSM: that device sleeps.

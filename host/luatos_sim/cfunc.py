@@ -153,6 +153,14 @@ def _spec(fn: Callable[..., Any]) -> _Spec | None:
     return spec
 
 
+def require_ints(*values: Any) -> None:
+    """For bindings whose firmware calls luaL_checkinteger: a value that is not an integer
+    fails the call, and :func:`c_function` words it as the firmware would."""
+    for v in values:
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise TypeError("integer expected")
+
+
 # lupa's base class of every Lua table/function/userdata wrapper (not exported by name).
 _LuaObject: type = type(lua53.LuaRuntime().eval("{}")).__mro__[1]
 

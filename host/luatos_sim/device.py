@@ -38,11 +38,17 @@ from .lifecycle import (
     WakeCause,
 )
 from .platform import Platform
+from .platform.adc import AdcBench
+from .platform.ble import BleRadio
+from .platform.camera import CameraBench
 from .platform.fota_area import FotaArea
 from .platform.gpio import GpioBank
+from .platform.i2c import I2cBuses
 from .platform.network import Network
 from .platform.power import PowerControl
-from .platform.spi import SpiBus
+from .platform.pwm import PwmBench
+from .platform.screen import Screen, TouchPanel
+from .platform.spi import SpiBuses
 from .platform.uart import UartBus
 from .profiles import ModelProfile, get_profile
 from .scripts import ScriptError, load_lib_dir, load_project_files
@@ -200,8 +206,49 @@ class Device:
         return self.platform.uart
 
     @property
-    def spi(self) -> SpiBus:
+    def spi(self) -> SpiBuses:
+        """SPI buses and the chips on them (``dev.spi(1).attach(cs, chip)``)."""
         return self.platform.spi
+
+    @property
+    def i2c(self) -> I2cBuses:
+        """I2C buses and the parts on them (``dev.i2c(0).attach(0x44, SHT30())``)."""
+        return self.platform.i2c
+
+    @property
+    def adc(self) -> AdcBench:
+        """Voltages on the ADC channels (``dev.adc.set(2, 1650)``)."""
+        return self.platform.adc
+
+    @property
+    def pwm(self) -> PwmBench:
+        """What each PWM channel drives (``state(ch)``, ``history``)."""
+        return self.platform.pwm
+
+    @property
+    def lcd(self) -> Screen:
+        """The LCD panel (``snapshot(path)``, ``pixel(x, y)``)."""
+        return self.platform.lcd
+
+    @property
+    def oled(self) -> Screen:
+        """The u8g2 (monochrome) display."""
+        return self.platform.oled
+
+    @property
+    def touch(self) -> TouchPanel:
+        """The touch controller and a finger on it (``attach()``, ``tap(x, y)``)."""
+        return self.platform.touch
+
+    @property
+    def ble(self) -> BleRadio:
+        """BLE peers around the device (``dev.ble.peer("phone")``)."""
+        return self.platform.ble
+
+    @property
+    def camera(self) -> CameraBench:
+        """What the camera sees (``attach(image)``)."""
+        return self.platform.camera
 
     @property
     def upgrade_checks(self) -> UpgradeChecks:

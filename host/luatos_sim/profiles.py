@@ -46,7 +46,21 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "fota": _functions("done end file finish init isDone run wait"),
     "gpio": _functions("close count debounce get pulse set setup toggle"),
     "uart": _functions("close exist on read rxClear rxSize setup write rx tx"),
-    "spi": _functions("close recv send setup transfer"),
+    "spi": _functions("close createSoft deviceSend deviceSetup deviceTransfer recv send setup "
+                      "transfer xfer"),
+    "i2c": _functions("close createSoft exist readDHT12 readReg readSHT30 recv send setup "
+                      "transfer writeReg xfer"),
+    "adc": _functions("close get open read setRange"),
+    "pack": _functions("pack unpack"),
+    "u8g2": _functions("begin close ClearBuffer SendBuffer SetFont SetFontMode SetDrawColor "
+                       "DrawUTF8 GetUTF8Width DrawLine DrawPixel DrawBox DrawFrame DrawCircle "
+                       "DrawDisc DrawXBM DrawDrcode GetDisplayWidth GetDisplayHeight "
+                       "SetContrast SetPowerSave"),
+    "pwm": _functions("capture close open setDuty setFreq setup start stop"),
+    "lcd": _functions("autoFlush clear draw drawCircle drawLine drawPoint drawQrcode "
+                      "drawRectangle drawStr drawXbm fill flush getSize getStrWidth init off on "
+                      "rgb565 setColor setFont setupBuff showImage sleep wakeup invon invoff "
+                      "close"),
     "netdrv": _functions("ctrl debug dhcp ipv4 link mac mtu napt ping ready setup"),
     "rtc": _functions("set get timerStart timerStop setBaseYear timezone"),
     "websocket": _functions("create"),
@@ -63,7 +77,6 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
 NOT_EMULATED_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "httpsrv": _functions("start stop"),
     "fatfs": _functions("mount unmount getfree debug"),
-    "pack": _functions("pack unpack"),
     "bit64": _functions("to32 to64 plus minus multi pide shift show strtoll"),
     "fastlz": _functions("compress uncompress"),
     "xxtea": _functions("encrypt decrypt"),
@@ -72,26 +85,32 @@ NOT_EMULATED_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "errDump": _functions("config dump record"),
     "iotauth": _functions("aliyun onenet iotda qcloud tuya baidu"),
     "pins": _functions("setup loadjson"),
-    "i2c": _functions("setup send recv writeReg readReg close exist"),
-    "adc": _functions("open read close setRange"),
-    "pwm": _functions("open close setup start stop"),
 })
 
 WLAN_API = _functions("init scan scanResult mode setMode ready connect disconnect smartconfig "
                       "getIP getInfo getMac setMac hostname setHostname powerSave staIp "
                       "createAP stopAP autoreconn")
 MOBILE_API = _functions("csq flymode iccid imei imsi rssi status")
+TP_API = _functions("init")
+BLUETOOTH_API = _functions("init")
+CAMERA_API = _functions("capture close init on start stop")
+BLE_API = _functions("adv_create adv_start adv_stop gatt_create write_notify write_indicate "
+                     "write_value read_value scan_create scan_start scan_stop connect disconnect "
+                     "notify_enable")
 
-# What the real firmware has that no binding installs yet (module -> functions; an empty set
-# is the whole module). A script touching one gets "[luatos-sim] NAME is not emulated" once,
-# then the nil it would get. As bindings land (i2c, lcd, mqtt, ...), entries move into the API.
+# Whole modules the real firmware has that the emulator leaves out: the global stays nil (a
+# script that tests ``if airui then`` takes the path it takes without the module), and the first
+# use is named once, "[luatos-sim] airui is not emulated", before the script meets its own Lua
+# error. Which models have which of these is UNCONFIRMED (docs/defaults.md); a module that
+# gains a binding moves into the API above. Modules listed in NOT_EMULATED_API are the other
+# kind: their table exists (``if httpsrv then`` is true, as on the device) and each missing
+# function is named when it is called.
 ABSENT_COMMON: Mapping[str, frozenset[str]] = MappingProxyType({
-    "i2c": frozenset(), "lcd": frozenset(), "pwm": frozenset(), "adc": frozenset(),
-    "mqtt": frozenset(), "websocket": frozenset(), "fatfs": frozenset(),
-    "io": _functions("dexist"),
+    "eink": frozenset(), "airui": frozenset(), "lvgl": frozenset(), "audio": frozenset(),
+    "libgnss": frozenset(),
 })
-ABSENT_WITH_BLE: Mapping[str, frozenset[str]] = MappingProxyType(
-    {**ABSENT_COMMON, "ble": frozenset()})
+ABSENT_CELLULAR: Mapping[str, frozenset[str]] = MappingProxyType(
+    {**ABSENT_COMMON, "sms": frozenset()})
 
 # Lua-side modules every build has (set up by boot.lua, not by a binding).
 LUA_MODULES = frozenset({"log", "os"})
@@ -157,7 +176,8 @@ class ModelProfile:
 
 AIR8101 = ModelProfile(
     model="Air8101", bsp="Air8101", chip="BK7258", hwver="A10", mac="C8C2C68CD602",
-    api=api_with(wlan=WLAN_API), absent_api=ABSENT_WITH_BLE,
+    api=api_with(wlan=WLAN_API, tp=TP_API, bluetooth=BLUETOOTH_API, ble=BLE_API,
+                 camera=CAMERA_API),
 )
 
 AIR780E = ModelProfile(
@@ -165,7 +185,8 @@ AIR780E = ModelProfile(
     rom_build="Jun 20 2024 10:00:00", bits=32, lua_heap=1_048_568, psram=0,
     lua_instructions_per_ms=3_000,
     imei="864536071234561", uid=bytes.fromhex("3C3A1B9F77A0C1D2"),
-    api=api_with(mobile=MOBILE_API), fota_formats=("ec", "luatos-full"),
+    api=api_with(mobile=MOBILE_API), absent_api=ABSENT_CELLULAR,
+    fota_formats=("ec", "luatos-full"),
 )
 
 AIR8000 = ModelProfile(
@@ -173,8 +194,8 @@ AIR8000 = ModelProfile(
     bits=64, lua_heap=2_097_144, psram=4_194_304, imei="864536079876541",
     lua_instructions_per_ms=4_000,
     mac="C8C2C68CE001", uid=bytes.fromhex("5A17C0FFEE0102"),
-    api=api_with(mobile=MOBILE_API, wlan=WLAN_API), absent_api=ABSENT_WITH_BLE,
-    fota_formats=("ec", "luatos-full"),
+    api=api_with(mobile=MOBILE_API, wlan=WLAN_API, tp=TP_API, bluetooth=BLUETOOTH_API,
+                 ble=BLE_API), absent_api=ABSENT_CELLULAR, fota_formats=("ec", "luatos-full"),
 )
 
 PROFILES: dict[str, ModelProfile] = {p.model: p for p in (AIR8101, AIR780E, AIR8000)}

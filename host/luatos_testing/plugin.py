@@ -326,6 +326,20 @@ def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoB
         yield broker
 
 
+@pytest.fixture
+def screen_match(request: pytest.FixtureRequest) -> Any:
+    """``screen_match(dev.lcd, "home.png", max_diff_ratio=0.001)``: compare a screen with
+    ``screens/home.png`` next to the test file (see luatos_sim.screencheck; run once with
+    LUATOS_UPDATE_SCREENS=1 to store the pictures)."""
+    from luatos_sim.screencheck import assert_screen
+
+    base = Path(str(request.node.fspath)).parent / "screens"
+
+    def match(screen: Any, name: str, **tolerance: Any) -> Any:
+        return assert_screen(screen, base / name, **tolerance)
+    return match
+
+
 # -- the device log in failure reports ------------------------------------------------------------
 
 

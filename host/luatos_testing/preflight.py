@@ -48,7 +48,7 @@ PASSED, FAILED, UNSUPPORTED = "passed", "failed", "unsupported"
 DEFAULT_WINDOW_MS = 10 * 60 * 1000
 LIBFOTA2_DEFAULT_HOST = "iot.openluat.com"
 _URL_HOST = re.compile(rb"https?://([A-Za-z0-9.\-]+)(?::\d+)?[/\"'?]")
-_NOT_EMULATED = re.compile(r"(\w+)\.(\w+) is not emulated by luatos-sim")
+_NOT_EMULATED = re.compile(r"(\w+(?:\.\w+)?) is not emulated by luatos-sim")
 _NIL_GLOBAL = re.compile(r"attempt to (?:index|call) a nil value \(global '(\w+)'\)")
 EXCERPT_LINES = 25
 
@@ -119,7 +119,7 @@ def _unsupported_reason(dev: Device, profile: ModelProfile) -> str | None:
         if rec.source == SIM:
             m = _NOT_EMULATED.search(rec.line)
             if m:
-                return f"{m[1]}.{m[2]}"
+                return m[1]
         m = _NIL_GLOBAL.search(rec.line)
         if m and m[1] in FIRMWARE_MODULES and m[1] not in profile.modules:
             return m[1]

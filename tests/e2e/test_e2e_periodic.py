@@ -182,7 +182,10 @@ def test_package_still_declaring_old_version_is_refused_at_publish(fota: Fota) -
     with pytest.raises(UploadError) as ei:
         fota.release(package(OLD), version=NEW)
     assert ei.value.field == "version"
-    assert f"version {NEW} given, but the package's main.lua:16 sets VERSION = '{OLD}'" in str(ei.value)
+    line = next(i for i, text in enumerate(project(OLD)["main.lua"].splitlines(), 1)
+                if text.startswith(b"VERSION"))
+    assert f"version {NEW} given, but the package's main.lua:{line} sets VERSION = '{OLD}'" \
+        in str(ei.value)
     assert fota.srv.store.list_releases() == []
 
 

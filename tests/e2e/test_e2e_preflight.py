@@ -37,7 +37,7 @@ def patch_main(old: bytes, new: bytes):
 NIL_CALL_AT_BOOT = patch_main(b"\nlocal config = require", b"\nsensor.start()\nlocal config = require")
 MAIN_RETURNS = patch_main(b"\nsys.run()", b"\n-- sys.run() forgotten")
 OLD_VERSION_AT_RUN_TIME = patch_main(b"\nlog.info(\"main\"", f'\n_G["VERSION"] = "{OLD}"\nlog.info("main"'.encode())
-LCD_AT_BOOT = patch_main(b"\nlocal config = require", b"\nlcd.init('st7789', {})\nlocal config = require")
+AIRUI_AT_BOOT = patch_main(b"\nlocal config = require", b"\nairui.init()\nlocal config = require")
 
 
 def publish(st: Store, data: bytes, version: str = NEW, **kw):
@@ -103,13 +103,12 @@ def test_bad_candidate_fails_and_stays_disabled(store: Store, patch, needle: str
 
 
 def test_firmware_the_emulator_lacks_is_could_not_preflight(store: Store) -> None:
-    rel = publish(store, package(NEW, patch=LCD_AT_BOOT))
+    rel = publish(store, package(NEW, patch=AIRUI_AT_BOOT))
     done = runner(store).run(rel["id"])
     assert done is not None
     res = done["preflight_result"]
     assert done["preflight_status"] == "unsupported", res
-    assert res["summary"].startswith("could not preflight: lcd is not emulated")
-    assert "main.lua" in " ".join(res["warnings"]) and "lcd.init" in " ".join(res["warnings"])
+    assert res["summary"].startswith("could not preflight: airui is not emulated")
     assert done["enabled"] is False
     # the operator decides: enabling it by hand is allowed (and audited)
     assert store.update_release(rel["id"], enabled=True, actor="ops")["enabled"] is True

@@ -170,7 +170,10 @@ end)
     ticks = [int(ln.split()[-1]) for ln in errors]
     # the first attempt once WiFi is up (~1.9 s), then a retry every 5 s of virtual time
     assert len(ticks) == 4 and ticks[0] < 2500
-    assert [b - a for a, b in zip(ticks, ticks[1:], strict=False)] == [5000, 5000, 5000]
+    # (Lua runs in virtual time too: the callback's own instructions before mcu.ticks() may
+    # land a tick either side, as on a device)
+    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    assert len(gaps) == 3 and all(abs(g - 5000) <= 2 for g in gaps), gaps
     assert all(re.match(r"I/user.ev (error connect 0|disconnect 0 nil)", ln)
                for ln in lines if ln.startswith("I/user.ev"))
     assert not any("ev close" in ln for ln in lines)  # autoreconn: never closed

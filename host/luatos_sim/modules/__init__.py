@@ -45,6 +45,15 @@ MODULES: dict[str, str] = {
     "miniz": "miniz",
     "iconv": "iconv",
     "gmssl": "gmssl",
+    "i2c": "i2c",
+    "adc": "adc",
+    "pwm": "pwm",
+    "lcd": "lcd",
+    "tp": "tp",
+    "bluetooth": "ble",  # installs the ble module too
+    "camera": "camera",
+    "u8g2": "u8g2",
+    "pack": "pack_mod",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

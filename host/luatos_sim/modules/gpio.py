@@ -131,6 +131,8 @@ def install(boot: Boot) -> None:
         level = 1 if level else 0
         bank.outputs[pin] = level
         bank.history.append((boot.now, pin, level, "out"))
+        for watch in bank.watchers:
+            watch(pin, level)
 
     def setup(pin: Any, kind: bytes, pull: Any = None, irq: Any = None, cb: Any = None) -> bool:
         p = _int(pin)

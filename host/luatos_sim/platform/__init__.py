@@ -18,12 +18,18 @@ from typing import TYPE_CHECKING
 from ..fs import DeviceFS
 from ..fskv_store import FskvStore
 from ..upgrade_checks import UpgradeChecks
+from .adc import AdcBench
+from .ble import BleRadio
+from .camera import CameraBench
 from .fota_area import FotaArea
 from .gpio import GpioBank
+from .i2c import I2cBuses
 from .network import Network
 from .power import PowerControl
+from .pwm import PwmBench
 from .rtc import RtcClock
-from .spi import SpiBus
+from .screen import Screen, TouchPanel
+from .spi import SpiBuses
 from .uart import UartBus
 
 if TYPE_CHECKING:
@@ -41,7 +47,15 @@ class Platform:
     fota: FotaArea  # the FOTA partition
     net: Network  # links, faults, the address map
     uart: UartBus  # serial ports and the host's end of the cable
-    spi: SpiBus  # SPI buses
+    spi: SpiBuses  # SPI buses and the chips on them
+    i2c: I2cBuses  # I2C buses and the parts on them
+    adc: AdcBench  # voltages on the ADC channels
+    pwm: PwmBench  # what the PWM channels drive
+    lcd: Screen  # the LCD panel
+    oled: Screen  # the u8g2 (monochrome) display
+    touch: TouchPanel  # the touch controller
+    ble: BleRadio  # BLE peers around the device
+    camera: CameraBench  # what the camera sees
     upgrade_checks: UpgradeChecks  # emulator diagnostics about FOTA code (not hardware)
     rtc: RtcClock  # the wall clock (os.time, rtc.set)
 
@@ -56,7 +70,20 @@ class Platform:
             fota=FotaArea(device),
             net=Network(device),
             uart=UartBus(device),
-            spi=SpiBus(),
+            spi=SpiBuses(device),
+            i2c=I2cBuses(device),
+            adc=AdcBench(device),
+            pwm=PwmBench(device),
+            lcd=Screen(device),
+            oled=Screen(device),
+            touch=TouchPanel(device),
+            ble=BleRadio(device),
+            camera=CameraBench(device),
             upgrade_checks=UpgradeChecks(device),
             rtc=RtcClock(device.epoch_at_power_on),
-        )
+        ).wired()
+
+    def wired(self) -> Platform:
+        """Connections between parts: a GPIO the script drives may be an SPI chip select."""
+        self.gpio.watchers.append(self.spi.gpio_changed)
+        return self

@@ -10,6 +10,7 @@ wake a device sleeping with a wake pad (the power part decides).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -38,6 +39,8 @@ class GpioBank:
         default_factory=lambda: deque(maxlen=10_000))  # (ms, pin, level, "in"|"out")
     fired: list[tuple[int, int, int]] = field(default_factory=list)  # (ms, pin, level)
     pins: BootPins | None = None  # the running boot's pin configuration (the gpio binding's)
+    # Called with (pin, level) whenever the script drives an output (an SPI chip select ...).
+    watchers: list[Callable[[int, int], None]] = field(default_factory=list)
 
     # -- test API ---------------------------------------------------------------------------------
 

@@ -64,15 +64,17 @@ def test_upload_on_a_download_and_resume_on_b(tmp_path: Path, pg_url: str, s3_ur
         obj = s3_server.client().get_object(Bucket=bucket, Key=f"packages/{sha[:2]}/{sha}")
         assert obj["Body"].read() == data
         assert cached_files(tmp_path / "b") == []  # nothing shared on disk
-        # B has never seen the package: the first serve fetches it from the bucket.
-        served = check_in(b, "2001.001.000")
-        assert served.status == 200 and served.body == data
-        assert served.header("ETag") == f'"{sha}"'
+        # A device starts the download on A and, after a dropped connection, resumes it on B,
+        # which has never seen the package: B fetches it from the bucket and serves the rest.
+        first = check_in(a, "2001.001.000", headers=b"Range: bytes=0-99999\r\n")
+        assert first.status == 206 and first.body == data[:100000]
+        rest = check_in(b, "2001.001.000", headers=b"Range: bytes=100000-\r\n")
+        assert rest.status == 206 and first.body + rest.body == data
+        assert rest.header("ETag") == f'"{sha}"'
         assert cached_files(tmp_path / "b") == [sha]
-        # A device resuming the download on B (Range from the middle), by the check-in URL and by
-        # the download URL.
-        part = check_in(b, "2001.001.000", headers=b"Range: bytes=100000-\r\n")
-        assert part.status == 206 and part.body == data[100000:]
+        # From now on B answers from its own disk: the whole package, and by the download URL.
+        served = check_in(b, "2001.001.000", mac="C8C2C68C5399")
+        assert served.status == 200 and served.body == data
         part = device_request(b.port, rel["download_path"], extra_headers=b"Range: bytes=5-9\r\n")
         assert part.status == 206 and part.body == data[5:10]
         assert part.header("Content-Range") == f"bytes 5-9/{len(data)}"

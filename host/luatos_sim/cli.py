@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-colour", "--no-color", dest="colour", action="store_false",
                      default=None, help="never colour the output")
     try:
-        from .network import add_network_arguments
+        from .network_args import add_network_arguments
     except ImportError:
         pass
     else:
@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     try:
-        duration = parse_duration(args.duration or ("24h" if args.until else "1m"))
+        duration = args.duration or ("24h" if args.until else "1m")
+        parse_duration(duration)  # refused here, as a usage error, rather than mid-run
         delay = parse_duration(args.exit_reboot_delay)
         pattern = re.compile(args.until) if args.until else None
     except (ValueError, re.error) as e:
@@ -121,7 +122,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     mode = "json" if args.json else ("raw" if args.raw else "text")
     dev.add_listener(Printer(out, mode, colour))
     try:
-        from .network import apply_network_arguments
+        from .network_args import apply_network_arguments
     except ImportError:
         pass
     else:

@@ -21,17 +21,36 @@ from typing import Any
 
 from luatos_common.logline import SIM, LogRecord, c_record, lua_record
 
-from .duration import format_ms, parse_duration
+from .clock import ScheduledEvent, Timeline
+from .duration import Duration, format_ms, parse_duration
 from .fs import DeviceFS
 from .fskv_store import FskvStore
+from .lifecycle import (
+    WAKE_BY_PAD,
+    BootOutcome,
+    BootReason,
+    Crashed,
+    Halted,
+    Paused,
+    ResetDetail,
+    StepResult,
+    WakeCause,
+)
+from .platform import Platform
+from .platform.fota_area import FotaArea
+from .platform.gpio import GpioBank
+from .platform.network import Network
+from .platform.power import PowerControl
+from .platform.spi import SpiBus
+from .platform.uart import UartBus
 from .profiles import ModelProfile, get_profile
 from .scripts import ScriptError, load_lib_dir, load_project_files
-from .vm import Boot, StepResult
+from .upgrade_checks import UpgradeChecks
+from .vm import Boot
 
-# pm.lastReson() detail codes
-RESET_POWER_ON = 0
-RESET_SOFTWARE = 3
-RESET_WATCHDOG = 8
+# The reset detail each kind of boot reports (pm.lastReson()'s third value, the banner).
+_DETAIL_OF = {BootReason.POWER_ON: ResetDetail.POWER_ON, BootReason.REBOOT: ResetDetail.SOFTWARE,
+              BootReason.WATCHDOG: ResetDetail.WATCHDOG, BootReason.WAKE: ResetDetail.POWER_ON}
 
 
 class RebootLoopError(AssertionError):
@@ -61,10 +80,10 @@ class DeviceOptions:
 @dataclass
 class BootInfo:
     number: int
-    reason: str  # "power-on", "reboot", "watchdog", "error", "wake", ...
+    reason: BootReason
     started_ms: int
     ended_ms: int | None = None
-    outcome: str | None = None  # "reboot", "error", "exit", "watchdog", "sleep", "running"
+    outcome: BootOutcome | None = None
     error: str | None = None
 
 
@@ -74,13 +93,6 @@ class TraceEvent:
     kind: str
     detail: dict[str, Any] = field(default_factory=dict)
     boot: int = 0
-
-
-@dataclass
-class _Timeline:
-    due: int
-    action: Callable[[], None]
-    label: str
 
 
 class Device:
@@ -109,8 +121,6 @@ class Device:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.image_dir = self.state_dir / "luadb"
         self.fs_root = self.state_dir / "fs"
-        self.fs = DeviceFS(self.fs_root, self.image_dir)
-        self.fskv = FskvStore(self.state_dir / "fskv.json")
         env_libs = [p for p in os.environ.get("LUATOS_SIM_LIB_DIRS", "").split(os.pathsep) if p]
         self._lib_layers = [load_lib_dir(d) for d in [*lib_dirs, *env_libs]]
         if project is not None or files is not None:
@@ -122,26 +132,72 @@ class Device:
 
         self.epoch_at_power_on = self.options.epoch_at_power_on if \
             self.options.epoch_at_power_on is not None else int(time.time())
-        self.now = 0
+        self.clock = Timeline()  # virtual time and the host events scheduled on it
         self.log: deque[LogRecord] = deque(maxlen=self.options.log_limit)
         self.trace: list[TraceEvent] = []
         self.boots: list[BootInfo] = []
         self.boot: Boot | None = None
-        self.last_reset: tuple[int, int, int, int] = (0, 0, RESET_POWER_ON, 0)
+        self.last_reset = WakeCause()  # what pm.lastReson() reports in the running boot
         self.reboot_loop: str | None = None
         self.wall_in_vm = 0.0
         self._listeners: list[Callable[[LogRecord], None]] = []
-        self._timeline: list[_Timeline] = []
-        self._handed: list[_Timeline] = []  # timeline items queued in the running boot
+        self._handed: list[ScheduledEvent] = []  # host events queued in the running boot
+        self._power_bound: list[ScheduledEvent] = []  # events a power cut drops
         self._stop = False
+        self._stepping = False  # inside boot.step(): lifecycle calls come from the boot
         self._failing_boots = 0
         self._last_error: str | None = None
-        self.before_boot: list[Callable[[Device, str], None]] = []  # e.g. apply a FOTA package
+        # Hooks for tools built on the emulator: before each boot's VM starts (after a staged
+        # FOTA package is applied), and after each boot ends.
+        self.before_boot: list[Callable[[Device, BootReason], None]] = []
         self.after_boot_ends: list[Callable[[Device, BootInfo], None]] = []
-        self.extensions: dict[str, Any] = {}  # state kept by optional layers (network, fota)
-        from .layers import attach_layers  # FOTA area, power control, GPIO test bench
-        attach_layers(self)
-        self._schedule(0, lambda: self._start_boot("power-on", RESET_POWER_ON), "power on")
+        # The device-level parts (docs/architecture.md): created here, and only here.
+        self.platform = Platform.build(self)
+        self.power_on()
+
+    # -- the platform's parts, for tests ------------------------------------------------------------
+
+    @property
+    def fs(self) -> DeviceFS:
+        return self.platform.fs
+
+    @property
+    def fskv(self) -> FskvStore:
+        return self.platform.fskv
+
+    @property
+    def power(self) -> PowerControl:
+        """Deep sleep, dtimers, wakes (``dev.power.wake()``, ``psm_entry_fails``)."""
+        return self.platform.power
+
+    @property
+    def gpio(self) -> GpioBank:
+        """The world outside the pins (``dev.gpio.press(pin)``, ``level(pin)``)."""
+        return self.platform.gpio
+
+    @property
+    def fota(self) -> FotaArea:
+        """The FOTA partition (``staged_path``, ``cut_power_at``)."""
+        return self.platform.fota
+
+    @property
+    def net(self) -> Network:
+        """The simulated network: links, faults, address map."""
+        return self.platform.net
+
+    @property
+    def uart(self) -> UartBus:
+        """Serial ports and the host's end of the cable (``console``, ``tx``)."""
+        return self.platform.uart
+
+    @property
+    def spi(self) -> SpiBus:
+        return self.platform.spi
+
+    @property
+    def upgrade_checks(self) -> UpgradeChecks:
+        """Findings about FOTA code that would fail in the field (``warnings``)."""
+        return self.platform.upgrade_checks
 
     # -- state ------------------------------------------------------------------------------------
 
@@ -210,16 +266,12 @@ class Device:
             self._explain_missing(line, boot, ms)
 
     def emit_c(self, level: str, tag: str, text: str, ms: int | None = None) -> None:
-        self._record(c_record(level, tag, text, self.now if ms is None else ms,
+        self._record(c_record(level, tag, text, self.clock.now if ms is None else ms,
                               boot=self._boot_no))
 
     def emit_sim(self, text: str, ms: int | None = None) -> None:
         self._record(LogRecord("W", "luatos-sim", text, text, SIM,
-                               self.now if ms is None else ms, boot=self._boot_no))
-
-    def note_reboot_call(self, ms: int) -> None:
-        """rtos.reboot()/pm.reboot() was called (traced; the boot halts right after)."""
-        self.trace_event("reboot_request")
+                               self.clock.now if ms is None else ms, boot=self._boot_no))
 
     def emit_raw(self, record: LogRecord) -> None:
         """Add a record produced outside print/log (e.g. a script writing to the console UART)."""
@@ -228,7 +280,7 @@ class Device:
         self._record(record)
 
     def trace_event(self, kind: str, **detail: Any) -> None:
-        ms = self.boot.now if self.boot is not None else self.now
+        ms = self.clock.now
         self.trace.append(TraceEvent(ms, kind, detail, self._boot_no))
 
     def _explain_missing(self, text: str, boot: Boot, ms: int) -> None:
@@ -245,12 +297,12 @@ class Device:
 
     # -- running -----------------------------------------------------------------------------------
 
-    def run_for(self, duration: str | int) -> None:
+    def run_for(self, duration: Duration) -> None:
         """Advance virtual time by ``duration``, running whatever the device does meanwhile."""
         self._run(self.current_ms() + parse_duration(duration))
 
     def run_until(self, pattern: str | re.Pattern[str] | Callable[[LogRecord], bool],
-                  within: str | int = "10m", *, stop_on_reboot_loop: bool = True) -> LogRecord:
+                  within: Duration = "10m", *, stop_on_reboot_loop: bool = True) -> LogRecord:
         """Run until a log record matches (regex searched in the device line), or fail.
 
         Raises :class:`UntilTimeout` when ``within`` virtual time passes first, and
@@ -295,90 +347,189 @@ class Device:
             self.boot.set_deadline(self.boot.now)
 
     def current_ms(self) -> int:
-        return self.boot.now if self.boot is not None else self.now
+        """The device's virtual time (the ``luat:`` ms counter)."""
+        return self.clock.now
 
-    def _schedule(self, due: int, action: Callable[[], None], label: str) -> None:
-        self._timeline.append(_Timeline(due, action, label))
-        self._timeline.sort(key=lambda t: t.due)
+    def schedule(self, delay: Duration, action: Callable[[], None], label: str = "", *,
+                 power_bound: bool = False) -> ScheduledEvent:
+        """Run ``action`` at a virtual time from now (``"2s"``), whether or not a boot is
+        running; inside a running boot it runs from the device's event loop. ``power_bound``
+        events belong to the powered device (a pending reboot, an RTC wake): :meth:`power_off`
+        drops them. Returns the handle that cancels it."""
+        return self.schedule_at(self.current_ms() + parse_duration(delay), action, label,
+                                power_bound=power_bound)
 
-    def schedule(self, delay: str | int, action: Callable[[], None], label: str = "") -> None:
-        """Run ``action`` at a virtual time from now, whether or not a boot is running.
-        Inside a running boot it runs from the device's event loop."""
-        due = self.current_ms() + parse_duration(delay)
-        self._schedule(due, action, label or getattr(action, "__name__", "action"))
+    def schedule_at(self, due_ms: int, action: Callable[[], None], label: str = "", *,
+                    power_bound: bool = False) -> ScheduledEvent:
+        """:meth:`schedule` at an absolute virtual time (ms since power-on)."""
+        event = self.clock.at(due_ms, action, label or getattr(action, "__name__", "action"))
+        if power_bound:
+            self._power_bound = [e for e in self._power_bound if e.pending]
+            self._power_bound.append(event)
+        return event
 
-    def _deliver(self, item: _Timeline) -> Callable[[], None]:
+    # -- the lifecycle ----------------------------------------------------------------------------
+
+    def power_on(self, delay: Duration = 0) -> ScheduledEvent:
+        """Switch the supply on (at ``delay`` from now): a power-on boot, unless the device is
+        already running by then."""
+        def on() -> None:
+            if self.boot is None:
+                self.start_boot(BootReason.POWER_ON)
+        return self.schedule(delay, on, "power on")
+
+    def power_off(self) -> None:
+        """Cut the supply now: the running boot ends where it is (no further Lua), RAM is lost,
+        flash (files, fskv, a staged package) is kept, and what the powered device had pending
+        (a reboot, a dtimer wake) is dropped. The device stays off until :meth:`power_on`."""
+        for event in self._power_bound:
+            event.cancel()
+        self._power_bound.clear()
+        if self._end_running(BootOutcome.POWER_OFF, ResetDetail.POWER_ON):
+            self.request_stop()  # run_for/run_until return at the cut
+
+    def power_cycle(self) -> None:
+        """Cut the power and switch it on again; the next boot says "power on". The ``luat:``
+        ms counter keeps counting (virtual time stays monotonic)."""
+        self.power_off()
+        self.trace_event("power_cycle")
+        self.power_on()
+
+    def reboot(self, reason: BootReason = BootReason.REBOOT) -> None:
+        """Reset the running device now, as ``rtos.reboot()`` does (or the watchdog, with
+        ``BootReason.WATCHDOG``); the next boot starts at once."""
+        if reason not in (BootReason.REBOOT, BootReason.WATCHDOG):
+            raise ValueError(f"reboot({reason!r}): a reboot is REBOOT or WATCHDOG")
+        outcome = BootOutcome.WATCHDOG if reason == BootReason.WATCHDOG else BootOutcome.REBOOT
+        if self.boot is None:
+            raise RuntimeError("reboot(): the device is not running")
+        if not self._end_running(outcome, _DETAIL_OF[reason]):
+            self._restart(reason)
+
+    def wake(self, cause: WakeCause = WAKE_BY_PAD) -> None:
+        """Deep sleep ends now: a wake boot (``pm.lastReson()`` reports ``cause``). The power
+        part decides when (a dtimer, a wake pad, a test)."""
+        self.start_boot(BootReason.WAKE, cause)
+
+    def enter_sleep(self) -> None:
+        """The running boot ends as deep sleep (or ``pm.shutdown``): nothing runs until a
+        wake, which the power part arranges."""
+        self._end_running(BootOutcome.SLEEP, ResetDetail.POWER_ON)
+
+    def start_boot(self, reason: BootReason, cause: WakeCause | None = None) -> None:
+        """Start a boot now: apply a staged package, print the banner, start the VM at the
+        profile's ``main_ms``. The device must be between boots."""
+        if self.boot is not None:
+            raise RuntimeError(f"start_boot({reason}): boot {self.boot.number} is running")
+        start = self.clock.now
+        number = len(self.boots) + 1
+        self.last_reset = cause or WakeCause(detail=_DETAIL_OF[reason])
+        self.boots.append(BootInfo(number, reason, start))
+        self.trace_event("boot", reason=reason, detail=self.last_reset.detail)
+        self.platform.fota.apply_at_boot(reason)
+        for fn in self.before_boot:
+            fn(self, reason)
+        self._banner(reason, start + self.profile.banner_ms)
+        self.clock.advance_to(start + self.profile.main_ms)
+        try:
+            boot = Boot(self, number, reason, self.clock.now)
+        except ScriptError as e:
+            self.emit_c("E", "main", str(e))
+            self.boots[-1].outcome = BootOutcome.ERROR
+            self.boots[-1].error = str(e)
+            return
+        self.boot = boot
+        self.clock.follow(boot.get_now, boot.set_now)
+        self.boots[-1].outcome = BootOutcome.RUNNING
+
+    def _end_running(self, outcome: BootOutcome, detail: ResetDetail) -> bool:
+        """Halt the running boot. Called from inside it (a binding, an event it runs), the run
+        loop ends it when the step returns (True); from outside, it ends here (False)."""
+        if self.boot is None:
+            return False
+        self.boot.halt(outcome, detail)
+        if self._stepping:
+            return True
+        self._end_boot(outcome)
+        return False
+
+    def _restart(self, reason: BootReason) -> None:
+        self.schedule(0, lambda: self.start_boot(reason), str(reason), power_bound=True)
+
+    # -- the run loop -----------------------------------------------------------------------------
+
+    def _deliver(self, event: ScheduledEvent) -> Callable[[], None]:
         def run() -> None:
-            if item in self._handed:
-                self._handed.remove(item)
-            item.action()
+            if event in self._handed:
+                self._handed.remove(event)
+            event.fire()
         return run
 
     def _run(self, until: int) -> None:
         self._stop = False
         while not self._stop:
             if self.boot is None:
-                if not self._timeline or self._timeline[0].due > until:
-                    self.now = max(self.now, until)
+                event = self.clock.pop_due(until)
+                if event is None:
+                    self.clock.advance_to(until)
                     return
-                item = self._timeline.pop(0)
-                self.now = max(self.now, item.due)
-                item.action()
+                self.clock.advance_to(event.due)
+                event.fire()
                 continue
-            # Device-level actions due while a boot runs are delivered into its event loop.
-            while self._timeline and self._timeline[0].due <= until:
-                item = self._timeline.pop(0)
-                self._handed.append(item)  # back to the timeline if the boot ends first
-                self.boot.post_at(item.due, self._deliver(item))
-            res = self.boot.step(until)
-            self.now = self.boot.now if self.boot is not None else self.now
+            # Host events due while a boot runs are delivered into its event loop.
+            while (event := self.clock.pop_due(until)) is not None:
+                self._handed.append(event)  # back to the timeline if the boot ends first
+                self.boot.post_at(event.due, self._deliver(event))
+            self._stepping = True
+            try:
+                res = self.boot.step(until)
+            finally:
+                self._stepping = False
+                self.clock.sync()
             self._handle(res, until)
-            if res.kind == "pause" and self.now >= until:
+            if isinstance(res, Paused) and self.clock.now >= until:
                 return
 
     def _handle(self, res: StepResult, until: int) -> None:
         boot = self.boot
         assert boot is not None
-        if res.kind == "pause":
-            if res.detail == "idle":
-                self.now = until if not self._stop else boot.now
-                boot.now = self.now
+        if isinstance(res, Paused):
+            if res.idle and not self._stop:
+                self.clock.now = until  # nothing to do before `until`: time jumps there
             return
-        self.now = boot.now
         info = self.boots[-1]
-        if res.kind == "halt":
-            kind, detail = res.detail
-            self._end_boot(kind)
-            if kind == "sleep":
-                return  # the sleep layer scheduled the wake-up
-            reason = "watchdog" if detail == RESET_WATCHDOG else "reboot"
-            if kind == "watchdog":
+        if isinstance(res, Halted):
+            self._end_boot(res.outcome)
+            if res.outcome in (BootOutcome.SLEEP, BootOutcome.POWER_OFF):
+                return  # the power part arranged the wake; a power cut waits for power_on
+            if res.outcome == BootOutcome.WATCHDOG:
                 self._count_failure(info, "watchdog reset")
-            self._schedule(self.now, lambda: self._start_boot(reason, detail), reason)
+            self._restart(BootReason.WATCHDOG if res.detail == ResetDetail.WATCHDOG
+                          else BootReason.REBOOT)
             return
-        if res.kind == "error":
-            text = boot.error_text(res.detail)
+        if isinstance(res, Crashed):
+            text = boot.error_text(res.error)
             self.emit_c("E", "main", "Luat: ")
             self.emit_c("E", "main", text)
-            self._explain_missing(text, boot, self.now)
+            self._explain_missing(text, boot, self.clock.now)
             info.error = text
-            outcome = "error"
+            outcome = BootOutcome.ERROR
         else:
-            outcome = "exit"
+            outcome = BootOutcome.EXIT
         delay = self.options.exit_reboot_delay_ms
         self.emit_c("E", "main", f"Lua VM exit!! reboot in {delay}ms")
         self._end_boot(outcome)
         self._count_failure(info, info.error or "main returned")
         if info.error == "module 'main' not found":
             self._nag_missing_main(delay)
-        self._schedule(self.now + delay,
-                       lambda: self._start_boot("reboot", RESET_SOFTWARE), "reboot after exit")
+        self.schedule_at(self.clock.now + delay, lambda: self.start_boot(BootReason.REBOOT),
+                         "reboot after exit", power_bound=True)
 
     def _nag_missing_main(self, delay: int) -> None:
         for t in range(1000, delay, 1000):
-            self._schedule(self.now + t, lambda: self.emit_c(
+            self.schedule_at(self.clock.now + t, lambda: self.emit_c(
                 "E", "main", "未找到main.lua,请刷入脚本以运行程序 / main.lua not found, "
-                "please flash a script"), "missing main")
+                "please flash a script"), "missing main", power_bound=True)
 
     def _count_failure(self, info: BootInfo, error: str) -> None:
         self._failing_boots += 1
@@ -389,16 +540,20 @@ class Device:
             self.emit_sim(self.reboot_loop)
             self.trace_event("reboot_loop", boots=self._failing_boots, error=error)
 
-    def _end_boot(self, outcome: str) -> None:
-        # Device-level actions (a wake, a button press) that the ending boot never reached.
-        for item in self._handed:
-            self._schedule(max(item.due, self.now), item.action, item.label)
-        self._handed.clear()
+    def _end_boot(self, outcome: BootOutcome) -> None:
         boot = self.boot
+        self.clock.unfollow()
+        now = self.clock.now
+        # Host events (a wake, a button press) that the ending boot never reached.
+        for event in self._handed:
+            if event.pending:
+                event.due = max(event.due, now)
+                self.clock.push(event)
+        self._handed.clear()
         info = self.boots[-1]
-        info.ended_ms = self.now
+        info.ended_ms = now
         info.outcome = outcome
-        if outcome in ("reboot", "sleep"):
+        if outcome in (BootOutcome.REBOOT, BootOutcome.SLEEP):
             # A deliberate reboot or sleep is a boot that worked.
             self._failing_boots = 0
             self.reboot_loop = None
@@ -409,43 +564,24 @@ class Device:
         for fn in self.after_boot_ends:
             fn(self, info)
 
-    def _start_boot(self, reason: str, detail: int,
-                    wake: tuple[int, int, int, int] | None = None) -> None:
-        start = self.now
-        number = len(self.boots) + 1
-        self.last_reset = wake or ((0, 0, detail, 0))
-        self.boots.append(BootInfo(number, reason, start))
-        self.trace_event("boot", reason=reason, detail=detail)
-        for fn in self.before_boot:
-            fn(self, reason)
-        self._banner(reason, detail, start + self.profile.banner_ms)
-        self.now = start + self.profile.main_ms
-        try:
-            self.boot = Boot(self, number, reason, self.now)
-        except ScriptError as e:
-            self.emit_c("E", "main", str(e))
-            self.boot = None
-            self.boots[-1].outcome = "error"
-            self.boots[-1].error = str(e)
-            return
-        self.boots[-1].outcome = "running"
-
-    def _banner(self, reason: str, detail: int, ms: int) -> None:
+    def _banner(self, reason: BootReason, ms: int) -> None:
         p = self.profile
         c = self.emit_c
-        if reason == "power-on":
+        if reason == BootReason.POWER_ON:
             c("I", "pm", "reset native reason: 0", ms)
             c("D", "pm", "boot up by power on", ms)
             c("D", "pm", "poweron reason 0", ms)
-        elif reason == "wake":
+        elif reason == BootReason.WAKE:
             c("I", "pm", "reset native reason: 0", ms)
             c("D", "pm", "boot up by deep sleep wakeup", ms)
             c("D", "pm", "poweron reason 0", ms)
         else:
+            detail = _DETAIL_OF[reason]
             c("I", "pm", "reset native reason: 1", ms)
             c("D", "pm", "boot up by reboot", ms)
-            c("D", "pm", "reset reason: " + ("WDT" if detail == RESET_WATCHDOG else "SWRESET"), ms)
-            c("D", "pm", f"poweron reason {detail}", ms)
+            c("D", "pm", "reset reason: " + ("WDT" if reason == BootReason.WATCHDOG
+                                             else "SWRESET"), ms)
+            c("D", "pm", f"poweron reason {int(detail)}", ms)
         if p.mac:
             c("D", "main", f"STA MAC: {p.mac_hex(0)}", ms)
             c("D", "main", f"AP  MAC: {p.mac_hex(1)}", ms)
@@ -460,40 +596,8 @@ class Device:
         if p.psram:
             c("D", "main", f"loadlibs psram {p.psram} 51472 69264", ms)
 
-    def power_cycle(self) -> None:
-        """Cut the power and switch it on again: the running boot ends where it is (no further
-        Lua), RAM is lost, flash (files, fskv, a staged package) is kept, and the next boot says
-        "power on". The ``luat:`` ms counter keeps counting (virtual time stays monotonic)."""
-        if self.boot is not None:
-            self.now = self.boot.now
-            self.boot.halt("power-off", RESET_POWER_ON)
-            self._end_boot("power-off")
-        self._timeline = [t for t in self._timeline if t.label not in
-                          ("reboot", "watchdog", "reboot after exit", "missing main",
-                           "deep sleep wake-up")]
-        self.trace_event("power_cycle")
-        self._schedule(self.now, lambda: self._start_boot("power-on", RESET_POWER_ON), "power on")
-
     # -- convenience -------------------------------------------------------------------------------
 
     @property
     def running(self) -> bool:
         return self.boot is not None
-
-    @property
-    def net(self) -> Any:
-        """The simulated network: links, faults, address map (luatos_sim.network.Network)."""
-        from .network import network_of
-        return network_of(self)
-
-    def sleep_until(self, wake_at: int | None, wake_reason: tuple[int, int, int, int],
-                    on_wake: Callable[[], None] | None = None) -> None:
-        """Used by the sleep layer: end the current boot as deep sleep, wake later (or never)."""
-        if self.boot is not None:
-            self.boot.halt("sleep", 0)
-        if wake_at is not None:
-            def wake() -> None:
-                if on_wake:
-                    on_wake()
-                self._start_boot("wake", 0, wake_reason)
-            self._schedule(wake_at, wake, "deep sleep wake-up")

@@ -10,17 +10,27 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lupa.lua53 as lua53
 
 from .cfunc import c_function, error_message
+from .lifecycle import (
+    BootOutcome,
+    BootReason,
+    Crashed,
+    Halted,
+    Paused,
+    ResetDetail,
+    Returned,
+    StepResult,
+)
+from .lua_text import lua_str, py_str
 from .scripts import ScriptError, ScriptImage, check_bytecode
 
 if TYPE_CHECKING:
-    from .device import Device
+    from .device import Device, DeviceOptions
 
 _LUA_DIR = Path(__file__).parent / "lua"
 _RT_SRC = (_LUA_DIR / "rt.lua").read_bytes()
@@ -43,37 +53,32 @@ end
 """
 
 
-class Halted(Exception):
+class BootHalted(Exception):
     """Raised into Lua when a halted boot calls back into the firmware."""
 
 
-@dataclass
-class StepResult:
-    kind: str  # "pause" | "halt" | "error" | "exit"
-    detail: Any = None
-
-
-def b(text: str | bytes) -> bytes:
-    """Python text to a Lua string (the VM runs with encoding=None: strings are bytes)."""
-    return text if isinstance(text, bytes) else text.encode("utf-8")
-
-
-def s(value: Any) -> str:
-    """A Lua string (bytes) to Python text, tolerant of non-UTF-8 bytes."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
 class Boot:
-    """A single boot: VM, firmware modules, and the boot coroutine running ``main``."""
+    """A single boot: VM, firmware modules, and the boot coroutine running ``main``.
 
-    def __init__(self, device: Device, number: int, reason: str, start_ms: int) -> None:
+    This class is also the seam between a binding (modules/) and the rest of the emulator. A
+    binding uses only: ``profile``, ``options``, ``number``, ``reason``, ``last_reset``,
+    ``platform`` (the device's parts), ``now``, ``lua``/``G``/``H``/``RT``/``lua_type``,
+    ``table``, ``firmware_module``, ``lua_function``, ``post``, ``post_at``,
+    ``post_from_thread``, ``begin_io``/``end_io``, ``watch``, ``io_sync_hooks``, ``on_idle``,
+    ``closers``, ``sys_pub``, ``sys_send``, ``new_cw``, ``cw_fail``, ``log_c``, ``note``,
+    ``trace``, ``halt``, ``objects`` (firmware userdata types). It never touches ``device``
+    (that is the lifecycle's side: docs/architecture.md, "The seam").
+    """
+
+    def __init__(self, device: Device, number: int, reason: BootReason, start_ms: int) -> None:
         self.device = device
         self.profile = device.profile
+        self.options: DeviceOptions = device.options
+        self.platform = device.platform
         self.number = number
         self.reason = reason
-        self.halted: tuple[str, int] | None = None  # (kind, reset detail)
+        self.last_reset = device.last_reset  # what pm.lastReson() reports
+        self.halted: tuple[BootOutcome, ResetDetail] | None = None
         self.host_interrupt: BaseException | None = None  # Ctrl-C met inside a firmware call
         self.busy_limit = device.options.busy_loop_instructions
         heap = device.options.lua_heap if device.options.lua_heap is not None \
@@ -98,7 +103,7 @@ class Boot:
         self.H = H
         H.emit = self._emit
         H.find_module = self._find_module
-        H.map_path = device.fs.map_path
+        H.map_path = device.platform.fs.map_path
         H.epoch_at_power_on = device.epoch_at_power_on
         H.note_miss = self._note_miss
         H.idle = self._idle
@@ -180,9 +185,9 @@ class Boot:
         """A Lua table; str keys and values become Lua strings."""
         t = self.lua.table()
         for i, v in enumerate(items, 1):
-            t[i] = b(v) if isinstance(v, str) else v
+            t[i] = lua_str(v) if isinstance(v, str) else v
         for k, v in fields.items():
-            t[b(k)] = b(v) if isinstance(v, str) else v
+            t[lua_str(k)] = lua_str(v) if isinstance(v, str) else v
         return t
 
     def firmware_module(self, name: str, functions: dict[str, Any],
@@ -195,13 +200,13 @@ class Boot:
         (its Lua half removes them) and always go in."""
         surface = self.profile.api.get(name)
         funcs = self.lua.table_from({
-            b(k): c_function(fn, k) for k, fn in functions.items()
+            lua_str(k): c_function(fn, k) for k, fn in functions.items()
             if callable(fn) and (surface is None or k in surface or k.startswith("_"))})
-        consts = {b(k): (b(v) if isinstance(v, str) else v) for k, v in functions.items()
+        consts = {lua_str(k): (lua_str(v) if isinstance(v, str) else v) for k, v in functions.items()
                   if not callable(v)}
-        consts.update({b(k): (b(v) if isinstance(v, str) else v)
+        consts.update({lua_str(k): (lua_str(v) if isinstance(v, str) else v)
                        for k, v in (constants or {}).items()})
-        return self._install_table(b(name), funcs, self.lua.table_from(consts) if consts else None)
+        return self._install_table(lua_str(name), funcs, self.lua.table_from(consts) if consts else None)
 
     def lua_function(self, fn: Callable[..., Any], name: str | None = None) -> Any:
         """A Lua function calling ``fn`` (for tables installed by hand, e.g. io extras); ``name``
@@ -265,12 +270,28 @@ class Boot:
         return self._cw(None, *results)
 
     def log_c(self, level: str, tag: str, text: str) -> None:
+        """A firmware (C) log line, ``luat:<level>(ms):<tag>:<text>``."""
         self.device.emit_c(level, tag, text, self.now)
 
-    def halt(self, kind: str, detail: int = 3) -> None:
-        """End this boot at once (reboot, watchdog, deep sleep). No further Lua runs."""
+    def note(self, text: str) -> None:
+        """An emulator diagnostic (``[luatos-sim] ...``), not a device line."""
+        self.device.emit_sim(text, self.now)
+
+    def trace(self, kind: str, **detail: Any) -> None:
+        """A trace event (``dev.trace``) for tests and reports."""
+        self.device.trace_event(kind, **detail)
+
+    def get_now(self) -> int:
+        return int(self._get_now())
+
+    def set_now(self, value: int) -> None:
+        self._set_now(int(value))
+
+    def halt(self, outcome: BootOutcome, detail: ResetDetail = ResetDetail.SOFTWARE) -> None:
+        """End this boot at once (reboot, watchdog, deep sleep, power off). No further Lua
+        runs; the device decides what follows when the step returns."""
         if self.halted is None:
-            self.halted = (kind, detail)
+            self.halted = (outcome, detail)
             self.RT.halted = True
 
     # -- bridge callbacks -------------------------------------------------------------------------
@@ -282,30 +303,30 @@ class Boot:
             # coroutine.resume would take it for a device error and carry on, so stop this
             # boot's Lua now and hand the exception to the host when the step returns.
             self.host_interrupt = err
-            self.halt("interrupted", 0)
+            self.halt(BootOutcome.INTERRUPTED, ResetDetail.POWER_ON)
             return None, False
         return found[0].encode(), found[1]
 
     def _emit(self, line: bytes) -> None:
         if self.halted is not None:
-            raise Halted("device rebooted")
-        self.device.emit_lua(s(line), self.now, self)
+            raise BootHalted("device rebooted")
+        self.device.emit_lua(py_str(line), self.now, self)
 
     def _find_module(self, name: bytes) -> tuple[Any, ...]:
-        n = s(name)
+        n = py_str(name)
         try:
             found = self.image.find(n)
         except ScriptError as e:
-            return (None, b(str(e)), b"?")
+            return (None, lua_str(str(e)), b"?")
         if found is None:
             return (None,)
         problem = check_bytecode(found.source, found.path)
         if problem:
-            return (None, b(problem), b(found.path))
-        return (found.source, b(found.chunkname), b(found.path))
+            return (None, lua_str(problem), lua_str(found.path))
+        return (found.source, lua_str(found.chunkname), lua_str(found.path))
 
     def _note_miss(self, module: bytes, key: Any) -> None:
-        self._last_miss = (s(module), s(key))
+        self._last_miss = (py_str(module), py_str(key))
 
     def last_missing(self) -> tuple[str, str] | None:
         return self._last_miss
@@ -345,7 +366,7 @@ class Boot:
         self.device.emit_sim(
             f"Lua ran more than {self.busy_limit} instructions without yielding (a busy loop?); "
             "the device's watchdog would reset it", self.now)
-        self.halt("watchdog", 8)
+        self.halt(BootOutcome.WATCHDOG, ResetDetail.WATCHDOG)
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -362,13 +383,13 @@ class Boot:
         if self.host_interrupt is not None:
             raise self.host_interrupt
         if self.halted is not None:
-            return StepResult("halt", self.halted)
-        status = s(status)
+            return Halted(*self.halted)
+        status = py_str(status)
         if status == "pause":
-            return StepResult("pause", s(detail))
+            return Paused(idle=py_str(detail) == "idle")
         if status == "exit":
-            return StepResult("exit")
-        return StepResult("error", detail)
+            return Returned()
+        return Crashed(detail)
 
     def close(self) -> None:
         self.objects.close()
@@ -381,18 +402,18 @@ class Boot:
 
     def error_text(self, err: Any) -> str:
         if isinstance(err, bytes):
-            return s(err)
+            return py_str(err)
         if isinstance(err, lua53.LuaError):
             # A Lua error that crossed a Python handler (e.g. a socket callback): lupa wrapped
             # it and appended its own traceback. The device prints only the Lua message (§2.5 B).
             raw = err.args[0] if err.args else ""
-            text = s(raw) if isinstance(raw, bytes) else str(raw)
+            text = py_str(raw) if isinstance(raw, bytes) else str(raw)
             cut = text.rfind("\nstack traceback:")
             return text[:cut] if cut >= 0 else text
         if isinstance(err, BaseException):
             return f"{type(err).__name__}: {err}"
         try:
-            return s(self._tostring(err))
+            return py_str(self._tostring(err))
         except Exception:  # noqa: BLE001
             return repr(err)
 

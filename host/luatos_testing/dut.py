@@ -13,12 +13,12 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from luatos_common.logline import SIM, LogRecord
-from luatos_sim.duration import format_ms, parse_duration
+from luatos_sim.duration import Duration, format_ms, parse_duration
 
 if TYPE_CHECKING:
     from luatos_sim.device import Device
@@ -37,14 +37,10 @@ class ExpectTimeout(AssertionError):
     """``expect`` did not see its pattern in time; the message carries the last log lines."""
 
 
-def timeout_ms(value: str | int | float) -> int:
-    """``"10s"`` → 10000; a bare number means seconds (as in pytest-embedded)."""
-    if isinstance(value, bool):
-        raise ValueError(f"timeout {value!r}: expected e.g. '10s' or a number of seconds")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"timeout {value!r} is negative")
-        return int(value * 1000)
+def timeout_ms(value: Duration) -> int:
+    """``"10s"`` -> 10000. A timeout is a duration like any other (duration.py): a bare number
+    is refused rather than guessed (pytest-embedded reads it as seconds, the emulator's own
+    API used to read it as milliseconds)."""
     return parse_duration(value)
 
 
@@ -83,7 +79,7 @@ class Dut:
         return None
 
     def expect(self, pattern: str | bytes | re.Pattern[str],
-               timeout: str | int | float = "10s") -> re.Match[str]:
+               timeout: Duration = "10s") -> re.Match[str]:
         """Wait for a log line matching ``pattern`` (a regex searched in the device line, e.g.
         ``I/user.main ...`` or ``pm:boot up by reboot``) and return the match."""
         __tracebackhide__ = True
@@ -98,7 +94,7 @@ class Dut:
                                 + self.log_text(last=TAIL_LINES))
         return m
 
-    def expect_exact(self, text: str, timeout: str | int | float = "10s") -> re.Match[str]:
+    def expect_exact(self, text: str, timeout: Duration = "10s") -> re.Match[str]:
         """``expect`` for a literal piece of text."""
         __tracebackhide__ = True
         return self.expect(re.escape(text), timeout)
@@ -134,9 +130,6 @@ class Dut:
 
     def reset(self) -> None:
         """Power-cycle (emulator) or pulse RESET (board). Unread output is discarded."""
-        raise NotImplementedError
-
-    def run_for(self, duration: str | int | float, *, allow_wall_clock: bool = False) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -212,8 +205,7 @@ class SimDut(Dut):
     def _attach(self, device: Device) -> None:
         device.add_listener(self.log.append)
         if self.console_uart is not None:
-            from luatos_sim.modules.uart import bus_of
-            bus_of(device).console = self.console_uart
+            device.uart.console = self.console_uart
 
     def _clock_name(self) -> str:
         return f"virtual time, device clock now {format_ms(self.device.current_ms())}"
@@ -226,7 +218,8 @@ class SimDut(Dut):
         from luatos_sim.device import RebootLoopError, UntilTimeout
 
         try:
-            self.device.run_until(lambda rec: rx.search(rec.line) is not None, within=ms)
+            self.device.run_until(lambda rec: rx.search(rec.line) is not None,
+                                  within=f"{ms}ms")
         except UntilTimeout:
             return None
         except RebootLoopError as e:
@@ -235,49 +228,19 @@ class SimDut(Dut):
         return self._search(rx)
 
     def write(self, data: bytes | str) -> None:
-        from luatos_sim.modules.uart import host_write
-
         payload = _data(data)
         self.log.append(_host_note(_shown(payload), self.device.current_ms()))
-        host_write(self.device, payload)
+        self.device.uart.host_write(payload)
 
-    def run_for(self, duration: str | int | float, *, allow_wall_clock: bool = False) -> None:
+    def run_for(self, duration: Duration, *, allow_wall_clock: bool = False) -> None:
         """Advance virtual time (``"4h"`` costs milliseconds)."""
-        self.device.run_for(timeout_ms(duration))
+        self.device.run_for(duration)
 
     def reset(self) -> None:
-        """Power-cycle: the flash (script image, fs, fskv) survives, everything else restarts.
-
-        Uses ``Device.power_cycle()`` when the core has it; otherwise a fresh Device over the
-        same state directory (``self.device`` then names the new one).
-        """
-        old = self.device
+        """Power-cycle: the flash (script image, fs, fskv) survives, everything else restarts."""
         self.resets += 1
         self._cursor = len(self.log)
-        power_cycle: Callable[[], None] | None = getattr(old, "power_cycle", None)
-        if power_cycle is not None:
-            power_cycle()
-            return
-        from luatos_sim.device import Device
-
-        old.remove_listener(self.log.append)
-        bus = old.extensions.get("uart")
-        new = Device(None, model=old.profile, lib_dirs=self.lib_dirs, state_dir=old.state_dir,
-                     options=old.options)
-        # Layers attached to the old device (network, FOTA) keep their hooks.
-        new.extensions.update({k: v for k, v in old.extensions.items() if k != "uart"})
-        new.before_boot.extend(old.before_boot)
-        new.after_boot_ends.extend(old.after_boot_ends)
-        # A Device that made its own temporary state directory deletes it on close: hand over.
-        own_tmp = getattr(old, "_tmp", None)
-        old._tmp = None  # noqa: SLF001
-        old.close()
-        new._tmp = own_tmp  # noqa: SLF001
-        self.device = new
-        self._attach(new)
-        if bus is not None and self.console_uart is None:
-            from luatos_sim.modules.uart import bus_of
-            bus_of(new).console = bus.console
+        self.device.power_cycle()
 
     def close(self) -> None:
         self.device.remove_listener(self.log.append)
@@ -422,7 +385,7 @@ class SerialDut(Dut):
             raise DutError(f"cannot pulse DTR/RTS on {self.port} to reset the board: {e}. "
                            "Reset it by hand, or run with --luatos-no-reset") from e
 
-    def run_for(self, duration: str | int | float, *, allow_wall_clock: bool = False) -> None:
+    def run_for(self, duration: Duration, *, allow_wall_clock: bool = False) -> None:
         """On a board time is real: sleeping needs ``allow_wall_clock=True`` (the log keeps
         being read meanwhile)."""
         ms = timeout_ms(duration)

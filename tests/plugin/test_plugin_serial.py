@@ -88,18 +88,18 @@ def test_serial_dut_on_a_pty(pytester: pytest.Pytester, pty_board: PtyBoard) -> 
 
         def test_expect_and_write(dut):
             assert dut.backend == "serial"
-            first = int(dut.expect(r"^I/user\\.hb (\\d+)$", timeout=5)[1])
-            second = int(dut.expect(r"^I/user\\.hb (\\d+)$", timeout=5)[1])
+            first = int(dut.expect(r"^I/user\\.hb (\\d+)$", timeout="5s")[1])
+            second = int(dut.expect(r"^I/user\\.hb (\\d+)$", timeout="5s")[1])
             assert second == first + 1
             dut.write("hello board\\n")
-            dut.expect_exact("I/user.cmd hello board", timeout=5)
-            dut.expect(r"^pong hello board$", timeout=5)
+            dut.expect_exact("I/user.cmd hello board", timeout="5s")
+            dut.expect(r"^pong hello board$", timeout="5s")
             assert dut.last_record.host_time is not None
 
         def test_continuation_lines_join_their_record(dut):
             dut.write("crash\\n")
             m = dut.expect(r"E/user\\.main boom\\nstack traceback:\\n\\t\\[C\\]: in (\\w+)",
-                           timeout=5)
+                           timeout="5s")
             assert m[1] == "function"
 
         def test_luatos_device_is_skipped_on_a_board(luatos_device):
@@ -117,7 +117,7 @@ def test_serial_dut_on_a_pty(pytester: pytest.Pytester, pty_board: PtyBoard) -> 
                 dut.reset()
 
         def test_failure_report(dut):
-            dut.expect(r"I/user\\.hb", timeout=5)
+            dut.expect(r"I/user\\.hb", timeout="5s")
             dut.expect("never printed", timeout="300ms")
     """)
     result = pytester.runpytest(*QUIET, "--luatos-backend", "serial", "--luatos-port",
@@ -191,11 +191,11 @@ def test_reset_pulses_dtr_and_keeps_rts_released(pytester: pytest.Pytester) -> N
 
         def test_reset(dut):
             # the fixture reset the board before the test (luatos_reset_on_start)
-            first = int(dut.expect(r"FAKEBOARD boot (\\d+)", timeout=5)[1])
+            first = int(dut.expect(r"FAKEBOARD boot (\\d+)", timeout="5s")[1])
             dut.write("status\\n")
-            dut.expect_exact("I/user.cmd status", timeout=5)
+            dut.expect_exact("I/user.cmd status", timeout="5s")
             dut.reset()
-            assert int(dut.expect(r"FAKEBOARD boot (\\d+)", timeout=5)[1]) == first + 1
+            assert int(dut.expect(r"FAKEBOARD boot (\\d+)", timeout="5s")[1]) == first + 1
             dtr = [v for k, v in board.EVENTS if k == "dtr"]
             rts = [v for k, v in board.EVENTS if k == "rts"]
             assert dtr == [False, True, False, True, False]  # opened released, two pulses

@@ -85,7 +85,7 @@ def test_sim_dut_expect_write_reset_and_virtual_time(pytester: pytest.Pytester,
             dut.run_for("1s")
             notes = [r.text for r in dut.log if r.source == "sim"]
             assert any("uart1: 6 byte(s) from the host dropped" in n for n in notes), notes
-            assert luatos_device.extensions["uart"].dropped == 6
+            assert luatos_device.uart.dropped == 6
 
         def test_reset_power_cycles_and_keeps_the_flash(dut):
             dut.expect("I/user.main boots 1")
@@ -99,8 +99,10 @@ def test_sim_dut_expect_write_reset_and_virtual_time(pytester: pytest.Pytester,
             assert dut.resets == 2
             assert dut.device.boots[-1].reason == "power-on"
 
-        def test_run_for_takes_seconds_as_numbers(dut):
-            dut.run_for(2.5)
+        def test_run_for_wants_a_unit(dut):
+            with pytest.raises(ValueError, match="no unit"):
+                dut.run_for(2.5)
+            dut.run_for("2.5s")
             assert dut.device.current_ms() == 2500
     """)
     result = pytester.runpytest(*QUIET)

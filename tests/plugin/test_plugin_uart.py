@@ -48,7 +48,7 @@ def test_uart_module_behaviour(tmp_path: Path) -> None:
         dut.expect_exact("I/user.t write2 4")
         dut.expect(r"^partial line$")  # console output, split at the newline
         dut.expect_exact("I/user.t sent 2")
-        assert bytes(dut.device.extensions["uart"].tx[2]) == b"AT\r\n"
+        assert bytes(dut.device.uart.tx[2]) == b"AT\r\n"
         dut.write("0123456789ABC")  # 13 bytes into an 8-byte receive buffer
         dut.expect_exact("I/user.t rx 1 8 8")
         dut.expect_exact("I/user.t head 01 left 6")

@@ -9,14 +9,13 @@ import pytest
 
 from luatos_common.packages import build_air8101_ota, build_full, build_lfta
 from luatos_sim import Device, DeviceOptions
-from luatos_sim.fota_area import (
+from luatos_sim.platform.fota_area import (
     PARTIAL,
     STAGING_TMP,
     WRITE_COMPLETE,
     WRITE_MORE,
     WRITE_NOT_READY,
     WRITE_REFUSED,
-    power_on,
 )
 
 from .conftest import write_project
@@ -225,7 +224,7 @@ def test_power_cut_then_power_on_same_device_object(tmp_path):
     dev.fota.cut_power_at = 3000
     dev.run_for("10s")
     (dev.fs_root / "pkg.bin").unlink()
-    power_on(dev)
+    dev.power_on()
     dev.run_for("2s")
     assert [b.reason for b in dev.boots] == ["power-on", "power-on"]
     assert app_lines(dev) == ["I/user.app version 001.000.000 V2001"] * 2

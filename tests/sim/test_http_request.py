@@ -152,7 +152,7 @@ class FakeArea:
 
 @pytest.fixture
 def fake_area(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeArea]:
-    import luatos_sim.fota_area as fa
+    import luatos_sim.platform.fota_area as fa
 
     def make(**kw: Any) -> FakeArea:
         area = FakeArea(**kw)

@@ -11,7 +11,7 @@ import pytest
 
 from luatos_common.loopback_http import start_loopback_http, stop_loopback_http
 from luatos_common.packages import build_air8101_ota
-from luatos_sim import Device, DeviceOptions, lint
+from luatos_sim import Device, DeviceOptions
 
 from .conftest import write_project
 
@@ -269,7 +269,7 @@ def test_psm_check_then_sleep_order_is_traced(tmp_path, server):
         dt = first[kinds.index("dtimer_start")]
         assert dt.detail == {"id": 2, "ms": 14400000}
         assert first[cb].ms <= dt.ms
-        assert not lint.warnings(dev)
+        assert not dev.upgrade_checks.warnings
     finally:
         dev.close()
 
@@ -282,7 +282,7 @@ def test_psm_15s_cut_abandons_a_slow_download_and_lint_warns(tmp_path, server):
         dev.run_for("1m")
         assert dev.boots[0].outcome == "sleep"
         assert not any(ln.startswith("I/user.fota_cb") for ln in dev.lines())
-        assert [w.code for w in lint.warnings(dev)] == ["sleep-during-download"]
+        assert [w.code for w in dev.upgrade_checks.warnings] == ["sleep-during-download"]
         dev.run_for("4h")
         assert dev.boots[1].reason == "wake"
         assert not any("new" in ln for ln in dev.lines(2))  # nothing was applied

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from luatos_sim import lint
 from luatos_sim.profiles import get_profile
 
 MAC = "C8C2C68CD602"
@@ -77,7 +76,7 @@ def test_missing_question_mark_glues_the_query_and_lint_warns(boot):
     dev = boot(program('libfota2.request(cb, {url = "http://h/update"})'))
     dev.run_for("900ms")
     assert f"I/user.libfota2.url GET http://h/update{QUERY}" in dev.lines()
-    codes = [w.code for w in lint.warnings(dev)]
+    codes = [w.code for w in dev.upgrade_checks.warnings]
     assert codes == ["url-glue"]
 
 
@@ -114,7 +113,7 @@ def test_version_mismatch_raises_in_the_caller(boot):
     assert "I/user.pcall false true" in dev.lines()
     assert any(ln.startswith("I/user.pcall2 false") for ln in dev.lines())
     assert not any(ln.startswith("I/user.cb") for ln in dev.lines())
-    assert "version-format" in [w.code for w in lint.warnings(dev)]
+    assert "version-format" in [w.code for w in dev.upgrade_checks.warnings]
 
 
 def test_url_done_reuse_pitfall(boot):
@@ -139,7 +138,7 @@ def test_url_done_reuse_pitfall(boot):
     queries = [ln for ln in dev.lines() if ln.startswith("I/user.libfota2.imei/mac")]
     assert queries == [f"I/user.libfota2.imei/mac mac={MAC}"] + ["I/user.libfota2.imei/mac "] * 3
     assert not any(ln == "I/user.cb 5" for ln in dev.lines())
-    assert [w.code for w in lint.warnings(dev)] == ["opts-reuse"]
+    assert [w.code for w in dev.upgrade_checks.warnings] == ["opts-reuse"]
 
 
 @pytest.mark.parametrize(("model", "overrides", "query", "name"), [

@@ -167,7 +167,7 @@ sys.run()
     assert "I/user.send 3 -1 255 255" in lines
     assert "I/user.eth true" in lines
     assert "I/user.ready true 0 -1" in lines
-    assert bytes(dev.extensions["spi"].tx[0]) == b"\x01\x02\x03"
+    assert bytes(dev.spi.tx[0]) == b"\x01\x02\x03"
 
 
 def test_netdrv_ping_answers_with_ping_result_and_wlan_has_apsta(

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from luatos_sim import Device
-from luatos_sim.network import add_network_arguments, apply_network_arguments, parse_rate
+from luatos_sim.network_args import add_network_arguments, apply_network_arguments
+from luatos_sim.platform.network import parse_rate
 
 JOIN = """
 sys.subscribe("WLAN_STA_INC", function(ev, a, b)
@@ -182,7 +183,7 @@ def test_cli_flags_configure_the_network(boot: Callable[..., Device]) -> None:
         "--dns-fail", "bad.example.com", "--unreachable", "10.9.9.9",
         "--unreachable", "10.9.9.8:timeout", "--ap", "office:pw", "--no-ap", "ghost",
         "--link-down", "10s", "--link-up", "eth@20s", "--fota-error-body", "buffered",
-        "--reply-window", "250",
+        "--reply-window", "250ms",
     ])
     dev = boot("sys.run()")
     apply_network_arguments(dev, args)

@@ -67,7 +67,7 @@ def _crc8(data: bytes = b"", poly: int = 0x07, start: int = 0, revert: bool = Fa
 
 
 def install(boot: Boot) -> None:
-    fs = boot.device.fs
+    fs = boot.platform.fs
 
     def crc32(data: bytes = b"", init: int = 0xFFFFFFFF, poly: int = 0x04C11DB7,
               xorout: int = 0xFFFFFFFF, *_: Any) -> int:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .. import lint
-from ..fota_area import area_for
+from .. import upgrade_checks
+from ..platform.fota_area import area_for
 from .zbuff import ZBuff
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def install(boot: Boot) -> None:
     def file(path: Any = None, *_: Any) -> tuple[bool, bool, int]:
         host = None
         if isinstance(path, bytes):
-            host, _err = boot.device.fs.host_path(path)
+            host, _err = boot.platform.fs.host_path(path)
         if host is None or not os.path.isfile(host):
             return False, False, 0
         if not area.in_progress:
@@ -106,7 +106,7 @@ def install(boot: Boot) -> None:
         "init": init, "wait": wait, "run": run, "file": file, "isDone": is_done,
         "done": is_done, "finish": finish, "end": finish,
     })
-    lint.install(boot)
+    upgrade_checks.install(boot)
     _trace_wlan_disconnect(boot)
 
 
@@ -122,4 +122,4 @@ def _trace_wlan_disconnect(boot: Boot) -> None:
           return disconnect(...)
         end
       end
-    """, lambda *_: boot.device.trace_event("wlan_disconnect"))
+    """, lambda *_: boot.trace("wlan_disconnect"))

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 
 def install(boot: Boot) -> None:
-    fs = boot.device.fs
+    fs = boot.platform.fs
 
     def host(path: Any, write: bool = False) -> str | None:
         if not isinstance(path, bytes):

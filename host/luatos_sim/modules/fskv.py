@@ -42,7 +42,7 @@ def _to_lua(boot: Boot, v: Any) -> Any:
 
 
 def install(boot: Boot) -> None:
-    store = boot.device.fskv
+    store = boot.platform.fskv
     ready = [False]
     iters: dict[int, list[str]] = {}
 

@@ -6,19 +6,18 @@ set up with an interrupt callback then gets ``cb(level, pin)`` from the event lo
 firmware delivering its ISR message, honouring the irq edge and ``gpio.debounce``. Outputs are
 recorded so a test can read them (``dev.gpio.level(pin)``, ``dev.gpio.history``).
 
-Constants are the generic values (reference §8.3; Air8101 overrides UNCONFIRMED).
+The bench (platform/gpio.py, ``dev.gpio``) is the outside world; this binding is the Lua face
+and each boot's pin configuration. Constants are the generic values (docs/behaviour.md, "gpio";
+Air8101 overrides UNCONFIRMED).
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..duration import parse_duration
-
 if TYPE_CHECKING:
-    from ..device import Device
+    from ..platform.gpio import GpioBank
     from ..vm import Boot
 
 CONSTANTS = {
@@ -41,71 +40,6 @@ class PinConfig:
     debounce_mode: int = 0  # 0: cool-down after a fire, 1: fire once stable for debounce_ms
     last_fire: int | None = None
     settle_gen: int = 0
-
-
-@dataclass
-class GpioBank:
-    """The pins' outside world, per device (``dev.gpio``)."""
-
-    device: Device
-    inputs: dict[int, int] = field(default_factory=dict)  # levels driven from outside
-    outputs: dict[int, int] = field(default_factory=dict)  # levels the script drives
-    history: deque[tuple[int, int, int, str]] = field(
-        default_factory=lambda: deque(maxlen=10_000))  # (ms, pin, level, "in"|"out")
-    fired: list[tuple[int, int, int]] = field(default_factory=list)  # (ms, pin, level)
-    _boot: Any = None  # the running boot's _BootPins
-
-    # -- test API ---------------------------------------------------------------------------------
-
-    def set_input(self, pin: int, level: int, at: str | int = 0) -> None:
-        """Drive an input pin to ``level`` at ``at`` (virtual time from now)."""
-        self.device.schedule(at, lambda: self._drive(pin, 1 if level else 0),
-                             f"gpio {pin} -> {level}")
-
-    def press(self, pin: int, hold: str | int = "100ms", at: str | int = 0,
-              active: int = 0) -> None:
-        """A button on ``pin``: ``active`` level (0: to ground, with a pull-up) for ``hold``."""
-        start = parse_duration(at)
-        self.set_input(pin, active, start)
-        self.set_input(pin, 0 if active else 1, start + parse_duration(hold))
-
-    def bounce(self, pin: int, levels: list[int], step: str | int = "2ms",
-               at: str | int = 0) -> None:
-        """A bouncing contact: ``levels`` one after another, ``step`` apart."""
-        start, dt = parse_duration(at), parse_duration(step)
-        for i, lv in enumerate(levels):
-            self.set_input(pin, lv, start + i * dt)
-
-    def level(self, pin: int) -> int | None:
-        """The pin's current level: what the script drives, else what the outside drives."""
-        if pin in self.outputs:
-            return self.outputs[pin]
-        return self.inputs.get(pin)
-
-    # -- internals --------------------------------------------------------------------------------
-
-    def _drive(self, pin: int, level: int) -> None:
-        pins = self._boot
-        old = pins.read(pin) if pins is not None else self.inputs.get(pin)
-        self.inputs[pin] = level
-        self.history.append((self.device.current_ms(), pin, level, "in"))
-        if pins is not None and old != level:
-            pins.edge(pin, old, level)
-        power = self.device.extensions.get("pm")
-        if pins is None and power is not None and old != level:
-            power.pin_changed(pin, level)
-
-
-def attach(device: Device) -> GpioBank:
-    bank = GpioBank(device)
-    device.extensions["gpio"] = bank
-    device.gpio = bank  # type: ignore[attr-defined]
-    return bank
-
-
-def bank_for(device: Device) -> GpioBank:
-    bank = device.extensions.get("gpio")
-    return bank if bank is not None else attach(device)
 
 
 class _BootPins:
@@ -160,7 +94,7 @@ class _BootPins:
         if cfg.kind == "count":
             cfg.count += 1
             return
-        self.boot.device.trace_event("gpio_irq", pin=pin, level=level)
+        self.boot.trace("gpio_irq", pin=pin, level=level)
         if cfg.cb is not None:
             self.boot.post(0, cfg.cb, level, pin)
 
@@ -174,14 +108,14 @@ def _int(v: Any) -> int | None:
 
 
 def install(boot: Boot) -> None:
-    bank = bank_for(boot.device)
+    bank = boot.platform.gpio
     pins = _BootPins(boot, bank)
-    bank._boot = pins
+    bank.pins = pins
     bank.outputs.clear()
 
     def forget() -> None:
-        if bank._boot is pins:
-            bank._boot = None
+        if bank.pins is pins:
+            bank.pins = None
     boot.closers.append(forget)
 
     def write_out(pin: int, level: int) -> None:

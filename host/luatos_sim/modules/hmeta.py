@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..vm import b
+from ..lua_text import lua_str
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 def install(boot: Boot) -> None:
     p = boot.profile
     boot.firmware_module("hmeta", {
-        "model": lambda *_: b(p.model),
-        "hwver": lambda *_: b(p.hwver),
-        "chip": lambda *_: b(p.chip),
+        "model": lambda *_: lua_str(p.model),
+        "hwver": lambda *_: lua_str(p.hwver),
+        "chip": lambda *_: lua_str(p.chip),
     })

@@ -26,13 +26,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..network import ADAPTER_MAX, NetError, Network, connect_host, network_of
+from ..lua_text import py_str
+from ..platform.network import ADAPTER_MAX, NetError, Network, connect_host
 from ..tlsconf import TlsSettings, TlsSetupError, pem_arg
-from ..vm import s
 from .zbuff import ZBuff
 
 if TYPE_CHECKING:
-    from ..network import BootNet
+    from ..platform.network import BootNet
     from ..vm import Boot
 
 METHODS = (b"GET", b"POST", b"PUT", b"DELETE", b"PATCH")
@@ -525,7 +525,7 @@ class _Exchange:
 
 
 def install(boot: Boot) -> None:
-    net = network_of(boot.device)
+    net = boot.platform.net
     bn = net.boot_net(boot)
     live: list[_Exchange] = []
 
@@ -562,7 +562,7 @@ def install(boot: Boot) -> None:
             elif ex.mode == "fota" and ex.status in (200, 206):
                 fail_fota(ex)
             elif ex.mode == "fota":
-                from ..fota_area import area_for
+                from ..platform.fota_area import area_for
                 area_for(boot).end(False)
                 finish(ex, E_FOTA, text, body=b"")
             else:
@@ -574,12 +574,12 @@ def install(boot: Boot) -> None:
                 opts: Any = None, server_ca: Any = None, client_cert: Any = None,
                 client_key: Any = None, client_password: Any = None) -> Any:
         tls = TlsSettings(pem_arg(server_ca), pem_arg(client_cert), pem_arg(client_key),
-                          pem_arg(client_password), check_hostname=boot.device.options.tls_check_hostname)
+                          pem_arg(client_password), check_hostname=boot.options.tls_check_hostname)
         try:
             ex = setup(method, url, headers, body, opts)
             ex.spec.tls = tls
         except SetupError as e:
-            boot.device.trace_event("http_setup_failed", reason=str(e))
+            boot.trace("http_setup_failed", reason=str(e))
             return boot.cw_fail(E_CONNECT)
         topic, cw = boot.new_cw()
         ex.topic = topic
@@ -591,7 +591,7 @@ def install(boot: Boot) -> None:
         if method is None:
             m = b"GET"
         if m not in METHODS:
-            raise SetupError(f"method {s(m)!r} is not one of GET POST PUT DELETE PATCH")
+            raise SetupError(f"method {py_str(m)!r} is not one of GET POST PUT DELETE PATCH")
         if not isinstance(url, bytes):
             raise SetupError("url must be a string")
         scheme, host, port, target, auth = parse_url(url)
@@ -640,13 +640,13 @@ def install(boot: Boot) -> None:
             payload = body.query()
             if m in (b"POST", b"PUT"):
                 wire.append((b"Content-Length", str(len(payload)).encode()))
-        spec = HttpRequestSpec(s(m), scheme, host, port, target, wire, payload, net=net)
+        spec = HttpRequestSpec(py_str(m), scheme, host, port, target, wire, payload, net=net)
         ex = _Exchange(boot, bn, b"", mode, spec, int(timeout))
         ex.dst_host = None
         if mode == "dst" and isinstance(dst, bytes):
-            path, err = boot.device.fs.host_path(dst, write=True)
+            path, err = boot.platform.fs.host_path(dst, write=True)
             if path is None:
-                raise SetupError(f"dst {s(dst)!r}: {err}")
+                raise SetupError(f"dst {py_str(dst)!r}: {err}")
             ex.dst_host = path
         ex.callback = o.get("callback") if boot.lua_type(o.get("callback")) == b"function" \
             else None
@@ -658,7 +658,7 @@ def install(boot: Boot) -> None:
     def start(ex: _Exchange) -> None:
         live.append(ex)
         sp = ex.spec
-        boot.device.trace_event("http_request", method=sp.method, host=sp.host, port=sp.port,
+        boot.trace("http_request", method=sp.method, host=sp.host, port=sp.port,
                                 target=sp.target, mode=ex.mode)
         if ex.debug:
             boot.log_c("D", "http", f"{sp.method} {sp.scheme}://{sp.host}:{sp.port}{sp.target}")
@@ -738,7 +738,7 @@ def install(boot: Boot) -> None:
         if ex.debug:
             boot.log_c("D", "http", f"status {status}")
         if ex.mode == "fota" and status in (200, 206):
-            from ..fota_area import area_for
+            from ..platform.fota_area import area_for
             ex.area = area_for(boot)
             ex.area_begun = bool(ex.area.begin())
             if not ex.area_begun:
@@ -800,7 +800,7 @@ def install(boot: Boot) -> None:
             return
         if ex.mode == "fota":
             if ex.status not in (200, 206):
-                from ..fota_area import area_for
+                from ..platform.fota_area import area_for
                 area_for(boot).end(False)  # every -9 ends the fota area with 0
                 finish(ex, E_FOTA, "status", body=b"" if net.fota_error_body != "buffered"
                        else bytes(ex.body))
@@ -869,7 +869,7 @@ def install(boot: Boot) -> None:
             ex.file = None
         if ex.mode == "dst" and ex.dst_host and (code < 0 and code != E_FOTA):
             _unlink(ex.dst_host)
-        boot.device.trace_event("http_result", code=code, host=ex.spec.host,
+        boot.trace("http_result", code=code, host=ex.spec.host,
                                 target=ex.spec.target, detail=text)
         if code < 0 and code != E_FOTA:
             boot.sys_pub(ex.topic, code)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..vm import b
+from ..lua_text import lua_str
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -27,16 +27,16 @@ def install(boot: Boot) -> None:
         prev = state["fly"]
         if on is not None:
             state["fly"] = bool(on)
-            boot.device.trace_event("flymode", on=state["fly"], previous=prev)
+            boot.trace("flymode", on=state["fly"], previous=prev)
         return prev
 
     def status(*_: Any) -> int:
         return STATUS_NOT_REGISTERED if state["fly"] else STATUS_REGISTERED
 
     boot.firmware_module("mobile", {
-        "imei": lambda *_: b(imei),
-        "imsi": lambda *_: b("46000" + imei[-10:]),
-        "iccid": lambda *_: b("8986" + imei[-15:].rjust(16, "0")),
+        "imei": lambda *_: lua_str(imei),
+        "imsi": lambda *_: lua_str("46000" + imei[-10:]),
+        "iccid": lambda *_: lua_str("8986" + imei[-15:].rjust(16, "0")),
         "flymode": flymode,
         "status": status,
         "csq": lambda *_: 0 if state["fly"] else 24,

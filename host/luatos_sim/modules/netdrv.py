@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..network import LWIP_STA, default_ip, network_of
-from ..vm import b, s
+from ..lua_text import lua_str, py_str
+from ..platform.network import LWIP_STA, default_ip
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -38,7 +38,7 @@ class Adapter:
 
 
 def install(boot: Boot) -> None:
-    net = network_of(boot.device)
+    net = boot.platform.net
     bn = net.boot_net(boot)
     adapters: dict[int, Adapter] = {}
     t = net.timings
@@ -82,7 +82,7 @@ def install(boot: Boot) -> None:
         a = adapters.get(adapter) or Adapter(adapter, int(kind or 0))
         adapters[adapter] = a
         bn.register(adapter)
-        boot.device.trace_event("netdrv_setup", adapter=adapter, driver=int(kind or 0))
+        boot.trace("netdrv_setup", adapter=adapter, driver=int(kind or 0))
         bring_up(a)
         return True
 
@@ -97,7 +97,7 @@ def install(boot: Boot) -> None:
     def ipv4(adapter: Any = None, ip: Any = None, mask: Any = None, gw: Any = None) -> Any:
         a = adapters.get(adapter)
         if a is not None and isinstance(ip, bytes):
-            a.static = (s(ip), s(mask or b"255.255.255.0"), s(gw or b"0.0.0.0"))
+            a.static = (py_str(ip), py_str(mask or b"255.255.255.0"), py_str(gw or b"0.0.0.0"))
             if not a.dhcp and a.link:
                 bn.set_ready(a.id, a.static)
         addr = bn.ready.get(adapter) if isinstance(adapter, int) else None
@@ -105,7 +105,7 @@ def install(boot: Boot) -> None:
             addr = a.static
         if addr is None:
             return None
-        return b(addr[0]), b(addr[1]), b(addr[2])
+        return lua_str(addr[0]), lua_str(addr[1]), lua_str(addr[2])
 
     def link(adapter: Any = None) -> bool:
         a = adapters.get(adapter)
@@ -116,7 +116,7 @@ def install(boot: Boot) -> None:
 
     def mac(adapter: Any = None, new: Any = None, raw: Any = None) -> Any:
         offset = 3 + (adapter or 0) if isinstance(adapter, int) else 3
-        return boot.profile.mac_bytes(offset) if raw else b(boot.profile.mac_hex(offset))
+        return boot.profile.mac_bytes(offset) if raw else lua_str(boot.profile.mac_hex(offset))
 
     # airlink: the SPI/UART link to a 4G module; its network is the netdrv adapter the
     # script sets up (exnetif: LWIP_GP_GW). Only the calls a setup makes are modelled.

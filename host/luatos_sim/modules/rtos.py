@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..vm import b
+from ..lifecycle import BootOutcome, ResetDetail
+from ..lua_text import lua_str
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -17,8 +18,8 @@ def install(boot: Boot) -> None:
 
     def version(full: Any = None) -> Any:
         if full:
-            return b(p.core), p.type_number, p.bits
-        return b(p.core)
+            return lua_str(p.core), p.type_number, p.bits
+        return lua_str(p.core)
 
     def meminfo(kind: bytes = b"lua") -> tuple[int, int, int]:
         k = kind.decode() if isinstance(kind, bytes) else "lua"
@@ -28,23 +29,23 @@ def install(boot: Boot) -> None:
             return p.psram, p.psram // 120, p.psram // 90
         used = lua.get_memory_used() or 0
         max_used[0] = max(max_used[0], used)
-        total = boot.device.options.lua_heap or p.lua_heap
+        total = boot.options.lua_heap or p.lua_heap
         return total, used, max_used[0]
 
     def set_paths(*templates: bytes | None) -> None:
         boot.image.set_paths(*(t.decode() if isinstance(t, bytes) else None for t in templates))
 
     def reboot_request(*_: Any) -> None:
-        boot.device.note_reboot_call(boot.now)
-        boot.halt("reboot", 3)
+        boot.trace("reboot_request")
+        boot.halt(BootOutcome.REBOOT, ResetDetail.SOFTWARE)
 
     boot.firmware_module("rtos", {
         "version": version,
-        "bsp": lambda: b(p.bsp),
-        "firmware": lambda: b(p.firmware),
+        "bsp": lambda: lua_str(p.bsp),
+        "firmware": lambda: lua_str(p.firmware),
         "meminfo": meminfo,
         "_reboot": reboot_request,
-        "buildDate": lambda: b(p.rom_build),
+        "buildDate": lambda: lua_str(p.rom_build),
         "standby": lambda *_: None,
     })
     # rtos.setPaths validates like the device and raises a Lua error on a bad template.

@@ -24,7 +24,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..network import (
+from ..lua_text import lua_str, py_str
+from ..platform.network import (
     ADAPTER_MAX,
     ETH0,
     LWIP_AP,
@@ -37,10 +38,8 @@ from ..network import (
     BootNet,
     NetError,
     connect_host,
-    network_of,
 )
 from ..tlsconf import TlsSettings, TlsSetupError, pem_arg
-from ..vm import b, s
 from .zbuff import ZBuff
 
 if TYPE_CHECKING:
@@ -175,7 +174,7 @@ class SockCtrl:
         delay = self.net.timings.connect_timeout_ms if kind == "timeout" else self.net.latency_ms
         if self.debug:
             self.boot.log_c("E", "net", f"connect fail: {text}")
-        self.boot.device.trace_event("socket_connect_failed", id=self.id, why=kind, text=text)
+        self.boot.trace("socket_connect_failed", id=self.id, why=kind, text=text)
         self.emit_later(delay, ON_LINE, -1, gen)
 
     def _connected(self, gen: int, sock: pysocket.socket, cut: int | None) -> None:
@@ -185,7 +184,7 @@ class SockCtrl:
             return
         self.sock = sock
         self.state = S_ONLINE
-        self.boot.device.trace_event("socket_online", id=self.id, host=self.remote[0],
+        self.boot.trace("socket_online", id=self.id, host=self.remote[0],
                                      port=self.remote[1])
         self._start_reader(sock, gen, cut)
         self.emit_later(2 * self.net.latency_ms if not self.udp else 0, ON_LINE, 0, gen)
@@ -302,7 +301,7 @@ class SockCtrl:
         def closed() -> None:
             if gen != self.gen:
                 return
-            self.boot.device.trace_event("socket_remote_close", id=self.id)
+            self.boot.trace("socket_remote_close", id=self.id)
             self.close_socket()
             self.state = S_OFFLINE
             if self.want_close:
@@ -340,7 +339,7 @@ class SockCtrl:
 
 
 def _is_ip(host: str) -> bool:
-    from ..network import is_ip_literal
+    from ..platform.network import is_ip_literal
     return is_ip_literal(host)
 
 
@@ -392,7 +391,7 @@ def raw_ip(ip: str) -> bytes:
 
 
 def install(boot: Boot) -> None:
-    net = network_of(boot.device)
+    net = boot.platform.net
     bn = net.boot_net(boot)
 
     def sync_hook() -> None:
@@ -455,7 +454,7 @@ def install(boot: Boot) -> None:
         sc.tls = bool(tls)
         sc.tls_settings = TlsSettings(pem_arg(server_cert), pem_arg(client_cert), pem_arg(client_key),
                                       pem_arg(client_password),
-                                      check_hostname=boot.device.options.tls_check_hostname)
+                                      check_hostname=boot.options.tls_check_hostname)
         return True
 
     def linkup(c: Any, *_: Any) -> tuple[bool, bool]:
@@ -471,7 +470,7 @@ def install(boot: Boot) -> None:
             return False, False
         if not bn.is_ready(sc.adapter):
             return False, False
-        sc.start_connect(s(host), int(port))
+        sc.start_connect(py_str(host), int(port))
         return True, False
 
     def tx(c: Any, data: Any = None, ip: Any = None, port: Any = None, *_: Any) -> Any:
@@ -486,17 +485,17 @@ def install(boot: Boot) -> None:
             return False, False, False
         try:
             if sc.udp and isinstance(ip, bytes) and isinstance(port, int):
-                if _is_broadcast(s(ip)):
+                if _is_broadcast(py_str(ip)):
                     pass  # onto the emulated LAN, where nobody listens: sent, never answered
                 else:
-                    dest = net.resolve(s(ip), int(port))
+                    dest = net.resolve(py_str(ip), int(port))
                     sc.sock.sendto(payload, dest)
             else:
                 sc.sock.sendall(payload)
         except (OSError, NetError):
             return False, False, False
         sc.reply_deadline = time.monotonic() + net.reply_window_ms / 1000.0
-        boot.device.trace_event("socket_tx", id=sc.id, bytes=len(payload))
+        boot.trace("socket_tx", id=sc.id, bytes=len(payload))
         sc.emit_later(2 * net.latency_ms + net.delay_for(len(payload)), TX_OK, 0, sc.gen)
         return True, False, False
 
@@ -576,7 +575,7 @@ def install(boot: Boot) -> None:
 
     def state(c: Any, *_: Any) -> tuple[int, bytes]:
         sc = ctrl_of(c)
-        return sc.state, b(STATE_TEXT[sc.state])
+        return sc.state, lua_str(STATE_TEXT[sc.state])
 
     def adapter_fn(index: Any = None, *_: Any) -> tuple[bool, int]:
         if isinstance(index, int):
@@ -589,7 +588,7 @@ def install(boot: Boot) -> None:
     def dft(index: Any = None, *_: Any) -> tuple[int, int]:
         if isinstance(index, int) and 0 < index < ADAPTER_MAX:
             bn.default = index
-            boot.device.trace_event("socket_dft", adapter=index)
+            boot.trace("socket_dft", adapter=index)
         return bn.default, bn.last_registered
 
     def local_ip(adapter: Any = None, *_: Any) -> Any:
@@ -597,13 +596,13 @@ def install(boot: Boot) -> None:
         addr = bn.ready.get(a)
         if addr is None:
             return ()  # nothing at all
-        return b(addr[0]), b(addr[1]), b(addr[2]), None
+        return lua_str(addr[0]), lua_str(addr[1]), lua_str(addr[2]), None
 
     def set_dns(adapter: Any = None, idx: Any = None, ip: Any = None, *_: Any) -> bool:
         if not isinstance(ip, bytes):
             return False
         a = bn.default if not isinstance(adapter, int) else adapter
-        bn.dns[(a, int(idx or 0))] = s(ip)
+        bn.dns[(a, int(idx or 0))] = py_str(ip)
         return True
 
     def sntp(*_: Any) -> None:
@@ -611,8 +610,8 @@ def install(boot: Boot) -> None:
             boot.post(200 + net.latency_ms * 2, lambda: boot.sys_pub(b"NTP_UPDATE"))
 
     def listen(c: Any, *_: Any) -> tuple[bool, bool]:
-        boot.device.emit_sim("socket.listen is not emulated by luatos-sim (server sockets); "
-                             "it fails like a listen error")
+        boot.note("socket.listen is not emulated by luatos-sim (server sockets); "
+                  "it fails like a listen error")
         return False, False
 
     def icmp_ping(adapter: Any = None, ip: Any = None, *_: Any) -> bool:
@@ -620,7 +619,7 @@ def install(boot: Boot) -> None:
         if not bn.is_ready(a) or not isinstance(ip, bytes):
             return False
         try:
-            net.resolve(s(ip), 0, real_traffic=False)
+            net.resolve(py_str(ip), 0, real_traffic=False)
         except NetError:
             return True  # sent; no answer ever comes
         rtt = 20 + 2 * net.latency_ms

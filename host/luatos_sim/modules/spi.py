@@ -3,14 +3,13 @@
 Exists because LuatOS's own exnetif opens the bus with ``spi.setup(...)`` before
 ``netdrv.setup(adapter, netdrv.CH390, {spi=, cs=})`` and treats any return other than 0 as
 "spi open error". The emulator has no SPI peripherals to talk to: a bus that is open accepts
-writes (kept per bus in :attr:`SpiBus.tx` for tests) and reads back idle-line bytes (0xFF).
+writes (kept per bus in ``dev.spi.tx`` for tests) and reads back idle-line bytes (0xFF).
 The bus ids and constant values are not in the reference: they are emulator choices that
 follow the usual LuatOS numbering (MSB=1, master=1, full duplex=1).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .zbuff import ZBuff
@@ -24,16 +23,8 @@ CONSTANTS = {"MSB": 1, "LSB": 0, "master": 1, "slave": 0, "full": 1, "half": 0,
              "SPI_0": 0, "SPI_1": 1, "SPI_2": 2}
 
 
-@dataclass
-class SpiBus:
-    """Per-device SPI state: ``device.extensions["spi"]``. Buses close with each boot."""
-
-    open: dict[int, dict[str, int]] = field(default_factory=dict)  # id -> settings
-    tx: dict[int, bytearray] = field(default_factory=dict)  # everything written, per bus
-
-
 def install(boot: Boot) -> None:
-    bus: SpiBus = boot.device.extensions.setdefault("spi", SpiBus())
+    bus = boot.platform.spi
     bus.open = {}
     boot.closers.append(bus.open.clear)
 
@@ -54,7 +45,7 @@ def install(boot: Boot) -> None:
         bus.open[spi_id] = {
             "cs": cs if isinstance(cs, int) else -1, "cpha": int(cpha or 0),
             "cpol": int(cpol or 0), "width": int(data_width or 8), "baud": int(baud or 0)}
-        boot.device.trace_event("spi_setup", id=spi_id, baud=bus.open[spi_id]["baud"])
+        boot.trace("spi_setup", id=spi_id, baud=bus.open[spi_id]["baud"])
         return 0
 
     def close(spi_id: Any = None) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..lifecycle import BootOutcome, ResetDetail
+
 if TYPE_CHECKING:
     from ..vm import Boot
 
@@ -22,10 +24,9 @@ def install(boot: Boot) -> None:
         if deadline is None:
             return
         if boot.now >= deadline:
-            boot.device.emit_sim(
-                f"watchdog: not fed for {state['timeout']} ms, the device resets", boot.now)
-            boot.device.trace_event("watchdog", timeout_ms=state["timeout"])
-            boot.halt("watchdog", 8)
+            boot.note(f"watchdog: not fed for {state['timeout']} ms, the device resets")
+            boot.trace("watchdog", timeout_ms=state["timeout"])
+            boot.halt(BootOutcome.WATCHDOG, ResetDetail.WATCHDOG)
         else:
             arm(deadline)
 
@@ -56,6 +57,5 @@ def install(boot: Boot) -> None:
         state["deadline"] = None
         return True
 
-    boot.wdt_state = state  # type: ignore[attr-defined]
     boot.firmware_module("wdt", {"init": init, "feed": feed, "setTimeout": set_timeout,
                                  "close": close})

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..network import LWIP_AP, LWIP_STA, AccessPoint, network_of
-from ..vm import b, s
+from ..lua_text import lua_str, py_str
+from ..platform.network import LWIP_AP, LWIP_STA, AccessPoint
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -28,7 +28,7 @@ CONSTANTS = {"NONE": 0, "STATION": 1, "AP": 2, "STATIONAP": 3, "APSTA": 3}  # AP
 class WlanState:
     def __init__(self, boot: Boot) -> None:
         self.boot = boot
-        self.net = network_of(boot.device)
+        self.net = boot.platform.net
         self.bn = self.net.boot_net(boot)
         self.inited = False
         self.mode = 1
@@ -46,9 +46,9 @@ class WlanState:
         if self.target is None or not self.net.link_is_up(LWIP_STA):
             return
         ssid, pwd, _ = self.target
-        ap = self.net.access_points.get(s(ssid))
+        ap = self.net.access_points.get(py_str(ssid))
         if ap is not None and (not ap.exists or (ap.password is not None
-                                                 and ap.password != s(pwd))):
+                                                 and ap.password != py_str(pwd))):
             reason = REASON_NO_AP if not ap.exists else REASON_AUTH_FAIL
             self.boot.post(t.wifi_fail_ms, self._fail, gen, reason)
             return
@@ -59,14 +59,14 @@ class WlanState:
     def _fail(self, gen: int, reason: int) -> None:
         if gen != self.gen:
             return
-        self.boot.device.trace_event("wlan", event="DISCONNECTED", reason=reason)
+        self.boot.trace("wlan", event="DISCONNECTED", reason=reason)
         self.boot.sys_pub(b"WLAN_STA_INC", b"DISCONNECTED", reason)
 
     def _connected(self, gen: int, ssid: bytes, bssid: bytes) -> None:
         if gen != self.gen:
             return
         self.connected_ssid = ssid
-        self.boot.device.trace_event("wlan", event="CONNECTED", ssid=s(ssid))
+        self.boot.trace("wlan", event="CONNECTED", ssid=py_str(ssid))
         self.boot.sys_pub(b"WLAN_STA_INC", b"CONNECTED", ssid, bssid)
 
     def _ip(self, gen: int) -> None:
@@ -116,7 +116,7 @@ def install(boot: Boot) -> None:
         st.target = (ssid_b, pwd_b, bssid if isinstance(bssid, bytes) else b"")
         if st.connected_ssid is not None or st.bn.is_ready(LWIP_STA):
             st.drop(None)
-        boot.device.trace_event("wlan", event="connect", ssid=s(ssid_b))
+        boot.trace("wlan", event="connect", ssid=py_str(ssid_b))
         st.start_join()
         return True
 
@@ -140,11 +140,11 @@ def install(boot: Boot) -> None:
         offset = 1 if tp == 1 else 0
         if hexed is False:
             return p.mac_bytes(offset)
-        return b(p.mac_hex(offset))
+        return lua_str(p.mac_hex(offset))
 
     def get_ip(*_: Any) -> Any:
         addr = st.bn.ready.get(LWIP_STA)
-        return b(addr[0]) if addr else b"0.0.0.0"
+        return lua_str(addr[0]) if addr else b"0.0.0.0"
 
     def scan(*_: Any) -> bool:
         st.scan_results = [ap for ap in st.net.access_points.values() if ap.exists]
@@ -154,17 +154,17 @@ def install(boot: Boot) -> None:
     def scan_result(*_: Any) -> Any:
         t = boot.lua.table()
         for i, ap in enumerate(st.scan_results, 1):
-            t[i] = boot.table(ssid=b(ap.ssid), rssi=ap.rssi, bssid=ap.bssid,
+            t[i] = boot.table(ssid=lua_str(ap.ssid), rssi=ap.rssi, bssid=ap.bssid,
                               channel=ap.channel)
         return t
 
     def get_info(*_: Any) -> Any:
         if not st.bn.is_ready(LWIP_STA) or st.target is None:
             return None
-        ap = st.net.access_points.get(s(st.target[0]))
+        ap = st.net.access_points.get(py_str(st.target[0]))
         gw = st.bn.ready[LWIP_STA][2]
         return boot.table(bssid=(ap.bssid if ap else AccessPoint.bssid).hex().upper(),
-                          rssi=ap.rssi if ap else -50, gw=b(gw))
+                          rssi=ap.rssi if ap else -50, gw=lua_str(gw))
 
     def create_ap(ssid: Any = None, pwd: Any = None, *_: Any) -> bool:
         if not ssid:
@@ -183,6 +183,6 @@ def install(boot: Boot) -> None:
         "scanResult": scan_result, "getInfo": get_info, "createAP": create_ap,
         "stopAP": stop_ap,
         "powerSave": lambda *_: 0, "setHostname": lambda *_: True,
-        "hostname": lambda *_: b("LUATOS_" + p.mac_hex(0)),
+        "hostname": lambda *_: lua_str("LUATOS_" + p.mac_hex(0)),
         "setMac": lambda *_: True, "autoreconn": lambda *_: None,
     }, CONSTANTS)

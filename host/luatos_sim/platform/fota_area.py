@@ -10,7 +10,8 @@ Whatever is half-written when the next boot starts is thrown away; a staged pack
 validated once more and applied, or refused with the old scripts kept.
 
 ``area_for(boot)`` is the one interface the ``fota`` module and ``http.request``'s fota mode
-share (begin / write / is_done / end), as the firmware's platform layer would be.
+share (begin / write / is_done / end), as the firmware's platform layer would be. The area
+itself is a device part (``dev.fota``), created with the Device.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from luatos_common.packages import (
 )
 
 if TYPE_CHECKING:
-    from .device import Device
-    from .vm import Boot
+    from ..device import Device
+    from ..vm import Boot
 
 PARTIAL = "partial.bin"
 STAGED = "staged.bin"
@@ -78,9 +79,27 @@ class FotaArea:
         self.on_write: list[Callable[[int], None]] = []
         self.cut_power_at: int | None = None
         self.power_was_cut = False
+        self._load_core_version()
         self._staged_cache: Package | None = None  # what this process validated and staged
 
     # -- state ------------------------------------------------------------------------------------
+
+    def bind(self, boot: Boot) -> FotaArea:
+        """Serve ``boot``: a download does not survive the boot it started in."""
+        if self.boot is not boot:
+            self.boot = boot
+            boot.closers.append(self._close_partial)
+        return self
+
+    def _load_core_version(self) -> None:
+        """A full package applied earlier changed the core version the banner reports."""
+        core_file = self.dir / CORE_FILE
+        if core_file.is_file():
+            try:
+                core = json.loads(core_file.read_text())["core"]
+                self.device.profile = self.device.profile.with_overrides(core=str(core))
+            except (ValueError, KeyError, OSError):
+                pass
 
     @property
     def in_progress(self) -> bool:
@@ -133,7 +152,7 @@ class FotaArea:
         self._marks_done = 0
         self._announced = False
         self._done_logged = False
-        self._begun_ms = self.boot.now if self.boot is not None else self.device.now
+        self._begun_ms = self.device.current_ms()
         self._partial = open(self.dir / PARTIAL, "wb")  # noqa: SIM115 - lives across writes
         self._trace("fota_begin", formats=list(self.device.profile.fota_formats))
         return True
@@ -251,7 +270,7 @@ class FotaArea:
         n = self._written
         erase = math.ceil(n / 4096) * 44
         write = max(1, n * 98 // 26056)
-        now = self.boot.now if self.boot is not None else self.device.now
+        now = self.device.current_ms()
         total = erase + write + max(0, now - self._begun_ms)
         self._log_c(f"erase time used {erase}ms")
         self._log_c(f"write time used {write}ms")
@@ -284,7 +303,7 @@ class FotaArea:
         self.cut_power_at = None
         self._trace("power_cut", bytes=self._written)
         self._sim(f"power cut after {self._written} bytes of the FOTA download")
-        power_cut(self.device)
+        self.device.power_off()
 
     # -- boot time ----------------------------------------------------------------------------------
 
@@ -333,45 +352,6 @@ class FotaArea:
                     core=pkg.core_version, files=sorted(pkg.files))
 
 
-def power_cut(device: Device) -> None:
-    """End the running boot as if the supply failed: nothing more runs, nothing is saved.
-
-    The device stays off until the test powers it on again (``power_on`` or a new Device over
-    the same state_dir); RAM state of this Device object is simply never used again.
-    """
-    if device.boot is not None:
-        device.boot.halt("sleep", 0)
-    device.request_stop()
-
-
-def attach(device: Device) -> FotaArea:
-    """Give a device its FOTA area (``device.fota``) and the boot-time apply hook."""
-    area = FotaArea(device)
-    device.extensions["fota"] = area
-    device.fota = area  # type: ignore[attr-defined]
-    core_file = area.dir / CORE_FILE
-    if core_file.is_file():
-        try:
-            core = json.loads(core_file.read_text())["core"]
-            device.profile = device.profile.with_overrides(core=str(core))
-        except (ValueError, KeyError, OSError):
-            pass
-    device.before_boot.append(lambda dev, reason: area.apply_at_boot(reason))
-    return area
-
-
 def area_for(boot: Boot) -> FotaArea:
-    """The FOTA area of the device this boot runs on (created on first use)."""
-    area = boot.device.extensions.get("fota")
-    if area is None:
-        area = attach(boot.device)
-    if area.boot is not boot:
-        area.boot = boot
-        # A download does not survive the boot it started in.
-        boot.closers.append(lambda: area._close_partial())
-    return area
-
-
-def power_on(device: Device, delay: str | int = 0) -> None:
-    """Power the device on again after ``power_cut`` (a power-on boot, reset detail 0)."""
-    device.schedule(delay, lambda: device._start_boot("power-on", 0), "power on")
+    """The FOTA area of the device this boot runs on, bound to that boot."""
+    return boot.platform.fota.bind(boot)

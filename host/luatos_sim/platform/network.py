@@ -12,7 +12,6 @@ on the real host connection where that is what the device would see (refused, cu
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import re
 import socket as pysocket
@@ -23,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from luatos_common.loopback_http import start_loopback_http
 
-from .duration import parse_duration
+from ..duration import Duration, parse_duration
 
 if TYPE_CHECKING:
-    from .device import Device
-    from .vm import Boot
+    from ..device import Device
+    from ..vm import Boot
 
 # Adapter ids, Dec-2025 numbering (reference §5.1 / §13 #12).
 LWIP_GP, LWIP_STA, LWIP_AP, LWIP_ETH, LWIP_SPI = 1, 2, 3, 4, 5
@@ -206,9 +205,9 @@ class Network:
             raise ValueError(f"unreachable mode {mode!r}: use 'refused' or 'timeout'")
         self.unreachable_hosts[host.lower()] = mode
 
-    def latency(self, value: str | int) -> None:
+    def latency(self, value: Duration) -> None:
         """One-way latency added (in virtual time) to connects, acks, data and HTTP answers."""
-        self.latency_ms = parse_duration(value) if isinstance(value, str) else int(value)
+        self.latency_ms = parse_duration(value)
 
     def bandwidth(self, value: str | float | None) -> None:
         self.bandwidth_bps = None if value is None else parse_rate(value)
@@ -219,18 +218,15 @@ class Network:
             raise ValueError("cut_after: nbytes must be >= 0")
         self.cut_rules.append((int(nbytes), host.lower() if host else None))
 
-    def link_down(self, adapter: str | int = "wifi", at: str | int | None = None) -> None:
+    def link_down(self, adapter: str | int = "wifi", at: Duration | None = None) -> None:
         """Take a link down now or at a virtual time from now (``at="10s"``)."""
         self._at(at, lambda: self.set_link(adapter_id(adapter), False), f"link down {adapter}")
 
-    def link_up(self, adapter: str | int = "wifi", at: str | int | None = None) -> None:
+    def link_up(self, adapter: str | int = "wifi", at: Duration | None = None) -> None:
         self._at(at, lambda: self.set_link(adapter_id(adapter), True), f"link up {adapter}")
 
-    def _at(self, at: str | int | None, action: Callable[[], None], label: str) -> None:
-        if at is None:
-            self.device.schedule(0, action, label)
-        else:
-            self.device.schedule(at, action, label)
+    def _at(self, at: Duration | None, action: Callable[[], None], label: str) -> None:
+        self.device.schedule(0 if at is None else at, action, label)
 
     # -- used by the modules ----------------------------------------------------------------------
 
@@ -360,7 +356,7 @@ class BootNet:
         """The adapter got an address: publish IP_READY ip adapter."""
         addr = ip or default_ip(adapter)
         self.ready[adapter] = addr
-        self.boot.device.trace_event("ip_ready", adapter=adapter, ip=addr[0])
+        self.boot.trace("ip_ready", adapter=adapter, ip=addr[0])
         self.boot.sys_pub(b"IP_READY", addr[0].encode(), adapter)
         for s in list(self.sockets):
             s.on_adapter_ready(adapter)
@@ -369,7 +365,7 @@ class BootNet:
         """The adapter lost its address: IP_LOSE adapter; its sockets fail."""
         if self.ready.pop(adapter, None) is None:
             return
-        self.boot.device.trace_event("ip_lose", adapter=adapter)
+        self.boot.trace("ip_lose", adapter=adapter)
         # Connections fail as the netif goes (an HTTP result is published here), then the
         # status message follows.
         for s in list(self.sockets):
@@ -393,15 +389,6 @@ class BootNet:
         for s in list(self.sockets):
             s.close_now()
         self.sockets.clear()
-
-
-def network_of(device: Device) -> Network:
-    """The device's Network, created on first use (also reachable as ``dev.net``)."""
-    net = device.extensions.get("net")
-    if net is None:
-        net = Network(device)
-        device.extensions["net"] = net
-    return net
 
 
 def connect_host(net: Network, host: str, port: int, timeout_s: float,
@@ -452,83 +439,3 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def add_network_arguments(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("network (faults and address map)")
-    g.add_argument("--real-network", action="store_true",
-                   help="let unmapped addresses reach the real network (default: only "
-                        "loopback; anything else is refused with a diagnostic)")
-    g.add_argument("--map", action="append", default=[], metavar="DEV=HOST",
-                   help="map a device-side address to a host one, e.g. "
-                        "112.125.89.8:45433=127.0.0.1:9000 or ota.example.com=127.0.0.1 "
-                        "(repeatable)")
-    g.add_argument("--ap", action="append", default=[], metavar="SSID[:PASSWORD]",
-                   help="declare an access point; only PASSWORD joins it (repeatable)")
-    g.add_argument("--no-ap", action="append", default=[], metavar="SSID",
-                   help="an SSID that is not on the air (repeatable)")
-    g.add_argument("--link-down", action="append", default=[], metavar="[ADAPTER@]AT",
-                   help="take a link down at a virtual time, e.g. 10s or eth@2m "
-                        "(adapter default wifi; repeatable)")
-    g.add_argument("--link-up", action="append", default=[], metavar="[ADAPTER@]AT",
-                   help="bring a link back up at a virtual time (repeatable)")
-    g.add_argument("--latency", metavar="DURATION", help="one-way latency, e.g. 50ms")
-    g.add_argument("--bandwidth", metavar="RATE", help="bandwidth limit, e.g. 20kB/s")
-    g.add_argument("--cut-after", action="append", default=[], metavar="N[@HOST]",
-                   help="cut the next TCP connection (to HOST) after N bytes of its answer")
-    g.add_argument("--dns-fail", action="append", default=[], metavar="HOST",
-                   help="DNS lookups of HOST fail (repeatable)")
-    g.add_argument("--unreachable", action="append", default=[], metavar="HOST[:timeout]",
-                   help="connections to HOST are refused (or time out with :timeout)")
-    g.add_argument("--reply-window", type=int, default=None, metavar="MS",
-                   help="wall ms a server gets to answer a device tx before virtual time "
-                        "moves on (default 100)")
-    g.add_argument("--fota-error-body", choices=("empty", "buffered"), default="empty",
-                   help="body returned with a fota-mode -9 (default: %(default)s)")
-
-
-def _adapter_at(spec: str) -> tuple[str, str]:
-    if "@" in spec:
-        a, at = spec.split("@", 1)
-        return a, at
-    return "wifi", spec
-
-
-def apply_network_arguments(device: Device, args: argparse.Namespace) -> None:
-    """Apply the flags of :func:`add_network_arguments`; raises ValueError on bad values."""
-    net = network_of(device)
-    net.allow_real_network = bool(getattr(args, "real_network", False))
-    for m in getattr(args, "map", None) or []:
-        if "=" not in m:
-            raise ValueError(f"--map {m!r}: expected DEVICE_ADDR=HOST_ADDR")
-        d, h = m.split("=", 1)
-        net.map_address(d, h)
-    for ap in getattr(args, "ap", None) or []:
-        ssid, _, pwd = ap.partition(":")
-        net.access_point(ssid, password=pwd if _ else None)
-    for ssid in getattr(args, "no_ap", None) or []:
-        net.access_point(ssid, exists=False)
-    for spec in getattr(args, "link_down", None) or []:
-        a, at = _adapter_at(spec)
-        net.link_down(a, at=at)
-    for spec in getattr(args, "link_up", None) or []:
-        a, at = _adapter_at(spec)
-        net.link_up(a, at=at)
-    if getattr(args, "latency", None):
-        net.latency(args.latency)
-    if getattr(args, "bandwidth", None):
-        net.bandwidth(args.bandwidth)
-    for spec in getattr(args, "cut_after", None) or []:
-        n, _, host = spec.partition("@")
-        if not n.isdigit():
-            raise ValueError(f"--cut-after {spec!r}: expected N or N@HOST")
-        net.cut_after(int(n), host or None)
-    for host in getattr(args, "dns_fail", None) or []:
-        net.dns_fail(host)
-    for spec in getattr(args, "unreachable", None) or []:
-        host, _, mode = spec.rpartition(":") if spec.endswith(":timeout") else (spec, "", "")
-        net.unreachable(host, mode or "refused")
-    net.fota_error_body = getattr(args, "fota_error_body", "empty") or "empty"
-    window = getattr(args, "reply_window", None)
-    if window is not None:
-        if window < 0:
-            raise ValueError(f"--reply-window {window}: must be >= 0")
-        net.reply_window_ms = window

@@ -1,10 +1,9 @@
-"""Upgrade lint: warnings as emulator diagnostics, never failures."""
+"""Upgrade checks: warnings as emulator diagnostics, never failures."""
 
 from __future__ import annotations
 
 from luatos_common.logline import SIM
 from luatos_common.packages import build_air8101_ota
-from luatos_sim import lint
 
 
 def sim_lines(dev):
@@ -25,7 +24,7 @@ def test_clean_code_has_no_warnings(boot):
     dev = boot(lib('libfota2.request(nil, {url = "http://h/upgrade?"})\n'
                    'libfota2.request(nil, {url = "###http://h/p.bin"})'))
     dev.run_for("900ms")
-    assert lint.warnings(dev) == []
+    assert dev.upgrade_checks.warnings == []
     assert sim_lines(dev) == []
 
 
@@ -36,7 +35,7 @@ def test_url_glue_warns_once_and_the_device_carries_on(boot):
         libfota2.request(nil, {url = "http://h/x?a=1&"})
     """))
     dev.run_for("900ms")
-    ws = lint.warnings(dev)
+    ws = dev.upgrade_checks.warnings
     assert [w.code for w in ws] == ["url-glue"]
     assert "'http://h:8000'" in ws[0].message and ws[0].boot == 1
     assert sim_lines(dev) == [f"lint [url-glue]: {ws[0].message}"]
@@ -51,7 +50,7 @@ def test_opts_reuse_with_a_new_url(boot):
         libfota2.request(nil, opts)
     """))
     dev.run_for("900ms")
-    ws = lint.warnings(dev)
+    ws = dev.upgrade_checks.warnings
     assert [w.code for w in ws] == ["opts-reuse"]
     assert "http://other/pkg.bin" in ws[0].message and "url_done" in ws[0].message
 
@@ -59,7 +58,7 @@ def test_opts_reuse_with_a_new_url(boot):
 def test_version_format(boot):
     dev = boot(lib('libfota2.request(nil, {url = "http://h/u?"})', version="1.2.3"))
     dev.run_for("900ms")
-    ws = lint.warnings(dev)
+    ws = dev.upgrade_checks.warnings
     assert [w.code for w in ws] == ["version-format"]
     assert "'1.2.3'" in ws[0].message
 
@@ -77,7 +76,7 @@ def test_sleep_while_a_download_is_in_flight(boot):
     """)
     (dev.fs_root / "p.bin").write_bytes(pkg)
     dev.run_for("2s")
-    ws = lint.warnings(dev)
+    ws = dev.upgrade_checks.warnings
     assert [w.code for w in ws] == ["sleep-during-download"]
     assert "2000 bytes" in ws[0].message
     assert dev.boots[0].outcome == "sleep"  # a warning, not a failure
@@ -96,4 +95,4 @@ def test_sleep_after_the_download_finished_is_fine(boot):
     """)
     (dev.fs_root / "p.bin").write_bytes(pkg)
     dev.run_for("2s")
-    assert lint.warnings(dev) == []
+    assert dev.upgrade_checks.warnings == []

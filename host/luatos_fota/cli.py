@@ -583,10 +583,22 @@ def _api(server: str, tok: str, method: str, path: str, body: Any = None) -> Any
 @click.option("--release-id", type=int, default=None, help="Push this release's download URL.")
 @click.option("--url", default=None, help="Push this URL instead (### is added).")
 @click.option("--online", "list_online", is_flag=True, help="Only list devices on the push channel.")
+@click.option("--profile", envvar="LUATOS_FOTA_PROFILE", default=None, show_envvar=True,
+              help="Server and token from [profile.NAME] (see docs/operations.md).")
 @json_opt
 def push(server: str, tok: str | None, data_dir: Path | None, devices: str | None, release_id: int | None,
-         url: str | None, list_online: bool, as_json: bool) -> None:
+         url: str | None, list_online: bool, profile: str | None, as_json: bool) -> None:
     """Tell connected devices to upgrade now (through the server's push channel)."""
+    if profile:
+        from .remote import load_profile
+
+        try:
+            prof = load_profile(profile)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+        if click.get_current_context().get_parameter_source("server") == click.core.ParameterSource.DEFAULT:
+            server = prof.get("server", server)
+        tok = tok or prof.get("token")
     if tok is None and data_dir is not None and (data_dir / "admin_token").is_file():
         tok = (data_dir / "admin_token").read_text().strip()
     if not tok:

@@ -10,6 +10,7 @@ name is never served.
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,46 @@ def test_unreachable_endpoint_is_a_clear_error(tmp_path: Path, s3_env: None) -> 
         store.put(b"x")
     with pytest.raises(BlobStoreUnavailable):
         store.check()
+
+
+def test_serve_blobs_flag_puts_uploads_in_the_bucket(tmp_path: Path, s3_url: str, s3_server: Any) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("luatos-fota")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "luatos_fota.cli"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUATOS_FOTA_")}
+    proc = subprocess.Popen([*cmd, "serve", "--data", str(tmp_path / "d"), "--host", "127.0.0.1", "--port",
+                             str(port), "--admin-token", TOKEN, "--blobs", s3_url],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.1)
+        pkg = tmp_path / "pkg.bin"
+        data = package("001.000.002")
+        pkg.write_bytes(data)
+        res = CliRunner().invoke(cli_main, ["release", "add", "--server", f"http://127.0.0.1:{port}", "--token",
+                                            TOKEN, "--project-key", KEY, "--firmware-name", FW, "--version",
+                                            "001.000.002", "--json", str(pkg)], env={"LUATOS_FOTA_DATA": None})
+        assert res.exit_code == 0, res.output
+        sha = json.loads(res.stdout)["sha256"]
+        bucket = s3_url.split("/")[2]
+        assert s3_server.client().get_object(Bucket=bucket, Key=f"packages/{sha[:2]}/{sha}")["Body"].read() == data
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0].decode()
+    assert f"packages {s3_url.split('?')[0]}" in out  # the startup line names the package store

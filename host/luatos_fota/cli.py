@@ -243,7 +243,7 @@ def product() -> None:
 @click.option("--name", default="", help="Display name.")
 @click.option("--closed", is_flag=True, help="Only pre-registered devices may check in (others get code 17).")
 @json_opt
-def product_add(data_dir: Path, db_url: str | None, project_key: str, firmware_name: str, name: str,
+def product_add(data_dir: Path | None, db_url: str | None, project_key: str, firmware_name: str, name: str,
                 closed: bool, as_json: bool) -> None:
     with _Guard():
         p = _open(data_dir, db_url).add_product(project_key, firmware_name, name, not closed, actor="cli")
@@ -257,7 +257,7 @@ def product_add(data_dir: Path, db_url: str | None, project_key: str, firmware_n
 @store_opts
 @db_opt
 @json_opt
-def product_list(data_dir: Path, db_url: str | None, as_json: bool) -> None:
+def product_list(data_dir: Path | None, db_url: str | None, as_json: bool) -> None:
     rows = _open(data_dir, db_url).list_products()
     if as_json:
         return _out(rows)
@@ -305,7 +305,7 @@ def release() -> None:
 @click.option("--notes", default="")
 @json_opt
 @click.argument("package", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def release_add(data_dir: Path, db_url: str | None, product_id: int | None, project_key: str | None,
+def release_add(data_dir: Path | None, db_url: str | None, product_id: int | None, project_key: str | None,
                 firmware_name: str | None, version: str | None, core: str | None, kind: str | None,
                 percent: float | None, devices: tuple[str, ...], forced: bool, paused: bool, notes: str,
                 as_json: bool, package: Path) -> None:
@@ -343,7 +343,7 @@ def release_add(data_dir: Path, db_url: str | None, product_id: int | None, proj
 @db_opt
 @click.option("--product-id", type=int, default=None)
 @json_opt
-def release_list(data_dir: Path, db_url: str | None, product_id: int | None, as_json: bool) -> None:
+def release_list(data_dir: Path | None, db_url: str | None, product_id: int | None, as_json: bool) -> None:
     rows = _open(data_dir, db_url).list_releases(product_id)
     if as_json:
         return _out(rows)
@@ -355,7 +355,7 @@ def release_list(data_dir: Path, db_url: str | None, product_id: int | None, as_
            ["ID", "FIRMWARE", "VERSION", "CORE", "KIND", "STATE", "", "TARGET", "SIZE", "SHA256"])
 
 
-def _set_enabled(data_dir: Path, db_url: str | None, rid: int, enabled: bool, as_json: bool) -> None:
+def _set_enabled(data_dir: Path | None, db_url: str | None, rid: int, enabled: bool, as_json: bool) -> None:
     with _Guard():
         r = _open(data_dir, db_url).update_release(rid, enabled=enabled, actor="cli")
     if as_json:
@@ -368,7 +368,7 @@ def _set_enabled(data_dir: Path, db_url: str | None, rid: int, enabled: bool, as
 @db_opt
 @json_opt
 @click.argument("release_id", type=int)
-def release_enable(data_dir: Path, db_url: str | None, as_json: bool, release_id: int) -> None:
+def release_enable(data_dir: Path | None, db_url: str | None, as_json: bool, release_id: int) -> None:
     _set_enabled(data_dir, db_url, release_id, True, as_json)
 
 
@@ -377,7 +377,7 @@ def release_enable(data_dir: Path, db_url: str | None, as_json: bool, release_id
 @db_opt
 @json_opt
 @click.argument("release_id", type=int)
-def release_pause(data_dir: Path, db_url: str | None, as_json: bool, release_id: int) -> None:
+def release_pause(data_dir: Path | None, db_url: str | None, as_json: bool, release_id: int) -> None:
     _set_enabled(data_dir, db_url, release_id, False, as_json)
 
 
@@ -389,7 +389,7 @@ def release_pause(data_dir: Path, db_url: str | None, as_json: bool, release_id:
 @click.option("--devices", multiple=True, help="Device ids (comma separated, repeatable).")
 @json_opt
 @click.argument("release_id", type=int)
-def release_target(data_dir: Path, db_url: str | None, all_: bool, percent: float | None,
+def release_target(data_dir: Path | None, db_url: str | None, all_: bool, percent: float | None,
                    devices: tuple[str, ...], as_json: bool, release_id: int) -> None:
     """Change who a release targets (exactly one of --all, --percent, --devices)."""
     if sum((all_, percent is not None, bool(devices))) != 1:
@@ -409,7 +409,7 @@ def release_target(data_dir: Path, db_url: str | None, all_: bool, percent: floa
 @db_opt
 @click.option("--release-id", type=int, default=None)
 @json_opt
-def release_stats(data_dir: Path, db_url: str | None, release_id: int | None, as_json: bool) -> None:
+def release_stats(data_dir: Path | None, db_url: str | None, release_id: int | None, as_json: bool) -> None:
     """Rollout progress: targeted / served / confirmed devices per release."""
     with _Guard():
         rows = _open(data_dir, db_url).release_stats(release_id)
@@ -434,7 +434,7 @@ def device() -> None:
 @click.option("--banned", is_flag=True, help="Only banned devices.")
 @click.option("--limit", type=int, default=1000, show_default=True)
 @json_opt
-def device_list(data_dir: Path, db_url: str | None, product_id: int | None, banned: bool, limit: int,
+def device_list(data_dir: Path | None, db_url: str | None, product_id: int | None, banned: bool, limit: int,
                 as_json: bool) -> None:
     rows = _open(data_dir, db_url).list_devices(product_id=product_id, banned=True if banned else None, limit=limit)
     if as_json:
@@ -449,7 +449,7 @@ def device_list(data_dir: Path, db_url: str | None, product_id: int | None, bann
 @store_opts
 @db_opt
 @click.argument("device_id")
-def device_show(data_dir: Path, db_url: str | None, device_id: str) -> None:
+def device_show(data_dir: Path | None, db_url: str | None, device_id: str) -> None:
     with _Guard():
         _out(_open(data_dir, db_url).require_device(device_id))
 
@@ -460,7 +460,7 @@ def device_show(data_dir: Path, db_url: str | None, device_id: str) -> None:
 @click.option("--reason", default="")
 @json_opt
 @click.argument("device_id")
-def device_ban(data_dir: Path, db_url: str | None, reason: str, as_json: bool, device_id: str) -> None:
+def device_ban(data_dir: Path | None, db_url: str | None, reason: str, as_json: bool, device_id: str) -> None:
     """Bar a device from upgrades (it gets code 21)."""
     with _Guard():
         d = _open(data_dir, db_url).ban(device_id, reason, actor="cli")
@@ -472,7 +472,7 @@ def device_ban(data_dir: Path, db_url: str | None, reason: str, as_json: bool, d
 @db_opt
 @json_opt
 @click.argument("device_id")
-def device_unban(data_dir: Path, db_url: str | None, as_json: bool, device_id: str) -> None:
+def device_unban(data_dir: Path | None, db_url: str | None, as_json: bool, device_id: str) -> None:
     """Lift an operator ban or a loop ban (code 40)."""
     with _Guard():
         d = _open(data_dir, db_url).unban(device_id, actor="cli")
@@ -485,7 +485,7 @@ def device_unban(data_dir: Path, db_url: str | None, as_json: bool, device_id: s
 @json_opt
 @click.argument("device_id")
 @click.argument("release_id")
-def device_pin(data_dir: Path, db_url: str | None, as_json: bool, device_id: str, release_id: str) -> None:
+def device_pin(data_dir: Path | None, db_url: str | None, as_json: bool, device_id: str, release_id: str) -> None:
     """Pin DEVICE_ID to RELEASE_ID ('none' removes the pin)."""
     rid = None if release_id.lower() in ("none", "-", "0") else int(release_id)
     with _Guard():
@@ -503,7 +503,7 @@ def device_pin(data_dir: Path, db_url: str | None, as_json: bool, device_id: str
 @click.option("--release-id", type=int, default=None)
 @click.option("--limit", type=int, default=50, show_default=True)
 @json_opt
-def audit(data_dir: Path, db_url: str | None, device: str | None, event_: str | None,
+def audit(data_dir: Path | None, db_url: str | None, device: str | None, event_: str | None,
           release_id: int | None, limit: int, as_json: bool) -> None:
     """Why did a device get (or not get) a package? Newest first."""
     rows = _open(data_dir, db_url).query_audit(device=device, event_=event_, release_id=release_id, limit=limit)
@@ -521,7 +521,7 @@ def audit(data_dir: Path, db_url: str | None, device: str | None, event_: str | 
 @db_opt
 @click.option("--older-than", required=True, help="Age like 30d, 12h (rows older than this go).")
 @json_opt
-def audit_prune(data_dir: Path, db_url: str | None, older_than: str, as_json: bool) -> None:
+def audit_prune(data_dir: Path | None, db_url: str | None, older_than: str, as_json: bool) -> None:
     """Delete old audit rows (the table grows with every check-in)."""
     n = _open(data_dir, db_url).prune_audit(_duration(older_than), actor="cli")
     _out({"deleted": n}) if as_json else click.echo(f"deleted {n} audit rows")
@@ -538,7 +538,7 @@ def blobs() -> None:
 @click.option("--min-age", default="1h", show_default=True,
               help="Only blobs older than this (younger ones may belong to an upload in progress).")
 @json_opt
-def blobs_gc(data_dir: Path, db_url: str | None, min_age: str, as_json: bool) -> None:
+def blobs_gc(data_dir: Path | None, db_url: str | None, min_age: str, as_json: bool) -> None:
     """Delete packages no release references (left over by a crash during an upload)."""
     removed = _open(data_dir, db_url).gc_blobs(_duration(min_age))
     _out({"removed": removed}) if as_json else click.echo(f"removed {len(removed)} unreferenced blobs")

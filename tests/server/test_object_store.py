@@ -151,6 +151,10 @@ def test_blob_urls_are_checked(tmp_path: Path) -> None:
         open_blobs(tmp_path, "s3://bucket/p?addressing=sideways")
     with pytest.raises(ValueError, match="expected s3://"):
         open_blobs(tmp_path, "ftp://bucket")
+    local = open_blobs(tmp_path / "default", f"file:{tmp_path / 'elsewhere'}")
+    sha = local.put(b"x")
+    assert local.path(sha) == tmp_path / "elsewhere" / sha[:2] / sha
+    assert open_blobs(tmp_path / "default", None).path(sha) == tmp_path / "default" / sha[:2] / sha
 
 
 def test_unreachable_endpoint_is_a_clear_error(tmp_path: Path, s3_env: None) -> None:

@@ -47,11 +47,11 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 _STORE_OPTS = (
     click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), envvar="LUATOS_FOTA_DATA",
                  show_envvar=True, help="Data directory of a store on this host (fota.db, blobs/)."),
-    click.option("--server", envvar="LUATOS_FOTA_SERVER", show_envvar=True, expose_value=False,
+    click.option("--server", metavar="URL", envvar="LUATOS_FOTA_SERVER", show_envvar=True, expose_value=False,
                  callback=_remember, help="Base URL of a running server: act through its admin API instead."),
-    click.option("--token", envvar="LUATOS_FOTA_TOKEN", show_envvar=True, expose_value=False,
+    click.option("--token", metavar="TOKEN", envvar="LUATOS_FOTA_TOKEN", show_envvar=True, expose_value=False,
                  callback=_remember, help="Admin token for --server."),
-    click.option("--profile", envvar="LUATOS_FOTA_PROFILE", show_envvar=True, expose_value=False,
+    click.option("--profile", metavar="NAME", envvar="LUATOS_FOTA_PROFILE", show_envvar=True, expose_value=False,
                  callback=_remember, help="[profile.NAME] (server, token/token_file) in "
                  "~/.config/luatos-fota/config.toml or $LUATOS_FOTA_CONFIG."),
 )

@@ -33,10 +33,11 @@ bench: $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # System packages the full test suite uses (headless Chromium for the dashboard test,
-# PostgreSQL for the multi-instance store, Mosquitto for the MQTT tests). Needs root; CI runs it.
+# PostgreSQL for the multi-instance store, Mosquitto for the MQTT tests; nginx with its stream module, openssl and
+# systemd-analyze for the deploy/ files). Needs root; CI runs it.
 sysdeps:
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postgresql nginx libnginx-mod-stream openssl mosquitto >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium postgresql nginx libnginx-mod-stream openssl systemd mosquitto >/dev/null
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

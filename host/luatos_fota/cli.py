@@ -68,11 +68,11 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 _STORE_OPTS = (
     click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), envvar="LUATOS_FOTA_DATA",
                  show_envvar=True, help="Data directory of a store on this host (fota.db, blobs/)."),
-    click.option("--server", envvar="LUATOS_FOTA_SERVER", show_envvar=True, expose_value=False,
+    click.option("--server", metavar="URL", envvar="LUATOS_FOTA_SERVER", show_envvar=True, expose_value=False,
                  callback=_remember, help="Base URL of a running server: act through its admin API instead."),
-    click.option("--token", envvar="LUATOS_FOTA_TOKEN", show_envvar=True, expose_value=False,
+    click.option("--token", metavar="TOKEN", envvar="LUATOS_FOTA_TOKEN", show_envvar=True, expose_value=False,
                  callback=_remember, help="Admin token for --server."),
-    click.option("--profile", envvar="LUATOS_FOTA_PROFILE", show_envvar=True, expose_value=False,
+    click.option("--profile", metavar="NAME", envvar="LUATOS_FOTA_PROFILE", show_envvar=True, expose_value=False,
                  callback=_remember, help="[profile.NAME] (server, token/token_file) in "
                  "~/.config/luatos-fota/config.toml or $LUATOS_FOTA_CONFIG."),
 )
@@ -351,7 +351,7 @@ def product() -> None:
 @click.option("--name", default="", help="Display name.")
 @click.option("--closed", is_flag=True, help="Only pre-registered devices may check in (others get code 17).")
 @json_opt
-def product_add(data_dir: Path, db_url: str | None, project_key: str, firmware_name: str, name: str,
+def product_add(data_dir: Path | None, db_url: str | None, project_key: str, firmware_name: str, name: str,
                 closed: bool, as_json: bool) -> None:
     """Register a product: the project key and firmware name its devices send."""
     with _Guard():
@@ -391,7 +391,7 @@ def product_auth(data_dir: Path, db_url: str | None, product_id: int | None, pro
 @store_opts
 @db_opt
 @json_opt
-def product_list(data_dir: Path, db_url: str | None, as_json: bool) -> None:
+def product_list(data_dir: Path | None, db_url: str | None, as_json: bool) -> None:
     """List the products with their project keys."""
     rows = _open(data_dir, db_url).list_products()
     if as_json:
@@ -454,7 +454,7 @@ def release() -> None:
 @click.option("--notes", default="", help="Free text shown with the release.")
 @json_opt
 @click.argument("package", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def release_add(data_dir: Path, db_url: str | None, product_id: int | None, project_key: str | None,
+def release_add(data_dir: Path | None, db_url: str | None, product_id: int | None, project_key: str | None,
                 firmware_name: str | None, create_product: bool, version: str | None,
                 core: str | None, kind: str | None,
                 percent: float | None, devices: tuple[str, ...], forced: bool, downgrade: bool,
@@ -580,7 +580,7 @@ def release_preflight(data_dir: Path, db_url: str | None, baseline: Path | None,
 @db_opt
 @click.option("--product-id", type=int, default=None, help="The product by its id (product list).")
 @json_opt
-def release_list(data_dir: Path, db_url: str | None, product_id: int | None, as_json: bool) -> None:
+def release_list(data_dir: Path | None, db_url: str | None, product_id: int | None, as_json: bool) -> None:
     """List releases (script version, state, target, size)."""
     rows = _open(data_dir, db_url).list_releases(product_id)
     if as_json:
@@ -596,7 +596,7 @@ def release_list(data_dir: Path, db_url: str | None, product_id: int | None, as_
             "SHA256"])
 
 
-def _set_enabled(data_dir: Path, db_url: str | None, rid: int, enabled: bool, as_json: bool) -> None:
+def _set_enabled(data_dir: Path | None, db_url: str | None, rid: int, enabled: bool, as_json: bool) -> None:
     with _Guard():
         r = _open(data_dir, db_url).update_release(rid, enabled=enabled, actor="cli")
     if as_json:
@@ -609,7 +609,7 @@ def _set_enabled(data_dir: Path, db_url: str | None, rid: int, enabled: bool, as
 @db_opt
 @json_opt
 @click.argument("release_id", type=int)
-def release_enable(data_dir: Path, db_url: str | None, as_json: bool, release_id: int) -> None:
+def release_enable(data_dir: Path | None, db_url: str | None, as_json: bool, release_id: int) -> None:
     """Serve a paused release again."""
     _set_enabled(data_dir, db_url, release_id, True, as_json)
 
@@ -619,7 +619,7 @@ def release_enable(data_dir: Path, db_url: str | None, as_json: bool, release_id
 @db_opt
 @json_opt
 @click.argument("release_id", type=int)
-def release_pause(data_dir: Path, db_url: str | None, as_json: bool, release_id: int) -> None:
+def release_pause(data_dir: Path | None, db_url: str | None, as_json: bool, release_id: int) -> None:
     """Stop serving a release (devices keep what they have)."""
     _set_enabled(data_dir, db_url, release_id, False, as_json)
 
@@ -629,7 +629,7 @@ def release_pause(data_dir: Path, db_url: str | None, as_json: bool, release_id:
 @db_opt
 @json_opt
 @click.argument("release_id", type=int)
-def release_archive(data_dir: Path, db_url: str | None, as_json: bool, release_id: int) -> None:
+def release_archive(data_dir: Path | None, db_url: str | None, as_json: bool, release_id: int) -> None:
     """Retire a release for good: paused, never served again, listed apart."""
     with _Guard():
         r = _open(data_dir, db_url).archive_release(release_id, actor="cli")
@@ -646,7 +646,7 @@ def release_archive(data_dir: Path, db_url: str | None, as_json: bool, release_i
 @click.option("--devices", multiple=True, help="Device ids (comma separated, repeatable).")
 @json_opt
 @click.argument("release_id", type=int)
-def release_target(data_dir: Path, db_url: str | None, all_: bool, percent: float | None,
+def release_target(data_dir: Path | None, db_url: str | None, all_: bool, percent: float | None,
                    devices: tuple[str, ...], as_json: bool, release_id: int) -> None:
     """Change who a release targets (exactly one of --all, --percent, --devices)."""
     if sum((all_, percent is not None, bool(devices))) != 1:
@@ -666,7 +666,7 @@ def release_target(data_dir: Path, db_url: str | None, all_: bool, percent: floa
 @db_opt
 @click.option("--release-id", type=int, default=None, help="Only this release.")
 @json_opt
-def release_stats(data_dir: Path, db_url: str | None, release_id: int | None, as_json: bool) -> None:
+def release_stats(data_dir: Path | None, db_url: str | None, release_id: int | None, as_json: bool) -> None:
     """Rollout progress: targeted / served / confirmed devices per release."""
     with _Guard():
         rows = _open(data_dir, db_url).release_stats(release_id)
@@ -712,7 +712,7 @@ def device_tokens(data_dir: Path, db_url: str | None, product_id: int | None, pr
 @click.option("--banned", is_flag=True, help="Only banned devices.")
 @click.option("--limit", type=int, default=1000, show_default=True, help="At most this many devices.")
 @json_opt
-def device_list(data_dir: Path, db_url: str | None, product_id: int | None, banned: bool, limit: int,
+def device_list(data_dir: Path | None, db_url: str | None, product_id: int | None, banned: bool, limit: int,
                 as_json: bool) -> None:
     """List devices: version, last check-in, ban, pin."""
     rows = _open(data_dir, db_url).list_devices(product_id=product_id, banned=True if banned else None, limit=limit)
@@ -729,7 +729,7 @@ def device_list(data_dir: Path, db_url: str | None, product_id: int | None, bann
 @db_opt
 @json_opt
 @click.argument("device_id")
-def device_show(data_dir: Path, db_url: str | None, as_json: bool, device_id: str) -> None:
+def device_show(data_dir: Path | None, db_url: str | None, as_json: bool, device_id: str) -> None:
     """One device: its version, last check-in, ban and pin (the audit has its history)."""
     with _Guard():
         d = _open(data_dir, db_url).require_device(device_id)
@@ -748,7 +748,7 @@ def device_show(data_dir: Path, db_url: str | None, as_json: bool, device_id: st
 @click.option("--reason", default="", help="Why (shown in the audit and the dashboard).")
 @json_opt
 @click.argument("device_id")
-def device_ban(data_dir: Path, db_url: str | None, reason: str, as_json: bool, device_id: str) -> None:
+def device_ban(data_dir: Path | None, db_url: str | None, reason: str, as_json: bool, device_id: str) -> None:
     """Bar a device from upgrades (it gets code 21)."""
     with _Guard():
         d = _open(data_dir, db_url).ban(device_id, reason, actor="cli")
@@ -760,7 +760,7 @@ def device_ban(data_dir: Path, db_url: str | None, reason: str, as_json: bool, d
 @db_opt
 @json_opt
 @click.argument("device_id")
-def device_unban(data_dir: Path, db_url: str | None, as_json: bool, device_id: str) -> None:
+def device_unban(data_dir: Path | None, db_url: str | None, as_json: bool, device_id: str) -> None:
     """Lift an operator ban or a loop ban (code 40)."""
     with _Guard():
         d = _open(data_dir, db_url).unban(device_id, actor="cli")
@@ -773,7 +773,7 @@ def device_unban(data_dir: Path, db_url: str | None, as_json: bool, device_id: s
 @json_opt
 @click.argument("device_id")
 @click.argument("release_id")
-def device_pin(data_dir: Path, db_url: str | None, as_json: bool, device_id: str, release_id: str) -> None:
+def device_pin(data_dir: Path | None, db_url: str | None, as_json: bool, device_id: str, release_id: str) -> None:
     """Pin DEVICE_ID to RELEASE_ID ('none' removes the pin)."""
     rid = None if release_id.lower() in ("none", "-", "0") else int(release_id)
     with _Guard():
@@ -791,7 +791,7 @@ def device_pin(data_dir: Path, db_url: str | None, as_json: bool, device_id: str
 @click.option("--release-id", type=int, default=None, help="Only rows about this release.")
 @click.option("--limit", type=int, default=50, show_default=True, help="At most this many rows.")
 @json_opt
-def audit(data_dir: Path, db_url: str | None, device: str | None, event_: str | None,
+def audit(data_dir: Path | None, db_url: str | None, device: str | None, event_: str | None,
           release_id: int | None, limit: int, as_json: bool) -> None:
     """Why did a device get (or not get) a package? Newest first."""
     st = _open(data_dir, db_url)
@@ -830,7 +830,7 @@ def _why_no_audit(st: Store, device: str | None, event_: str | None, release_id:
 @db_opt
 @click.option("--older-than", required=True, help="Age like 30d, 12h (rows older than this go).")
 @json_opt
-def audit_prune(data_dir: Path, db_url: str | None, older_than: str, as_json: bool) -> None:
+def audit_prune(data_dir: Path | None, db_url: str | None, older_than: str, as_json: bool) -> None:
     """Delete old audit rows (the table grows with every check-in)."""
     n = _open(data_dir, db_url).prune_audit(_duration(older_than), actor="cli")
     _out({"deleted": n}) if as_json else click.echo(f"deleted {n} audit rows")
@@ -847,7 +847,7 @@ def blobs() -> None:
 @click.option("--min-age", default="1h", show_default=True,
               help="Only blobs older than this (younger ones may belong to an upload in progress).")
 @json_opt
-def blobs_gc(data_dir: Path, db_url: str | None, min_age: str, as_json: bool) -> None:
+def blobs_gc(data_dir: Path | None, db_url: str | None, min_age: str, as_json: bool) -> None:
     """Delete packages no release references (left over by a crash during an upload)."""
     removed = _open(data_dir, db_url).gc_blobs(_duration(min_age))
     _out({"removed": removed}) if as_json else click.echo(f"removed {len(removed)} unreferenced blobs")
@@ -918,10 +918,22 @@ def _api(server: str, tok: str, method: str, path: str, body: Any = None) -> Any
 @click.option("--release-id", type=int, default=None, help="Push this release's download URL.")
 @click.option("--url", default=None, help="Push this URL instead (### is added).")
 @click.option("--online", "list_online", is_flag=True, help="Only list devices on the push channel.")
+@click.option("--profile", envvar="LUATOS_FOTA_PROFILE", default=None, show_envvar=True,
+              help="Server and token from [profile.NAME] (see docs/operations.md).")
 @json_opt
 def push(server: str, tok: str | None, data_dir: Path | None, devices: str | None, release_id: int | None,
-         url: str | None, list_online: bool, as_json: bool) -> None:
+         url: str | None, list_online: bool, profile: str | None, as_json: bool) -> None:
     """Tell connected devices to upgrade now (through the server's push channel)."""
+    if profile:
+        from .remote import load_profile
+
+        try:
+            prof = load_profile(profile)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+        if click.get_current_context().get_parameter_source("server") == click.core.ParameterSource.DEFAULT:
+            server = prof.get("server", server)
+        tok = tok or prof.get("token")
     if tok is None and data_dir is not None and (data_dir / "admin_token").is_file():
         tok = (data_dir / "admin_token").read_text().strip()
     if not tok:

@@ -81,6 +81,7 @@ REGISTRY.register(_PUSH)
 _checkin_children: dict[tuple[str, int | None], Any] = {}
 _latency_children: dict[tuple[str, str], Any] = {}
 _bytes_children: dict[str, Any] = {}
+_serve_children: dict[str, Any] = {}
 
 
 def checkin(channel: str, code: int | None) -> None:
@@ -93,8 +94,11 @@ def checkin(channel: str, code: int | None) -> None:
 
 
 def serve(mode: str) -> None:
-    """A package was handed to a device (``full``, ``continuation`` or ``head``)."""
-    SERVES.labels(mode).inc()
+    """A package was handed to a device (``full``, ``continuation``, ``head`` or ``download``)."""
+    child = _serve_children.get(mode)
+    if child is None:
+        child = _serve_children.setdefault(mode, SERVES.labels(mode))
+    child.inc()
 
 
 def loop_ban() -> None:

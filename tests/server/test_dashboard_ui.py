@@ -106,12 +106,7 @@ def wait_status(page: Any, kind: str, text: str) -> str:
     The status line keeps the previous action's message until the next answer arrives, so
     waiting on the class alone can read the old message (an earlier "unbanned" is also ok).
     """
-    page.wait_for_function(
-        "([kind, text]) => { const s = document.querySelector('#status');"
-        " return s && s.classList.contains(kind) && s.innerText.includes(text); }",
-        arg=[kind, text],
-        timeout=UI_WAIT_MS,
-    )
+    status_says(page, kind, text)  # locator checks: no page-side eval, which the CSP forbids
     return str(page.inner_text("#status"))
 
 

@@ -166,6 +166,7 @@ def test_single_host_tls_through_nginx(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_load_balanced_instances_share_database_and_bucket(tmp_path: Path, pg_url: str, s3_url: str) -> None:
+    need(Path(NGINX).exists(), "nginx not installed: run make sysdeps")
     need(STREAM_MODULE.exists() or "--with-stream " in subprocess.run(
         [NGINX, "-V"], capture_output=True, text=True).stderr, "nginx stream module missing: run make sysdeps")
     push = [free_port(), free_port()]

@@ -10,6 +10,7 @@ name is never served.
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +65,17 @@ def test_upload_on_a_download_and_resume_on_b(tmp_path: Path, pg_url: str, s3_ur
         obj = s3_server.client().get_object(Bucket=bucket, Key=f"packages/{sha[:2]}/{sha}")
         assert obj["Body"].read() == data
         assert cached_files(tmp_path / "b") == []  # nothing shared on disk
-        # B has never seen the package: the first serve fetches it from the bucket.
-        served = check_in(b, "2001.001.000")
-        assert served.status == 200 and served.body == data
-        assert served.header("ETag") == f'"{sha}"'
+        # A device starts the download on A and, after a dropped connection, resumes it on B,
+        # which has never seen the package: B fetches it from the bucket and serves the rest.
+        first = check_in(a, "2001.001.000", headers=b"Range: bytes=0-99999\r\n")
+        assert first.status == 206 and first.body == data[:100000]
+        rest = check_in(b, "2001.001.000", headers=b"Range: bytes=100000-\r\n")
+        assert rest.status == 206 and first.body + rest.body == data
+        assert rest.header("ETag") == f'"{sha}"'
         assert cached_files(tmp_path / "b") == [sha]
-        # A device resuming the download on B (Range from the middle), by the check-in URL and by
-        # the download URL.
-        part = check_in(b, "2001.001.000", headers=b"Range: bytes=100000-\r\n")
-        assert part.status == 206 and part.body == data[100000:]
+        # From now on B answers from its own disk: the whole package, and by the download URL.
+        served = check_in(b, "2001.001.000", mac="C8C2C68C5399")
+        assert served.status == 200 and served.body == data
         part = device_request(b.port, rel["download_path"],
                               extra_headers=f"Authorization: Bearer {TOKEN}\r\nRange: bytes=5-9\r\n".encode())
         assert part.status == 206 and part.body == data[5:10]
@@ -150,6 +153,10 @@ def test_blob_urls_are_checked(tmp_path: Path) -> None:
         open_blobs(tmp_path, "s3://bucket/p?addressing=sideways")
     with pytest.raises(ValueError, match="expected s3://"):
         open_blobs(tmp_path, "ftp://bucket")
+    local = open_blobs(tmp_path / "default", f"file:{tmp_path / 'elsewhere'}")
+    sha = local.put(b"x")
+    assert local.path(sha) == tmp_path / "elsewhere" / sha[:2] / sha
+    assert open_blobs(tmp_path / "default", None).path(sha) == tmp_path / "default" / sha[:2] / sha
 
 
 def test_unreachable_endpoint_is_a_clear_error(tmp_path: Path, s3_env: None) -> None:
@@ -161,3 +168,47 @@ def test_unreachable_endpoint_is_a_clear_error(tmp_path: Path, s3_env: None) -> 
         store.put(b"x")
     with pytest.raises(BlobStoreUnavailable):
         store.check()
+
+
+def test_serve_blobs_flag_puts_uploads_in_the_bucket(tmp_path: Path, s3_url: str, s3_server: Any) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("luatos-fota")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "luatos_fota.cli"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LUATOS_FOTA_")}
+    proc = subprocess.Popen([*cmd, "serve", "--data", str(tmp_path / "d"), "--host", "127.0.0.1", "--port",
+                             str(port), "--admin-token", TOKEN, "--blobs", s3_url],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.1)
+        pkg = tmp_path / "pkg.bin"
+        data = package("001.000.002")
+        pkg.write_bytes(data)
+        res = CliRunner().invoke(cli_main, ["release", "add", "--skip-preflight", "--create-product",
+                                            "--server", f"http://127.0.0.1:{port}", "--token",
+                                            TOKEN, "--project-key", KEY, "--firmware-name", FW, "--version",
+                                            "001.000.002", "--json", str(pkg)], env={"LUATOS_FOTA_DATA": None})
+        assert res.exit_code == 0, res.output
+        sha = json.loads(res.stdout)["sha256"]
+        bucket = s3_url.split("/")[2]
+        assert s3_server.client().get_object(Bucket=bucket, Key=f"packages/{sha[:2]}/{sha}")["Body"].read() == data
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=30)[0].decode()
+    assert f"packages {s3_url.split('?')[0]}" in out  # the startup line names the package store

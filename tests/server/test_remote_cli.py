@@ -184,6 +184,10 @@ def test_profiles(srv: RunningServer, tmp_path: Path) -> None:
     assert code == 2 and "no [profile.nope]" in err and "ci" in err
     code, _, err = run("product", "list", "--profile", "ci", env={"LUATOS_FOTA_CONFIG": str(tmp_path / "none")})
     assert code == 2 and "no config file" in err
+    # push takes the profile too: it reaches this server with the token (no push channel runs
+    # here, so the server says so; a wrong token would be a 401).
+    code, out, err = run("push", "--profile", "ci", "--online", "--json", env=env)
+    assert code == 5 and "push channel not running" in err, err
 
 
 def test_upload_reports_progress_to_the_end(srv: RunningServer) -> None:

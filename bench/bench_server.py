@@ -568,6 +568,7 @@ def main() -> int:
     figures: dict[str, Any] = {"client": tool}
     try:
         data = work / "data"
+        data.mkdir()  # the CLI refuses a data directory that does not exist (a typo guard)
         package = build_package(args.package_size)
         pkg_path = work / "BENCH_V2001.000.002.bin"
         pkg_path.write_bytes(package)
@@ -591,6 +592,7 @@ def main() -> int:
                 "1",
                 "--version",
                 "001.000.002",
+                "--skip-preflight",  # random payload files: nothing for the emulator to boot
                 "--json",
                 str(pkg_path),
             )

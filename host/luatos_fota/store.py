@@ -38,6 +38,7 @@ from luatos_common.version import FotaVersion, ScriptVersion, VersionError, form
 from . import schema as t
 from .blobs import BLOBS_ENV, Blobs, crashpoint, open_blobs
 from .catalog import Catalog, ProductInfo, ReleaseInfo, rollout_bucket
+from .codes import VendorCode
 from .groupcommit import BatchBusy, GroupCommit
 from .uploads import TARGET_MODES, UploadError, check_rises, check_upload
 
@@ -832,7 +833,7 @@ class Store:
                 lift_loop_ban = False
                 reason = (f"loop: versions oscillate ({oscillation}) within {window_s / 3600:g} h; "
                           "the package installs and the device falls back again")
-                vals.update(ban_code=40, banned_at=now, ban_reason=reason)
+                vals.update(ban_code=VendorCode.LOOP, banned_at=now, ban_reason=reason)
             if rose:
                 vals["version_changed_at"] = now
             if lift_loop_ban:
@@ -862,7 +863,7 @@ class Store:
                         old=old, new=new, confirmed_serves=confirmed)
             if oscillation:
                 self.bump(c, devices_only=True)
-                self._audit(c, "loop_ban", device_key=device_key, product_id=product_id, code=40,
+                self._audit(c, "loop_ban", device_key=device_key, product_id=product_id, code=VendorCode.LOOP,
                             ip=ip or None, reason="oscillation", versions=oscillation,
                             window_s=window_s, version=new)
                 return str(vals["ban_reason"])
@@ -888,7 +889,7 @@ class Store:
                 check_ins=t.devices.c.check_ins + sa.bindparam("n")),
                 [{"did": k, "ts": v[0], "ip": v[1], "n": v[2]} for k, v in seen.items()])
 
-    def ban(self, device_key: str, reason: str = "", *, code: int = 21, actor: str = "admin") -> dict[str, Any]:
+    def ban(self, device_key: str, reason: str = "", *, code: int = VendorCode.NOT_ALLOWED, actor: str = "admin") -> dict[str, Any]:
         d = self.require_device(device_key)
         with self.tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(
@@ -1061,10 +1062,10 @@ class Store:
                   f"{window_s / 3600:g} h while the device kept reporting {version}")
         with self.hot_tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == device_id).values(
-                ban_code=40, banned_at=time.time(), ban_reason=reason))
+                ban_code=VendorCode.LOOP, banned_at=time.time(), ban_reason=reason))
             self.bump(c, devices_only=True)
-            self._audit(c, "loop_ban", device_key=device_key, release_id=release_id, code=40, status=403,
-                        ip=ip or None, serves=serves, window_s=window_s, version=version)
+            self._audit(c, "loop_ban", device_key=device_key, release_id=release_id, code=VendorCode.LOOP,
+                        status=VendorCode.LOOP.status, ip=ip or None, serves=serves, window_s=window_s, version=version)
         return reason
 
     def record_result(self, fota_sn: str, result_code: int, ip: str = "") -> dict[str, Any]:
@@ -1159,7 +1160,7 @@ class Store:
             with self.tx() as c:
                 c.execute(_Q_INSERT_AUDIT, [{
                     "ts": float(r.served_at), "event": "serve", "device_key": r.device_key,
-                    "product_id": r.product_id, "release_id": r.release_id, "status": None, "code": 0,
+                    "product_id": r.product_id, "release_id": r.release_id, "status": None, "code": VendorCode.OK,
                     "ip": None, "actor": "recovery",
                     "detail": json.dumps({"fota_sn": r.fota_sn, "channel": r.channel, "version": r.from_version,
                                           "recovered": True})} for r in lost])

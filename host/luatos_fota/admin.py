@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from luatos_common.version import VersionError, reported_version
 
+from .admintoken import check_token
 from .blobs import BlobStoreUnavailable
 from .jsonlimits import loads_limited
 from .store import Conflict, NotFound, StoreBusy, normalize_device_key
@@ -43,8 +44,6 @@ def _ok(obj: Any, status: int = 200) -> JSONResponse:
 
 def authed(fn: Handler) -> Handler:
     async def wrapper(request: Request) -> Response:
-        from .app import check_token
-
         if not check_token(request):
             return JSONResponse({"code": 401, "msg": "missing or wrong admin token: send "
                                  "'Authorization: Bearer <token>' (see DATA/admin_token)"}, 401,
@@ -449,10 +448,7 @@ async def push(request: Request) -> Response:
         rel = await _call(st.get_release, int(rid))
         version = version or rel["script_version"]
         if not url:
-            from .app import FotaApp
-
-            app: FotaApp = request.app
-            url = app.package_url(request.scope, rel["sha256"])
+            url = request.app.package_url(request.scope, rel["sha256"])
     if not url and not body.get("message"):
         raise ValueError("give release_id, url or message")
     if rel is None or body.get("message") or body.get("url"):

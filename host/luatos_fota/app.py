@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hmac
 import inspect
 import json
 import logging
 import os
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -54,6 +52,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import metrics, signedurl
+from .admin import admin_routes
+from .admintoken import bearer_matches, resolve_admin_token
 from .blobs import Blobs
 from .codes import VendorCode
 from .config import ServerConfig
@@ -73,8 +73,6 @@ from .store import NotFound, Store, normalize_device_key
 log = logging.getLogger("luatos_fota.app")
 
 STATIC_DIR = Path(__file__).with_name("static")
-TOKEN_ENV = "LUATOS_FOTA_TOKEN"
-TOKEN_FILE = "admin_token"
 V2_CHECK = "/api/site/turnkey_fota"
 V2_RESULT = "/api/site/turnkey_fota_result"
 LATEST_HEADER = str(int(VendorCode.LATEST)).encode()  # x-fota-code of a 304
@@ -87,25 +85,6 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
-
-
-def resolve_admin_token(data_dir: Path, given: str | None) -> str:
-    """``--admin-token``, else ``$LUATOS_FOTA_TOKEN``, else DATA/admin_token (created 0600 once)."""
-    if given:
-        return given
-    env = os.environ.get(TOKEN_ENV)
-    if env:
-        return env
-    path = Path(data_dir) / TOKEN_FILE
-    if path.is_file():
-        tok = path.read_text().strip()
-        if tok:
-            return tok
-    tok = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(tok + "\n")
-    return tok
 
 
 class BlobCache:
@@ -438,8 +417,7 @@ class FotaApp(Starlette):
     # ------------------------------------------------------------------ downloads
 
     def _is_admin(self, scope: dict) -> bool:
-        tok = credential_from_header(header(scope, b"authorization"))
-        return bool(tok) and hmac.compare_digest(str(tok).encode(), str(self.state.admin_token).encode())
+        return bearer_matches(header(scope, b"authorization"), self.state.admin_token)
 
     async def _download_refusal(self, scope: dict, name: str, sha: str, qs: dict[str, str]) -> str | None:
         """Why this download is not allowed, or None (see ``ServerConfig.private_downloads``)."""
@@ -553,8 +531,6 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     :class:`luatos_fota.push.PushHub`, optional) is exposed as ``app.state.push_hub``; if it has
     not been started, the app starts it on ``cfg['extra']['push_port']`` in its lifespan.
     """
-    from .admin import admin_routes
-
     data = Path(data_dir)
     config = ServerConfig.from_kwargs(**cfg)
     st = store or Store(data, db_url, hot_busy_timeout_s=config.hot_busy_timeout_s, blob_url=config.blob_url)
@@ -649,10 +625,3 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
                                                           window_s=config.preflight_window_s))
     return app
 
-
-def check_token(request: Request) -> bool:
-    auth = request.headers.get("authorization", "")
-    scheme, _, tok = auth.partition(" ")
-    if scheme.lower() != "bearer" or not tok:
-        return False
-    return hmac.compare_digest(tok.strip().encode(), request.app.state.admin_token.encode())

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from luatos_common.version import VersionError, reported_version
 
 from .admintoken import check_token
 from .apidoc import JSON_BODY, AdminRoute, Op, multipart_body, openapi_document
+from .audit import AuditEvent, detail_json
 from .blobs import BlobStoreUnavailable
 from .codes import VendorCode
 from .jsonlimits import loads_limited
@@ -492,9 +492,8 @@ async def push(request: Request) -> Response:
     sent = await asyncio.gather(*(pusher.push([online[key]["device"]], msg) for key, msg in messages.items()))
     for one in sent:
         results.update(one)
-    svc.writer.audit({"ts": time.time(), "event": "push_release", "device_key": None,
-                      "product_id": product.id, "release_id": rel["id"], "status": None, "code": None,
-                      "ip": None, "actor": "api", "detail": json.dumps({"sent": results, "skipped": skipped})})
+    svc.writer.record(AuditEvent("push_release", product_id=product.id, release_id=rel["id"], actor="api",
+                                 detail=detail_json({"sent": results, "skipped": skipped})))
     return _ok({"message": next(iter(messages.values()), None), "results": results, "skipped": skipped})
 
 

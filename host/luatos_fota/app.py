@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import json
 import logging
 import os
 import time
@@ -54,6 +53,7 @@ from starlette.staticfiles import StaticFiles
 from . import metrics, signedurl
 from .admin import admin_routes
 from .admintoken import bearer_matches, resolve_admin_token
+from .audit import AuditEvent, detail_json
 from .blobs import Blobs
 from .codes import VendorCode
 from .config import ServerConfig
@@ -212,10 +212,9 @@ class FotaApp(Starlette):
 
     async def _guarded(self, handler: Any, scope: dict, receive: Any, send: Any, *args: Any) -> None:
         if self.inflight >= self.fota.config.max_inflight:
-            self.fota.writer.audit({"ts": time.time(), "event": "overloaded", "device_key": None,
-                                    "product_id": None, "release_id": None, "status": 503, "code": VendorCode.WAIT,
-                                    "ip": client_ip(scope) or None, "actor": None,
-                                    "detail": json.dumps({"path": scope["path"][:200]})})
+            self.fota.writer.record(AuditEvent("overloaded", status=503, code=VendorCode.WAIT,
+                                               ip=client_ip(scope) or None,
+                                               detail=detail_json({"path": scope["path"][:200]})))
             ra = str(self.fota.config.retry_after_s).encode()
             await send_json(send, 503, {"code": VendorCode.WAIT, "msg": "server overloaded, retry later"},
                             [(b"retry-after", ra)])
@@ -258,15 +257,13 @@ class FotaApp(Starlette):
         req = parse_device_request(target)
         wait = self._rate_limited(ip, req.device_id)
         if wait:
-            svc.writer.audit({"ts": time.time(), "event": "rate_limited", "device_key": req.device_id,
-                              "product_id": None, "release_id": None, "status": 429, "code": VendorCode.WAIT,
-                              "ip": ip or None, "actor": None, "detail": ""})
+            svc.writer.record(AuditEvent("rate_limited", req.device_id, status=429, code=VendorCode.WAIT,
+                                         ip=ip or None))
             return await self._send_limited(send, wait)
         head = scope["method"] == "HEAD"
         if scope["method"] not in ("GET", "HEAD"):
-            svc.writer.audit({"ts": time.time(), "event": "bad_method", "device_key": req.device_id,
-                              "product_id": None, "release_id": None, "status": 405, "code": VendorCode.INVALID_DEVICE,
-                              "ip": ip or None, "actor": None, "detail": json.dumps({"method": scope["method"]})})
+            svc.writer.record(AuditEvent("bad_method", req.device_id, status=405, code=VendorCode.INVALID_DEVICE,
+                                         ip=ip or None, detail=detail_json({"method": scope["method"]})))
             return await send_json(send, 405, {"code": VendorCode.INVALID_DEVICE,
                                                "msg": f"method {scope['method']} not allowed; libfota2 sends GET"},
                                    [(b"allow", b"GET, HEAD")])
@@ -470,10 +467,8 @@ class FotaApp(Starlette):
         qs = dict(parse_qsl((scope.get("query_string") or b"").decode("utf-8", "replace")))
         refusal = await self._download_refusal(scope, name, art["sha256"] if art else "", qs)
         if refusal is not None:
-            svc.writer.audit({"ts": time.time(), "event": "download_refused", "device_key": None,
-                              "product_id": None, "release_id": None, "status": 403, "code": VendorCode.NO_PERMISSION,
-                              "ip": ip or None, "actor": None,
-                              "detail": json.dumps({"path": scope["path"][:200]})})
+            svc.writer.record(AuditEvent("download_refused", status=403, code=VendorCode.NO_PERMISSION,
+                                         ip=ip or None, detail=detail_json({"path": scope["path"][:200]})))
             return await send_json(send, 403, {"code": VendorCode.NO_PERMISSION, "msg": refusal}, head=head)
         if art is None:
             return await send_json(send, 404, {"code": VendorCode.INVALID_FIRMWARE, "msg": f"no package at {scope['path'][:200]}"}, head=head)
@@ -499,13 +494,12 @@ class FotaApp(Starlette):
         status = await send_package(send, scope, data, art["sha256"], head=head, cache=cache)
         if status in (200, 206) and not head:
             metrics.serve("download")
-        svc.writer.audit({"ts": time.time(), "event": "download", "device_key": dev_id or None,
-                          "product_id": None, "release_id": release_id, "status": status,
-                          "code": None, "ip": ip or None, "actor": None,
-                          "detail": json.dumps({"artifact": art["id"], "sha256": art["sha256"],
-                                                "fota_sn": qs.get("fota_sn"), "head": head,
-                                                "range": (header(scope, b"range") or b"")[:100].decode("latin-1")
-                                                or None})})
+        svc.writer.record(AuditEvent("download", dev_id or None, release_id=release_id, status=status,
+                                     ip=ip or None,
+                                     detail=detail_json({"artifact": art["id"], "sha256": art["sha256"],
+                                                         "fota_sn": qs.get("fota_sn"), "head": head,
+                                                         "range": (header(scope, b"range") or b"")[:100]
+                                                         .decode("latin-1") or None})))
 
 
 def _root(request: Request) -> Response:

@@ -19,7 +19,6 @@ of one device cannot both slip under the loop guard.
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
@@ -30,6 +29,7 @@ from typing import Any
 from luatos_common.version import FotaVersion, VersionError
 
 from . import deviceauth, metrics
+from .audit import AuditEvent, detail_json
 from .catalog import Catalog, ProductInfo, ReleaseInfo
 from .codes import VendorCode, status_for
 from .config import ServerConfig
@@ -192,13 +192,11 @@ class FotaService:
         metrics.checkin(q.channel, out.code)
         if event == "serve":
             metrics.serve(detail.get("mode", "full"))
-        self.writer.audit({
-            "ts": time.time(), "event": event, "device_key": dev,
-            "product_id": out.product.id if out.product else None,
-            "release_id": out.release.id if out.release else None,
-            "status": status, "code": out.code, "ip": q.ip or None, "actor": None,
-            "detail": json.dumps({"msg": out.msg, "reason": out.reason, "channel": q.channel,
-                                  "version": q.version, **detail}, ensure_ascii=False, default=str)})
+        self.writer.record(AuditEvent(
+            event, dev, out.product.id if out.product else None, out.release.id if out.release else None,
+            status, out.code, q.ip or None,
+            detail=detail_json({"msg": out.msg, "reason": out.reason, "channel": q.channel, "version": q.version,
+                                **detail})))
 
     # ------------------------------------------------------------------ decision
 
@@ -637,10 +635,7 @@ class FotaService:
         per-IP audit budget: a reconnect loop must not write rows as fast as it can connect)."""
         if ip is None:
             ip = str(data.get("peer") or "").rsplit(":", 1)[0] or None
-        self.writer.audit({"ts": time.time(), "event": f"push_{kind}", "device_key": device_id,
-                           "product_id": None, "release_id": None, "status": None, "code": None,
-                           "ip": ip, "actor": None,
-                           "detail": json.dumps(data, ensure_ascii=False, default=str)})
+        self.writer.record(AuditEvent(f"push_{kind}", device_id, ip=ip, detail=detail_json(data)))
 
     def seen(self, out: Outcome, ip: str) -> None:
         if out.device is not None:

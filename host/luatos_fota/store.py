@@ -30,6 +30,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from luatos_common.deviceid import normalize_device_id
@@ -50,6 +52,25 @@ class NotFound(LookupError):
 
 class StoreBusy(RuntimeError):
     """A write could not start in time (another writer held the database); the device gets 503."""
+
+
+class RateLimited(RuntimeError):
+    """A shared token bucket (see :class:`SharedRate`) had no token; nothing was written."""
+
+    def __init__(self, key: str, wait_s: float) -> None:
+        super().__init__(f"rate limit {key} reached; a token is back in {wait_s:.1f} s")
+        self.key = key
+        self.wait_s = wait_s
+
+
+@dataclass(frozen=True)
+class SharedRate:
+    """A token bucket kept in the database (``rate_buckets``): ``rate`` tokens/s up to
+    ``burst``, the same rule as ratelimit.TokenBuckets but one bucket for every instance."""
+
+    key: str
+    rate: float
+    burst: float
 
 
 class Conflict(ValueError):
@@ -97,6 +118,40 @@ def _make_engine(url: str, immediate: bool, busy_timeout_s: float = WRITE_BUSY_T
 
         return eng
     return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+_Q_BUCKET = sa.select(t.rate_buckets.c.tokens, t.rate_buckets.c.updated_at).where(
+    t.rate_buckets.c.key == sa.bindparam("k"))
+_Q_BUCKET_LOCKED = _Q_BUCKET.with_for_update()
+_Q_BUCKET_SET = t.rate_buckets.update().where(t.rate_buckets.c.key == sa.bindparam("k")).values(
+    tokens=sa.bindparam("tok"), updated_at=sa.bindparam("at"))
+
+
+def _take_tokens(c: Connection, is_sqlite: bool, limits: Iterable[SharedRate], now: float) -> None:
+    """One token from each shared bucket, inside the caller's write transaction.
+
+    Exact across instances: on SQLite the transaction holds the database write lock (BEGIN
+    IMMEDIATE); on PostgreSQL the bucket row is locked (SELECT ... FOR UPDATE, keys in sorted
+    order so two transactions cannot deadlock), after an INSERT ... ON CONFLICT DO NOTHING that
+    makes the row exist whoever comes first. Clocks of different hosts may differ a little: time
+    running backwards refills nothing."""
+    ordered = sorted((lim for lim in limits if lim.rate > 0), key=lambda lim: lim.key)
+    if not ordered:
+        return
+    for lim in ordered:
+        burst = max(1.0, lim.burst)
+        row = c.execute(_Q_BUCKET if is_sqlite else _Q_BUCKET_LOCKED, {"k": lim.key}).first()
+        if row is None:
+            values = {"key": lim.key, "tokens": burst, "updated_at": now}
+            if is_sqlite:
+                c.execute(sqlite_insert(t.rate_buckets).values(**values).on_conflict_do_nothing())
+            else:
+                c.execute(pg_insert(t.rate_buckets).values(**values).on_conflict_do_nothing())
+            row = c.execute(_Q_BUCKET if is_sqlite else _Q_BUCKET_LOCKED, {"k": lim.key}).one()
+        tokens = min(burst, float(row[0]) + max(0.0, now - float(row[1])) * lim.rate)
+        if tokens < 1.0:
+            raise RateLimited(lim.key, (1.0 - tokens) / lim.rate)
+        c.execute(_Q_BUCKET_SET, {"k": lim.key, "tok": tokens - 1.0, "at": max(now, float(row[1]))})
 
 
 # Hot-path statements built once: SQLAlchemy memoises their cache keys on the object.
@@ -765,8 +820,12 @@ class Store:
         return d
 
     def create_device(self, device_key: str, key_type: str, product_id: int | None, version: str,
-                      ip: str, *, registered: bool = False) -> dict[str, Any]:
-        """Insert (or return the existing row of) a device; safe against a concurrent insert."""
+                      ip: str, *, registered: bool = False, limits: Iterable[SharedRate] = ()) -> dict[str, Any]:
+        """Insert (or return the existing row of) a device; safe against a concurrent insert.
+
+        ``limits``: shared buckets that each give a token in the same transaction as the insert
+        (raises :class:`RateLimited`, writing nothing, when one is empty). A device that another
+        request inserted first costs no token: the whole transaction rolls back."""
         now = time.time()
         row = {"device_key": device_key, "key_type": key_type, "product_id": product_id,
                "reported_version": version, "version_changed_at": now, "first_seen": now,
@@ -781,11 +840,27 @@ class Store:
                     "ts": now, "event": "device_registered", "actor": "admin" if registered else None,
                     "device_key": device_key, "product_id": product_id, "release_id": None, "code": None,
                     "status": None, "ip": ip or None, "detail": json.dumps({"version": version})})
+                # After the insert: a device inserted concurrently fails above and costs no token.
+                _take_tokens(c, self.is_sqlite, limits, now)
             return row
         except sa.exc.IntegrityError:  # registered concurrently (another request or instance)
             d = self.get_device(device_key)
             assert d is not None
             return d
+
+    def prune_rate_buckets(self, idle_s: float) -> int:
+        """Drop buckets untouched for ``idle_s`` (long enough to have refilled: they hold no
+        information), so per-IP rows do not accumulate."""
+        with self.tx() as c:
+            res = c.execute(t.rate_buckets.delete().where(t.rate_buckets.c.updated_at < time.time() - idle_s))
+        return int(res.rowcount or 0)
+
+    def rate_bucket(self, key: str) -> tuple[float, float] | None:
+        """(tokens, updated_at) of a shared bucket, for operators and tests."""
+        with self.ro() as c:
+            r = c.execute(sa.select(t.rate_buckets.c.tokens, t.rate_buckets.c.updated_at)
+                          .where(t.rate_buckets.c.key == key)).first()
+        return (float(r[0]), float(r[1])) if r else None
 
     def register_device(self, device_key: str, product_id: int | None = None,
                         key_type: str = "mac", actor: str = "admin") -> dict[str, Any]:

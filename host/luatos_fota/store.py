@@ -120,38 +120,47 @@ def _make_engine(url: str, immediate: bool, busy_timeout_s: float = WRITE_BUSY_T
     return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+def _bucket_take_statement() -> sa.Update:
+    """One token off a bucket in one statement, refilled first, only if one is there: the row
+    lock the UPDATE takes (PostgreSQL re-checks the WHERE on the row it waited for; SQLite
+    holds the write lock) makes it exact across instances without a separate SELECT."""
+    b = t.rate_buckets.c
+    now, rate, burst = (sa.bindparam(n, type_=sa.Float) for n in ("now", "rate", "burst"))
+    # Clocks of different hosts may differ a little: time running backwards refills nothing.
+    elapsed = sa.case((now > b.updated_at, now - b.updated_at), else_=0.0)
+    refilled = b.tokens + elapsed * rate
+    tokens = sa.case((refilled > burst, burst), else_=refilled)
+    return (t.rate_buckets.update().where(b.key == sa.bindparam("k"), tokens >= 1.0)
+            .values(tokens=tokens - 1.0, updated_at=sa.case((now > b.updated_at, now), else_=b.updated_at)))
+
+
+_Q_BUCKET_TAKE = _bucket_take_statement()
 _Q_BUCKET = sa.select(t.rate_buckets.c.tokens, t.rate_buckets.c.updated_at).where(
     t.rate_buckets.c.key == sa.bindparam("k"))
-_Q_BUCKET_LOCKED = _Q_BUCKET.with_for_update()
-_Q_BUCKET_SET = t.rate_buckets.update().where(t.rate_buckets.c.key == sa.bindparam("k")).values(
-    tokens=sa.bindparam("tok"), updated_at=sa.bindparam("at"))
 
 
 def _take_tokens(c: Connection, is_sqlite: bool, limits: Iterable[SharedRate], now: float) -> None:
-    """One token from each shared bucket, inside the caller's write transaction.
-
-    Exact across instances: on SQLite the transaction holds the database write lock (BEGIN
-    IMMEDIATE); on PostgreSQL the bucket row is locked (SELECT ... FOR UPDATE, keys in sorted
-    order so two transactions cannot deadlock), after an INSERT ... ON CONFLICT DO NOTHING that
-    makes the row exist whoever comes first. Clocks of different hosts may differ a little: time
-    running backwards refills nothing."""
-    ordered = sorted((lim for lim in limits if lim.rate > 0), key=lambda lim: lim.key)
-    if not ordered:
-        return
-    for lim in ordered:
+    """One token from each shared bucket, inside the caller's write transaction (a refusal
+    raises, so the caller's writes roll back with the tokens already taken). Keys in sorted
+    order so two transactions cannot deadlock on PostgreSQL."""
+    for lim in sorted((lim for lim in limits if lim.rate > 0), key=lambda lim: lim.key):
         burst = max(1.0, lim.burst)
-        row = c.execute(_Q_BUCKET if is_sqlite else _Q_BUCKET_LOCKED, {"k": lim.key}).first()
-        if row is None:
-            values = {"key": lim.key, "tokens": burst, "updated_at": now}
-            if is_sqlite:
-                c.execute(sqlite_insert(t.rate_buckets).values(**values).on_conflict_do_nothing())
-            else:
-                c.execute(pg_insert(t.rate_buckets).values(**values).on_conflict_do_nothing())
-            row = c.execute(_Q_BUCKET if is_sqlite else _Q_BUCKET_LOCKED, {"k": lim.key}).one()
+        params = {"k": lim.key, "now": now, "rate": lim.rate, "burst": burst}
+        if c.execute(_Q_BUCKET_TAKE, params).rowcount == 1:
+            continue
+        row = c.execute(_Q_BUCKET, {"k": lim.key}).first()
+        if row is None:  # first use: a full bucket less this token (whoever inserts first wins)
+            values = {"key": lim.key, "tokens": burst - 1.0, "updated_at": now}
+            ins = (sqlite_insert(t.rate_buckets).values(**values).on_conflict_do_nothing() if is_sqlite
+                   else pg_insert(t.rate_buckets).values(**values).on_conflict_do_nothing())
+            # RETURNING says whether this statement inserted the row (rowcount of an upsert is not
+            # reliable across drivers).
+            inserted = c.execute(ins.returning(t.rate_buckets.c.key)).first() is not None
+            if inserted or c.execute(_Q_BUCKET_TAKE, params).rowcount == 1:
+                continue
+            row = c.execute(_Q_BUCKET, {"k": lim.key}).one()
         tokens = min(burst, float(row[0]) + max(0.0, now - float(row[1])) * lim.rate)
-        if tokens < 1.0:
-            raise RateLimited(lim.key, (1.0 - tokens) / lim.rate)
-        c.execute(_Q_BUCKET_SET, {"k": lim.key, "tok": tokens - 1.0, "at": max(now, float(row[1]))})
+        raise RateLimited(lim.key, max(0.0, 1.0 - tokens) / lim.rate)
 
 
 # Hot-path statements built once: SQLAlchemy memoises their cache keys on the object.

@@ -119,3 +119,27 @@ def test_shared_bucket_refills_at_its_rate_and_rolls_back_with_the_insert(tmp_pa
         assert st.prune_rate_buckets(-1) == 1 and st.rate_bucket("product:x") is None
     finally:
         st.close()
+
+
+def test_per_ip_new_device_rate_is_shared_too(tmp_path: Path) -> None:
+    """Two services (as two instances) on one SQLite file: one address gets its burst in total."""
+    from luatos_fota.service import FotaService, Query
+
+    conf = ServerConfig(new_device_ip_rate=0.001, new_device_ip_burst=5, new_device_product_rate=0)
+    st = [Store(tmp_path), Store(tmp_path)]
+    svcs = [FotaService(s, conf) for s in st]
+    try:
+        st[0].add_product(KEY, FW)
+
+        def new(n: int, ip: str) -> int:
+            q = Query("v1", "mac", f"C8C2C6BB{n:04X}", KEY, FW, "2001.001.000", ip)
+            return svcs[n % 2].decide(q, count_serve=False).code
+
+        codes = [new(n, "10.0.0.1") for n in range(10)]
+        assert codes.count(43) == 5 and len(st[0].list_devices()) == 5
+        assert new(100, "10.0.0.2") != 43  # another address has its own bucket
+    finally:
+        for s in svcs:
+            s.close()
+        for x in st:
+            x.close()

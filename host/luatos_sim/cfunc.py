@@ -153,6 +153,18 @@ def _spec(fn: Callable[..., Any]) -> _Spec | None:
     return spec
 
 
+def lua_integer(v: Any) -> int | None:
+    """``lua_tointegerx``: the integer a Lua value stands for (an integer, or a float with an
+    exact integer value), else None. Booleans are not numbers in Lua."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return None
+
+
 def require_ints(*values: Any) -> None:
     """For bindings whose firmware calls luaL_checkinteger: a value that is not an integer
     fails the call, and :func:`c_function` words it as the firmware would."""

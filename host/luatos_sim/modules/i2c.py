@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..cfunc import require_ints
+from ..cfunc import lua_integer, require_ints
 from ..platform.i2c import I2cBus, I2cBuses
 from .zbuff import ZBuff
 
@@ -27,16 +27,6 @@ class _Soft:
         self.bus = bus
 
 
-def _int(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return None
-
-
 def install(boot: Boot) -> None:
     buses: I2cBuses = boot.platform.i2c
     opened: set[int] = set()
@@ -46,7 +36,7 @@ def install(boot: Boot) -> None:
     def bus_of(bus_id: Any, fn: str) -> I2cBus | None:
         if isinstance(bus_id, _Soft):
             return bus_id.bus
-        i = _int(bus_id)
+        i = lua_integer(bus_id)
         if i is None:
             raise TypeError(f"bad argument #1 to '{fn}' (number expected, got "
                             f"{boot.lua_type(bus_id).decode()})")
@@ -125,7 +115,7 @@ def install(boot: Boot) -> None:
         return _Soft(buses.soft(scl, sda))
 
     def close(bus_id: Any = None, *_: Any) -> None:
-        i = _int(bus_id)
+        i = lua_integer(bus_id)
         if i is None:
             raise TypeError("bad argument #1 to 'close' (number expected, got "
                             f"{boot.lua_type(bus_id).decode()})")
@@ -159,7 +149,7 @@ def install(boot: Boot) -> None:
                  rx_len: Any = None) -> tuple[bool, Any]:
         bus = bus_of(bus_id, "transfer")
         out = payload(tx)
-        n = _int(rx_len) or 0
+        n = lua_integer(rx_len) or 0
         if n <= 0:
             return do_write(bus, addr, out), None
         if out and not do_write(bus, addr, out):
@@ -178,7 +168,7 @@ def install(boot: Boot) -> None:
         if bus is None:
             return False
         out = payload(tx)
-        n = _int(rx_len) or 0
+        n = lua_integer(rx_len) or 0
         ok = do_write(bus, addr, out) if out or n <= 0 else True
         data = do_read(bus, addr, n) if ok and n > 0 else b""
         ok = ok and data is not None

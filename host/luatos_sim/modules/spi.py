@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..cfunc import require_ints
+from ..cfunc import lua_integer, require_ints
 from ..platform.spi import SpiBus, SpiBuses
 from .zbuff import ZBuff
 
@@ -44,16 +44,6 @@ class _Port:
 
 class _SoftPort(_Port):
     """``spi.createSoft``'s object: a bus of its own, used as the id (no methods)."""
-
-
-def _int(v: Any) -> int | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, int):
-        return v
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return None
 
 
 def install(boot: Boot) -> None:
@@ -94,7 +84,7 @@ def install(boot: Boot) -> None:
     def port_of(target: Any, fn: str) -> _Port | None:
         if isinstance(target, _Port):
             return target if not target.closed else None
-        i = _int(target)
+        i = lua_integer(target)
         if i is None:
             raise TypeError(f"bad argument #1 to '{fn}' (number expected, got "
                             f"{boot.lua_type(target).decode()})")
@@ -122,7 +112,7 @@ def install(boot: Boot) -> None:
         return got[-1]
 
     def cs_of(v: Any) -> int | None:
-        c = _int(v)
+        c = lua_integer(v)
         return None if c is None or c == NO_CS else c
 
     def setup(bus_id: int, cs: Any = None, cpha: Any = 0, cpol: Any = 0, dataw: Any = 8,
@@ -131,8 +121,8 @@ def install(boot: Boot) -> None:
         if bus_id not in buses.ids:
             boot.log_c("E", "spi", f"spi id {bus_id} not support")
             return -1
-        opened[bus_id] = _Port(buses(bus_id), bus_id, cs_of(cs), _int(mode) != 0,
-                               _int(baud) or 2_000_000)
+        opened[bus_id] = _Port(buses(bus_id), bus_id, cs_of(cs), lua_integer(mode) != 0,
+                               lua_integer(baud) or 2_000_000)
         boot.trace("spi_setup", id=bus_id, baud=opened[bus_id].baud,
                            cs=opened[bus_id].cs)
         return 0
@@ -140,13 +130,13 @@ def install(boot: Boot) -> None:
     def create_soft(cs: Any = None, mosi: int = 0, miso: int = 0, clk: int = 0,
                     cpha: Any = 0, cpol: Any = 0, dataw: Any = 8, bitdict: Any = 1,
                     master: Any = 1, mode: Any = 0) -> Any:
-        return _SoftPort(buses.soft(mosi, miso, clk), None, cs_of(cs), _int(mode) == 1, 0)
+        return _SoftPort(buses.soft(mosi, miso, clk), None, cs_of(cs), lua_integer(mode) == 1, 0)
 
     def close(target: Any = None, *_: Any) -> int:
         if isinstance(target, _Port):
             target.closed = True
             return 0
-        i = _int(target)
+        i = lua_integer(target)
         if i is not None:
             opened.pop(i, None)
         return 0
@@ -157,7 +147,7 @@ def install(boot: Boot) -> None:
         if raw is None:
             raise TypeError("bad argument #2 to 'transfer' (string expected, got "
                             f"{boot.lua_type(data).decode()})")
-        n = _int(send_len)
+        n = lua_integer(send_len)
         if n is not None and n <= len(raw):
             raw = raw[:n]
         if not raw:
@@ -165,7 +155,7 @@ def install(boot: Boot) -> None:
         port = port_of(target, "transfer")
         if port is None:
             return None
-        want = _int(recv_len)
+        want = lua_integer(recv_len)
         return exchange(port, raw, 1 if want is None else max(0, want)) or None
 
     def send(target: Any, data: Any = None, length: Any = None) -> int:
@@ -173,7 +163,7 @@ def install(boot: Boot) -> None:
         if raw is None:
             raise TypeError("bad argument #2 to 'send' (string expected, got "
                             f"{boot.lua_type(data).decode()})")
-        n = _int(length)
+        n = lua_integer(length)
         if n is not None and n < len(raw):
             raw = raw[:n]
         if not raw:
@@ -185,7 +175,7 @@ def install(boot: Boot) -> None:
         return len(raw)
 
     def recv(target: Any, size: Any = 1, buff: Any = None) -> Any:
-        n = _int(size)
+        n = lua_integer(size)
         n = 1 if n is None else n
         if n <= 0:
             return None
@@ -211,7 +201,7 @@ def install(boot: Boot) -> None:
             bus = buses.soft(-1, -1, -1)  # the object exists; nothing is wired behind it
         else:
             bus = buses(bus_id)
-        port = _Port(bus, bus_id, cs_of(cs), _int(mode) != 0, _int(baud) or 20_000_000)
+        port = _Port(bus, bus_id, cs_of(cs), lua_integer(mode) != 0, lua_integer(baud) or 20_000_000)
         boot.trace("spi_device_setup", id=bus_id, cs=port.cs, baud=port.baud)
         return port
 
@@ -226,10 +216,10 @@ def install(boot: Boot) -> None:
         if raw is None:
             boot.log_c("E", "spi", "spi_device transfer first arg error")
             return None
-        n = _int(send_len)
+        n = lua_integer(send_len)
         if n is not None:
             raw = raw[:max(0, n)]
-        want = _int(recv_len)
+        want = lua_integer(recv_len)
         want = 1 if want is None else want
         if want == 0:
             return b""
@@ -248,7 +238,7 @@ def install(boot: Boot) -> None:
         return len(raw)
 
     def d_recv(port: _Port | None, size: Any = 1, *_: Any) -> bytes | None:
-        n = _int(size)
+        n = lua_integer(size)
         n = 1 if n is None else n
         if port is None or port.closed or n <= 0:
             return None
@@ -256,7 +246,7 @@ def install(boot: Boot) -> None:
 
     def xfer(target: Any, tx: Any = None, rx: Any = None, length: Any = 0,
              topic: bytes = b"") -> bool:
-        n = _int(length) or 0
+        n = lua_integer(length) or 0
         txz = tx if isinstance(tx, ZBuff) else None
         rxz = rx if isinstance(rx, ZBuff) else None
         if (txz is None and rxz is None) or n <= 0:
@@ -268,7 +258,7 @@ def install(boot: Boot) -> None:
         got = run(port, [(out + b"\xff" * n)[:n]])[0]
         if rxz is not None:
             rxz.buf[:n] = got
-        boot.post(1, boot.sys_pub, topic, _int(target) if _int(target) is not None else 0,
+        boot.post(1, boot.sys_pub, topic, lua_integer(target) if lua_integer(target) is not None else 0,
                   True, 0)
         return True
 

@@ -42,7 +42,7 @@ def main() -> int:
         shared = min(per_device_ms(Path(tmp) / f"s{r}", args.devices, True) for r in range(args.rounds))
     print(f"new device row, no shared limits      {plain:.3f} ms")
     print(f"new device row, 2 shared buckets       {shared:.3f} ms")
-    print(f"ratio shared/plain                      {shared / plain:.2f}x")
+    print(f"ratio with/without shared buckets      {shared / plain:.2f}x")
     return 0
 
 

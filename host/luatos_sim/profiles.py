@@ -33,8 +33,8 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "fskv": _functions("clear clr del get init iter next set sett status"),
     "io": _functions("close exists fileSize flush fsstat lines lsdir mkdir open read readFile "
                      "rmdir type write writeFile dexist lsmount"),
-    "mcu": _functions("getClk hz setClk ticks ticks2 unique_id x32 tick64 dtick64 hardfault "
-                      "iomux altfun reg32"),
+    "mcu": _functions("getClk hz setClk ticks ticks2 unique_id muid x32 tick64 dtick64 "
+                      "hardfault iomux altfun reg32"),
     "hmeta": _functions("chip hwver model"),
     "wdt": _functions("close feed init setTimeout"),
     "pm": _functions("request dtimerStart dtimerStop dtimerCheck dtimerList dtimerWkId force "

@@ -102,3 +102,15 @@ sys.run()
     assert "I/user.rest true 3" in lines  # only HIJ was left
     assert "I/user.eof true 0" in lines
     assert any(ln.startswith("I/user.bad false") and "ZBUFF* expected" in ln for ln in lines)
+
+
+def test_mcu_muid_is_a_stable_32_hex_character_id(boot: Callable[..., Device]) -> None:
+    """airlbs signs its requests with mcu.muid(); a missing function killed that demo."""
+    dev = boot("""
+local a, b = mcu.muid(), mcu.muid()
+log.info("muid", type(a), #a, a == b, a:match("^%x+$") ~= nil, a == a:upper())
+log.info("end")
+sys.run()
+""")
+    dev.run_until("I/user.end", within="5s")
+    assert "I/user.muid string 32 true true true" in dev.lines()

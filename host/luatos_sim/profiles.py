@@ -142,6 +142,8 @@ class ModelProfile:
     mac: str | None = None  # STA MAC, 12 uppercase hex characters
     imei: str | None = None
     uid: bytes = bytes.fromhex("54540D5E2E")
+    # ADC channel numbers adc.open accepts (besides CH_CPU / CH_VBAT); the bench's default set.
+    adc_channels: frozenset[int] = frozenset(range(0, 8))
     api: Mapping[str, frozenset[str]] = field(default_factory=lambda: COMMON_API)  # per module
     # The firmware's API beyond what the emulator installs (see ABSENT_COMMON).
     absent_api: Mapping[str, frozenset[str]] = field(default_factory=lambda: ABSENT_COMMON)
@@ -176,6 +178,9 @@ class ModelProfile:
 
 AIR8101 = ModelProfile(
     model="Air8101", bsp="Air8101", chip="BK7258", hwver="A10", mac="C8C2C68CD602",
+    # The vendor's Air8101 ADC demo: ADC1-6 plus 10, 12, 13, 14 (pins shared with ADC1-4); the
+    # bench keeps 0 and 7 as well so scripts written for the generic 0-7 set still read.
+    adc_channels=frozenset(range(0, 8)) | frozenset({10, 12, 13, 14}),
     api=api_with(wlan=WLAN_API, tp=TP_API, bluetooth=BLUETOOTH_API, ble=BLE_API,
                  camera=CAMERA_API),
 )

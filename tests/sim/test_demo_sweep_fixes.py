@@ -114,3 +114,20 @@ sys.run()
 """)
     dev.run_until("I/user.end", within="5s")
     assert "I/user.muid string 32 true true true" in dev.lines()
+
+
+def test_air8101_reads_adc_channels_10_to_14_as_its_vendor_demos_do(
+        boot: Callable[..., Device]) -> None:
+    """The Air8101 ADC demo lists ADC1-6 and 10, 12, 13, 14; the USB camera demo reads its
+    keypad ladder on channel 14. Channel 11 is not one of them and still fails."""
+    dev = boot("""
+sys.taskInit(function()
+  log.info("open", adc.open(14), adc.open(10), adc.open(11))
+  log.info("mv", adc.get(14))
+end)
+sys.run()
+""")
+    dev.adc.set(14, 2500)
+    dev.run_until("I/user.mv", within="5s")
+    assert "I/user.open true true false" in dev.lines()
+    assert "I/user.mv 2500" in dev.lines()

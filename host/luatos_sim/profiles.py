@@ -36,6 +36,7 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "mcu": _functions("getClk hz setClk ticks ticks2 unique_id muid x32 tick64 dtick64 "
                       "hardfault iomux altfun reg32"),
     "hmeta": _functions("chip hwver model"),
+    "gtfont": _functions("init"),
     "wdt": _functions("close feed init setTimeout"),
     "pm": _functions("request dtimerStart dtimerStop dtimerCheck dtimerList dtimerWkId force "
                      "check lastReson shutdown reboot power ioVol wakeupPin keep"),

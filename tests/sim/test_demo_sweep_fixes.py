@@ -131,3 +131,19 @@ sys.run()
     dev.run_until("I/user.mv", within="5s")
     assert "I/user.open true true false" in dev.lines()
     assert "I/user.mv 2500" in dev.lines()
+
+
+def test_gtfont_init_without_a_font_chip_fails_like_a_bare_board(
+        boot: Callable[..., Device]) -> None:
+    """The vendor's AirLCD demos call gtfont.init on an SPI device at boot; a nil global killed
+    them. With no font chip on the bench, init answers false and the script goes on."""
+    dev = boot("""
+local dev = spi.deviceSetup(1, 3, 0, 0, 8, 20000000, spi.MSB, 1, 0)
+log.info("init", type(gtfont), gtfont.init(dev))
+log.info("end")
+sys.run()
+""")
+    dev.run_until("I/user.end", within="5s")
+    assert "I/user.init table false" in dev.lines()
+    assert any("gtfont.init: no font chip on the bench" in r.text
+               for r in dev.log if r.tag == "luatos-sim")

@@ -2,6 +2,7 @@
 
 * Audit retention: rows older than ``audit_max_age_s`` and beyond the newest ``audit_max_rows``
   are deleted every ``retention_interval_s``.
+* Shared new-device buckets that have refilled (they hold no information) go with it.
 * Memory: glibc keeps freed blocks of the main heap mapped; after a request flood the server
   would keep that high-water mark for good. ``malloc_trim`` hands free pages back every
   ``TRIM_EVERY_S`` (a few ms of work).
@@ -55,7 +56,15 @@ class Maintenance:
         if self.config.audit_max_rows > 0:
             n += self.store.prune_audit_rows(self.config.audit_max_rows)
         self.pruned += n
+        self.store.prune_rate_buckets(self.rate_bucket_idle_s())
         return n
+
+    def rate_bucket_idle_s(self) -> float:
+        """How long a shared new-device bucket takes to refill from empty (then it is dropped)."""
+        c = self.config
+        return max([b / r for r, b in ((c.new_device_ip_rate, c.new_device_ip_burst),
+                                       (c.new_device_product_rate, c.new_device_product_burst)) if r > 0]
+                   + [0.0]) + 60.0
 
     def orphans_once(self) -> int:
         n = self.store.blobs.clean_tmp() + len(self.store.gc_blobs(3600.0))

@@ -184,6 +184,16 @@ push_outbox = sa.Table(
     sa.Index("ix_push_outbox_instance_state", "instance_id", "state"),
 )
 
+# Token buckets shared by every instance on this database (migration 7): the new-device rates,
+# taken in the same transaction that inserts the device row, so N instances together never
+# create more devices than one would. ``key`` is ``product:<id>`` or ``ip:<address>``.
+rate_buckets = sa.Table(
+    "rate_buckets", metadata,
+    sa.Column("key", sa.String(120), primary_key=True),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
 # generation rows: 1 = catalogue (products, releases, targeting), 2 = device state (bans, pins,
 # registrations; migration 2). A device-only change drops cached devices, not the catalogue.
 GEN_CATALOG = 1
@@ -349,10 +359,21 @@ def _m6_device_auth(conn: Connection) -> None:
     md.tables["device_tokens"].create(conn, checkfirst=True)
 
 
+def _m7_rate_buckets(conn: Connection) -> None:
+    """Shared new-device rate limits (a frozen copy of ``rate_buckets``, as in migration 1)."""
+    md = sa.MetaData()
+    sa.Table("rate_buckets", md,
+             sa.Column("key", sa.String(120), primary_key=True),
+             sa.Column("tokens", sa.Float, nullable=False),
+             sa.Column("updated_at", sa.Float, nullable=False))
+    md.tables["rate_buckets"].create(conn, checkfirst=True)
+
+
 # Ordered: MIGRATIONS[i] brings the schema from version i to i + 1. Append, never edit.
 MIGRATIONS: list[Callable[[Connection], None]] = [_m1_initial, _m2_device_generation_and_audit_ts,
                                                   _m3_push_relay, _m4_preflight_and_serve_bytes,
-                                                  _m5_release_archived, _m6_device_auth]
+                                                  _m5_release_archived, _m6_device_auth,
+                                                  _m7_rate_buckets]
 LATEST = len(MIGRATIONS)
 
 

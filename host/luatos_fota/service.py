@@ -33,7 +33,7 @@ from . import deviceauth, metrics
 from .catalog import Catalog, ProductInfo, ReleaseInfo
 from .config import ServerConfig
 from .ratelimit import TokenBuckets
-from .store import Store, normalize_device_key, serves_worth
+from .store import RateLimited, SharedRate, Store, normalize_device_key, serves_worth
 from .writer import BufferedWriter
 
 # Vendor codes (docs/behaviour.md §11.3) and the HTTP status each is sent with on the v1 endpoint.
@@ -256,14 +256,28 @@ class FotaService:
         if row is None:
             if not product.auto_register:
                 return None
+            # This process's buckets first (cheap: a flood is refused without a database write),
+            # then the same rates shared by every instance on the database, in the insert's
+            # transaction: N instances together create no more devices than one would.
             if self.new_device_ip.take(q.ip or "") or self.new_device_product.take(str(product.id)):
                 raise NewDeviceLimited
-            row = self.store.create_device(key, q.key_type or "mac", product.id, version, q.ip)
+            try:
+                row = self.store.create_device(key, q.key_type or "mac", product.id, version, q.ip,
+                                               limits=self._new_device_limits(product.id, q.ip))
+            except RateLimited:
+                raise NewDeviceLimited from None
         st = DeviceState.from_row(row)
         if len(self._devices) > 200_000:
             self._devices.clear()
         self._devices[key] = st
         return st
+
+    def _new_device_limits(self, product_id: int, ip: str) -> list[SharedRate]:
+        c = self.config
+        out = [SharedRate(f"product:{product_id}", c.new_device_product_rate, c.new_device_product_burst)]
+        if ip:
+            out.append(SharedRate(f"ip:{ip[:100]}", c.new_device_ip_rate, c.new_device_ip_burst))
+        return out
 
     def authenticated(self, product: ProductInfo, key: str, credential: str | None, db: bool = True) -> bool:
         """Whether ``credential`` proves device ``key`` for ``product`` (raises NeedsDatabase

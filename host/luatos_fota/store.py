@@ -30,6 +30,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from luatos_common.deviceid import normalize_device_id
@@ -50,6 +52,25 @@ class NotFound(LookupError):
 
 class StoreBusy(RuntimeError):
     """A write could not start in time (another writer held the database); the device gets 503."""
+
+
+class RateLimited(RuntimeError):
+    """A shared token bucket (see :class:`SharedRate`) had no token; nothing was written."""
+
+    def __init__(self, key: str, wait_s: float) -> None:
+        super().__init__(f"rate limit {key} reached; a token is back in {wait_s:.1f} s")
+        self.key = key
+        self.wait_s = wait_s
+
+
+@dataclass(frozen=True)
+class SharedRate:
+    """A token bucket kept in the database (``rate_buckets``): ``rate`` tokens/s up to
+    ``burst``, the same rule as ratelimit.TokenBuckets but one bucket for every instance."""
+
+    key: str
+    rate: float
+    burst: float
 
 
 class Conflict(ValueError):
@@ -97,6 +118,49 @@ def _make_engine(url: str, immediate: bool, busy_timeout_s: float = WRITE_BUSY_T
 
         return eng
     return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _bucket_take_statement() -> sa.Update:
+    """One token off a bucket in one statement, refilled first, only if one is there: the row
+    lock the UPDATE takes (PostgreSQL re-checks the WHERE on the row it waited for; SQLite
+    holds the write lock) makes it exact across instances without a separate SELECT."""
+    b = t.rate_buckets.c
+    now, rate, burst = (sa.bindparam(n, type_=sa.Float) for n in ("now", "rate", "burst"))
+    # Clocks of different hosts may differ a little: time running backwards refills nothing.
+    elapsed = sa.case((now > b.updated_at, now - b.updated_at), else_=0.0)
+    refilled = b.tokens + elapsed * rate
+    tokens = sa.case((refilled > burst, burst), else_=refilled)
+    return (t.rate_buckets.update().where(b.key == sa.bindparam("k"), tokens >= 1.0)
+            .values(tokens=tokens - 1.0, updated_at=sa.case((now > b.updated_at, now), else_=b.updated_at)))
+
+
+_Q_BUCKET_TAKE = _bucket_take_statement()
+_Q_BUCKET = sa.select(t.rate_buckets.c.tokens, t.rate_buckets.c.updated_at).where(
+    t.rate_buckets.c.key == sa.bindparam("k"))
+
+
+def _take_tokens(c: Connection, is_sqlite: bool, limits: Iterable[SharedRate], now: float) -> None:
+    """One token from each shared bucket, inside the caller's write transaction (a refusal
+    raises, so the caller's writes roll back with the tokens already taken). Keys in sorted
+    order so two transactions cannot deadlock on PostgreSQL."""
+    for lim in sorted((lim for lim in limits if lim.rate > 0), key=lambda lim: lim.key):
+        burst = max(1.0, lim.burst)
+        params = {"k": lim.key, "now": now, "rate": lim.rate, "burst": burst}
+        if c.execute(_Q_BUCKET_TAKE, params).rowcount == 1:
+            continue
+        row = c.execute(_Q_BUCKET, {"k": lim.key}).first()
+        if row is None:  # first use: a full bucket less this token (whoever inserts first wins)
+            values = {"key": lim.key, "tokens": burst - 1.0, "updated_at": now}
+            ins = (sqlite_insert(t.rate_buckets).values(**values).on_conflict_do_nothing() if is_sqlite
+                   else pg_insert(t.rate_buckets).values(**values).on_conflict_do_nothing())
+            # RETURNING says whether this statement inserted the row (rowcount of an upsert is not
+            # reliable across drivers).
+            inserted = c.execute(ins.returning(t.rate_buckets.c.key)).first() is not None
+            if inserted or c.execute(_Q_BUCKET_TAKE, params).rowcount == 1:
+                continue
+            row = c.execute(_Q_BUCKET, {"k": lim.key}).one()
+        tokens = min(burst, float(row[0]) + max(0.0, now - float(row[1])) * lim.rate)
+        raise RateLimited(lim.key, max(0.0, 1.0 - tokens) / lim.rate)
 
 
 # Hot-path statements built once: SQLAlchemy memoises their cache keys on the object.
@@ -765,8 +829,12 @@ class Store:
         return d
 
     def create_device(self, device_key: str, key_type: str, product_id: int | None, version: str,
-                      ip: str, *, registered: bool = False) -> dict[str, Any]:
-        """Insert (or return the existing row of) a device; safe against a concurrent insert."""
+                      ip: str, *, registered: bool = False, limits: Iterable[SharedRate] = ()) -> dict[str, Any]:
+        """Insert (or return the existing row of) a device; safe against a concurrent insert.
+
+        ``limits``: shared buckets that each give a token in the same transaction as the insert
+        (raises :class:`RateLimited`, writing nothing, when one is empty). A device that another
+        request inserted first costs no token: the whole transaction rolls back."""
         now = time.time()
         row = {"device_key": device_key, "key_type": key_type, "product_id": product_id,
                "reported_version": version, "version_changed_at": now, "first_seen": now,
@@ -781,11 +849,27 @@ class Store:
                     "ts": now, "event": "device_registered", "actor": "admin" if registered else None,
                     "device_key": device_key, "product_id": product_id, "release_id": None, "code": None,
                     "status": None, "ip": ip or None, "detail": json.dumps({"version": version})})
+                # After the insert: a device inserted concurrently fails above and costs no token.
+                _take_tokens(c, self.is_sqlite, limits, now)
             return row
         except sa.exc.IntegrityError:  # registered concurrently (another request or instance)
             d = self.get_device(device_key)
             assert d is not None
             return d
+
+    def prune_rate_buckets(self, idle_s: float) -> int:
+        """Drop buckets untouched for ``idle_s`` (long enough to have refilled: they hold no
+        information), so per-IP rows do not accumulate."""
+        with self.tx() as c:
+            res = c.execute(t.rate_buckets.delete().where(t.rate_buckets.c.updated_at < time.time() - idle_s))
+        return int(res.rowcount or 0)
+
+    def rate_bucket(self, key: str) -> tuple[float, float] | None:
+        """(tokens, updated_at) of a shared bucket, for operators and tests."""
+        with self.ro() as c:
+            r = c.execute(sa.select(t.rate_buckets.c.tokens, t.rate_buckets.c.updated_at)
+                          .where(t.rate_buckets.c.key == key)).first()
+        return (float(r[0]), float(r[1])) if r else None
 
     def register_device(self, device_key: str, product_id: int | None = None,
                         key_type: str = "mac", actor: str = "admin") -> dict[str, Any]:

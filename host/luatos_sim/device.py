@@ -74,6 +74,10 @@ class DeviceOptions:
 
     exit_reboot_delay_ms: int = 15_000  # LUAT_EXIT_REBOOT_DELAY
     lua_heap: int | None = None  # None: the profile's heap; 0: no cap
+    # After a task dies of "not enough memory" its stack (and what it allocated) stays alive
+    # for the traceback; the heap lends this much above the cap so the task error can still be
+    # reported (docs/behaviour.md §2.5), until usage is back under the cap (0: no loan).
+    oom_report_reserve: int = 65_536
     io_grace_ms: int = 2_000  # wall time to wait for real I/O before virtual time jumps
     # Lua without a yield before the guard resets the device like a watchdog (0: never).
     busy_loop_instructions: int = 100_000_000

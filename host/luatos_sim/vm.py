@@ -86,6 +86,8 @@ class Boot:
         self.lua = lua53.LuaRuntime(encoding=None, unpack_returned_tuples=True,
                                     register_eval=False, register_builtins=False,
                                     max_memory=heap or None)
+        self._heap_cap = heap or 0
+        self._heap_loaned = False
         self.G = self.lua.globals()
         self.io_lock = threading.Lock()
         self._io_inbox: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
@@ -116,6 +118,8 @@ class Boot:
         self._events: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self._event_keys = 0
         H.c_error = self._c_error
+        H.heap_lend = self._heap_lend
+        H.heap_recall = self._heap_recall
         H.halted_error = self.lua.eval(
             "setmetatable({}, {__tostring = function() return 'device rebooted' end})")
         self.RT = self.lua.execute(_RT_SRC, H)
@@ -399,6 +403,31 @@ class Boot:
             self._io_poll()
             return True
         return False
+
+    def _heap_lend(self) -> bool:
+        """A task died of a memory error: lend headroom so its error report can run.
+
+        The dead task's stack keeps everything it allocated alive (``debug.traceback(co)``
+        needs it), so the heap can sit a few bytes under the cap and the report sys makes
+        (concatenation, traceback, log, the roll-back timer) would fail in the main chunk
+        instead: an out-of-memory in a task must read like any task error. True while lent.
+        """
+        reserve = self.options.oom_report_reserve
+        if not self._heap_cap or reserve <= 0:
+            return False
+        used = self.lua.get_memory_used()
+        if self._heap_cap - used >= reserve:
+            return self._heap_loaned
+        self.lua.set_max_memory(used + reserve)
+        self._heap_loaned = True
+        return True
+
+    def _heap_recall(self) -> bool:
+        """Put the cap back once usage is under it again; True while the loan stands."""
+        if self._heap_loaned and self.lua.get_memory_used() < self._heap_cap:
+            self.lua.set_max_memory(self._heap_cap)
+            self._heap_loaned = False
+        return self._heap_loaned
 
     def _busy_loop(self) -> None:
         self.device.emit_sim(

@@ -70,10 +70,8 @@ def replace(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-@contextlib.contextmanager
-def nginx(conf: str, workdir: Path, wait_for: int) -> Iterator[None]:
-    """Run nginx in the foreground on ``conf`` (a full nginx.conf), its files under workdir."""
-    need(Path(NGINX).exists(), "nginx not installed: run make sysdeps")
+def nginx_conf_file(conf: str, workdir: Path) -> Path:
+    """``conf`` (a full nginx.conf) made runnable by an unprivileged nginx under workdir/nginx."""
     prefix = workdir / "nginx"
     (prefix / "logs").mkdir(parents=True, exist_ok=True)
     temps = "".join(f"{k}_temp_path {prefix}/{k};\n" for k in
@@ -85,6 +83,15 @@ def nginx(conf: str, workdir: Path, wait_for: int) -> Iterator[None]:
         head = f"load_module {STREAM_MODULE};\n" + head
     path = prefix / "nginx.conf"
     path.write_text(head + conf)
+    return path
+
+
+@contextlib.contextmanager
+def nginx(conf: str, workdir: Path, wait_for: int) -> Iterator[None]:
+    """Run nginx in the foreground on ``conf`` (a full nginx.conf), its files under workdir."""
+    need(Path(NGINX).exists(), "nginx not installed: run make sysdeps")
+    path = nginx_conf_file(conf, workdir)
+    prefix = path.parent
     log = prefix / "logs" / "error.log"
     proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(path), "-e", str(log)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -218,6 +225,55 @@ def test_load_balanced_instances_share_database_and_bucket(tmp_path: Path, pg_ur
                 out = CliRunner().invoke(cli_main, ["push", "--server", lb, "--token", TOKEN, "--online", "--json"])
                 return out.exit_code == 0 and any(o["device"] == "C8C2C68CDBFF" for o in json.loads(out.stdout)["online"])
             eventually(online, "push session visible through the balancer")
+
+
+def lb_conf(http_ports: list[int], push_ports: list[int], lb_http: int, lb_push: int) -> str:
+    """deploy/nginx-lb.conf pointed at instances on loopback."""
+    conf = (DEPLOY / "nginx-lb.conf").read_text()
+    conf = replace(conf, "worker_processes auto;", "worker_processes 1;")
+    for i, (h, p) in enumerate(zip(http_ports, push_ports, strict=True)):
+        conf = replace(conf, f"fota-{i + 1}:8000", f"127.0.0.1:{h}")
+        conf = replace(conf, f"fota-{i + 1}:9000", f"127.0.0.1:{p}")
+    conf = replace(conf, "listen 8080;", f"listen 127.0.0.1:{lb_http};")
+    return replace(conf, "listen 9000;", f"listen 127.0.0.1:{lb_push};")
+
+
+def test_load_balancer_config_passes_nginx_t(tmp_path: Path) -> None:
+    need(Path(NGINX).exists(), "nginx not installed: run make sysdeps")
+    need(STREAM_MODULE.exists() or "--with-stream " in subprocess.run(
+        [NGINX, "-V"], capture_output=True, text=True).stderr, "nginx stream module missing: run make sysdeps")
+    path = nginx_conf_file(lb_conf([free_port(), free_port()], [free_port(), free_port()], free_port(),
+                                   free_port()), tmp_path)
+    res = subprocess.run([NGINX, "-t", "-p", str(path.parent), "-c", str(path)], capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0 and "test is successful" in res.stderr, res.stderr
+
+
+def test_load_balancer_holds_the_per_device_rate_for_all_instances(tmp_path: Path) -> None:
+    """Two instances (one SQLite file) with their own device buckets off: the balancer alone
+    holds one device to the server's default per-device rate (5/s, 100 at once), whichever
+    instance would answer, and refuses in the server's JSON shape."""
+    need(Path(NGINX).exists(), "nginx not installed: run make sysdeps")
+    need(STREAM_MODULE.exists() or "--with-stream " in subprocess.run(
+        [NGINX, "-V"], capture_output=True, text=True).stderr, "nginx stream module missing: run make sysdeps")
+    lb_http, lb_push = free_port(), free_port()
+    with contextlib.ExitStack() as stack:
+        srvs = [stack.enter_context(running_server(tmp_path / "data", admin_token=TOKEN, device_rate=0.0))
+                for _ in range(2)]
+        srvs[0].store.add_product(KEY, FW)
+        stack.enter_context(nginx(lb_conf([s.port for s in srvs], [free_port(), free_port()], lb_http, lb_push),
+                                  tmp_path, lb_http))
+        started = time.monotonic()
+        got = [check_in(lb_http, "C8C2C68CDC01") for _ in range(130)]
+        elapsed = time.monotonic() - started
+        ok = [r for r in got if r.status == 304]
+        refused = [r for r in got if r.status == 429]
+        assert len(ok) + len(refused) == len(got), sorted({r.status for r in got})
+        # 100 at once, then 5/s for the time the loop took.
+        assert 100 <= len(ok) <= 100 + 5 * elapsed + 1, (len(ok), elapsed)
+        assert refused[0].json()["code"] == 43 and refused[0].header("Retry-After") == "1"
+        # Another device is not affected.
+        assert check_in(lb_http, "C8C2C68CDC02").status == 304
 
 
 def test_backup_script_while_serving_then_restore(tmp_path: Path) -> None:

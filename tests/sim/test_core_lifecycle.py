@@ -243,6 +243,56 @@ def test_heap_cap_raises_not_enough_memory(boot):
     assert total == 2_097_144
 
 
+# A chain of small tables: every allocation is tiny and stays reachable from the task's stack,
+# so the task dies with only a few bytes under the cap, whatever the boot's own usage is.
+_FILL_HEAP = """
+    local function fill()
+      local head, n = nil, 0
+      while true do head = {head}; n = n + 1; FILLED = n end
+    end
+"""
+
+
+def test_task_oom_with_no_headroom_left_is_a_task_error(boot):
+    dev = boot(_FILL_HEAP + """
+        sys.taskInit(fill)
+        sys.run()
+    """)
+    dev.run_for("2s")
+    task = [r for r in dev.log if r.line.startswith("E/user.coroutine.resume")]
+    assert task and task[0].line.startswith("E/user.coroutine.resume not enough memory")
+    assert "main.lua:3: in function <main.lua:1>" in task[0].line  # the task's traceback, kept alive with its memory
+    main = [r for r in c_lines(dev, 1) if r.device_ms > task[0].device_ms]
+    assert [r.line for r in main] == [
+        "main:Luat: ", "main:" + task[0].text, "main:Lua VM exit!! reboot in 15000ms"]
+    assert main[0].device_ms - task[0].device_ms == 500  # sys's roll-back timer fired it
+
+
+def test_heap_lent_for_the_report_is_taken_back(boot):
+    dev = boot(_FILL_HEAP + """
+        COROUTINE_ERROR_ROLL_BACK = false
+        COROUTINE_ERROR_RESTART = false
+        sys.taskInit(function()
+          local first = coroutine.create(fill)
+          coroutine.resume(first)
+          local n1 = FILLED
+          first = nil
+          collectgarbage()
+          sys.wait(10)
+          sys.taskInit(fill)
+          log.info("heap", n1, FILLED, rtos.meminfo())
+        end)
+        sys.run()
+    """)
+    dev.run_for("2s")
+    line = next(ln for ln in dev.lines() if ln.startswith("I/user.heap "))
+    n1, n2, total = (int(x) for x in line.split()[1:4])
+    assert n1 > 10_000
+    assert abs(n2 - n1) < 100  # the second task meets the same cap, not cap + the loan
+    assert total == 2_097_144
+    assert any(ln.startswith("E/user.coroutine.resume not enough memory") for ln in dev.lines())
+
+
 def test_meminfo_reports_the_profile_heap(boot):
     dev = boot("""
         local total, used, maxu = rtos.meminfo()

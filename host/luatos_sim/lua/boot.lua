@@ -32,6 +32,21 @@ coroutine.wrap = function(f)
   end
 end
 
+-- A task that dies of a memory error keeps its stack (and all it allocated) for the traceback,
+-- so the heap is at its cap while sys reports the error; the host lends headroom for that report
+-- and takes it back at a later resume once usage is under the cap (vm.Boot._heap_lend).
+local raw_resume, heap_lend, heap_recall = coroutine.resume, H.heap_lend, H.heap_recall
+local MEMERR = "not enough memory"
+local heap_lent = false
+local function after_resume(ok, ...)
+  if not ok and ... == MEMERR then heap_lent = heap_lend() end
+  return ok, ...
+end
+coroutine.resume = function(co, ...)
+  if heap_lent then heap_lent = heap_recall() end
+  return after_resume(raw_resume(co, ...))
+end
+
 coroutine.running = function()
   local co, ismain = raw_running()
   if co == boot_co then return co, true end

@@ -147,3 +147,35 @@ sys.run()
     assert "I/user.init table false" in dev.lines()
     assert any("gtfont.init: no font chip on the bench" in r.text
                for r in dev.log if r.tag == "luatos-sim")
+
+
+SMARTCONFIG = """
+sys.taskInit(function()
+  wlan.init()
+  log.info("consts", wlan.STOP, wlan.ESPTOUCH, wlan.AIRKISS)
+  log.info("start", wlan.smartconfig(wlan.AIRKISS))
+  local ret, ssid, pwd = sys.waitUntil("SC_RESULT", 60000)
+  log.info("result", ret, ssid, pwd)
+  log.info("stop", wlan.smartconfig(wlan.STOP))
+end)
+sys.run()
+"""
+
+
+def test_smartconfig_listens_until_a_phone_sends_credentials(
+        boot: Callable[..., Device]) -> None:
+    """The vendor airkiss demo waits for SC_RESULT; it arrives only when the bench's phone
+    sends credentials. With no phone the device listens until its own timeout."""
+    dev = boot(SMARTCONFIG)
+    dev.net.smartconfig("HomeAP", "secret123")
+    dev.run_until("I/user.stop", within="90s")
+    assert "I/user.consts 0 1 2" in dev.lines()
+    assert "I/user.start true" in dev.lines()
+    assert "I/user.result true HomeAP secret123" in dev.lines()
+    assert "I/user.stop true" in dev.lines()
+
+
+def test_smartconfig_without_a_phone_times_out(boot: Callable[..., Device]) -> None:
+    dev = boot(SMARTCONFIG)
+    dev.run_until("I/user.stop", within="90s")
+    assert any(ln.startswith("I/user.result false") for ln in dev.lines())

@@ -179,3 +179,24 @@ def test_smartconfig_without_a_phone_times_out(boot: Callable[..., Device]) -> N
     dev = boot(SMARTCONFIG)
     dev.run_until("I/user.stop", within="90s")
     assert any(ln.startswith("I/user.result false") for ln in dev.lines())
+
+
+def test_a_scan_while_connected_reports_the_joined_access_point(
+        boot: Callable[..., Device]) -> None:
+    """Vendor demos (airlbs, httpsrv) scan after joining an SSID the bench never declared;
+    the AP they are connected to is on the air, so the scan lists it."""
+    dev = boot("""
+sys.taskInit(function()
+  wlan.init()
+  wlan.scan(); sys.waitUntil("WLAN_SCAN_DONE", 10000)
+  log.info("before", #wlan.scanResult())
+  wlan.connect("CafeAP", "pw"); sys.waitUntil("IP_READY")
+  wlan.scan(); sys.waitUntil("WLAN_SCAN_DONE", 10000)
+  local r = wlan.scanResult()
+  log.info("after", #r, r[1].ssid, #r[1].bssid, type(r[1].rssi))
+end)
+sys.run()
+""")
+    dev.run_until("I/user.after", within="30s")
+    assert "I/user.before 0" in dev.lines()
+    assert "I/user.after 1 CafeAP 6 number" in dev.lines()

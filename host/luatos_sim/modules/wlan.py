@@ -151,6 +151,12 @@ def install(boot: Boot) -> None:
 
     def scan(*_: Any) -> bool:
         st.scan_results = [ap for ap in st.net.access_points.values() if ap.exists]
+        # The AP the station has joined is on the air even when the bench never declared it
+        # (undeclared SSIDs join with any password): a scan while connected reports it too.
+        if st.target is not None and st.bn.is_ready(LWIP_STA):
+            joined = py_str(st.target[0])
+            if joined not in st.net.access_points:
+                st.scan_results.append(AccessPoint(joined))
         boot.post(st.net.timings.scan_ms, lambda: boot.sys_pub(b"WLAN_SCAN_DONE"))
         return True
 

@@ -86,6 +86,7 @@ NOT_EMULATED_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "errDump": _functions("config dump record"),
     "iotauth": _functions("aliyun onenet iotda qcloud tuya baidu"),
     "pins": _functions("setup loadjson"),
+    "iperf": _functions("server client abort"),
 })
 
 WLAN_API = _functions("init scan scanResult mode setMode ready connect disconnect smartconfig "

@@ -87,6 +87,7 @@ NOT_EMULATED_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "iotauth": _functions("aliyun onenet iotda qcloud tuya baidu"),
     "pins": _functions("setup loadjson"),
     "iperf": _functions("server client abort"),
+    "lora2": _functions("init"),
 })
 
 WLAN_API = _functions("init scan scanResult mode setMode ready connect disconnect smartconfig "

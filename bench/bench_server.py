@@ -578,6 +578,7 @@ def main() -> int:
     figures: dict[str, Any] = {"client": tool}
     try:
         data = work / "data"
+        data.mkdir()  # the CLI refuses a data directory that does not exist (a typo guard)
         package = build_package(args.package_size)
         pkg_path = work / "BENCH_V2001.000.002.bin"
         pkg_path.write_bytes(package)

@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from luatos_common.version import VersionError, reported_version
 
+from .admintoken import check_token
+from .apidoc import JSON_BODY, AdminRoute, Op, multipart_body, openapi_document
+from .audit import AuditEvent, detail_json
 from .blobs import BlobStoreUnavailable
+from .codes import VendorCode
 from .jsonlimits import loads_limited
 from .store import Conflict, NotFound, StoreBusy, normalize_device_key
 from .uploads import UploadError
@@ -43,8 +45,6 @@ def _ok(obj: Any, status: int = 200) -> JSONResponse:
 
 def authed(fn: Handler) -> Handler:
     async def wrapper(request: Request) -> Response:
-        from .app import check_token
-
         if not check_token(request):
             return JSONResponse({"code": 401, "msg": "missing or wrong admin token: send "
                                  "'Authorization: Bearer <token>' (see DATA/admin_token)"}, 401,
@@ -449,10 +449,7 @@ async def push(request: Request) -> Response:
         rel = await _call(st.get_release, int(rid))
         version = version or rel["script_version"]
         if not url:
-            from .app import FotaApp
-
-            app: FotaApp = request.app
-            url = app.package_url(request.scope, rel["sha256"])
+            url = request.app.package_url(request.scope, rel["sha256"])
     if not url and not body.get("message"):
         raise ValueError("give release_id, url or message")
     if rel is None or body.get("message") or body.get("url"):
@@ -495,105 +492,80 @@ async def push(request: Request) -> Response:
     sent = await asyncio.gather(*(pusher.push([online[key]["device"]], msg) for key, msg in messages.items()))
     for one in sent:
         results.update(one)
-    svc.writer.audit({"ts": time.time(), "event": "push_release", "device_key": None,
-                      "product_id": product.id, "release_id": rel["id"], "status": None, "code": None,
-                      "ip": None, "actor": "api", "detail": json.dumps({"sent": results, "skipped": skipped})})
+    svc.writer.record(AuditEvent("push_release", product_id=product.id, release_id=rel["id"], actor="api",
+                                 detail=detail_json({"sent": results, "skipped": skipped})))
     return _ok({"message": next(iter(messages.values()), None), "results": results, "skipped": skipped})
 
 
-# ---------------------------------------------------------------------------- openapi
+# ---------------------------------------------------------------------------- routes and openapi
 
-def _op(summary: str, body: str | None = None, params: list[str] | None = None) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "security": [{"bearer": []}],
-                          "responses": {"200": {"description": "OK (JSON)"},
-                                        "401": {"description": "missing or wrong token"}}}
-    if params:
-        op["parameters"] = [{"name": p, "in": "query", "required": False, "schema": {"type": "string"}}
-                            for p in params]
-    if body == "json":
-        op["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
-    elif body == "multipart":
-        op["requestBody"] = {"content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"],
-            "properties": {k: {"type": "string"} for k in (
-                "file", "product_id", "project_key", "firmware_name", "version", "core", "kind",
-                "notes", "percent", "devices", "forced", "enabled", "filename")}}}}}
-    return op
-
-
-def openapi_doc() -> dict[str, Any]:
-    paths = {
-        f"{P}/products": {"get": _op("List products"),
-                          "post": _op("Create a product {project_key, firmware_name, name?, auto_register?}", "json")},
-        f"{P}/products/{{pid}}": {"get": _op("One product"), "patch": _op("Update {name?, auto_register?}", "json")},
-        f"{P}/releases": {"get": _op("List releases", params=["product_id"]),
-                          "post": _op("Upload a release (multipart: file, version?, core?, kind?, "
-                                      "percent?, devices?, enabled?, forced?, downgrade?, "
-                                      "skip_preflight?, baseline? (file)); 422 with field+msg when "
-                                      "refused; the release stays disabled until its preflight "
-                                      "passes (preflight_status, preflight_result)", "multipart")},
-        f"{P}/releases/{{rid}}": {"get": _op("One release"),
-                                  "patch": _op("Update {enabled?, forced?, notes?}", "json")},
-        f"{P}/releases/{{rid}}/enable": {"post": _op("Enable (resume) a release")},
-        f"{P}/releases/{{rid}}/pause": {"post": _op("Pause a release")},
-        f"{P}/releases/{{rid}}/archive": {"post": _op("Archive a release: paused for good, listed apart")},
-        f"{P}/releases/{{rid}}/preflight": {"post": _op("Run the release's preflight again (202)")},
-        f"{P}/releases/{{rid}}/target": {"post": _op(
-            "Targeting {mode: all|devices|percent, percent?, devices?}", "json")},
-        f"{P}/artifacts": {"get": _op("Stored packages")},
-        f"{P}/devices": {"get": _op("Devices with versions, last seen, ban state",
-                                    params=["product_id", "banned", "limit", "offset"]),
-                         "post": _op("Pre-register a device {device, product_id?, key_type?}", "json")},
-        f"{P}/devices/{{key}}": {"get": _op("One device")},
-        f"{P}/devices/{{key}}/ban": {"post": _op("Bar a device (code 21) {reason?}", "json")},
-        f"{P}/devices/{{key}}/unban": {"post": _op("Lift a ban (operator or loop ban)")},
-        f"{P}/devices/{{key}}/pin": {"post": _op("Pin to a release {release_id|null}", "json")},
-        f"{P}/audit": {"get": _op("Audit log, newest first",
-                                  params=["device", "event", "release_id", "limit", "before_id"])},
-        f"{P}/audit/prune": {"post": _op("Delete audit rows {older_than_s}", "json")},
-        f"{P}/blobs/gc": {"post": _op("Delete packages no release references {min_age_s}", "json")},
-        f"{P}/stats": {"get": _op("Rollout progress per release (targeted/served/confirmed)",
-                                  params=["release_id"])},
-        f"{P}/push/online": {"get": _op("Devices connected to the push channel")},
-        f"{P}/push": {"post": _op('Push {"devices":[...]|"release_id":N, "url"?, "version"?, "message"?}',
-                                  "json")},
-    }
-    return {"openapi": "3.1.0",
-            "info": {"title": "luatos-fota admin API", "version": "1"},
-            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-            "paths": paths}
+RELEASE_UPLOAD = multipart_body(
+    ["file"], ["product_id", "project_key", "firmware_name", "version", "core", "kind", "notes", "percent",
+               "devices", "forced", "enabled", "downgrade", "skip_preflight", "filename"],
+    files=["file", "baseline"])
+TOKENS_BODY: dict[str, Any] = {"content": {
+    "application/json": {"schema": {"type": "object", "required": ["tokens"]}},
+    "text/csv": {"schema": {"type": "string"}}}}
 
 
 async def openapi(request: Request) -> Response:
     return JSONResponse(openapi_doc())
 
 
-def admin_routes() -> list[Route]:
+def admin_routes() -> list[AdminRoute]:
+    """The admin API: each route with its documentation (the OpenAPI document is built from this)."""
+    target = Op("Targeting {mode: all|devices|percent, percent?, devices?}", JSON_BODY)
     return [
-        Route(f"{P}/openapi.json", openapi, methods=["GET"]),
-        Route(f"{P}/products", products, methods=["GET", "POST"]),
-        Route(f"{P}/products/{{pid:int}}", product_one, methods=["GET", "PATCH"]),
-        Route(f"{P}/products/{{pid:int}}/tokens", product_tokens, methods=["POST"]),
-        Route(f"{P}/releases", releases, methods=["GET", "POST"]),
-        Route(f"{P}/releases/{{rid:int}}", release_one, methods=["GET", "PATCH"]),
-        Route(f"{P}/releases/{{rid:int}}/enable", release_enable, methods=["POST"]),
-        Route(f"{P}/releases/{{rid:int}}/pause", release_pause, methods=["POST"]),
-        Route(f"{P}/releases/{{rid:int}}/archive", release_archive, methods=["POST"]),
-        Route(f"{P}/releases/{{rid:int}}/preflight", release_preflight, methods=["POST"]),
-        Route(f"{P}/releases/{{rid:int}}/target", release_target, methods=["POST", "PUT"]),
-        Route(f"{P}/artifacts", artifacts, methods=["GET"]),
-        Route(f"{P}/devices", devices, methods=["GET", "POST"]),
-        Route(f"{P}/devices/{{key}}", device_one, methods=["GET"]),
-        Route(f"{P}/devices/{{key}}/ban", device_ban, methods=["POST"]),
-        Route(f"{P}/devices/{{key}}/unban", device_unban, methods=["POST"]),
-        Route(f"{P}/devices/{{key}}/pin", device_pin, methods=["POST"]),
-        Route(f"{P}/audit", audit, methods=["GET"]),
-        Route(f"{P}/audit/prune", audit_prune, methods=["POST"]),
-        Route(f"{P}/blobs/gc", blobs_gc, methods=["POST"]),
-        Route(f"{P}/stats", stats, methods=["GET"]),
-        Route(f"{P}/push/online", push_online, methods=["GET"]),
-        Route(f"{P}/push", push, methods=["POST"]),
+        AdminRoute(f"{P}/openapi.json", openapi, {"get": Op("This document")}),
+        AdminRoute(f"{P}/products", products, {
+            "get": Op("List products"),
+            "post": Op("Create a product {project_key, firmware_name, name?, auto_register?}", JSON_BODY, status=201)}),
+        AdminRoute(f"{P}/products/{{pid:int}}", product_one, {
+            "get": Op("One product"),
+            "patch": Op("Update {name?, auto_register?, auth_mode?, auth_secret?}", JSON_BODY)}),
+        AdminRoute(f"{P}/products/{{pid:int}}/tokens", product_tokens, {
+            "post": Op('Import per-device tokens {"tokens": [{"device", "token"}]}, or CSV lines '
+                       "device,token", TOKENS_BODY)}),
+        AdminRoute(f"{P}/releases", releases, {
+            "get": Op("List releases", params=("product_id", "links")),
+            "post": Op("Upload a release (multipart: file, version?, core?, kind?, percent?, devices?, enabled?, "
+                       "forced?, downgrade?, skip_preflight?, baseline? (file)); 422 with field+msg when refused; "
+                       "the release stays disabled until its preflight passes (preflight_status, "
+                       "preflight_result)", RELEASE_UPLOAD, status=201)}),
+        AdminRoute(f"{P}/releases/{{rid:int}}", release_one, {
+            "get": Op("One release"),
+            "patch": Op("Update {enabled?, forced?, notes?}", JSON_BODY)}),
+        AdminRoute(f"{P}/releases/{{rid:int}}/enable", release_enable, {"post": Op("Enable (resume) a release")}),
+        AdminRoute(f"{P}/releases/{{rid:int}}/pause", release_pause, {"post": Op("Pause a release")}),
+        AdminRoute(f"{P}/releases/{{rid:int}}/archive", release_archive, {
+            "post": Op("Archive a release: paused for good, listed apart")}),
+        AdminRoute(f"{P}/releases/{{rid:int}}/preflight", release_preflight, {
+            "post": Op("Run the release's preflight again", status=202)}),
+        AdminRoute(f"{P}/releases/{{rid:int}}/target", release_target, {"post": target, "put": target}),
+        AdminRoute(f"{P}/artifacts", artifacts, {"get": Op("Stored packages")}),
+        AdminRoute(f"{P}/devices", devices, {
+            "get": Op("Devices with versions, last seen, ban state", params=("product_id", "banned", "limit", "offset")),
+            "post": Op("Pre-register a device {device, product_id?, key_type?}", JSON_BODY, status=201)}),
+        AdminRoute(f"{P}/devices/{{key}}", device_one, {"get": Op("One device")}),
+        AdminRoute(f"{P}/devices/{{key}}/ban", device_ban, {
+            "post": Op(f"Bar a device (code {int(VendorCode.NOT_ALLOWED)}) {{reason?}}", JSON_BODY)}),
+        AdminRoute(f"{P}/devices/{{key}}/unban", device_unban, {"post": Op("Lift a ban (operator or loop ban)")}),
+        AdminRoute(f"{P}/devices/{{key}}/pin", device_pin, {"post": Op("Pin to a release {release_id|null}", JSON_BODY)}),
+        AdminRoute(f"{P}/audit", audit, {
+            "get": Op("Audit log, newest first", params=("device", "event", "release_id", "limit", "before_id"))}),
+        AdminRoute(f"{P}/audit/prune", audit_prune, {"post": Op("Delete audit rows {older_than_s}", JSON_BODY)}),
+        AdminRoute(f"{P}/blobs/gc", blobs_gc, {
+            "post": Op("Delete packages no release references {min_age_s}", JSON_BODY)}),
+        AdminRoute(f"{P}/stats", stats, {
+            "get": Op("Rollout progress per release (targeted/served/confirmed)", params=("release_id",))}),
+        AdminRoute(f"{P}/push/online", push_online, {"get": Op("Devices connected to the push channel")}),
+        AdminRoute(f"{P}/push", push, {
+            "post": Op('Push {"devices":[...]|"release_id":N, "url"?, "version"?, "message"?}', JSON_BODY)}),
     ]
+
+
+def openapi_doc() -> dict[str, Any]:
+    return openapi_document(admin_routes(), "luatos-fota admin API")
 
 
 def _login_version(login: dict[str, Any]) -> str | None:

@@ -32,12 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hmac
 import inspect
-import json
 import logging
 import os
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -54,7 +51,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import metrics, signedurl
+from .admin import admin_routes
+from .admintoken import bearer_matches, resolve_admin_token
+from .audit import AuditEvent, detail_json
 from .blobs import Blobs
+from .codes import VendorCode
 from .config import ServerConfig
 from .deviceauth import credential_from_header
 from .devrequest import FIELD_LIMITS, looks_like_device_request, parse_device_request, raw_target
@@ -66,23 +67,15 @@ from .preflight import PreflightRunner, PreflightSettings
 from .push import PushHub
 from .pushrelay import PushRelay
 from .ratelimit import TokenBuckets, retry_after_seconds
-from .service import (
-    CODE_INVALID_DEVICE,
-    CODE_UNAUTHENTICATED,
-    CODE_WAIT,
-    FotaService,
-    Outcome,
-    Query,
-)
+from .service import FotaService, Outcome, Query
 from .store import NotFound, Store, normalize_device_key
 
 log = logging.getLogger("luatos_fota.app")
 
 STATIC_DIR = Path(__file__).with_name("static")
-TOKEN_ENV = "LUATOS_FOTA_TOKEN"
-TOKEN_FILE = "admin_token"
 V2_CHECK = "/api/site/turnkey_fota"
 V2_RESULT = "/api/site/turnkey_fota_result"
+LATEST_HEADER = str(int(VendorCode.LATEST)).encode()  # x-fota-code of a 304
 # Sent with every dashboard, admin API and other non-device answer: the dashboard loads only its
 # own files, cannot be framed, and leaks no URL to other sites.
 # Inline style *attributes* stay allowed (the rollout bars set their width); <style> and inline
@@ -92,25 +85,6 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 SECURITY_HEADERS = [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
-
-
-def resolve_admin_token(data_dir: Path, given: str | None) -> str:
-    """``--admin-token``, else ``$LUATOS_FOTA_TOKEN``, else DATA/admin_token (created 0600 once)."""
-    if given:
-        return given
-    env = os.environ.get(TOKEN_ENV)
-    if env:
-        return env
-    path = Path(data_dir) / TOKEN_FILE
-    if path.is_file():
-        tok = path.read_text().strip()
-        if tok:
-            return tok
-    tok = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(tok + "\n")
-    return tok
 
 
 class BlobCache:
@@ -238,12 +212,11 @@ class FotaApp(Starlette):
 
     async def _guarded(self, handler: Any, scope: dict, receive: Any, send: Any, *args: Any) -> None:
         if self.inflight >= self.fota.config.max_inflight:
-            self.fota.writer.audit({"ts": time.time(), "event": "overloaded", "device_key": None,
-                                    "product_id": None, "release_id": None, "status": 503, "code": CODE_WAIT,
-                                    "ip": client_ip(scope) or None, "actor": None,
-                                    "detail": json.dumps({"path": scope["path"][:200]})})
+            self.fota.writer.record(AuditEvent("overloaded", status=503, code=VendorCode.WAIT,
+                                               ip=client_ip(scope) or None,
+                                               detail=detail_json({"path": scope["path"][:200]})))
             ra = str(self.fota.config.retry_after_s).encode()
-            await send_json(send, 503, {"code": CODE_WAIT, "msg": "server overloaded, retry later"},
+            await send_json(send, 503, {"code": VendorCode.WAIT, "msg": "server overloaded, retry later"},
                             [(b"retry-after", ra)])
             return
         self.inflight += 1
@@ -261,7 +234,7 @@ class FotaApp(Starlette):
             # or a broken package: answer 503 + Retry-After so devices simply try later.
             log.exception("device request failed: %s %s", scope["method"], scope["path"])
             if not started[0]:
-                await send_json(send, 503, {"code": CODE_WAIT, "msg": "server error, retry later"},
+                await send_json(send, 503, {"code": VendorCode.WAIT, "msg": "server error, retry later"},
                                 [(b"retry-after", str(self.fota.config.retry_after_s).encode())])
         finally:
             self.inflight -= 1
@@ -273,7 +246,7 @@ class FotaApp(Starlette):
         return wait
 
     async def _send_limited(self, send: Any, wait: float) -> None:
-        await send_json(send, 429, {"code": CODE_WAIT, "msg": "too many requests; retry later"},
+        await send_json(send, 429, {"code": VendorCode.WAIT, "msg": "too many requests; retry later"},
                         [(b"retry-after", str(retry_after_seconds(wait)).encode())])
 
     # ------------------------------------------------------------------ libfota2 endpoint
@@ -284,16 +257,14 @@ class FotaApp(Starlette):
         req = parse_device_request(target)
         wait = self._rate_limited(ip, req.device_id)
         if wait:
-            svc.writer.audit({"ts": time.time(), "event": "rate_limited", "device_key": req.device_id,
-                              "product_id": None, "release_id": None, "status": 429, "code": CODE_WAIT,
-                              "ip": ip or None, "actor": None, "detail": ""})
+            svc.writer.record(AuditEvent("rate_limited", req.device_id, status=429, code=VendorCode.WAIT,
+                                         ip=ip or None))
             return await self._send_limited(send, wait)
         head = scope["method"] == "HEAD"
         if scope["method"] not in ("GET", "HEAD"):
-            svc.writer.audit({"ts": time.time(), "event": "bad_method", "device_key": req.device_id,
-                              "product_id": None, "release_id": None, "status": 405, "code": CODE_INVALID_DEVICE,
-                              "ip": ip or None, "actor": None, "detail": json.dumps({"method": scope["method"]})})
-            return await send_json(send, 405, {"code": CODE_INVALID_DEVICE,
+            svc.writer.record(AuditEvent("bad_method", req.device_id, status=405, code=VendorCode.INVALID_DEVICE,
+                                         ip=ip or None, detail=detail_json({"method": scope["method"]})))
+            return await send_json(send, 405, {"code": VendorCode.INVALID_DEVICE,
                                                "msg": f"method {scope['method']} not allowed; libfota2 sends GET"},
                                    [(b"allow", b"GET, HEAD")])
         q = Query("v1", req.key_type, req.device_id, req.project_key, req.firmware_name, req.version, ip,
@@ -310,7 +281,7 @@ class FotaApp(Starlette):
             rel = out.release
             data = await self._package(rel.sha256)
             if data is None:
-                out = Outcome(CODE_WAIT, "package temporarily unavailable", product=out.product,
+                out = Outcome(VendorCode.WAIT, "package temporarily unavailable", product=out.product,
                               device=out.device, release=rel, reason="package unreadable; not counted as a serve")
             else:
                 # The package is open: only now does this count as a serve (finding 7). A Range
@@ -341,10 +312,10 @@ class FotaApp(Starlette):
         else:
             svc.audit("head" if head else "checkin", out, q, status, **extra_detail)
         if status == 304:
-            await send_bytes(send, 304, [(b"cache-control", b"no-store"), (b"x-fota-code", b"27")])
+            await send_bytes(send, 304, [(b"cache-control", b"no-store"), (b"x-fota-code", LATEST_HEADER)])
             return
         extra = [(b"retry-after", str(svc.config.retry_after_s).encode())] if status == 503 else []
-        if out.code == CODE_UNAUTHENTICATED:
+        if out.code == VendorCode.UNAUTHENTICATED:
             extra = [(b"www-authenticate", b'Bearer realm="luatos-fota device"')]
         await send_json(send, status, {"code": out.code, "msg": out.msg}, extra, head=head)
 
@@ -371,7 +342,7 @@ class FotaApp(Starlette):
         svc = self.fota
         ip = client_ip(scope)
         if scope["method"] != "GET":
-            return await send_json(send, 405, {"code": CODE_INVALID_DEVICE, "msg": "use GET"})
+            return await send_json(send, 405, {"code": VendorCode.INVALID_DEVICE, "msg": "use GET"})
         params: dict[str, str] = {}
         for k, v in parse_qsl((scope.get("query_string") or b"").decode("utf-8", "replace"), keep_blank_values=True):
             params.setdefault(k.lower(), v)
@@ -397,7 +368,7 @@ class FotaApp(Starlette):
         if out is None or out.serve:  # a serve is counted (fota_sn) before the URL is handed out
             out = await self.offload(svc.decide, q)
         svc.seen(out, ip)
-        status = 401 if out.code == CODE_UNAUTHENTICATED else 200
+        status = 401 if out.code == VendorCode.UNAUTHENTICATED else 200
         svc.audit("v2_check", out, q, status, model=params.get("model"), core_id=params.get("core_id"),
                   fota_sn=out.fota_sn)
         if status == 401:
@@ -426,25 +397,24 @@ class FotaApp(Starlette):
         try:
             obj = loads_limited(raw, self.fota.config.json_max_depth)
         except (ValueError, RecursionError) as e:
-            return JSONResponse({"code": 1, "msg": f"body is not JSON: {e}"}, 400)
+            return JSONResponse({"code": VendorCode.ERROR, "msg": f"body is not JSON: {e}"}, 400)
         if not isinstance(obj, dict) or "fota_sn" not in obj or "result_code" not in obj:
-            return JSONResponse({"code": 1, "msg": 'expected {"fota_sn": "...", "result_code": N}'}, 400)
+            return JSONResponse({"code": VendorCode.ERROR, "msg": 'expected {"fota_sn": "...", "result_code": N}'}, 400)
         try:
             rc = int(obj["result_code"])
         except (TypeError, ValueError):
-            return JSONResponse({"code": 1, "msg": f"result_code {obj['result_code']!r} is not an integer"}, 400)
+            return JSONResponse({"code": VendorCode.ERROR, "msg": f"result_code {obj['result_code']!r} is not an integer"}, 400)
         try:
             res = await self.offload(self.fota.store.record_result, str(obj["fota_sn"])[:100], rc,
                                      client_ip(request.scope))
         except NotFound as e:
-            return JSONResponse({"code": 1, "msg": str(e)}, 404)
-        return JSONResponse({"code": 0, "msg": "ok", "success": res["success"]})
+            return JSONResponse({"code": VendorCode.ERROR, "msg": str(e)}, 404)
+        return JSONResponse({"code": VendorCode.OK, "msg": "ok", "success": res["success"]})
 
     # ------------------------------------------------------------------ downloads
 
     def _is_admin(self, scope: dict) -> bool:
-        tok = credential_from_header(header(scope, b"authorization"))
-        return bool(tok) and hmac.compare_digest(str(tok).encode(), str(self.state.admin_token).encode())
+        return bearer_matches(header(scope, b"authorization"), self.state.admin_token)
 
     async def _download_refusal(self, scope: dict, name: str, sha: str, qs: dict[str, str]) -> str | None:
         """Why this download is not allowed, or None (see ``ServerConfig.private_downloads``)."""
@@ -475,7 +445,7 @@ class FotaApp(Starlette):
         svc = self.fota
         ip = client_ip(scope)
         if scope["method"] not in ("GET", "HEAD"):
-            return await send_json(send, 405, {"code": 1, "msg": "downloads are GET or HEAD"},
+            return await send_json(send, 405, {"code": VendorCode.ERROR, "msg": "downloads are GET or HEAD"},
                                    [(b"allow", b"GET, HEAD")])
         head = scope["method"] == "HEAD"
         wait = self.ip_buckets.take(ip) if ip else 0.0
@@ -497,16 +467,14 @@ class FotaApp(Starlette):
         qs = dict(parse_qsl((scope.get("query_string") or b"").decode("utf-8", "replace")))
         refusal = await self._download_refusal(scope, name, art["sha256"] if art else "", qs)
         if refusal is not None:
-            svc.writer.audit({"ts": time.time(), "event": "download_refused", "device_key": None,
-                              "product_id": None, "release_id": None, "status": 403, "code": 17,
-                              "ip": ip or None, "actor": None,
-                              "detail": json.dumps({"path": scope["path"][:200]})})
-            return await send_json(send, 403, {"code": 17, "msg": refusal}, head=head)
+            svc.writer.record(AuditEvent("download_refused", status=403, code=VendorCode.NO_PERMISSION,
+                                         ip=ip or None, detail=detail_json({"path": scope["path"][:200]})))
+            return await send_json(send, 403, {"code": VendorCode.NO_PERMISSION, "msg": refusal}, head=head)
         if art is None:
-            return await send_json(send, 404, {"code": 26, "msg": f"no package at {scope['path'][:200]}"}, head=head)
+            return await send_json(send, 404, {"code": VendorCode.INVALID_FIRMWARE, "msg": f"no package at {scope['path'][:200]}"}, head=head)
         data = await self._package(art["sha256"])
         if data is None:
-            return await send_json(send, 503, {"code": CODE_WAIT, "msg": "package missing from the blob store"},
+            return await send_json(send, 503, {"code": VendorCode.WAIT, "msg": "package missing from the blob store"},
                                    [(b"retry-after", b"60")], head=head)
         dev_id = (qs.get("mac") or qs.get("imei") or qs.get("uid") or "")[:FIELD_LIMITS["mac"]]
         release_id = None
@@ -526,25 +494,24 @@ class FotaApp(Starlette):
         status = await send_package(send, scope, data, art["sha256"], head=head, cache=cache)
         if status in (200, 206) and not head:
             metrics.serve("download")
-        svc.writer.audit({"ts": time.time(), "event": "download", "device_key": dev_id or None,
-                          "product_id": None, "release_id": release_id, "status": status,
-                          "code": None, "ip": ip or None, "actor": None,
-                          "detail": json.dumps({"artifact": art["id"], "sha256": art["sha256"],
-                                                "fota_sn": qs.get("fota_sn"), "head": head,
-                                                "range": (header(scope, b"range") or b"")[:100].decode("latin-1")
-                                                or None})})
+        svc.writer.record(AuditEvent("download", dev_id or None, release_id=release_id, status=status,
+                                     ip=ip or None,
+                                     detail=detail_json({"artifact": art["id"], "sha256": art["sha256"],
+                                                         "fota_sn": qs.get("fota_sn"), "head": head,
+                                                         "range": (header(scope, b"range") or b"")[:100]
+                                                         .decode("latin-1") or None})))
 
 
 def _root(request: Request) -> Response:
     if request.headers.get("user-agent") and STATIC_DIR.is_dir():
         return RedirectResponse("/dashboard/")  # browsers only; devices send no User-Agent
-    return JSONResponse({"code": 25, "msg": "no device parameters in this request. A libfota2 URL without a "
+    return JSONResponse({"code": VendorCode.INVALID_PROJECT, "msg": "no device parameters in this request. A libfota2 URL without a "
                          "path (http://host:port) loses its parameters; use "
                          "http://host:port/api/site/firmware_upgrade?"}, 404)
 
 
 def _bare_endpoint(request: Request) -> Response:
-    return JSONResponse({"code": 25, "msg": "no device parameters: libfota2 sends "
+    return JSONResponse({"code": VendorCode.INVALID_PROJECT, "msg": "no device parameters: libfota2 sends "
                          "mac=|imei=|uid=, project_key=, firmware_name=, version="}, 400)
 
 
@@ -558,8 +525,6 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     :class:`luatos_fota.push.PushHub`, optional) is exposed as ``app.state.push_hub``; if it has
     not been started, the app starts it on ``cfg['extra']['push_port']`` in its lifespan.
     """
-    from .admin import admin_routes
-
     data = Path(data_dir)
     config = ServerConfig.from_kwargs(**cfg)
     st = store or Store(data, db_url, hot_busy_timeout_s=config.hot_busy_timeout_s, blob_url=config.blob_url)
@@ -654,10 +619,3 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
                                                           window_s=config.preflight_window_s))
     return app
 
-
-def check_token(request: Request) -> bool:
-    auth = request.headers.get("authorization", "")
-    scheme, _, tok = auth.partition(" ")
-    if scheme.lower() != "bearer" or not tok:
-        return False
-    return hmac.compare_digest(tok.strip().encode(), request.app.state.admin_token.encode())

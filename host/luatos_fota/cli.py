@@ -206,7 +206,7 @@ def main(ctx: click.Context) -> None:
 @db_opt
 def init(data_dir: Path, db_url: str | None) -> None:
     """Create a data directory (database, package store, admin token) without serving."""
-    from .app import resolve_admin_token
+    from .admintoken import resolve_admin_token
 
     with _Guard():
         Store(data_dir, db_url).close()
@@ -883,7 +883,7 @@ def check(data_dir: Path, db_url: str | None, repair: bool, as_json: bool) -> No
 @data_opt
 def token(data_dir: Path) -> None:
     """Print the admin token of DATA (creating the token if the directory has none yet)."""
-    from .app import resolve_admin_token
+    from .admintoken import resolve_admin_token
 
     click.echo(resolve_admin_token(data_dir, None))
 

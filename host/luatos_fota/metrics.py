@@ -27,12 +27,11 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .codes import outcome_label
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-# Vendor codes (docs/formats.md) as outcome labels a dashboard can read.
-OUTCOMES = {0: "upgrade", 3: "invalid_device", 17: "not_permitted", 21: "banned", 25: "unknown_project",
-            26: "unknown_firmware", 27: "up_to_date", 40: "loop_banned", 43: "retry_later"}
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 CHECKINS = Counter("luatos_fota_checkins", "Device check-ins answered, by channel (v1 libfota2, v2, dl) "
@@ -88,8 +87,7 @@ def checkin(channel: str, code: int | None) -> None:
     """A device check-in was answered with vendor ``code``."""
     child = _checkin_children.get((channel, code))
     if child is None:
-        outcome = OUTCOMES.get(code, str(code)) if code is not None else "none"
-        child = _checkin_children.setdefault((channel, code), CHECKINS.labels(channel, outcome))
+        child = _checkin_children.setdefault((channel, code), CHECKINS.labels(channel, outcome_label(code)))
     child.inc()
 
 

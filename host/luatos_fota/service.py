@@ -19,7 +19,6 @@ of one device cannot both slip under the loop guard.
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 import time
@@ -30,27 +29,13 @@ from typing import Any
 from luatos_common.version import FotaVersion, VersionError
 
 from . import deviceauth, metrics
+from .audit import AuditEvent, detail_json
 from .catalog import Catalog, ProductInfo, ReleaseInfo
+from .codes import VendorCode, status_for
 from .config import ServerConfig
 from .ratelimit import TokenBuckets
 from .store import RateLimited, SharedRate, Store, normalize_device_key, serves_worth
 from .writer import BufferedWriter
-
-# Vendor codes (docs/behaviour.md §11.3) and the HTTP status each is sent with on the v1 endpoint.
-CODE_INVALID_DEVICE = 3
-CODE_NO_PERMISSION = 17
-CODE_NOT_ALLOWED = 21
-CODE_INVALID_PROJECT = 25
-CODE_INVALID_FIRMWARE = 26
-CODE_LATEST = 27
-CODE_LOOP = 40
-CODE_WAIT = 43
-# Not a vendor code: the product requires a device credential (deviceauth.py) and the request
-# carried none or a wrong one. libfota2 treats it like any refusal (result 4).
-CODE_UNAUTHENTICATED = 401
-STATUS_FOR_CODE = {CODE_UNAUTHENTICATED: 401, CODE_INVALID_DEVICE: 400, CODE_NO_PERMISSION: 403, CODE_NOT_ALLOWED: 403,
-                   CODE_INVALID_PROJECT: 404, CODE_INVALID_FIRMWARE: 404, CODE_LATEST: 304,
-                   CODE_LOOP: 403, CODE_WAIT: 503}
 
 
 @dataclass
@@ -116,7 +101,7 @@ class Query:
 
 @dataclass
 class Outcome:
-    code: int  # 0 = serve
+    code: int  # a VendorCode; OK (0) = serve
     msg: str
     product: ProductInfo | None = None
     device: DeviceState | None = None
@@ -127,11 +112,11 @@ class Outcome:
 
     @property
     def serve(self) -> bool:
-        return self.code == 0
+        return self.code == VendorCode.OK
 
     @property
     def status(self) -> int:
-        return 200 if self.code == 0 else STATUS_FOR_CODE.get(self.code, 400)
+        return status_for(self.code)
 
 
 class FotaService:
@@ -201,30 +186,28 @@ class FotaService:
     # ------------------------------------------------------------------ audit
 
     def audit(self, event: str, out: Outcome, q: Query, status: int, **detail: Any) -> None:
-        if out.code == CODE_UNAUTHENTICATED:
+        if out.code == VendorCode.UNAUTHENTICATED:
             event = "unauthorized"
         dev = out.device.key if out.device else (q.device_id or None)
         metrics.checkin(q.channel, out.code)
         if event == "serve":
             metrics.serve(detail.get("mode", "full"))
-        self.writer.audit({
-            "ts": time.time(), "event": event, "device_key": dev,
-            "product_id": out.product.id if out.product else None,
-            "release_id": out.release.id if out.release else None,
-            "status": status, "code": out.code, "ip": q.ip or None, "actor": None,
-            "detail": json.dumps({"msg": out.msg, "reason": out.reason, "channel": q.channel,
-                                  "version": q.version, **detail}, ensure_ascii=False, default=str)})
+        self.writer.record(AuditEvent(
+            event, dev, out.product.id if out.product else None, out.release.id if out.release else None,
+            status, out.code, q.ip or None,
+            detail=detail_json({"msg": out.msg, "reason": out.reason, "channel": q.channel, "version": q.version,
+                                **detail})))
 
     # ------------------------------------------------------------------ decision
 
     def _find_product(self, cat: Catalog, q: Query) -> tuple[ProductInfo | None, Outcome | None]:
         keys = [k for k in (q.project_key, q.alt_project_key) if k]
         if not keys or not any(k.strip() for k in keys):
-            return None, Outcome(CODE_INVALID_PROJECT, "project_key missing",
+            return None, Outcome(VendorCode.INVALID_PROJECT, "project_key missing",
                                  reason="the request carries no project_key")
         known = [k for k in keys if k in cat.by_key]
         if not known:
-            return None, Outcome(CODE_INVALID_PROJECT, f"unknown project_key {q.project_key!r}",
+            return None, Outcome(VendorCode.INVALID_PROJECT, f"unknown project_key {q.project_key!r}",
                                  reason="no product has this project_key")
         candidates = cat.by_key[known[0]]
         names = [n for n in (q.firmware_name, q.alt_firmware_name) if n]
@@ -240,7 +223,7 @@ class FotaService:
                 hits = [p for p in candidates if p.firmware_name.startswith(pref)]
                 if len(hits) == 1:
                     return hits[0], None
-        return None, Outcome(CODE_INVALID_FIRMWARE, f"unknown firmware_name {q.firmware_name!r} for this project_key",
+        return None, Outcome(VendorCode.INVALID_FIRMWARE, f"unknown firmware_name {q.firmware_name!r} for this project_key",
                              reason="known firmware names: " + ", ".join(sorted(p.firmware_name for p in candidates)))
 
     def _lock_for(self, key: str) -> threading.Lock:
@@ -393,7 +376,7 @@ class FotaService:
             return err
         assert product is not None
         if q.problems:
-            return Outcome(CODE_INVALID_DEVICE, "; ".join(q.problems), product=product,
+            return Outcome(VendorCode.INVALID_DEVICE, "; ".join(q.problems), product=product,
                            reason="malformed request: " + "; ".join(q.problems))
         key = (q.device_id or "").strip()
         if not key or key == "nil":
@@ -401,44 +384,44 @@ class FotaService:
                 key = f"ip:{q.ip}"
             else:
                 what = "the literal nil" if key == "nil" else "missing"
-                return Outcome(CODE_INVALID_DEVICE, f"device id is {what}: send mac=, imei= or uid= "
+                return Outcome(VendorCode.INVALID_DEVICE, f"device id is {what}: send mac=, imei= or uid= "
                                "(set opts.imei in libfota2 for models it does not know)", product=product,
                                reason=f"device id {what}")
         else:
             key = normalize_device_key(key)
         if product.auth_mode != "none" and not q.trusted and not self.authenticated(product, key, q.credential, db):
-            return Outcome(CODE_UNAUTHENTICATED, "device credential missing or wrong: send "
+            return Outcome(VendorCode.UNAUTHENTICATED, "device credential missing or wrong: send "
                            "Authorization: Bearer <device token>", product=product,
                            reason=f"product requires {product.auth_mode} device authentication")
         if not q.version:
-            return Outcome(CODE_INVALID_DEVICE, "version missing (expected core.x.z)", product=product,
+            return Outcome(VendorCode.INVALID_DEVICE, "version missing (expected core.x.z)", product=product,
                            reason="no version parameter")
         if not q.version.isascii():
-            return Outcome(CODE_INVALID_DEVICE, f"version {q.version!r} has non-ASCII characters",
+            return Outcome(VendorCode.INVALID_DEVICE, f"version {q.version!r} has non-ASCII characters",
                            product=product, reason="unparseable version")
         try:
             fv = FotaVersion.parse(q.version)
         except VersionError as e:
-            return Outcome(CODE_INVALID_DEVICE, str(e), product=product, reason="unparseable version")
+            return Outcome(VendorCode.INVALID_DEVICE, str(e), product=product, reason="unparseable version")
         try:
             dev = self._device(key, q, product, fv.raw, db)
         except NewDeviceLimited:
-            return Outcome(CODE_WAIT, "too many new devices right now; retry later", product=product,
+            return Outcome(VendorCode.WAIT, "too many new devices right now; retry later", product=product,
                            reason="new device id over the per-IP or per-product rate")
         if dev is None:
-            return Outcome(CODE_NO_PERMISSION, f"device {key} is not registered for this product",
+            return Outcome(VendorCode.NO_PERMISSION, f"device {key} is not registered for this product",
                            product=product, reason="product does not auto-register devices")
         if dev.product_id != product.id:
             if dev.registered and dev.product_id is not None:
-                return Outcome(CODE_NO_PERMISSION, f"device {key} is registered to another product",
+                return Outcome(VendorCode.NO_PERMISSION, f"device {key} is registered to another product",
                                product=product, device=dev,
                                reason=f"device registered to product {dev.product_id}, not {product.id}")
             if not product.auto_register and not dev.registered:
-                return Outcome(CODE_NO_PERMISSION, f"device {key} is not registered for this product",
+                return Outcome(VendorCode.NO_PERMISSION, f"device {key} is not registered for this product",
                                product=product, device=dev,
                                reason="closed product; device not registered to it")
         elif not product.auto_register and not dev.registered:
-            return Outcome(CODE_NO_PERMISSION, f"device {key} is not registered for this product",
+            return Outcome(VendorCode.NO_PERMISSION, f"device {key} is not registered for this product",
                            product=product, device=dev, reason="closed product; device not registered to it")
         old = dev.reported_fv
         if old is None or fv != old or dev.product_id != product.id:
@@ -446,27 +429,27 @@ class FotaService:
                 raise NeedsDatabase
             self._note_version(dev, product, fv, old, q)
         if dev.ban_code:
-            code = CODE_LOOP if dev.ban_code == CODE_LOOP else CODE_NOT_ALLOWED
+            code = VendorCode.LOOP if dev.ban_code == VendorCode.LOOP else VendorCode.NOT_ALLOWED
             return Outcome(code, dev.ban_reason or "banned", product=product, device=dev,
                            reason=f"device banned (code {dev.ban_code})")
         release, why = self.choose_release(cat, product, dev, fv)
         if release is None:
-            return Outcome(CODE_LATEST, "no update", product=product, device=dev, reason=why)
+            return Outcome(VendorCode.LATEST, "no update", product=product, device=dev, reason=why)
         target = release.target_for(fv.core)
         if target == fv:
-            return Outcome(CODE_LATEST, "already latest", product=product, device=dev, release=release,
+            return Outcome(VendorCode.LATEST, "already latest", product=product, device=dev, release=release,
                            target=target, reason=f"{why}; device already runs {target}")
         if target < fv and not release.forced:
-            return Outcome(CODE_LATEST, "already latest", product=product, device=dev, release=release,
+            return Outcome(VendorCode.LATEST, "already latest", product=product, device=dev, release=release,
                            target=target, reason=f"{why}; device runs {fv}, newer than {target} "
                            "(downgrade refused: release not forced)")
         if not db and not self.blob_known(release.sha256):
             raise NeedsDatabase  # blob existence is a disk call: decided off the loop
         if db and not self.store.blobs.exists(release.sha256):
-            return Outcome(CODE_WAIT, "package temporarily unavailable", product=product, device=dev,
+            return Outcome(VendorCode.WAIT, "package temporarily unavailable", product=product, device=dev,
                            release=release, target=target,
                            reason=f"artifact {release.sha256} missing from the blob store")
-        return Outcome(0, "upgrade", product=product, device=dev, release=release, target=target,
+        return Outcome(VendorCode.OK, "upgrade", product=product, device=dev, release=release, target=target,
                        reason=f"{why}; {fv} -> {target}" + (" (forced downgrade)" if target < fv else ""))
 
     def _serve_count(self, dev: DeviceState, release_id: int, since: float, size: int, db: bool) -> int:
@@ -505,7 +488,7 @@ class FotaService:
         size = release.size
         sent = size if nbytes is None else nbytes
         if dev.ban_code:  # banned meanwhile (another request of this device)
-            code = CODE_LOOP if dev.ban_code == CODE_LOOP else CODE_NOT_ALLOWED
+            code = VendorCode.LOOP if dev.ban_code == VendorCode.LOOP else VendorCode.NOT_ALLOWED
             return Outcome(code, dev.ban_reason or "banned", product=out.product, device=dev,
                            release=release, reason=f"device banned (code {dev.ban_code})")
         since = max(time.time() - self.config.loop_window_s, dev.version_changed_at)
@@ -529,9 +512,9 @@ class FotaService:
                     raise NeedsDatabase
                 dev.ban_reason = self.store.loop_ban(dev.id, dev.key, release.id, n, self.config.loop_window_s,
                                                      dev.reported_version, q.ip)
-                dev.ban_code = CODE_LOOP
+                dev.ban_code = VendorCode.LOOP
                 metrics.loop_ban()
-            return Outcome(CODE_LOOP, msg, product=out.product, device=dev, release=release,
+            return Outcome(VendorCode.LOOP, msg, product=out.product, device=dev, release=release,
                            target=out.target, reason=f"loop guard tripped after {n} serves")
         if mode != "head":
             out.fota_sn = sn if sn is not None else self._record_serve(dev, release.id, q.channel, sent)
@@ -545,7 +528,7 @@ class FotaService:
             dev.product_id = product.id
             return
         rose = old is None or fv > old
-        lift = dev.ban_code == CODE_LOOP and rose
+        lift = dev.ban_code == VendorCode.LOOP and rose
         ban = self.store.device_version_changed(dev.id, dev.key, product.id, dev.reported_version, fv.raw,
                                                 fv, q.ip, lift, rose=rose,
                                                 window_s=self.config.loop_window_s)
@@ -555,7 +538,7 @@ class FotaService:
             dev.version_changed_at = time.time()
         dev.product_id = product.id
         if ban:
-            dev.ban_code, dev.ban_reason = CODE_LOOP, ban
+            dev.ban_code, dev.ban_reason = VendorCode.LOOP, ban
         elif lift:
             dev.ban_code, dev.ban_reason = 0, ""
 
@@ -606,7 +589,7 @@ class FotaService:
         q = Query("dl", "mac", key, product.project_key, product.firmware_name, dev.reported_version, ip)
         core = dev.reported_fv.core if dev.reported_fv else 0
         rel = max(rels, key=lambda r: r.id)
-        out = Outcome(0, "download", product=product, device=dev, release=rel, target=rel.target_for(core),
+        out = Outcome(VendorCode.OK, "download", product=product, device=dev, release=rel, target=rel.target_for(core),
                       reason="download by an identified device")
         with self._lock_for(key):
             return self._commit_serve(out, q, mode, nbytes=nbytes)
@@ -666,10 +649,7 @@ class FotaService:
         per-IP audit budget: a reconnect loop must not write rows as fast as it can connect)."""
         if ip is None:
             ip = str(data.get("peer") or "").rsplit(":", 1)[0] or None
-        self.writer.audit({"ts": time.time(), "event": f"push_{kind}", "device_key": device_id,
-                           "product_id": None, "release_id": None, "status": None, "code": None,
-                           "ip": ip, "actor": None,
-                           "detail": json.dumps(data, ensure_ascii=False, default=str)})
+        self.writer.record(AuditEvent(f"push_{kind}", device_id, ip=ip, detail=detail_json(data)))
 
     def seen(self, out: Outcome, ip: str) -> None:
         if out.device is not None:

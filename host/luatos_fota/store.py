@@ -22,7 +22,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +38,10 @@ from luatos_common.deviceid import normalize_device_id
 from luatos_common.version import FotaVersion, ScriptVersion, VersionError, format_core
 
 from . import schema as t
+from .audit import AuditEvent, detail_json
 from .blobs import BLOBS_ENV, Blobs, crashpoint, open_blobs
 from .catalog import Catalog, ProductInfo, ReleaseInfo, rollout_bucket
+from .codes import VendorCode
 from .groupcommit import BatchBusy, GroupCommit
 from .uploads import TARGET_MODES, UploadError, check_rises, check_upload
 
@@ -390,25 +392,25 @@ class Store:
         return int(vals[t.GEN_CATALOG]), int(vals.get(t.GEN_DEVICES, 0))
 
     @staticmethod
-    def _audit(c: Connection, event_: str, *, actor: str | None = None, device_key: str | None = None,
+    def insert_audit(c: Connection, events: Sequence[AuditEvent]) -> None:
+        """Every audit entry reaches the table through here (audit.py)."""
+        c.execute(_Q_INSERT_AUDIT, [e.row() for e in events])
+
+    @classmethod
+    def _audit(cls, c: Connection, event_: str, *, actor: str | None = None, device_key: str | None = None,
                product_id: int | None = None, release_id: int | None = None, code: int | None = None,
                status: int | None = None, ip: str | None = None, **detail: Any) -> None:
-        c.execute(t.audit.insert().values(
-            ts=time.time(), event=event_, actor=actor, device_key=device_key, product_id=product_id,
-            release_id=release_id, code=code, status=status, ip=ip,
-            detail=json.dumps(detail, ensure_ascii=False, default=str) if detail else ""))
+        """A state change's entry, in the transaction that made the change."""
+        cls.insert_audit(c, [AuditEvent(event_, device_key, product_id, release_id, status, code, ip, actor,
+                                        detail_json(detail or None))])
 
-    def write_audit(self, entries: Iterable[dict[str, Any]]) -> int:
-        rows = list(entries)
-        if not rows:
+    def write_audit(self, events: Sequence[AuditEvent]) -> int:
+        """Entries decided elsewhere (the buffered writer), in one transaction."""
+        if not events:
             return 0
         with self.tx() as c:
-            c.execute(_Q_INSERT_AUDIT, rows)
-        return len(rows)
-
-    def write_audit_one(self, row: dict[str, Any]) -> None:
-        with self.tx() as c:
-            c.execute(_Q_INSERT_AUDIT, row)
+            self.insert_audit(c, events)
+        return len(events)
 
     # ------------------------------------------------------------------ products
 
@@ -845,10 +847,9 @@ class Store:
                 res = c.execute(_Q_INSERT_DEVICE, {k: v for k, v in row.items() if k not in (
                     "ban_code", "ban_reason", "banned_at", "pinned_release_id")})
                 row["id"] = res.inserted_primary_key[0]  # type: ignore[index]
-                c.execute(_Q_INSERT_AUDIT, {
-                    "ts": now, "event": "device_registered", "actor": "admin" if registered else None,
-                    "device_key": device_key, "product_id": product_id, "release_id": None, "code": None,
-                    "status": None, "ip": ip or None, "detail": json.dumps({"version": version})})
+                self.insert_audit(c, [AuditEvent("device_registered", device_key, product_id, ip=ip or None,
+                                                 actor="admin" if registered else None,
+                                                 detail=detail_json({"version": version}), ts=now)])
                 # After the insert: a device inserted concurrently fails above and costs no token.
                 _take_tokens(c, self.is_sqlite, limits, now)
             return row
@@ -916,7 +917,7 @@ class Store:
                 lift_loop_ban = False
                 reason = (f"loop: versions oscillate ({oscillation}) within {window_s / 3600:g} h; "
                           "the package installs and the device falls back again")
-                vals.update(ban_code=40, banned_at=now, ban_reason=reason)
+                vals.update(ban_code=VendorCode.LOOP, banned_at=now, ban_reason=reason)
             if rose:
                 vals["version_changed_at"] = now
             if lift_loop_ban:
@@ -946,7 +947,7 @@ class Store:
                         old=old, new=new, confirmed_serves=confirmed)
             if oscillation:
                 self.bump(c, devices_only=True)
-                self._audit(c, "loop_ban", device_key=device_key, product_id=product_id, code=40,
+                self._audit(c, "loop_ban", device_key=device_key, product_id=product_id, code=VendorCode.LOOP,
                             ip=ip or None, reason="oscillation", versions=oscillation,
                             window_s=window_s, version=new)
                 return str(vals["ban_reason"])
@@ -972,7 +973,7 @@ class Store:
                 check_ins=t.devices.c.check_ins + sa.bindparam("n")),
                 [{"did": k, "ts": v[0], "ip": v[1], "n": v[2]} for k, v in seen.items()])
 
-    def ban(self, device_key: str, reason: str = "", *, code: int = 21, actor: str = "admin") -> dict[str, Any]:
+    def ban(self, device_key: str, reason: str = "", *, code: int = VendorCode.NOT_ALLOWED, actor: str = "admin") -> dict[str, Any]:
         d = self.require_device(device_key)
         with self.tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(
@@ -1145,10 +1146,10 @@ class Store:
                   f"{window_s / 3600:g} h while the device kept reporting {version}")
         with self.hot_tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == device_id).values(
-                ban_code=40, banned_at=time.time(), ban_reason=reason))
+                ban_code=VendorCode.LOOP, banned_at=time.time(), ban_reason=reason))
             self.bump(c, devices_only=True)
-            self._audit(c, "loop_ban", device_key=device_key, release_id=release_id, code=40, status=403,
-                        ip=ip or None, serves=serves, window_s=window_s, version=version)
+            self._audit(c, "loop_ban", device_key=device_key, release_id=release_id, code=VendorCode.LOOP,
+                        status=VendorCode.LOOP.status, ip=ip or None, serves=serves, window_s=window_s, version=version)
         return reason
 
     def record_result(self, fota_sn: str, result_code: int, ip: str = "") -> dict[str, Any]:
@@ -1241,12 +1242,10 @@ class Store:
         lost = [r for r in rows if r.fota_sn not in seen]
         if lost:
             with self.tx() as c:
-                c.execute(_Q_INSERT_AUDIT, [{
-                    "ts": float(r.served_at), "event": "serve", "device_key": r.device_key,
-                    "product_id": r.product_id, "release_id": r.release_id, "status": None, "code": 0,
-                    "ip": None, "actor": "recovery",
-                    "detail": json.dumps({"fota_sn": r.fota_sn, "channel": r.channel, "version": r.from_version,
-                                          "recovered": True})} for r in lost])
+                self.insert_audit(c, [AuditEvent(
+                    "serve", r.device_key, r.product_id, r.release_id, code=VendorCode.OK, actor="recovery",
+                    detail=detail_json({"fota_sn": r.fota_sn, "channel": r.channel, "version": r.from_version,
+                                        "recovered": True}), ts=float(r.served_at)) for r in lost])
         return len(lost)
 
     def check(self, repair: bool = False) -> dict[str, Any]:

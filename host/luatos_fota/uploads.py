@@ -21,6 +21,8 @@ from luatos_common import packages as pk
 from luatos_common.scriptcheck import ScriptCheckError, read_identity, syntax_errors
 from luatos_common.version import FotaVersion, ScriptVersion, VersionError, format_core, parse_core
 
+from .codes import VendorCode
+
 KINDS = ("script", "full")
 TARGET_MODES = ("all", "devices", "percent")
 
@@ -34,7 +36,7 @@ class UploadError(ValueError):
         self.details = details or {}
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"code": 26, "field": self.field, "msg": str(self)}
+        out: dict[str, Any] = {"code": VendorCode.INVALID_FIRMWARE, "field": self.field, "msg": str(self)}
         if self.details:
             out["details"] = self.details
         return out

@@ -16,6 +16,7 @@ dropped. During an outage the rows are kept for the next attempt, up to ``max_bu
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import schema
+from .audit import AuditEvent, detail_json
 from .ratelimit import TokenBuckets
 from .store import Store, StoreBusy
 
@@ -44,15 +46,12 @@ BUDGETED_EVENTS = frozenset({"checkin", "head", "rate_limited", "bad_method", "o
 SUPPRESSED_EVERY_S = 60.0
 
 
-def _clip(row: dict[str, Any], detail_max: int = 1000) -> dict[str, Any]:
-    for k, n in _AUDIT_LIMITS.items():
-        v = row.get(k)
-        if isinstance(v, str) and len(v) > n:
-            row[k] = v[:n]
-    d = row.get("detail")
-    if isinstance(d, str) and len(d) > detail_max:
-        row["detail"] = d[:detail_max]
-    return row
+def _clip(event: AuditEvent, detail_max: int = 1000) -> AuditEvent:
+    cut: dict[str, Any] = {k: v[:n] for k, n in _AUDIT_LIMITS.items()
+                           if isinstance(v := getattr(event, k), str) and len(v) > n}
+    if len(event.detail) > detail_max:
+        cut["detail"] = event.detail[:detail_max]
+    return dataclasses.replace(event, **cut) if cut else event
 
 
 def _is_outage(e: BaseException) -> bool:
@@ -69,7 +68,7 @@ class BufferedWriter:
         self.store = store
         self.interval = interval
         self.batch = batch
-        self._audit: deque[dict[str, Any]] = deque()
+        self._audit: deque[AuditEvent] = deque()
         self._serves: deque[dict[str, Any]] = deque()
         self._seen: dict[int, tuple[float, str, int]] = {}
         self._lock = threading.Lock()
@@ -92,17 +91,18 @@ class BufferedWriter:
             self._thread = threading.Thread(target=self._run, name="fota-writer", daemon=True)
             self._thread.start()
 
-    def audit(self, row: dict[str, Any]) -> None:
+    def record(self, event: AuditEvent) -> None:
+        """Queue an audit entry for the next flush (dropped into a per-IP count when over budget)."""
         budget = self.audit_budget
-        if budget is not None and budget.enabled and row.get("event") in BUDGETED_EVENTS:
-            ip = row.get("ip") or ""
+        if budget is not None and budget.enabled and event.event in BUDGETED_EVENTS:
+            ip = event.ip or ""
             if budget.take(ip):
                 with self._lock:
                     if ip in self.suppressed or len(self.suppressed) < 10_000:
                         self.suppressed[ip] = self.suppressed.get(ip, 0) + 1
                     self.suppressed_total += 1
                 return
-        self._audit.append(_clip(row, self.detail_max))
+        self._audit.append(_clip(event, self.detail_max))
         if len(self._audit) > self.max_buffer:
             try:
                 self._audit.popleft()
@@ -161,7 +161,7 @@ class BufferedWriter:
                         self._seen[k] = (max(v[0], cur[0]), cur[1], cur[2] + v[2]) if cur else v
                 raise
 
-    def _suppressed_rows(self) -> list[dict[str, Any]]:
+    def _suppressed_rows(self) -> list[AuditEvent]:
         now = time.monotonic()
         if not self.suppressed or (now - self._summarised_at < SUPPRESSED_EVERY_S and not self._stop.is_set()):
             return []
@@ -169,15 +169,12 @@ class BufferedWriter:
         with self._lock:
             counts, self.suppressed = self.suppressed, {}
         top = sorted(counts.items(), key=lambda kv: -kv[1])
-        rows = [{"ts": time.time(), "event": "audit_suppressed", "device_key": None, "product_id": None,
-                 "release_id": None, "status": None, "code": None, "ip": ip or None, "actor": None,
-                 "detail": f'{{"suppressed": {n}, "why": "over the audit budget of this IP"}}'}
+        rows = [AuditEvent("audit_suppressed", ip=ip or None,
+                           detail=detail_json({"suppressed": n, "why": "over the audit budget of this IP"}))
                 for ip, n in top[:100]]
         rest = sum(n for _, n in top[100:])
         if rest:
-            rows.append({"ts": time.time(), "event": "audit_suppressed", "device_key": None, "product_id": None,
-                         "release_id": None, "status": None, "code": None, "ip": None, "actor": None,
-                         "detail": f'{{"suppressed": {rest}, "ips": {len(top) - 100}}}'})
+            rows.append(AuditEvent("audit_suppressed", detail=detail_json({"suppressed": rest, "ips": len(top) - 100})))
         return rows
 
     def _write_serves(self, rows: list[dict[str, Any]]) -> None:
@@ -198,7 +195,7 @@ class BufferedWriter:
                 log.error("serve row dropped, the database refuses it: %s: %s; row=%r",
                           type(e).__name__, str(e).splitlines()[0][:200], row)
 
-    def _write_rows(self, rows: list[dict[str, Any]]) -> None:
+    def _write_rows(self, rows: list[AuditEvent]) -> None:
         try:
             self.store.write_audit(rows)
             self.flushed_audit += len(rows)
@@ -210,7 +207,7 @@ class BufferedWriter:
                         type(e).__name__)
         for i, row in enumerate(rows):
             try:
-                self.store.write_audit_one(row)
+                self.store.write_audit([row])
                 self.flushed_audit += 1
             except Exception as e:
                 if _is_outage(e):
@@ -219,7 +216,7 @@ class BufferedWriter:
                 self.dropped_audit += 1
                 log.error("audit row dropped, the database refuses it: %s: %s; row=%r",
                           type(e).__name__, str(e).splitlines()[0][:200], {k: (v[:80] if isinstance(v, str) else v)
-                                                                          for k, v in row.items()})
+                                                                          for k, v in row.row().items()})
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -55,3 +55,62 @@ def test_the_scan_sees_lazy_imports(tmp_path: Path) -> None:
     src = tmp_path / "m.py"
     src.write_text("def f():\n    from luatos_fota.store import Store\n    import luatos_tools.soc\n")
     assert imported_packages(src) == {("luatos_fota", 2), ("luatos_tools", 3)}
+
+
+# Import circles inside a package, lazy imports included. The one left is a factory:
+# blobs.open_blobs imports the S3 store only when an s3:// URL asks for it (boto3 stays optional).
+KNOWN_CIRCLES = {frozenset({"blobs", "objectstore"})}
+
+
+def module_imports(root: Path) -> dict[str, set[str]]:
+    """Each module of the flat package ``root`` -> the sibling modules it imports."""
+    names = {f.stem for f in root.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for f in sorted(root.glob("*.py")):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"), filename=str(f))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps.update([node.module.split(".")[0]] if node.module else [a.name for a in node.names])
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                parts = node.module.split(".")
+                if parts[0] == root.name and len(parts) > 1:
+                    deps.add(parts[1])
+            elif isinstance(node, ast.Import):
+                deps.update(a.name.split(".")[1] for a in node.names
+                            if a.name.startswith(root.name + "."))
+        graph[f.stem] = deps & names - {f.stem}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
+    """The modules of each circle (strongly connected set of more than one module)."""
+    reach: dict[str, set[str]] = {}
+    for start in graph:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        reach[start] = seen
+    return {frozenset({m, *(o for o in reach[m] if m in reach[o])}) for m in graph if m in reach[m]}
+
+
+def test_the_server_modules_import_no_circle() -> None:
+    # app.py (the edge) and admin.py (the admin API) both need the admin token check; it lives in
+    # admintoken.py so that neither imports the other.
+    graph = module_imports(HOST / "luatos_fota")
+    assert "app" not in graph["admin"] and "admin" not in graph["admintoken"]
+    found = circles(graph) - KNOWN_CIRCLES
+    assert not found, "import circles: " + "; ".join(" <-> ".join(sorted(c)) for c in found)
+
+
+def test_the_circle_check_sees_a_lazy_import(tmp_path: Path) -> None:
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "a.py").write_text("from .b import x\n")
+    (pkg / "b.py").write_text("def f():\n    from .a import y\n")
+    (pkg / "c.py").write_text("from pkg.a import z\n")
+    graph = module_imports(pkg)
+    assert graph == {"a": {"b"}, "b": {"a"}, "c": {"a"}}
+    assert circles(graph) == {frozenset({"a", "b"})}

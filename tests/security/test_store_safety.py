@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from luatos_fota.audit import AuditEvent
 from luatos_fota.store import Store
 
 from .attack import FW, KEY, check_target, get, package, raw, served, status_of
@@ -132,9 +133,7 @@ def test_check_reports_and_repairs(tmp_path: Path) -> None:
 def test_retention_and_orphan_collection_run_by_themselves(tmp_path: Path) -> None:
     def setup(st):  # type: ignore[no-untyped-def]
         st.add_product(KEY, FW)
-        st.write_audit([{"ts": time.time() - 400 * 86400, "event": "checkin", "device_key": "OLD",
-                         "product_id": None, "release_id": None, "status": 304, "code": 27, "ip": None,
-                         "actor": None, "detail": ""}])
+        st.write_audit([AuditEvent("checkin", "OLD", status=304, code=27, ts=time.time() - 400 * 86400)])
         orphan = st.blobs.put(b"orphan blob")
         old = time.time() - 7200
         os.utime(st.blobs.path(orphan), (old, old))

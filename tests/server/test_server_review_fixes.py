@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import sqlite3
@@ -15,6 +16,7 @@ import requests
 import sqlalchemy as sa
 
 from luatos_fota import schema
+from luatos_fota.audit import AuditEvent
 from luatos_fota.store import Store
 from luatos_fota.testing import RunningServer, device_request, running_server, script_package
 
@@ -84,16 +86,15 @@ def _writer_survives_bad_row(s: RunningServer) -> None:
     w = s.app.fota.writer
     s.flush()
     before = len(s.store.query_audit(event_="probe", limit=100))
-    good = {"ts": time.time(), "event": "probe", "device_key": "GOOD", "product_id": None, "release_id": None,
-            "status": None, "code": None, "ip": None, "actor": None, "detail": ""}
-    w.audit(dict(good))
-    w.audit(dict(good, event=None))  # NOT NULL violation on both databases
-    w.audit(dict(good, device_key="GOOD2"))
+    good = AuditEvent("probe", "GOOD")
+    w.record(good)
+    w.record(dataclasses.replace(good, event=None))  # type: ignore[arg-type]  # NOT NULL on both databases
+    w.record(dataclasses.replace(good, device_key="GOOD2"))
     w.flush()  # must not raise, must not keep the bad row
     rows = s.store.query_audit(event_="probe", limit=100)
     assert len(rows) - before == 2 and {r["device_key"] for r in rows} >= {"GOOD", "GOOD2"}
     assert w.dropped_audit == 1
-    w.audit(dict(good, device_key="GOOD3"))
+    w.record(dataclasses.replace(good, device_key="GOOD3"))
     w.flush()
     assert any(r["device_key"] == "GOOD3" for r in s.store.query_audit(event_="probe", limit=100))
 

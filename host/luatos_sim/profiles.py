@@ -33,9 +33,10 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "fskv": _functions("clear clr del get init iter next set sett status"),
     "io": _functions("close exists fileSize flush fsstat lines lsdir mkdir open read readFile "
                      "rmdir type write writeFile dexist lsmount"),
-    "mcu": _functions("getClk hz setClk ticks ticks2 unique_id x32 tick64 dtick64 hardfault "
-                      "iomux altfun reg32"),
+    "mcu": _functions("getClk hz setClk ticks ticks2 unique_id muid x32 tick64 dtick64 "
+                      "hardfault iomux altfun reg32"),
     "hmeta": _functions("chip hwver model"),
+    "gtfont": _functions("init"),
     "wdt": _functions("close feed init setTimeout"),
     "pm": _functions("request dtimerStart dtimerStop dtimerCheck dtimerList dtimerWkId force "
                      "check lastReson shutdown reboot power ioVol wakeupPin keep"),
@@ -85,6 +86,8 @@ NOT_EMULATED_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "errDump": _functions("config dump record"),
     "iotauth": _functions("aliyun onenet iotda qcloud tuya baidu"),
     "pins": _functions("setup loadjson"),
+    "iperf": _functions("server client abort"),
+    "lora2": _functions("init"),
 })
 
 WLAN_API = _functions("init scan scanResult mode setMode ready connect disconnect smartconfig "
@@ -142,6 +145,8 @@ class ModelProfile:
     mac: str | None = None  # STA MAC, 12 uppercase hex characters
     imei: str | None = None
     uid: bytes = bytes.fromhex("54540D5E2E")
+    # ADC channel numbers adc.open accepts (besides CH_CPU / CH_VBAT); the bench's default set.
+    adc_channels: frozenset[int] = frozenset(range(0, 8))
     api: Mapping[str, frozenset[str]] = field(default_factory=lambda: COMMON_API)  # per module
     # The firmware's API beyond what the emulator installs (see ABSENT_COMMON).
     absent_api: Mapping[str, frozenset[str]] = field(default_factory=lambda: ABSENT_COMMON)
@@ -176,6 +181,9 @@ class ModelProfile:
 
 AIR8101 = ModelProfile(
     model="Air8101", bsp="Air8101", chip="BK7258", hwver="A10", mac="C8C2C68CD602",
+    # The vendor's Air8101 ADC demo: ADC1-6 plus 10, 12, 13, 14 (pins shared with ADC1-4); the
+    # bench keeps 0 and 7 as well so scripts written for the generic 0-7 set still read.
+    adc_channels=frozenset(range(0, 8)) | frozenset({10, 12, 13, 14}),
     api=api_with(wlan=WLAN_API, tp=TP_API, bluetooth=BLUETOOTH_API, ble=BLE_API,
                  camera=CAMERA_API),
 )

@@ -54,6 +54,7 @@ MODULES: dict[str, str] = {
     "camera": "camera",
     "u8g2": "u8g2",
     "pack": "pack_mod",
+    "gtfont": "gtfont",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

@@ -7,8 +7,33 @@ import shutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .zbuff import ZBuff
+
 if TYPE_CHECKING:
     from ..vm import Boot
+
+# The firmware adds ``fill`` to file handles: ``ok, n = fd:fill(buff[, offset[, len]])`` reads up
+# to ``len`` bytes (default: to the end of the zbuff) into the zbuff at ``offset`` (default 0)
+# without moving its pointer; vendor libraries (httpplus, exftp, xmodem) stream uploads with it.
+# The read itself stays in Lua: a file handle is Lua state Python must not touch mid-coroutine.
+_FILE_FILL = b"""
+local room, put = ...
+local methods = debug.getregistry()["FILE*"].__index
+methods.fill = function(f, buff, offset, len)
+  local free = room(buff)
+  if free == nil then
+    error("bad argument #1 to 'fill' (ZBUFF* expected, got " .. type(buff) .. ")", 2)
+  end
+  offset = math.tointeger(offset) or 0
+  if offset < 0 or offset > free then offset = free end
+  local n = math.tointeger(len) or (free - offset)
+  if n > free - offset then n = free - offset end
+  if n <= 0 then return true, 0 end
+  local data = f:read(n)
+  if data == nil then return true, 0 end
+  return true, put(buff, offset, data)
+end
+"""
 
 
 def install(boot: Boot) -> None:
@@ -87,6 +112,15 @@ def install(boot: Boot) -> None:
     def lsmount(*_: Any) -> Any:
         """The mounted file systems: the flash file system at the root and the script area."""
         return boot.table(boot.table(fs=b"lfs", path=b""), boot.table(fs=b"luadb", path=b"/luadb"))
+
+    def zb_room(zb: Any = None, *_: Any) -> int | None:
+        return zb.capacity if isinstance(zb, ZBuff) else None
+
+    def zb_put(zb: Any, offset: int, data: bytes) -> int:
+        zb.buf[offset:offset + len(data)] = data
+        return len(data)
+
+    boot.lua.execute(_FILE_FILL, boot.lua_function(zb_room), boot.lua_function(zb_put))
 
     io = boot.G.io
     extras: dict[str, Callable[..., Any]] = {"exists": exists, "fileSize": file_size, "readFile": read_file,

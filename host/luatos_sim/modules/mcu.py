@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,13 @@ if TYPE_CHECKING:
 
 # mcu.tick64: ticks per microsecond of the 64-bit counter (UNCONFIRMED per chip; 1 here).
 TICKS_PER_US = 1
+
+
+def muid_of(uid: bytes) -> bytes:
+    """The module's MUID as 32 uppercase hex characters (what vendor libraries such as airlbs
+    sign requests with), derived from the profile's UID so each emulated device keeps its own.
+    The exact derivation on the device is UNCONFIRMED (docs/defaults.md)."""
+    return hashlib.sha256(b"muid:" + uid).hexdigest()[:32].upper().encode()
 
 
 def install(boot: Boot) -> None:
@@ -28,6 +36,7 @@ def install(boot: Boot) -> None:
 
     boot.firmware_module("mcu", {
         "unique_id": lambda *_: p.uid,
+        "muid": lambda *_: muid_of(p.uid),
         "ticks": lambda *_: boot.now,
         "hz": lambda *_: 1000,
         "ticks2": lambda *_: (boot.now * 1000 // 1_000_000, (boot.now * 1000) % 1_000_000),

@@ -98,6 +98,10 @@ class SockCtrl:
         self.want_close = False
         self.remote: tuple[str, int] = ("", 0)
         self.next_rx_at = 0
+        # TX_OK bookkeeping: the firmware reports TX_OK once every byte written so far is
+        # acknowledged (ack_size == tx_size), so back-to-back writes share one event.
+        self.tx_seq = 0
+        self.tx_acked_at = 0
         self.debug = False
         # Wall-clock time until which an answer to the last tx is expected (see sync_hook).
         self.reply_deadline = 0.0
@@ -119,6 +123,18 @@ class SockCtrl:
             if gen is None or gen == self.gen:
                 self.emit(event, param)
         self.boot.post(max(0, delay), fire)
+
+    def ack_later(self, delay: int) -> None:
+        """Schedule TX_OK for a write acknowledged ``delay`` ms from now. A later write
+        supersedes a TX_OK still pending: one event when all data written so far is acked."""
+        self.tx_seq += 1
+        seq, gen = self.tx_seq, self.gen
+        self.tx_acked_at = max(self.tx_acked_at, self.boot.now + max(0, delay))
+
+        def fire() -> None:
+            if seq == self.tx_seq and gen == self.gen:
+                self.emit(TX_OK, 0)
+        self.boot.post(self.tx_acked_at - self.boot.now, fire)
 
     def on_adapter_ready(self, adapter: int) -> None:
         if adapter == self.adapter:
@@ -454,8 +470,7 @@ class SockCtrl:
         if expect_reply:
             self.reply_deadline = time.monotonic() + self.net.reply_window_ms / 1000.0
         self.boot.trace("socket_tx", id=self.id, bytes=len(payload))
-        self.emit_later(2 * self.net.latency_ms + self.net.delay_for(len(payload)), TX_OK, 0,
-                        self.gen)
+        self.ack_later(2 * self.net.latency_ms + self.net.delay_for(len(payload)))
         return True
 
     def close_now(self) -> None:
@@ -625,7 +640,7 @@ def install(boot: Boot) -> None:
             return False, False, False
         sc.reply_deadline = time.monotonic() + net.reply_window_ms / 1000.0
         boot.trace("socket_tx", id=sc.id, bytes=len(payload))
-        sc.emit_later(2 * net.latency_ms + net.delay_for(len(payload)), TX_OK, 0, sc.gen)
+        sc.ack_later(2 * net.latency_ms + net.delay_for(len(payload)))
         return True, False, False
 
     def rx(c: Any, zb: Any = None, _flag: Any = None, limit: Any = None, *_: Any) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..cfunc import lua_integer
 from ..lua_text import lua_str, py_str
 from ..platform.network import LWIP_AP, LWIP_STA, AccessPoint
 
@@ -22,7 +23,9 @@ REASON_NO_AP = 201
 REASON_AUTH_FAIL = 202
 REASON_LINK_LOST = 200  # beacon timeout: the link went down under us
 
-CONSTANTS = {"NONE": 0, "STATION": 1, "AP": 2, "STATIONAP": 3, "APSTA": 3}  # APSTA: alias
+CONSTANTS = {"NONE": 0, "STATION": 1, "AP": 2, "STATIONAP": 3, "APSTA": 3,  # APSTA: alias
+             # smartconfig modes (luat_wlan.h LUAT_WLAN_SC_TYPE)
+             "STOP": 0, "ESPTOUCH": 1, "AIRKISS": 2, "ESPTOUCH_AIRKISS": 3, "ESPTOUCH_V2": 4}
 
 
 class WlanState:
@@ -148,6 +151,12 @@ def install(boot: Boot) -> None:
 
     def scan(*_: Any) -> bool:
         st.scan_results = [ap for ap in st.net.access_points.values() if ap.exists]
+        # The AP the station has joined is on the air even when the bench never declared it
+        # (undeclared SSIDs join with any password): a scan while connected reports it too.
+        if st.target is not None and st.bn.is_ready(LWIP_STA):
+            joined = py_str(st.target[0])
+            if joined not in st.net.access_points:
+                st.scan_results.append(AccessPoint(joined))
         boot.post(st.net.timings.scan_ms, lambda: boot.sys_pub(b"WLAN_SCAN_DONE"))
         return True
 
@@ -173,6 +182,28 @@ def install(boot: Boot) -> None:
         boot.post(500, lambda: st.bn.set_ready(LWIP_AP))
         return True
 
+    sc_run = [0]  # bumped by every start and stop: a stale SC_RESULT is dropped
+
+    def smartconfig(mode: Any = 1, *_: Any) -> bool:
+        """Start (ESPTouch by default) or, with 0, stop listening for a phone's credentials.
+        They arrive as ``SC_RESULT ssid password`` only if the bench has a phone sending them
+        (``dev.net.smartconfig``); with none the device listens until the script stops it."""
+        tp = lua_integer(mode)
+        tp = 1 if tp is None else tp
+        sc_run[0] += 1
+        if tp == 0:
+            return True
+        if not 1 <= tp <= 4:
+            return False
+        run, offer = sc_run[0], st.net.smartconfig_offer
+        if offer is not None:
+            def deliver() -> None:
+                if run == sc_run[0]:
+                    sc_run[0] += 1
+                    boot.sys_pub(b"SC_RESULT", lua_str(offer[0]), lua_str(offer[1]))
+            boot.post(st.net.timings.smartconfig_ms, deliver)
+        return True
+
     def stop_ap(*_: Any) -> bool:
         st.bn.set_lost(LWIP_AP)
         return True
@@ -181,7 +212,7 @@ def install(boot: Boot) -> None:
         "init": init, "setMode": set_mode, "connect": connect, "disconnect": disconnect,
         "ready": ready, "getMac": get_mac, "getIP": get_ip, "scan": scan,
         "scanResult": scan_result, "getInfo": get_info, "createAP": create_ap,
-        "stopAP": stop_ap,
+        "stopAP": stop_ap, "smartconfig": smartconfig,
         "powerSave": lambda *_: 0, "setHostname": lambda *_: True,
         "hostname": lambda *_: lua_str("LUATOS_" + p.mac_hex(0)),
         "setMac": lambda *_: True, "autoreconn": lambda *_: None,

@@ -33,7 +33,7 @@ Source = float | Callable[[int], float]
 @dataclass
 class AdcBench:
     device: Device
-    channels: frozenset[int] = frozenset(range(0, 8))  # physical channels the model has
+    channels: frozenset[int] = frozenset()  # physical channels; empty: the model's own set
     full_scale_mv: int = 3300  # without adc.setRange (UNCONFIRMED for the Air8101)
     bits: int = 12
     vbat_mv: float = 3800.0
@@ -45,6 +45,8 @@ class AdcBench:
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
+        if not self.channels:
+            self.channels = self.device.profile.adc_channels
 
     def set(self, channel: int, mv: Source, noise_mv: float = 0.0) -> None:
         """Drive ``channel`` with ``mv`` (a number, or a function of virtual ms), plus Gaussian

@@ -146,6 +146,7 @@ class Timings:
     wifi_disconnect_ms: int = 5  # wlan.disconnect() to IP_LOSE / DISCONNECTED
     wifi_fail_ms: int = 3000  # a refused password or a missing SSID reports DISCONNECTED then
     scan_ms: int = 2000
+    smartconfig_ms: int = 5000  # wlan.smartconfig start to SC_RESULT when a phone sends (ours)
     eth_link_ms: int = 500
     eth_ip_ms: int = 1500
     bearer_ms: int = 3000  # a Cat.1 model's 4G bearer: IP_READY 1 this long after boot
@@ -180,6 +181,8 @@ class Network:
     _refused_notes: set[str] = field(default_factory=set)
     # Device-side listening port -> the loopback port a test connects to (socket.listen).
     listeners: dict[int, int] = field(default_factory=dict)
+    # What a phone broadcasts to wlan.smartconfig (ESPTouch/AirKiss): (ssid, password) or none.
+    smartconfig_offer: tuple[str, str] | None = None
 
     # -- the fault API ----------------------------------------------------------------------------
 
@@ -191,6 +194,11 @@ class Network:
         ap = AccessPoint(ssid, password, exists, raw or AccessPoint.bssid, rssi)
         self.access_points[ssid] = ap
         return ap
+
+    def smartconfig(self, ssid: str, password: str) -> None:
+        """A phone on the bench sends these credentials to a device in ``wlan.smartconfig``
+        mode (it answers ``SC_RESULT ssid password``); without it smartconfig never finishes."""
+        self.smartconfig_offer = (ssid, password)
 
     def map_address(self, device_side: str, host_side: str) -> None:
         """``map_address("112.125.89.8:45433", "127.0.0.1:8080")`` or a host-only mapping

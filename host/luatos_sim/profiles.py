@@ -65,6 +65,7 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "netdrv": _functions("ctrl debug dhcp ipv4 link mac mtu napt ping ready setup"),
     "rtc": _functions("set get timerStart timerStop setBaseYear timezone"),
     "websocket": _functions("create"),
+    "httpsrv": _functions("start stop debug"),
     "bit": _functions("bit bnot band bor bxor lshift rshift arshift isset isclear set clear"),
     "miniz": _functions("compress uncompress"),
     "iconv": _functions("open"),
@@ -76,7 +77,6 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
 # Modules the firmware has that the emulator does not emulate yet (no binding): their tables
 # exist and every call is reported "not emulated" (see modules/__init__.py).
 NOT_EMULATED_API: Mapping[str, frozenset[str]] = MappingProxyType({
-    "httpsrv": _functions("start stop"),
     "fatfs": _functions("mount unmount getfree debug"),
     "bit64": _functions("to32 to64 plus minus multi pide shift show strtoll"),
     "fastlz": _functions("compress uncompress"),

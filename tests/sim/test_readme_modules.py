@@ -25,17 +25,17 @@ def test_every_profile_module_is_in_the_readme_table() -> None:
 
 
 def test_a_module_the_firmware_has_but_not_emulated_is_present_and_named() -> None:
-    """httpsrv exists on the device, so `if httpsrv then` is true here too; calling into it
+    """fatfs exists on the device, so `if fatfs then` is true here too; calling into it
     fails like a nil call and the emulator says what is missing."""
     from luatos_common.logline import SIM
     from luatos_sim import Device
 
-    src = (b'log.info("has", httpsrv ~= nil)\n'
-           b'sys.taskInit(function() sys.wait(10); httpsrv.start(80) end)\n'
+    src = (b'log.info("has", fatfs ~= nil)\n'
+           b'sys.taskInit(function() sys.wait(10); fatfs.mount() end)\n'
            b"sys.run()\n")
     with Device(files={"main.lua": src}, model="Air8101") as dev:
         dev.run_for("2s")
         assert "I/user.has true" in dev.lines()
-        assert any("attempt to call a nil value (field 'start')" in ln for ln in dev.lines())
+        assert any("attempt to call a nil value (field 'mount')" in ln for ln in dev.lines())
         notes = [r.text for r in dev.log if r.source == SIM]
-        assert any(n.startswith("httpsrv.start is not emulated by luatos-sim") for n in notes)
+        assert any(n.startswith("fatfs.mount is not emulated by luatos-sim") for n in notes)

@@ -36,6 +36,7 @@ MODULES: dict[str, str] = {
     "http": "http_mod",
     "mqtt": "mqtt_mod",  # after socket: it rides on a socket connection
     "websocket": "websocket_mod",
+    "httpsrv": "httpsrv",
     "fota": "fota_mod",
     "gpio": "gpio",
     "mobile": "mobile",

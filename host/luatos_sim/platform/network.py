@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from luatos_common.loopback_http import start_loopback_http
 
 from ..duration import Duration, parse_duration
+from ..httpsrv_wire import Limits
 
 if TYPE_CHECKING:
     from ..device import Device
@@ -181,6 +182,10 @@ class Network:
     _refused_notes: set[str] = field(default_factory=set)
     # Device-side listening port -> the loopback port a test connects to (socket.listen).
     listeners: dict[int, int] = field(default_factory=dict)
+    # httpsrv: the bounds on one request and the wall time a client gets to send it whole
+    # (ours, docs/defaults.md; the device is bounded only by its heap and never times out).
+    httpsrv_limits: Limits = field(default_factory=Limits)
+    httpsrv_read_timeout_ms: int = 10_000
     # What a phone broadcasts to wlan.smartconfig (ESPTouch/AirKiss): (ssid, password) or none.
     smartconfig_offer: tuple[str, str] | None = None
 

@@ -173,10 +173,10 @@ def test_dashboard_devices_upload_ban_unban_audit(
     served = check_in(srv, MAC, "2001.001.000")
     assert served.status == 200 and served.body == package.read_bytes()
     page.click("#releases-refresh")
-    page.wait_for_function(
-        "document.querySelector('#releases-body').innerText.includes('served 1')",
-        timeout=UI_WAIT_MS,
-    )
+    from playwright.sync_api import expect
+
+    # (locator checks: the page's CSP forbids the eval behind wait_for_function)
+    expect(page.locator("#releases-body")).to_contain_text("served 1", timeout=UI_WAIT_MS)
     page.screenshot(path=str(SCREENSHOT_DIR / "luatos-fota-dashboard-releases.png"), full_page=True)
     # Under the dashboard's Content-Security-Policy the rollout bar still gets its width, and the
     # package link (packages are private) is a signed one that downloads.
@@ -281,10 +281,9 @@ def test_without_push_channel_the_page_says_so(browser: Any, tmp_path: Path) -> 
             row.wait_for()
             assert "online" not in row.inner_text()
             page.click("#tabs button[data-tab=push]")
-            page.wait_for_function(
-                "document.querySelector('#push-body').innerText.includes('not running')",
-                timeout=UI_WAIT_MS,
-            )
+            from playwright.sync_api import expect
+
+            expect(page.locator("#push-body")).to_contain_text("not running", timeout=UI_WAIT_MS)
             assert not page.is_visible("#status.error")
         finally:
             context.close()

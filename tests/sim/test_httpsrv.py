@@ -232,3 +232,43 @@ def test_a_callback_error_is_a_script_error_and_the_device_reboots(
     with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
         conn.getresponse()
     dev.run_until("I/user.start true", within="30s")  # the next boot serves again
+
+
+def test_a_web_setup_page_on_the_access_point(boot: Callable[..., Device]) -> None:
+    """The vendor demo's shape: the device opens an access point, serves its page there and
+    takes Wi-Fi credentials as a JSON POST."""
+    dev = boot("""
+sys.taskInit(function()
+  wlan.init()
+  wlan.createAP("setup-ap", "12345678")
+  while not netdrv.ready(socket.LWIP_AP) do sys.wait(100) end
+  local ok = httpsrv.start(80, function(fd, method, uri, headers, body)
+    if uri == "/connect" and method == "POST" then
+      local cfg = json.decode(body)
+      if cfg and cfg.ssid then
+        log.info("creds", cfg.ssid, cfg.passwd)
+        return 200, {["Content-Type"] = "application/json"}, json.encode({ok = true})
+      end
+      return 400, {}, "bad json"
+    end
+    return 404, {}, "Not Found" .. uri
+  end, socket.LWIP_AP)
+  log.info("start", ok, socket.localIP(socket.LWIP_AP))
+  sys.wait(600000)
+end)
+sys.run()
+""", files={"index.html": "<form>setup</form>"})
+    conn = started(dev)
+    assert any("httpsrv:http listen at 192.168.4.1:80" in ln for ln in dev.lines())
+    r = exchange(dev, conn, "GET", "/")
+    assert r.read() == b"<form>setup</form>"
+    r = exchange(dev, connect(dev), "POST", "/connect", body=b'{"ssid":"home","passwd":"pw1"}')
+    assert (r.status, r.getheader("Content-Type")) == (200, "application/json")
+    assert r.read() == b'{"ok":true}'
+    assert "I/user.creds home pw1" in dev.lines()
+    r = exchange(dev, connect(dev), "POST", "/connect", body=b"not json")
+    assert (r.status, r.reason, r.read()) == (400, "Bad Request", b"bad json")
+    dev.run_for("10min")  # ten virtual minutes later it still serves, on the same boot
+    r = exchange(dev, connect(dev), "GET", "/index.html")
+    assert r.read() == b"<form>setup</form>"
+    assert sum(ln.startswith("I/user.start") for ln in dev.lines()) == 1

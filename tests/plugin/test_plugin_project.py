@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,16 +61,31 @@ def run_outside(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
 TESTING_MD = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
 
 
-def doc_files() -> dict[str, str]:
-    """The files docs/testing.md's walk-through tells a newcomer to write, by path."""
+def doc_files(tag: str = "own-project") -> dict[str, str]:
+    """The files docs/testing.md's walk-through (``tag``) tells a newcomer to write, by path."""
     text = TESTING_MD.read_text(encoding="utf-8")
-    rx = re.compile(r"^<!-- own-project:(?P<path>\S+) -->\n```\w+\n(?P<body>.*?)^```$", re.M | re.S)
+    rx = re.compile(rf"^<!-- {tag}:(?P<path>\S+) -->\n```\w+\n(?P<body>.*?)^```$", re.M | re.S)
     return {m["path"]: m["body"] for m in rx.finditer(text)}
 
 
 def test_the_walk_through_in_docs_testing_md_passes_as_written(pytester: pytest.Pytester) -> None:
     files = doc_files()
     assert sorted(files) == ["main.lua", "tests/test_fota.py"]
+    pytester.makeini("[pytest]\n")
+    for rel, body in files.items():
+        (pytester.path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pytester.path / rel).write_text(body, encoding="utf-8")
+    result = run_outside(pytester)
+    result.assert_outcomes(passed=1)
+
+
+def test_the_mqtt_walk_through_in_docs_testing_md_passes_as_written(
+        pytester: pytest.Pytester, mqtt_broker: Any) -> None:
+    """The MQTT-triggered upgrade of the walk-through, run as a user would (its own broker
+    fixture inside; this test's ``mqtt_broker`` only makes it skip or fail like every MQTT
+    test when Mosquitto is missing)."""
+    files = doc_files("own-project-mqtt")
+    assert sorted(files) == ["main.lua", "tests/test_fota_mqtt.py"]
     pytester.makeini("[pytest]\n")
     for rel, body in files.items():
         (pytester.path / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..cfunc import require_ints
 from ..httpsrv_wire import BadRequest, Request, TooLarge, parse
 from ..platform.network import ADAPTER_MAX, BootNet
+from .socket_mod import accept_clients
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -178,24 +179,14 @@ class HttpServer:
     # -- worker threads ----------------------------------------------------------------------
 
     def _accept_loop(self, srv: pysocket.socket) -> None:
-        while True:
-            try:
-                select.select([srv], [], [], None)
-            except (OSError, ValueError):
-                return
-            with self.lock:
-                try:
-                    client, _ = srv.accept()
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    return
-                self.reading += 1
-                self.clients.add(client)
-            client.setblocking(True)
-            client.setsockopt(pysocket.IPPROTO_TCP, pysocket.TCP_NODELAY, 1)
-            threading.Thread(target=self._read_request, args=(client,), daemon=True,
-                             name=f"luatos-sim-httpsrv-{self.port}-client").start()
+        accept_clients(srv, self.lock, self._client_accepted)
+
+    def _client_accepted(self, client: pysocket.socket) -> None:
+        """(accept thread, under ``lock``) count it as being read, then read it."""
+        self.reading += 1
+        self.clients.add(client)
+        threading.Thread(target=self._read_request, args=(client,), daemon=True,
+                         name=f"luatos-sim-httpsrv-{self.port}-client").start()
 
     def _read_request(self, client: pysocket.socket) -> None:
         limits = self.net.httpsrv_limits

@@ -28,6 +28,7 @@ from .. import mqtt_wire as w
 from ..cfunc import BadArgument, lua_number_text, lua_type_name
 from ..platform.network import ADAPTER_MAX
 from ..tlsconf import TlsSettings, pem_arg
+from .lua_callbacks import callback_slots
 from .socket_mod import CLOSED, EVENT, LINK, ON_LINE, TX_OK, SockCtrl
 from .zbuff import ZBuff
 
@@ -342,26 +343,12 @@ class MqttClient:
             self.bn.sockets.remove(self.sock)
 
 
-# Lua side of the callback: kept in Lua by the client's key (the firmware keeps a registry
-# ref), so Python only ever calls this install-time function, never a Lua value it was handed
-# during a coroutine.
-_CALLBACKS = b"""
-local cbs = {}
-local function set(key, cb) cbs[key] = (type(cb) == "function") and cb or nil end
-local function invoke(key, ud, event, ...)
-  local cb = cbs[key]
-  if cb then cb(ud, event, ...) end
-end
-return set, invoke
-"""
-
-
 def install(boot: Boot) -> None:
     net = boot.platform.net
     bn = net.boot_net(boot)
     rx_default = RX_BUFFER_BY_CHIP.get(boot.profile.chip, RX_BUFFER_DEFAULT)
 
-    set_cb, invoke = boot.lua.execute(_CALLBACKS)
+    set_cb, invoke = callback_slots(boot)
 
     def opt_table_get(t: Any, key: bytes) -> Any:
         return t[key] if boot.lua_type(t) == b"table" else None

@@ -22,6 +22,7 @@ import socket as pysocket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..lua_text import lua_str, py_str
@@ -384,26 +385,11 @@ class SockCtrl:
 
         srv.setblocking(False)
 
-        def acceptor() -> None:
-            # Wait outside the lock; accept and hand over under it, so pending_in_kernel never
-            # sees "nothing pending" while a client is between the backlog and the event loop.
-            while True:
-                try:
-                    select.select([srv], [], [], None)
-                except (OSError, ValueError):
-                    return
-                with self.rlock:
-                    try:
-                        client, _ = srv.accept()
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        return
-                    client.setblocking(True)
-                    _tune(client)
-                    boot.post_from_thread(self._client_arrived, gen, client)
+        def arrived(client: pysocket.socket) -> None:
+            boot.post_from_thread(self._client_arrived, gen, client)
 
-        threading.Thread(target=acceptor, name=f"luatos-sim-listen-{self.id}", daemon=True).start()
+        threading.Thread(target=accept_clients, args=(srv, self.rlock, arrived),
+                         name=f"luatos-sim-listen-{self.id}", daemon=True).start()
         return True
 
     def _client_arrived(self, lgen: int, client: pysocket.socket) -> None:
@@ -484,6 +470,30 @@ class SockCtrl:
 def _is_ip(host: str) -> bool:
     from ..platform.network import is_ip_literal
     return is_ip_literal(host)
+
+
+def accept_clients(srv: pysocket.socket, lock: Any,
+                   handle: Callable[[pysocket.socket], None]) -> None:
+    """A device-side server's accept loop (run in its own thread until ``srv`` closes).
+
+    It waits outside ``lock`` and accepts and hands over under it, so whoever asks "is a
+    client pending?" under the same lock never sees nothing while a client is between the
+    kernel's backlog and ``handle``. Clients come blocking and tuned (:func:`_tune`)."""
+    while True:
+        try:
+            select.select([srv], [], [], None)
+        except (OSError, ValueError):
+            return
+        with lock:
+            try:
+                client, _ = srv.accept()
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            client.setblocking(True)
+            _tune(client)
+            handle(client)
 
 
 def _tune(sock: pysocket.socket) -> None:

@@ -22,21 +22,13 @@ from websockets.uri import parse_uri
 from ..cfunc import BadArgument, lua_type_name
 from ..platform.network import ADAPTER_MAX
 from ..tlsconf import TlsSettings
+from .lua_callbacks import callback_slots
 from .socket_mod import EVENT, LINK, ON_LINE, TX_OK, SockCtrl
 
 if TYPE_CHECKING:
     from ..platform.network import BootNet
     from ..vm import Boot
 
-_CALLBACKS = b"""
-local cbs = {}
-local function set(key, cb) cbs[key] = (type(cb) == "function") and cb or nil end
-local function invoke(key, ud, event, ...)
-  local cb = cbs[key]
-  if cb then cb(ud, event, ...) end
-end
-return set, invoke
-"""
 _keys = iter(range(1, 1 << 30))
 
 
@@ -194,7 +186,7 @@ class WsClient:
 def install(boot: Boot) -> None:
     net = boot.platform.net
     bn = net.boot_net(boot)
-    set_cb, invoke = boot.lua.execute(_CALLBACKS)
+    set_cb, invoke = callback_slots(boot)
 
     def create(adapter: Any = None, url: Any = None, keepalive: Any = None, *_: Any) -> Any:
         a = bn.default if adapter is None else adapter

@@ -27,18 +27,10 @@ local fota_cmd = require "fota_cmd"
 local fota_mqtt = {}
 
 local CMD_MSG = "FOTA_MQTT_CMD"
-local LOG_MAX = 200
 local RX_OVERHEAD = 512    -- header + topic room in the receive buffer
 
 local client = nil
 local cmd_topic, reply_topic = "", ""
-
-local function shorten(s)
-    if #s > LOG_MAX then
-        return s:sub(1, LOG_MAX) .. "..."
-    end
-    return s
-end
 
 ---Publish a reply or a result (only while connected; nothing is queued).
 ---@param obj table
@@ -55,7 +47,7 @@ end
 ---Act on one received payload. Never raises on bad input.
 ---@param payload string
 local function handle_payload(payload)
-    log.info("mqtt", "rx", shorten(payload))
+    log.info("mqtt", "rx", fota_cmd.shorten(payload))
     if #payload > config.mqtt_max_payload then
         log.warn("mqtt_cmd", "payload ignored", #payload, "bytes, limit", config.mqtt_max_payload)
         reply({ ack = "error", reason = "payload longer than " .. config.mqtt_max_payload .. " bytes" })

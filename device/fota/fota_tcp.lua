@@ -41,7 +41,6 @@ local fota_tcp = {}
 local TASK_NAME = "fota_tcp"
 local OUTBOX_MAX = 8        -- lines kept while offline (results first, see session())
 local RX_CHUNKS_MAX = 64   -- reads per wake-up, so a flood cannot starve other tasks
-local LOG_MAX = 200
 
 ---@class OutLine
 ---@field line string JSON text with its "\n"
@@ -51,13 +50,6 @@ local LOG_MAX = 200
 local outbox = {}
 local online = false
 local heartbeat_n = 0
-
-local function shorten(s)
-    if #s > LOG_MAX then
-        return s:sub(1, LOG_MAX) .. "..."
-    end
-    return s
-end
 
 ---Queue one JSON line; the task sends it on its next pass.
 ---@param obj table
@@ -77,7 +69,7 @@ end
 ---Handle one received message (fota_cmd decodes and checks it). Never raises on bad input.
 ---@param line string
 local function handle_message(line)
-    log.info("tcp", "rx", shorten(line))
+    log.info("tcp", "rx", fota_cmd.shorten(line))
     local reply = fota_cmd.handle(line, "tcp", "tcp_cmd")
     if reply then
         send(reply)
@@ -153,7 +145,7 @@ send_all = function(ctrl)
             return true
         end
         table.remove(outbox, 1)
-        log.info("tcp", "tx", shorten(line:sub(1, -2)))
+        log.info("tcp", "tx", fota_cmd.shorten(line:sub(1, -2)))
     end
     return true
 end

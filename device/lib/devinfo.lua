@@ -15,44 +15,36 @@ local function starts(s, prefix)
     return s:sub(1, #prefix) == prefix
 end
 
-local function model()
-    if hmeta and hmeta.model then
-        local m = hmeta.model()
-        if type(m) == "string" then
-            return m
+---A firmware query's answer when it is a non-empty string (nil when the model's
+---firmware lacks the function or answers nothing).
+---@param mod table|nil module, e.g. mobile
+---@param name string function name, e.g. "imei"
+---@return string|nil
+local function ask(mod, name)
+    if mod and mod[name] then
+        local v = mod[name]()
+        if type(v) == "string" and v ~= "" then
+            return v
         end
     end
-    return ""
+    return nil
+end
+
+local function model()
+    return ask(hmeta, "model") or ""
 end
 
 local function imei()
-    if mobile and mobile.imei then
-        local v = mobile.imei()
-        if type(v) == "string" and v ~= "" then
-            return v
-        end
-    end
-    return nil
+    return ask(mobile, "imei")
 end
 
 local function mac()
-    if wlan and wlan.getMac then
-        local v = wlan.getMac()
-        if type(v) == "string" and v ~= "" then
-            return v
-        end
-    end
-    return nil
+    return ask(wlan, "getMac")
 end
 
 local function uid()
-    if mcu and mcu.unique_id then
-        local v = mcu.unique_id()
-        if type(v) == "string" and v ~= "" then
-            return (v:toHex())
-        end
-    end
-    return nil
+    local v = ask(mcu, "unique_id")
+    return v and v:toHex() or nil
 end
 
 ---True when libfota2 itself derives the device id on this model.

@@ -17,6 +17,18 @@ local fota_check = require "fota_check"
 
 local fota_cmd = {}
 
+local LOG_MAX = 200
+
+---A received or sent message as a channel logs it: at most LOG_MAX bytes, then "...".
+---@param s string
+---@return string
+function fota_cmd.shorten(s)
+    if #s > LOG_MAX then
+        return s:sub(1, LOG_MAX) .. "..."
+    end
+    return s
+end
+
 ---Start a check for a decoded "fota" command.
 ---@param obj table
 ---@param trigger string "tcp", "mqtt", ...

@@ -49,7 +49,7 @@ class Maintenance:
         n = 0
         if self.config.audit_max_age_s > 0:
             cutoff = time.time() - self.config.audit_max_age_s
-            with self.store.ro() as c:
+            with self.store.db.ro() as c:
                 oldest = c.execute(sa.select(sa.func.min(t.audit.c.ts))).scalar()
             if oldest is not None and oldest < cutoff:
                 n += self.store.prune_audit(self.config.audit_max_age_s, actor="retention")

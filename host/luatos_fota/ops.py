@@ -39,7 +39,7 @@ async def healthz(request: Request) -> Response:
 
 
 def _check_database(store: Any) -> None:
-    with store.ro() as c:
+    with store.db.ro() as c:
         c.execute(sa.text("SELECT 1")).scalar()
 
 

@@ -82,13 +82,13 @@ class PushRelay:
     def _register(self) -> None:
         now = time.time()
         addr = f"{self.hub.address[0]}:{self.hub.address[1]}" if self.hub.address else ""
-        with self.store.tx() as c:
+        with self.store.db.tx() as c:
             c.execute(t.push_instances.delete().where(t.push_instances.c.instance_id == self.instance_id))
             c.execute(t.push_instances.insert().values(instance_id=self.instance_id, push_address=addr,
                                                        started_at=now, heartbeat_at=now))
 
     def _unregister(self) -> None:
-        with self.store.tx() as c:
+        with self.store.db.tx() as c:
             c.execute(t.push_sessions.delete().where(t.push_sessions.c.instance_id == self.instance_id))
             c.execute(t.push_outbox.update()
                       .where(t.push_outbox.c.instance_id == self.instance_id,
@@ -124,19 +124,19 @@ class PushRelay:
 
     def _session_login(self, device: str, data: dict[str, Any]) -> None:
         info = {k: data[k] for k in LOGIN_INFO_KEYS if k in data}
-        with self.store.tx() as c:
+        with self.store.db.tx() as c:
             c.execute(t.push_sessions.delete().where(t.push_sessions.c.device_key == device))
             c.execute(t.push_sessions.insert().values(
                 device_key=device, instance_id=self.instance_id, peer=str(data.get("peer", ""))[:100],
                 info=json.dumps(info, ensure_ascii=False), connected_at=time.time()))
 
     def _session_logout(self, device: str) -> None:
-        with self.store.tx() as c:  # only our own row: the device may have moved on already
+        with self.store.db.tx() as c:  # only our own row: the device may have moved on already
             c.execute(t.push_sessions.delete().where(t.push_sessions.c.device_key == device,
                                                      t.push_sessions.c.instance_id == self.instance_id))
 
     def _session_answer(self, device: str, answer: dict[str, Any]) -> None:
-        with self.store.tx() as c:
+        with self.store.db.tx() as c:
             c.execute(t.push_sessions.update()
                       .where(t.push_sessions.c.device_key == device,
                              t.push_sessions.c.instance_id == self.instance_id)
@@ -154,7 +154,7 @@ class PushRelay:
 
     def _live_sessions(self) -> list[dict[str, Any]]:
         q = self._live(t.push_sessions).order_by(t.push_sessions.c.device_key)
-        with self.store.ro() as c:
+        with self.store.db.ro() as c:
             return [dict(r._mapping) for r in c.execute(q)]
 
     async def online(self) -> list[dict[str, Any]]:
@@ -230,7 +230,7 @@ class PushRelay:
     def _enqueue(self, devices: list[str], message: dict[str, Any]) -> dict[str, int]:
         text = json.dumps(message, ensure_ascii=False)
         out: dict[str, int] = {}
-        with self.store.tx() as c:
+        with self.store.db.tx() as c:
             rows = c.execute(self._live(t.push_sessions.c.device_key, t.push_sessions.c.instance_id)
                              .where(t.push_sessions.c.device_key.in_(devices),
                                     t.push_sessions.c.instance_id != self.instance_id)).all()
@@ -244,7 +244,7 @@ class PushRelay:
         return out
 
     def _results(self, ids: list[int]) -> dict[int, str]:
-        with self.store.ro() as c:
+        with self.store.db.ro() as c:
             return {int(r[0]): str(r[1]) for r in c.execute(
                 sa.select(t.push_outbox.c.id, t.push_outbox.c.result)
                 .where(t.push_outbox.c.id.in_(ids), t.push_outbox.c.state == "done"))}
@@ -252,7 +252,7 @@ class PushRelay:
     def _give_up(self, ids: list[int]) -> dict[int, str]:
         """Withdraw rows nobody claimed (so they are never sent late); return results of rows
         that finished meanwhile."""
-        with self.store.tx() as c:
+        with self.store.db.tx() as c:
             c.execute(t.push_outbox.update()
                       .where(t.push_outbox.c.id.in_(ids), t.push_outbox.c.state == "queued")
                       .values(state="done", result=WITHDRAWN, done_at=time.time()))
@@ -287,7 +287,7 @@ class PushRelay:
         """Beat, and make this instance's session rows match its hub's connections (repairs
         whatever an outage or a lost event left behind)."""
         now = time.time()
-        with self.store.tx() as c:
+        with self.store.db.tx() as c:
             res = c.execute(t.push_instances.update()
                             .where(t.push_instances.c.instance_id == self.instance_id)
                             .values(heartbeat_at=now))
@@ -310,7 +310,7 @@ class PushRelay:
 
     def _claim_one(self) -> tuple[int, str, str] | None:
         while True:
-            with self.store.ro() as c:
+            with self.store.db.ro() as c:
                 row = c.execute(sa.select(t.push_outbox.c.id, t.push_outbox.c.device_key,
                                           t.push_outbox.c.message)
                                 .where(t.push_outbox.c.instance_id == self.instance_id,
@@ -318,7 +318,7 @@ class PushRelay:
                                 .order_by(t.push_outbox.c.id).limit(1)).first()
             if row is None:
                 return None
-            with self.store.tx() as c:
+            with self.store.db.tx() as c:
                 res = c.execute(t.push_outbox.update()
                                 .where(t.push_outbox.c.id == row[0], t.push_outbox.c.state == "queued")
                                 .values(state="sending"))
@@ -327,6 +327,6 @@ class PushRelay:
             # withdrawn by its asker meanwhile: that row is done, look at the next
 
     def _finish(self, row_id: int, result: str) -> None:
-        with self.store.tx() as c:
+        with self.store.db.tx() as c:
             c.execute(t.push_outbox.update().where(t.push_outbox.c.id == row_id)
                       .values(state="done", result=result[:500], done_at=time.time()))

@@ -144,8 +144,8 @@ class FotaService:
         self._serve_log: dict[tuple[int, int], list[list[Any]]] = {}  # [ts, bytes|None, sn]
         # Whether a package is known to be readable without touching the disk (the app's cache).
         self.blob_known: Callable[[str], bool] = lambda sha: False
-        store.listeners.append(self.invalidate)
-        store.pending_writers.append(self.writer.flush)
+        store.db.listeners.append(self.invalidate)
+        store.db.pending_writers.append(self.writer.flush)
 
     # ------------------------------------------------------------------ caches
 
@@ -156,7 +156,7 @@ class FotaService:
         cat = self._catalog
         if cat is None or self._stale or now - self._checked_at >= self.config.cache_ttl_s:
             self._stale = False
-            gen, dev_gen = self.store.generations()
+            gen, dev_gen = self.store.db.generations()
             if cat is None or gen != cat.generation:
                 cat = self.store.load_catalog()
                 self._devices = {}
@@ -177,11 +177,11 @@ class FotaService:
         self._stale = True
 
     def close(self) -> None:
-        if self.writer.flush in self.store.pending_writers:
-            self.store.pending_writers.remove(self.writer.flush)
+        if self.writer.flush in self.store.db.pending_writers:
+            self.store.db.pending_writers.remove(self.writer.flush)
         self.writer.close()
-        if self.invalidate in self.store.listeners:
-            self.store.listeners.remove(self.invalidate)
+        if self.invalidate in self.store.db.listeners:
+            self.store.db.listeners.remove(self.invalidate)
 
     # ------------------------------------------------------------------ audit
 

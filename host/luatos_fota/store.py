@@ -20,19 +20,16 @@ import json
 import logging
 import os
 import secrets
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from luatos_common.deviceid import normalize_device_id
 from luatos_common.version import FotaVersion, ScriptVersion, VersionError, format_core
@@ -42,27 +39,12 @@ from .audit import AuditEvent, detail_json
 from .blobs import BLOBS_ENV, Blobs, crashpoint, open_blobs
 from .catalog import Catalog, ProductInfo, ReleaseInfo, rollout_bucket
 from .codes import VendorCode
+from .db import Database, sqlite_url
+from .errors import Conflict, NotFound, RateLimited, StoreBusy
 from .groupcommit import BatchBusy, GroupCommit
 from .uploads import TARGET_MODES, UploadError, check_rises, check_upload
 
 log = logging.getLogger("luatos_fota.store")
-
-
-class NotFound(LookupError):
-    """A product, release or device that does not exist (CLI exit code 3, HTTP 404)."""
-
-
-class StoreBusy(RuntimeError):
-    """A write could not start in time (another writer held the database); the device gets 503."""
-
-
-class RateLimited(RuntimeError):
-    """A shared token bucket (see :class:`SharedRate`) had no token; nothing was written."""
-
-    def __init__(self, key: str, wait_s: float) -> None:
-        super().__init__(f"rate limit {key} reached; a token is back in {wait_s:.1f} s")
-        self.key = key
-        self.wait_s = wait_s
 
 
 @dataclass(frozen=True)
@@ -75,51 +57,12 @@ class SharedRate:
     burst: float
 
 
-class Conflict(ValueError):
-    """A write that contradicts existing state (duplicate product or release; HTTP 409)."""
-
-
 # What a publisher may ask of the preflight, and the outcomes that keep a release disabled.
 PREFLIGHT_REQUESTS = ("", "pending", "skipped")
 PREFLIGHT_BLOCKS = ("pending", "running", "failed")
 
 # One rule for every part that names a device (store, push hub, admin API).
 normalize_device_key = normalize_device_id
-
-
-def _sqlite_url(data_dir: Path) -> str:
-    return f"sqlite:///{(data_dir / 'fota.db').resolve()}"
-
-
-WRITE_BUSY_TIMEOUT_S = 30.0  # how long an operator or batch write waits for the database
-
-
-def _make_engine(url: str, immediate: bool, busy_timeout_s: float = WRITE_BUSY_TIMEOUT_S) -> Engine:
-    if url.startswith("sqlite"):
-        eng = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
-                               pool_size=8, max_overflow=16)
-
-        @event.listens_for(eng, "connect")
-        def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
-            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            # Up to ~70 pooled connections: 256 KB of page cache each, not SQLite's 2 MB, keeps the
-            # server's memory bounded under a request flood (the OS caches the file anyway).
-            cur.execute("PRAGMA cache_size=-256")
-            cur.close()
-
-        @event.listens_for(eng, "begin")
-        def _on_begin(conn: Connection) -> None:
-            # Writers take the lock up front so a concurrent writer makes us wait (busy_timeout)
-            # instead of failing with SQLITE_BUSY on the read-to-write upgrade.
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-        return eng
-    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
 def _bucket_take_statement() -> sa.Update:
@@ -169,8 +112,6 @@ def _take_tokens(c: Connection, is_sqlite: bool, limits: Iterable[SharedRate], n
 _Q_DEVICE = sa.select(t.devices).where(t.devices.c.device_key == sa.bindparam("k"))
 _Q_INSERT_DEVICE = t.devices.insert()
 _Q_INSERT_AUDIT = t.audit.insert()
-_Q_GENERATION = sa.select(t.generation.c.value).where(t.generation.c.id == t.GEN_CATALOG)
-_Q_GENERATIONS = sa.select(t.generation.c.id, t.generation.c.value)
 _Q_INSERT_SERVE = t.serves.insert()
 # The hot serve path on SQLite runs these on the DBAPI connection (see _count_and_record_batch_sqlite).
 _SQL_SERVE_LOAD = ("SELECT coalesce(sum(CASE WHEN bytes IS NULL THEN 1 ELSE 0 END), 0), "
@@ -279,117 +220,17 @@ class Store:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         with contextlib.suppress(OSError):  # packages and the admin token are nobody else's business
             os.chmod(self.data_dir, 0o700)
-        self.db_url = db_url or _sqlite_url(self.data_dir)
-        self.is_sqlite = self.db_url.startswith("sqlite")
-        self.read_engine = _make_engine(self.db_url, immediate=False)
-        self.write_engine = _make_engine(self.db_url, immediate=True) if self.is_sqlite else self.read_engine
-        # Writes made while a device waits for its answer give up after hot_busy_timeout_s (the
-        # device gets 503 + Retry-After) instead of queueing behind a CLI or another instance.
-        self.hot_busy_timeout_s = hot_busy_timeout_s
-        self.busy_timeout_s = WRITE_BUSY_TIMEOUT_S
+        self.db = Database(db_url or sqlite_url(self.data_dir), hot_busy_timeout_s=hot_busy_timeout_s,
+                           data_dir=self.data_dir)
+        self.db_url = self.db.url
         self._serve_batches: GroupCommit[_ServeItem, tuple[int, str | None]] = GroupCommit(
             self._count_and_record_batch)
-        self.hot_engine = (_make_engine(self.db_url, immediate=True, busy_timeout_s=hot_busy_timeout_s)
-                           if self.is_sqlite else self.read_engine)
         # Packages: DATA/blobs, or an object store (blob_url, else $LUATOS_FOTA_BLOBS) cached there.
         self.blobs: Blobs = open_blobs(self.data_dir / "blobs", blob_url or os.environ.get(BLOBS_ENV))
-        # SQLite has one writer at a time. Threads of this process take turns on a Python lock
-        # before BEGIN IMMEDIATE: a waiter then starts the moment the lock is free, where
-        # SQLite's own busy handler would have slept (1, 2, 5 ... 100 ms steps; it made a
-        # check-in download wait up to 400 ms at 16 concurrent devices). Other processes still
-        # meet busy_timeout. Reentrant, so a (never intended) nested write fails as before.
-        self._write_turn: threading.RLock | None = threading.RLock() if self.is_sqlite else None
-        # Called (in the writing thread) after a commit that changed decision-relevant state, so
-        # an app sharing this Store object drops its caches at once instead of after cache_ttl_s.
-        self.listeners: list[Callable[[], None]] = []
-        # Called before reads that must see buffered serve rows (stats, results): an app that
-        # writes serves through its batched writer registers that writer's flush here.
-        self.pending_writers: list[Callable[[], None]] = []
-        with self.write_engine.begin() as c:
-            if not self.is_sqlite:  # instances starting together: one migrates, the others wait
-                c.execute(sa.text("SELECT pg_advisory_xact_lock(7306150)"))
-            t.migrate(c)
-        if self.is_sqlite:
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(OSError):
-                    os.chmod(self.data_dir / f"fota.db{suffix}", 0o600)
         self.blobs.clean_tmp()
 
     def close(self) -> None:
-        for eng in {id(e): e for e in (self.read_engine, self.write_engine, self.hot_engine)}.values():
-            eng.dispose()
-
-    # ------------------------------------------------------------------ plumbing
-
-    @contextmanager
-    def _turn(self, timeout_s: float) -> Iterator[None]:
-        lock = self._write_turn
-        if lock is None:
-            yield
-            return
-        if not lock.acquire(timeout=timeout_s):
-            raise StoreBusy(f"database busy: no write turn within {timeout_s:g} s")
-        try:
-            yield
-        finally:
-            lock.release()
-
-    @contextmanager
-    def tx(self) -> Iterator[Connection]:
-        """A write transaction; after a commit that bumped the generation, listeners are told."""
-        with self._turn(self.busy_timeout_s), self.write_engine.begin() as c:
-            c.info.pop("bumped", None)
-            yield c
-            bumped = c.info.pop("bumped", False)
-        if bumped:
-            for fn in list(self.listeners):
-                fn()
-
-    @contextmanager
-    def hot_tx(self) -> Iterator[Connection]:
-        """A short write transaction for the device path: waits at most ``hot_busy_timeout_s``
-        for a lock (SQLite busy_timeout, PostgreSQL lock_timeout), then raises."""
-        with self._turn(self.hot_busy_timeout_s), self.hot_engine.begin() as c:
-            c.info.pop("bumped", None)
-            if not self.is_sqlite:
-                c.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(self.hot_busy_timeout_s * 1000)}ms'")
-            yield c
-            bumped = c.info.pop("bumped", False)
-        if bumped:
-            for fn in list(self.listeners):
-                fn()
-
-    def drain(self) -> None:
-        """Make buffered rows of this process (serves, audit) durable before reading them."""
-        for fn in list(self.pending_writers):
-            try:
-                fn()
-            except Exception:
-                log.exception("could not write buffered rows before a read")
-
-    @contextmanager
-    def ro(self) -> Iterator[Connection]:
-        with self.read_engine.connect() as c:
-            yield c
-
-    @staticmethod
-    def bump(c: Connection, *, devices_only: bool = False) -> None:
-        """Tell every instance its caches are stale: the catalogue, or (``devices_only``, for
-        bans, pins and registrations) just the cached device rows."""
-        c.info["bumped"] = True
-        gid = t.GEN_DEVICES if devices_only else t.GEN_CATALOG
-        c.execute(t.generation.update().where(t.generation.c.id == gid)
-                  .values(value=t.generation.c.value + 1))
-
-    def generation(self) -> int:
-        with self.ro() as c:
-            return int(c.execute(_Q_GENERATION).scalar_one())
-
-    def generations(self) -> tuple[int, int]:
-        """(catalogue generation, device generation) in one round trip."""
-        with self.ro() as c:
-            vals = dict(c.execute(_Q_GENERATIONS).fetchall())
-        return int(vals[t.GEN_CATALOG]), int(vals.get(t.GEN_DEVICES, 0))
+        self.db.close()
 
     @staticmethod
     def insert_audit(c: Connection, events: Sequence[AuditEvent]) -> None:
@@ -408,7 +249,7 @@ class Store:
         """Entries decided elsewhere (the buffered writer), in one transaction."""
         if not events:
             return 0
-        with self.tx() as c:
+        with self.db.tx() as c:
             self.insert_audit(c, events)
         return len(events)
 
@@ -424,7 +265,7 @@ class Store:
         if any(ch.isspace() for ch in fw):
             raise ValueError(f"firmware_name {fw!r} contains whitespace: the device's request line "
                              "would break (HTTP 400) before reaching the server")
-        with self.tx() as c:
+        with self.db.tx() as c:
             exists = c.execute(sa.select(t.products.c.id).where(
                 t.products.c.project_key == pkey, t.products.c.firmware_name == fw)).first()
             if exists:
@@ -432,20 +273,20 @@ class Store:
             pid = c.execute(t.products.insert().values(
                 project_key=pkey, firmware_name=fw, name=name or fw, auto_register=auto_register,
                 created_at=time.time())).inserted_primary_key[0]  # type: ignore[index]
-            self.bump(c)
+            self.db.bump(c)
             self._audit(c, "product_added", actor=actor, product_id=pid, project_key=pkey,
                         firmware_name=fw)
         return self.get_product(pid)
 
     def get_product(self, product_id: int) -> dict[str, Any]:
-        with self.ro() as c:
+        with self.db.ro() as c:
             r = c.execute(sa.select(t.products).where(t.products.c.id == product_id)).first()
         if r is None:
             raise NotFound(f"product {product_id} does not exist")
         return _row(r)
 
     def find_product(self, project_key: str, firmware_name: str | None = None) -> dict[str, Any]:
-        with self.ro() as c:
+        with self.db.ro() as c:
             q = sa.select(t.products).where(t.products.c.project_key == project_key)
             if firmware_name is not None:
                 q = q.where(t.products.c.firmware_name == firmware_name)
@@ -458,7 +299,7 @@ class Store:
         return _row(rows[0])
 
     def list_products(self) -> list[dict[str, Any]]:
-        with self.ro() as c:
+        with self.db.ro() as c:
             return [_row(r) for r in c.execute(sa.select(t.products).order_by(t.products.c.id))]
 
     def update_product(self, product_id: int, *, name: str | None = None,
@@ -470,9 +311,9 @@ class Store:
             vals["auto_register"] = bool(auto_register)
         self.get_product(product_id)
         if vals:
-            with self.tx() as c:
+            with self.db.tx() as c:
                 c.execute(t.products.update().where(t.products.c.id == product_id).values(**vals))
-                self.bump(c)
+                self.db.bump(c)
                 self._audit(c, "product_updated", actor=actor, product_id=product_id, changes=vals)
         return self.get_product(product_id)
 
@@ -488,9 +329,9 @@ class Store:
         vals: dict[str, Any] = {"auth_mode": mode}
         if mode == "hmac":
             vals["auth_secret"] = secret or new_secret()
-        with self.tx() as c:
+        with self.db.tx() as c:
             c.execute(t.products.update().where(t.products.c.id == product_id).values(**vals))
-            self.bump(c)
+            self.db.bump(c)
             self._audit(c, "product_auth", actor=actor, product_id=product_id, mode=mode)
         return self.get_product(product_id)
 
@@ -509,19 +350,19 @@ class Store:
                 raise ValueError(f"row {n} ({key}): token must be 16..{MAX_TOKEN_LEN} characters, not {len(tok)}")
             rows[key] = token_hash(tok)
         now = time.time()
-        with self.tx() as c:
+        with self.db.tx() as c:
             if rows:
                 c.execute(t.device_tokens.delete().where(t.device_tokens.c.device_key.in_(list(rows))))
                 c.execute(t.device_tokens.insert(), [{"device_key": k, "product_id": product_id,
                                                       "token_sha256": h, "created_at": now}
                                                      for k, h in rows.items()])
-            self.bump(c, devices_only=True)
+            self.db.bump(c, devices_only=True)
             self._audit(c, "device_tokens", actor=actor, product_id=product_id, count=len(rows))
         return len(rows)
 
     def device_token_hash(self, device_key: str) -> tuple[int, str] | None:
         """(product id, token SHA-256) of a device's imported token, or None."""
-        with self.ro() as c:
+        with self.db.ro() as c:
             r = c.execute(sa.select(t.device_tokens.c.product_id, t.device_tokens.c.token_sha256)
                           .where(t.device_tokens.c.device_key == device_key)).first()
         return (int(r[0]), str(r[1])) if r else None
@@ -555,13 +396,13 @@ class Store:
         if dev_list and percent is not None:
             raise UploadError("percent", "give either a device list or a percentage, not both")
         mode = "devices" if dev_list else ("percent" if percent is not None else "all")
-        with self.ro() as c:  # before the (possibly large) blob write; repeated in the transaction
+        with self.db.ro() as c:  # before the (possibly large) blob write; repeated in the transaction
             self._refuse_duplicate(c, product_id, up)
             self._refuse_not_above(c, product_id, up, allow_downgrade)
         sha = self.blobs.put(data)
         crashpoint("before_db")
         now = time.time()
-        with self.tx() as c:
+        with self.db.tx() as c:
             self._refuse_duplicate(c, product_id, up)
             downgrade = self._refuse_not_above(c, product_id, up, allow_downgrade)
             art = c.execute(sa.select(t.artifacts.c.id).where(t.artifacts.c.sha256 == sha)).first()
@@ -585,7 +426,7 @@ class Store:
             if dev_list:
                 c.execute(t.release_devices.insert(), [{"release_id": rid, "device_key": d} for d in dev_list])
             crashpoint("in_transaction")
-            self.bump(c)
+            self.db.bump(c)
             self._audit(c, "release_added", actor=actor, product_id=product_id, release_id=rid,
                         version=str(up.script_version), core=up.core_version, kind=up.kind,
                         sha256=sha, size=len(data), version_source=up.version_source,
@@ -641,14 +482,14 @@ class Store:
         return d
 
     def get_release(self, release_id: int) -> dict[str, Any]:
-        with self.ro() as c:
+        with self.db.ro() as c:
             row = c.execute(self._release_query().where(t.releases.c.id == release_id)).first()
             if row is None:
                 raise NotFound(f"release {release_id} does not exist")
             return self._release_dict(c, row)
 
     def list_releases(self, product_id: int | None = None) -> list[dict[str, Any]]:
-        with self.ro() as c:
+        with self.db.ro() as c:
             q = self._release_query().order_by(t.releases.c.id)
             if product_id is not None:
                 q = q.where(t.releases.c.product_id == product_id)
@@ -660,10 +501,10 @@ class Store:
         rel = self.get_release(release_id)
         if rel["archived"]:
             return rel
-        with self.tx() as c:
+        with self.db.tx() as c:
             c.execute(t.releases.update().where(t.releases.c.id == release_id)
                       .values(archived=True, enabled=False))
-            self.bump(c)
+            self.db.bump(c)
             self._audit(c, "release_archived", actor=actor, release_id=release_id,
                         was_enabled=bool(rel["enabled"]))
         return self.get_release(release_id)
@@ -680,9 +521,9 @@ class Store:
                            f"{rel['preflight_status']}" + (f" ({summary})" if summary else ""))
         vals = {k: v for k, v in (("enabled", enabled), ("forced", forced), ("notes", notes)) if v is not None}
         if vals:
-            with self.tx() as c:
+            with self.db.tx() as c:
                 c.execute(t.releases.update().where(t.releases.c.id == release_id).values(**vals))
-                self.bump(c)
+                self.db.bump(c)
                 ev = "release_updated"
                 if set(vals) == {"enabled"}:
                     ev = "release_enabled" if enabled else "release_paused"
@@ -694,14 +535,14 @@ class Store:
     def pending_preflights(self) -> list[int]:
         """Releases waiting for a preflight, oldest first. (One a killed worker left "running"
         stays so until an operator asks again: another instance may still be running it.)"""
-        with self.ro() as c:
+        with self.db.ro() as c:
             return [r[0] for r in c.execute(
                 sa.select(t.releases.c.id).where(t.releases.c.preflight_status == "pending")
                 .order_by(t.releases.c.id))]
 
     def claim_preflight(self, release_id: int) -> bool:
         """Mark a pending preflight running; False if another worker (or instance) has it."""
-        with self.tx() as c:
+        with self.db.tx() as c:
             n = c.execute(t.releases.update().where(
                 t.releases.c.id == release_id, t.releases.c.preflight_status == "pending")
                 .values(preflight_status="running")).rowcount
@@ -711,11 +552,11 @@ class Store:
         """Queue the release's preflight again (after one that could not run, or a worker
         that died): it is pending, and disabled until it passes."""
         rel = self.get_release(release_id)
-        with self.tx() as c:
+        with self.db.tx() as c:
             c.execute(t.releases.update().where(t.releases.c.id == release_id).values(
                 preflight_status="pending", enabled=False,
                 enable_on_pass=bool(rel["enabled"] or rel["enable_on_pass"])))
-            self.bump(c)
+            self.db.bump(c)
             self._audit(c, "preflight_requested", actor=actor, product_id=rel["product_id"],
                         release_id=release_id, previous=rel["preflight_status"] or None)
         return self.get_release(release_id)
@@ -729,13 +570,13 @@ class Store:
             status = "failed"
         rel = self.get_release(release_id)
         enable = status == "passed" and bool(rel["enable_on_pass"])
-        with self.tx() as c:
+        with self.db.tx() as c:
             vals: dict[str, Any] = {"preflight_status": status,
                                     "preflight": json.dumps(result, default=str)}
             if enable:
                 vals["enabled"] = True
             c.execute(t.releases.update().where(t.releases.c.id == release_id).values(**vals))
-            self.bump(c)
+            self.db.bump(c)
             self._audit(c, "preflight", actor=actor, product_id=rel["product_id"],
                         release_id=release_id, outcome=status, summary=result.get("summary"),
                         wall_s=result.get("wall_s"), virtual_ms=result.get("virtual_ms"),
@@ -761,7 +602,7 @@ class Store:
                 raise ValueError(f"percent {percent!r}: expected a number in 0..100")
         if mode == "devices" and not dev_list:
             raise ValueError("target mode 'devices' needs at least one device id")
-        with self.tx() as c:
+        with self.db.tx() as c:
             vals: dict[str, Any] = {"target_mode": mode}
             if percent is not None:
                 vals["percent"] = float(percent)
@@ -769,36 +610,36 @@ class Store:
             if mode == "devices":
                 c.execute(t.release_devices.delete().where(t.release_devices.c.release_id == release_id))
                 c.execute(t.release_devices.insert(), [{"release_id": release_id, "device_key": d} for d in dev_list])
-            self.bump(c)
+            self.db.bump(c)
             self._audit(c, "release_target", actor=actor, release_id=release_id, mode=mode,
                         percent=percent, devices=dev_list[:50], device_count=len(dev_list))
         return self.get_release(release_id)
 
     def list_artifacts(self) -> list[dict[str, Any]]:
-        with self.ro() as c:
+        with self.db.ro() as c:
             return [_row(r) for r in c.execute(sa.select(t.artifacts).order_by(t.artifacts.c.id))]
 
     def gc_blobs(self, min_age_s: float = 3600.0) -> list[str]:
         """Delete stored packages no artifact row references (left by a crash between the blob
         rename and the commit) once older than ``min_age_s``; returns their digests."""
-        with self.ro() as c:
+        with self.db.ro() as c:
             used = [r[0] for r in c.execute(sa.select(t.artifacts.c.sha256))]
         return self.blobs.gc(used, min_age_s)
 
     def artifact_by_id(self, artifact_id: int) -> dict[str, Any] | None:
-        with self.ro() as c:
+        with self.db.ro() as c:
             r = c.execute(sa.select(t.artifacts).where(t.artifacts.c.id == artifact_id)).first()
         return _row(r) if r else None
 
     def artifact_by_sha(self, sha: str) -> dict[str, Any] | None:
-        with self.ro() as c:
+        with self.db.ro() as c:
             r = c.execute(sa.select(t.artifacts).where(t.artifacts.c.sha256 == sha.lower())).first()
         return _row(r) if r else None
 
     # ------------------------------------------------------------------ catalogue (hot path)
 
     def load_catalog(self) -> Catalog:
-        with self.ro() as c:
+        with self.db.ro() as c:
             gen = int(c.execute(sa.select(t.generation.c.value).where(t.generation.c.id == 1)).scalar_one())
             cat = Catalog(gen)
             for p in c.execute(sa.select(t.products)):
@@ -819,7 +660,7 @@ class Store:
     # ------------------------------------------------------------------ devices
 
     def get_device(self, device_key: str) -> dict[str, Any] | None:
-        with self.ro() as c:
+        with self.db.ro() as c:
             r = c.execute(_Q_DEVICE, {"k": device_key}).first()
         return _row(r) if r else None
 
@@ -843,7 +684,7 @@ class Store:
                "last_seen": now, "last_ip": ip, "check_ins": 0, "registered": registered,
                "ban_code": 0, "ban_reason": "", "banned_at": None, "pinned_release_id": None}
         try:
-            with (self.tx() if registered else self.hot_tx()) as c:
+            with (self.db.tx() if registered else self.db.hot_tx()) as c:
                 res = c.execute(_Q_INSERT_DEVICE, {k: v for k, v in row.items() if k not in (
                     "ban_code", "ban_reason", "banned_at", "pinned_release_id")})
                 row["id"] = res.inserted_primary_key[0]  # type: ignore[index]
@@ -851,7 +692,7 @@ class Store:
                                                  actor="admin" if registered else None,
                                                  detail=detail_json({"version": version}), ts=now)])
                 # After the insert: a device inserted concurrently fails above and costs no token.
-                _take_tokens(c, self.is_sqlite, limits, now)
+                _take_tokens(c, self.db.is_sqlite, limits, now)
             return row
         except sa.exc.IntegrityError:  # registered concurrently (another request or instance)
             d = self.get_device(device_key)
@@ -861,13 +702,13 @@ class Store:
     def prune_rate_buckets(self, idle_s: float) -> int:
         """Drop buckets untouched for ``idle_s`` (long enough to have refilled: they hold no
         information), so per-IP rows do not accumulate."""
-        with self.tx() as c:
+        with self.db.tx() as c:
             res = c.execute(t.rate_buckets.delete().where(t.rate_buckets.c.updated_at < time.time() - idle_s))
         return int(res.rowcount or 0)
 
     def rate_bucket(self, key: str) -> tuple[float, float] | None:
         """(tokens, updated_at) of a shared bucket, for operators and tests."""
-        with self.ro() as c:
+        with self.db.ro() as c:
             r = c.execute(sa.select(t.rate_buckets.c.tokens, t.rate_buckets.c.updated_at)
                           .where(t.rate_buckets.c.key == key)).first()
         return (float(r[0]), float(r[1])) if r else None
@@ -882,12 +723,12 @@ class Store:
             return self.create_device(key, key_type, product_id, "", "", registered=True)
         if product_id is not None:
             self.get_product(int(product_id))
-        with self.tx() as c:
+        with self.db.tx() as c:
             vals: dict[str, Any] = {"registered": True}
             if product_id is not None:
                 vals["product_id"] = int(product_id)
             c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(**vals))
-            self.bump(c, devices_only=True)
+            self.db.bump(c, devices_only=True)
             self._audit(c, "device_registered", actor=actor, device_key=key, product_id=product_id)
         return self.require_device(key)
 
@@ -901,9 +742,9 @@ class Store:
         that falls back to its old image has not made progress (docs/behaviour.md §11.3). A device
         whose versions oscillate within ``window_s`` (:func:`version_oscillation`) is
         loop-banned instead; the ban reason is returned."""
-        self.drain()  # serves still in a write buffer must be there to be confirmed
+        self.db.drain()  # serves still in a write buffer must be there to be confirmed
         now = time.time()
-        with self.hot_tx() as c:
+        with self.db.hot_tx() as c:
             oscillation = None
             if window_s > 0 and old:
                 history = [json.loads(d or "{}") for (d,) in c.execute(
@@ -924,7 +765,7 @@ class Store:
                 vals.update(ban_code=0, ban_reason="", banned_at=None)
             c.execute(t.devices.update().where(t.devices.c.id == device_id).values(**vals))
             if lift_loop_ban:
-                self.bump(c, devices_only=True)
+                self.db.bump(c, devices_only=True)
                 self._audit(c, "unbanned", device_key=device_key, product_id=product_id, actor="version-change",
                             reason=f"reported version changed {old} -> {new}")
             confirmed: list[int] = []
@@ -946,7 +787,7 @@ class Store:
             self._audit(c, "version_changed", device_key=device_key, product_id=product_id, ip=ip or None,
                         old=old, new=new, confirmed_serves=confirmed)
             if oscillation:
-                self.bump(c, devices_only=True)
+                self.db.bump(c, devices_only=True)
                 self._audit(c, "loop_ban", device_key=device_key, product_id=product_id, code=VendorCode.LOOP,
                             ip=ip or None, reason="oscillation", versions=oscillation,
                             window_s=window_s, version=new)
@@ -956,7 +797,7 @@ class Store:
     def update_device_product(self, device_id: int, product_id: int, *, device_key: str | None = None,
                               old_product_id: int | None = None, ip: str = "") -> None:
         """An unregistered device now checks in with another (open) product's key: follow it."""
-        with self.hot_tx() as c:
+        with self.db.hot_tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == device_id).values(product_id=product_id))
             self._audit(c, "device_moved", device_key=device_key, product_id=product_id, ip=ip or None,
                         old_product_id=old_product_id)
@@ -965,9 +806,9 @@ class Store:
         """Apply buffered last-seen updates: device id -> (last_seen, ip, check-ins since last flush)."""
         if not seen:
             return
-        with self.tx() as c:
+        with self.db.tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == sa.bindparam("did")).values(
-                last_seen=sa.func.max(t.devices.c.last_seen, sa.bindparam("ts")) if self.is_sqlite
+                last_seen=sa.func.max(t.devices.c.last_seen, sa.bindparam("ts")) if self.db.is_sqlite
                 else sa.func.greatest(t.devices.c.last_seen, sa.bindparam("ts")),
                 last_ip=sa.bindparam("ip"),
                 check_ins=t.devices.c.check_ins + sa.bindparam("n")),
@@ -975,19 +816,19 @@ class Store:
 
     def ban(self, device_key: str, reason: str = "", *, code: int = VendorCode.NOT_ALLOWED, actor: str = "admin") -> dict[str, Any]:
         d = self.require_device(device_key)
-        with self.tx() as c:
+        with self.db.tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(
                 ban_code=code, ban_reason=reason or "banned by an operator", banned_at=time.time()))
-            self.bump(c, devices_only=True)
+            self.db.bump(c, devices_only=True)
             self._audit(c, "banned", actor=actor, device_key=d["device_key"], code=code, reason=reason)
         return self.require_device(d["device_key"])
 
     def unban(self, device_key: str, *, actor: str = "admin") -> dict[str, Any]:
         d = self.require_device(device_key)
-        with self.tx() as c:
+        with self.db.tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(
                 ban_code=0, ban_reason="", banned_at=None, version_changed_at=time.time()))
-            self.bump(c, devices_only=True)
+            self.db.bump(c, devices_only=True)
             self._audit(c, "unbanned", actor=actor, device_key=d["device_key"],
                         previous_code=d["ban_code"], previous_reason=d["ban_reason"])
         return self.require_device(d["device_key"])
@@ -999,9 +840,9 @@ class Store:
             if d["product_id"] is not None and rel["product_id"] != d["product_id"]:
                 raise Conflict(f"release {release_id} belongs to product {rel['product_id']}, "
                                f"device {d['device_key']} to product {d['product_id']}")
-        with self.tx() as c:
+        with self.db.tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == d["id"]).values(pinned_release_id=release_id))
-            self.bump(c, devices_only=True)
+            self.db.bump(c, devices_only=True)
             self._audit(c, "pinned" if release_id else "unpinned", actor=actor,
                         device_key=d["device_key"], release_id=release_id)
         return self.require_device(d["device_key"])
@@ -1015,18 +856,18 @@ class Store:
             q = q.where(t.devices.c.ban_code != 0)
         elif banned is False:
             q = q.where(t.devices.c.ban_code == 0)
-        with self.ro() as c:
+        with self.db.ro() as c:
             return [_row(r) for r in c.execute(q)]
 
     # ------------------------------------------------------------------ serves and loop guard
 
     def count_serves(self, device_id: int, release_id: int, since: float) -> int:
-        with self.ro() as c:
+        with self.db.ro() as c:
             return int(c.execute(_Q_COUNT_SERVES, {"d": device_id, "r": release_id, "s": since}).scalar_one())
 
     def serve_load(self, device_id: int, release_id: int, since: float) -> tuple[int, int]:
         """(serve rows without a byte count, bytes of the others) since ``since``."""
-        with self.ro() as c:
+        with self.db.ro() as c:
             whole, nbytes = c.execute(_Q_SERVE_LOAD, {"d": device_id, "r": release_id, "s": since}).one()
         return int(whole), int(nbytes)
 
@@ -1042,14 +883,14 @@ class Store:
         counted after the ones before it in the batch, so the count stays exact."""
         item = _ServeItem(device_id, release_id, since, limit, channel, from_version, mode, size, nbytes)
         try:
-            return self._serve_batches.submit(item, self.hot_busy_timeout_s)
+            return self._serve_batches.submit(item, self.db.hot_busy_timeout_s)
         except BatchBusy as e:
             raise StoreBusy(f"database busy: {e}") from None
 
     def _count_and_record_batch(self, items: list[_ServeItem]) -> list[tuple[int, str | None]]:
-        if self.is_sqlite:
+        if self.db.is_sqlite:
             return self._count_and_record_batch_sqlite(items)
-        with self.hot_tx() as c:
+        with self.db.hot_tx() as c:
             # SQLite's write lock serialises instances; on PostgreSQL each device's
             # count-then-insert is made exact by a transaction lock on that device, taken in id
             # order so two instances' batches cannot deadlock.
@@ -1069,8 +910,8 @@ class Store:
         """The same as the SQLAlchemy path above, on the DBAPI connection: every package a
         check-in serves passes here, and Core's per-statement machinery was three quarters of
         its cost (0.15 ms against 0.03 ms raw), on the event loop's GIL."""
-        with self._turn(self.hot_busy_timeout_s):
-            raw = self.hot_engine.raw_connection()
+        with self.db.turn(self.db.hot_busy_timeout_s):
+            raw = self.db.hot_engine.raw_connection()
             try:
                 cur = raw.cursor()
                 cur.execute("BEGIN IMMEDIATE")  # waits at most busy_timeout for other processes
@@ -1099,7 +940,7 @@ class Store:
                     ) -> list[tuple[float, int | None, str]]:
         """(served_at, bytes, fota_sn) of this release's serves to this device since ``since``
         (seeds in-memory counts)."""
-        with self.ro() as c:
+        with self.db.ro() as c:
             return sorted((float(r[0]), None if r[1] is None else int(r[1]), str(r[2])) for r in c.execute(
                 sa.select(t.serves.c.served_at, t.serves.c.bytes, t.serves.c.fota_sn).where(
                     t.serves.c.device_id == device_id, t.serves.c.release_id == release_id,
@@ -1109,8 +950,8 @@ class Store:
                             ip: str = "", planned: int = 0) -> None:
         """The client hung up before the serve's bytes were written: the serve row keeps only
         what was sent (so the loop guard counts that), and the audit says so."""
-        self.drain()
-        with self.tx() as c:
+        self.db.drain()
+        with self.db.tx() as c:
             c.execute(t.serves.update().where(t.serves.c.fota_sn == fota_sn).values(bytes=sent))
             self._audit(c, "serve_aborted", device_key=device_key, release_id=release_id, ip=ip or None,
                         fota_sn=fota_sn, bytes_sent=sent, bytes_planned=planned,
@@ -1118,12 +959,12 @@ class Store:
 
     def insert_serves(self, rows: list[dict[str, Any]]) -> None:
         """Batched serve rows (fota_sn issued in memory); see BufferedWriter.serve."""
-        with self.tx() as c:
+        with self.db.tx() as c:
             c.execute(t.serves.insert(), rows)
 
     def serve_by_sn(self, fota_sn: str) -> dict[str, Any] | None:
-        self.drain()
-        with self.ro() as c:
+        self.db.drain()
+        with self.db.ro() as c:
             r = c.execute(sa.select(t.serves, t.devices.c.device_key, t.devices.c.ban_code, t.artifacts.c.sha256)
                           .join(t.devices, t.devices.c.id == t.serves.c.device_id)
                           .join(t.releases, t.releases.c.id == t.serves.c.release_id)
@@ -1134,7 +975,7 @@ class Store:
     def record_serve(self, device_id: int, release_id: int, channel: str, from_version: str,
                      nbytes: int | None = None) -> str:
         sn = secrets.token_hex(12)
-        with self.hot_tx() as c:
+        with self.db.hot_tx() as c:
             c.execute(t.serves.insert().values(fota_sn=sn, device_id=device_id, release_id=release_id,
                                                channel=channel, from_version=from_version,
                                                served_at=time.time(), bytes=nbytes))
@@ -1144,17 +985,17 @@ class Store:
                  version: str, ip: str) -> str:
         reason = (f"loop: release {release_id} served {serves} times within "
                   f"{window_s / 3600:g} h while the device kept reporting {version}")
-        with self.hot_tx() as c:
+        with self.db.hot_tx() as c:
             c.execute(t.devices.update().where(t.devices.c.id == device_id).values(
                 ban_code=VendorCode.LOOP, banned_at=time.time(), ban_reason=reason))
-            self.bump(c, devices_only=True)
+            self.db.bump(c, devices_only=True)
             self._audit(c, "loop_ban", device_key=device_key, release_id=release_id, code=VendorCode.LOOP,
                         status=VendorCode.LOOP.status, ip=ip or None, serves=serves, window_s=window_s, version=version)
         return reason
 
     def record_result(self, fota_sn: str, result_code: int, ip: str = "") -> dict[str, Any]:
-        self.drain()
-        with self.tx() as c:
+        self.db.drain()
+        with self.db.tx() as c:
             row = c.execute(sa.select(t.serves, t.devices.c.device_key)
                             .join(t.devices, t.devices.c.id == t.serves.c.device_id)
                             .where(t.serves.c.fota_sn == fota_sn)).first()
@@ -1185,7 +1026,7 @@ class Store:
             q = q.where(t.audit.c.release_id == release_id)
         if before_id is not None:
             q = q.where(t.audit.c.id < before_id)
-        with self.ro() as c:
+        with self.db.ro() as c:
             out = []
             for r in c.execute(q):
                 d = _row(r)
@@ -1199,18 +1040,18 @@ class Store:
     def prune_audit(self, older_than_s: float, *, actor: str = "admin") -> int:
         """Delete audit rows older than ``older_than_s`` seconds; returns how many went."""
         cutoff = time.time() - older_than_s
-        with self.tx() as c:
+        with self.db.tx() as c:
             n = c.execute(t.audit.delete().where(t.audit.c.ts < cutoff)).rowcount
             self._audit(c, "audit_pruned", actor=actor, rows=n, older_than_s=older_than_s)
         return int(n or 0)
 
     def prune_audit_rows(self, max_rows: int) -> int:
         """Keep only the newest ``max_rows`` audit rows (automatic retention by count)."""
-        with self.ro() as c:
+        with self.db.ro() as c:
             top = c.execute(sa.select(sa.func.max(t.audit.c.id))).scalar()
         if not top or top <= max_rows:
             return 0
-        with self.tx() as c:
+        with self.db.tx() as c:
             n = c.execute(t.audit.delete().where(t.audit.c.id <= int(top) - max_rows)).rowcount
         return int(n or 0)
 
@@ -1221,7 +1062,7 @@ class Store:
         through the batched writer, so a kill -9 can lose the last flush interval of them. At
         start-up, every check-in serve (channels v1, v2) from shortly before the newest audit row
         on, whose ``fota_sn`` no audit row mentions, gets a ``serve`` row marked ``recovered``."""
-        with self.ro() as c:
+        with self.db.ro() as c:
             last = c.execute(sa.select(sa.func.max(t.audit.c.ts))).scalar()
             since = (float(last) if last is not None else time.time()) - window_s
             rows = c.execute(sa.select(t.serves.c.fota_sn, t.serves.c.channel, t.serves.c.served_at,
@@ -1241,7 +1082,7 @@ class Store:
                         seen.add(sn)
         lost = [r for r in rows if r.fota_sn not in seen]
         if lost:
-            with self.tx() as c:
+            with self.db.tx() as c:
                 self.insert_audit(c, [AuditEvent(
                     "serve", r.device_key, r.product_id, r.release_id, code=VendorCode.OK, actor="recovery",
                     detail=detail_json({"fota_sn": r.fota_sn, "channel": r.channel, "version": r.from_version,
@@ -1256,7 +1097,7 @@ class Store:
         ``blobs/quarantine/`` (the release answers "temporarily unavailable" instead of serving
         a bad package), pauses releases whose package is missing or corrupt, and deletes
         unreferenced blobs and dead temp files."""
-        with self.ro() as c:
+        with self.db.ro() as c:
             arts = [dict(r._mapping) for r in c.execute(sa.select(t.artifacts.c.id, t.artifacts.c.sha256,
                                                                    t.artifacts.c.size))]
             rels = [dict(r._mapping) for r in c.execute(sa.select(t.releases.c.id, t.releases.c.artifact_id,
@@ -1298,10 +1139,10 @@ class Store:
 
     def release_stats(self, release_id: int | None = None) -> list[dict[str, Any]]:
         """Rollout progress: devices targeted, served (distinct), confirmed (distinct)."""
-        self.drain()
+        self.db.drain()
         rels = [self.get_release(release_id)] if release_id is not None else self.list_releases()
         out = []
-        with self.ro() as c:
+        with self.db.ro() as c:
             for rel in rels:
                 served = c.execute(sa.select(sa.func.count(sa.distinct(t.serves.c.device_id))).where(
                     t.serves.c.release_id == rel["id"])).scalar_one()

@@ -118,9 +118,9 @@ def test_concurrent_serves_of_one_device_are_counted_exactly(tmp_path: Path) -> 
 def test_serves_queued_behind_a_busy_database_share_one_transaction(tmp_path: Path) -> None:
     st = Store(tmp_path, hot_busy_timeout_s=10.0)
     device_id, release_id = _fixture(st)
-    assert st._write_turn is not None
+    assert st.db.write_turn is not None
     with ThreadPoolExecutor(12) as pool:
-        with st._write_turn:  # another write holds the database while the serves arrive
+        with st.db.write_turn:  # another write holds the database while the serves arrive
             futures = [pool.submit(st.count_and_record, device_id, release_id, 0.0, 100, "http", "x", "full")
                        for _ in range(12)]
             deadline = time.monotonic() + 10
@@ -156,7 +156,7 @@ def test_write_turn_timeout_is_a_clear_busy_error(tmp_path: Path) -> None:
     held, done = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with st.tx():
+        with st.db.tx():
             held.set()
             done.wait(5)
 

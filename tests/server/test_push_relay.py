@@ -185,7 +185,7 @@ def test_heartbeat_repairs_a_lost_session_row(tmp_path: Path) -> None:
         sock = login(b, MAC)
         try:
             eventually(lambda: online(a), lambda o: MAC in o, "device on B listed by A")
-            with b.store.tx() as c:  # as if the login's write had been lost in an outage
+            with b.store.db.tx() as c:  # as if the login's write had been lost in an outage
                 c.execute(schema.push_sessions.delete())
             eventually(lambda: online(a), lambda o: MAC in o, "row put back by B's heartbeat")
         finally:

@@ -80,14 +80,14 @@ def test_loop_guard_window_slides(tmp_path):
         assert device_request(s.port, check("2001.001.000"), method=b"HEAD").status == 200  # known, not served
         dev = s.store.get_device(MAC)
         now = time.time()
-        with s.store.tx() as c:  # history: one serve 2 h ago (outside the window), one 30 min ago (inside)
+        with s.store.db.tx() as c:  # history: one serve 2 h ago (outside the window), one 30 min ago (inside)
             c.execute(schema.devices.update().where(schema.devices.c.id == dev["id"])
                       .values(version_changed_at=now - 5 * 3600))
             for i, age in enumerate((7200, 1800)):
                 c.execute(schema.serves.insert().values(fota_sn=f"old{i}", device_id=dev["id"], release_id=rel["id"],
                                                         channel="v1", from_version="2001.001.000",
                                                         served_at=now - age))
-            s.store.bump(c, devices_only=True)
+            s.store.db.bump(c, devices_only=True)
         assert device_request(s.port, check("2001.001.000")).status == 200  # 1 in the window: still allowed
         r = device_request(s.port, check("2001.001.000"))  # 2 in the window now
         assert r.status == 403 and r.json()["code"] == 40

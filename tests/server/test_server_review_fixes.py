@@ -361,6 +361,6 @@ def test_v1_database_upgrades_on_postgres(tmp_path, pg_url):
         c.execute(schema.schema_version.insert().values(id=1, version=1))
     eng.dispose()
     st = Store(tmp_path / "d", pg_url)
-    with st.ro() as c:
+    with st.db.ro() as c:
         assert schema.current_version(c) == schema.LATEST
     st.close()

@@ -21,13 +21,13 @@ CHECK = f"/api/site/firmware_upgrade?mac={MAC}&project_key={KEY}&firmware_name={
 
 def test_migrations_recorded_and_idempotent(tmp_path: Path):
     st = Store(tmp_path)
-    with st.ro() as c:
+    with st.db.ro() as c:
         assert schema.current_version(c) == schema.LATEST
-    gen = st.generation()
+    gen = st.db.generation()
     st.close()
     st2 = Store(tmp_path)
-    assert st2.generation() == gen  # reopening migrates nothing and bumps nothing
-    with st2.tx() as c:
+    assert st2.db.generation() == gen  # reopening migrates nothing and bumps nothing
+    with st2.db.tx() as c:
         c.execute(schema.schema_version.update().values(version=schema.LATEST + 1))
     st2.close()
     with pytest.raises(RuntimeError, match="newer than this server"):
@@ -36,13 +36,13 @@ def test_migrations_recorded_and_idempotent(tmp_path: Path):
 
 def test_generation_moves_on_every_decision_relevant_write(tmp_path: Path):
     st = Store(tmp_path)
-    g0 = st.generation()
+    g0 = st.db.generation()
     p = st.add_product(KEY, FW)
-    g1 = st.generation()
+    g1 = st.db.generation()
     st.add_release(script_package(FW, "001.000.002", "-- x"), product_id=p["id"], version="001.000.002")
-    g2 = st.generation()
+    g2 = st.db.generation()
     st.update_release(1, enabled=False)
-    g3 = st.generation()
+    g3 = st.db.generation()
     assert g0 < g1 < g2 < g3
     st.close()
 
@@ -106,7 +106,7 @@ def test_buffered_audit_flushed_on_clean_shutdown(tmp_path: Path):
     st = Store(d)
     rows = st.query_audit(event_="checkin", limit=100)
     assert len(rows) == 25
-    with st.ro() as c:
+    with st.db.ro() as c:
         assert c.execute(sa.select(sa.func.sum(schema.devices.c.check_ins))).scalar_one() == 25
     st.close()
 

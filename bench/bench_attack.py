@@ -34,9 +34,9 @@ def main() -> int:
     args = ap.parse_args()
 
     def setup(st):  # type: ignore[no-untyped-def]
-        p = st.add_product(KEY, FW)
-        st.add_release(package(), product_id=p["id"], version="001.000.002")
-        register_fleet(st, p["id"])
+        p = st.products.add(KEY, FW)
+        st.releases.add(package(), product_id=p.id, version="001.000.002")
+        register_fleet(st, p.id)
 
     with tempfile.TemporaryDirectory() as tmp, served(Path(tmp), {"device_rate": 5.0}, push=True,
                                                       setup=setup) as s:

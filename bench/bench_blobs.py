@@ -79,13 +79,13 @@ def main() -> int:
         with (running_server(work / "a", blob_url=url, **opts) as a,
               running_server(work / "b", blob_url=url, **opts) as b,
               running_server(work / "c", **opts) as c):
-            product = a.store.add_product("bench_key", "BENCH_LuatOS-SoC_Air8101")
+            product = a.store.products.add("bench_key", "BENCH_LuatOS-SoC_Air8101")
             c_blobs = BlobStore(work / "c" / "blobs")
             for k in range(args.trials):
                 data = build_package(args.package_size, k + 2)
-                rel = a.store.add_release(data, product_id=product["id"], version=f"001.000.{k + 2:03d}")
+                rel = a.store.releases.add(data, product_id=product.id, version=f"001.000.{k + 2:03d}")
                 c_blobs.put(data)
-                path = rel["download_path"]
+                path = rel.download_path
                 cold.append(timed_download(b.port, path, len(data)))
                 warm.append(timed_download(b.port, path, len(data)))
                 disk.append(timed_download(c.port, path, len(data)))

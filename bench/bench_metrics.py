@@ -65,7 +65,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="fota-bench-metrics-"))
     with running_server(work / "data") as srv:
-        srv.store.add_product("bench_key", "BENCH_LuatOS-SoC_Air8101")
+        srv.store.products.add("bench_key", "BENCH_LuatOS-SoC_Air8101")
 
         def check_in(i: int) -> int:
             return device_request(srv.port, f"/api/site/firmware_upgrade?mac={0xC8C2C6000000 + i:012X}"
@@ -77,7 +77,7 @@ def main() -> int:
             statuses = list(pool.map(check_in, range(args.devices)))
         fill_s = time.perf_counter() - t0
         srv.flush()
-        known = len(srv.store.list_devices(limit=args.devices + 10))
+        known = len(srv.store.devices.all(limit=args.devices + 10))
         if known < args.devices or set(statuses) != {304}:
             print(f"setup failed: {known} devices known, statuses {sorted(set(statuses))}", file=sys.stderr)
             return 2

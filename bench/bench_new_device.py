@@ -21,11 +21,11 @@ from luatos_fota.store import SharedRate, Store
 def per_device_ms(data: Path, n: int, shared: bool) -> float:
     st = Store(data)
     try:
-        p = st.add_product("bench_key", "BENCH_LuatOS-SoC_Air8101")
-        limits = [SharedRate(f"product:{p['id']}", 1e6, 1e9), SharedRate("ip:10.0.0.1", 1e6, 1e9)] if shared else []
+        p = st.products.add("bench_key", "BENCH_LuatOS-SoC_Air8101")
+        limits = [SharedRate(f"product:{p.id}", 1e6, 1e9), SharedRate("ip:10.0.0.1", 1e6, 1e9)] if shared else []
         t0 = time.perf_counter()
         for i in range(n):
-            st.create_device(f"{0xC8C2C6000000 + i:012X}", "mac", p["id"], "2001.001.000", "10.0.0.1",
+            st.devices.create(f"{0xC8C2C6000000 + i:012X}", "mac", p.id, "2001.001.000", "10.0.0.1",
                              limits=limits)
         return (time.perf_counter() - t0) * 1000 / n
     finally:

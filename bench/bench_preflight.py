@@ -20,6 +20,7 @@ from pathlib import Path
 
 from luatos_common.packages import build_air8101_ota
 from luatos_fota.preflight import PreflightRunner
+from luatos_fota.records import Release
 from luatos_fota.store import Store
 from luatos_sim.scripts import load_project_files
 from luatos_testing.demo import PROJECT_RE, with_version
@@ -28,22 +29,22 @@ DEVICE = Path(__file__).resolve().parents[1] / "device"
 KEY = "DEMO_PRODUCT_KEY"
 
 
-def publish_once(files: dict[str, bytes], fw: str) -> tuple[float, float, dict]:
+def publish_once(files: dict[str, bytes], fw: str) -> tuple[float, float, Release]:
     """(whole publish wall s, preflight worker wall s, release) on a fresh data dir."""
     old = build_air8101_ota(with_version(files, "001.000.000"))
     new = build_air8101_ota(with_version(files, "001.000.001"))
     with tempfile.TemporaryDirectory() as d:
         st = Store(d)
-        pid = st.add_product(KEY, fw)["id"]
-        st.add_release(old, product_id=pid, version="001.000.000")
+        pid = st.products.add(KEY, fw).id
+        st.releases.add(old, product_id=pid, version="001.000.000")
         t0 = time.perf_counter()
-        rel = st.add_release(new, product_id=pid, version="001.000.001", preflight="pending")
+        rel = st.releases.add(new, product_id=pid, version="001.000.001", preflight="pending")
         t1 = time.perf_counter()
-        done = PreflightRunner(st).run(rel["id"])
+        done = PreflightRunner(st).run(rel.id)
         total = time.perf_counter() - t0
         st.close()
     assert done is not None
-    res = done["preflight_result"] or {}
+    res = done.preflight_result or {}
     return total, float(res.get("process_wall_s", time.perf_counter() - t1)), done
 
 
@@ -64,7 +65,7 @@ def main() -> int:
             total, pre, rel = publish_once(proj, fw)
             totals.append(total)
             preflights.append(pre)
-            status = f"{rel['preflight_status']} ({rel['size']} bytes)"
+            status = f"{rel.preflight_status} ({rel.size} bytes)"
         rows.append((label, statistics.median(preflights), statistics.median(totals), goal, status))
     print(f"{'package':<24} {'preflight':>10} {'publish':>9}  goal       result")
     for label, pre, total, goal, status in rows:

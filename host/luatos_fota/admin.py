@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from luatos_common.version import VersionError, reported_version
 
+from . import records
 from .admintoken import check_token
 from .apidoc import JSON_BODY, AdminRoute, Op, multipart_body, openapi_document
 from .audit import AuditEvent, detail_json
@@ -40,7 +41,7 @@ def _err(status: int, msg: str, **extra: Any) -> JSONResponse:
 
 
 def _ok(obj: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(json.loads(json.dumps(obj, default=str)), status)
+    return JSONResponse(json.loads(json.dumps(obj, default=records.to_json)), status)
 
 
 def authed(fn: Handler) -> Handler:
@@ -127,12 +128,12 @@ def _devices_field(v: Any) -> list[str] | None:
 async def products(request: Request) -> Response:
     st = _store(request)
     if request.method == "GET":
-        return _ok({"products": await _call(st.list_products)})
+        return _ok({"products": await _call(st.products.all)})
     body = await _json(request)
     for f in ("project_key", "firmware_name"):
         if not body.get(f):
             raise ValueError(f"field {f!r} is required")
-    p = await _call(st.add_product, body["project_key"], body["firmware_name"], body.get("name", ""),
+    p = await _call(st.products.add, body["project_key"], body["firmware_name"], body.get("name", ""),
                        _bool(body.get("auto_register", True)), actor="api")
     _changed(request)
     return _ok(p, 201)
@@ -143,13 +144,13 @@ async def product_one(request: Request) -> Response:
     st = _store(request)
     pid = int(request.path_params["pid"])
     if request.method == "GET":
-        return _ok(await _call(st.get_product, pid))
+        return _ok(await _call(st.products.get, pid))
     body = await _json(request)
-    p = await _call(st.update_product, pid, name=body.get("name"),
+    p = await _call(st.products.update, pid, name=body.get("name"),
                           auto_register=_bool(body["auto_register"]) if "auto_register" in body else None,
                           actor="api")
     if "auth_mode" in body:
-        p = await _call(st.set_product_auth, pid, str(body["auth_mode"]), secret=body.get("auth_secret"),
+        p = await _call(st.products.set_auth, pid, str(body["auth_mode"]), secret=body.get("auth_secret"),
                         actor="api")
     _changed(request)
     return _ok(p)
@@ -170,7 +171,7 @@ async def product_tokens(request: Request) -> Response:
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise ValueError('expected {"tokens": [{"device": "...", "token": "..."}, ...]}')
         pairs = [(str(r.get("device", "")), str(r.get("token", ""))) for r in rows]
-    n = await _call(st.import_device_tokens, pid, pairs, actor="api")
+    n = await _call(st.products.import_device_tokens, pid, pairs, actor="api")
     _changed(request)
     return _ok({"imported": n})
 
@@ -198,10 +199,10 @@ def parse_token_csv(text: str) -> list[tuple[str, str]]:
 async def releases(request: Request) -> Response:
     st = _store(request)
     if request.method == "GET":
-        rels = await _call(st.list_releases, _int_param(request, "product_id"))
+        rels = await _call(st.releases.all, _int_param(request, "product_id"))
         if _bool(request.query_params.get("links", "")):  # the dashboard's links: packages are
-            for r in rels:                                   # private, so signed and short-lived
-                r["download_link"] = request.app.package_url(request.scope, r["sha256"])
+            return _ok({"releases": [                        # private, so signed and short-lived
+                r.to_json() | {"download_link": request.app.package_url(request.scope, r.sha256)} for r in rels]})
         return _ok({"releases": rels})
     cap = request.app.fota.config.max_upload_bytes
     declared = request.headers.get("content-length", "")
@@ -223,7 +224,7 @@ async def releases(request: Request) -> Response:
     if f.get("product_id"):
         pid = int(f["product_id"])
     elif f.get("project_key"):
-        pid = (await _call(st.find_product, f["project_key"], f.get("firmware_name") or None))["id"]
+        pid = (await _call(st.products.find, f["project_key"], f.get("firmware_name") or None)).id
     else:
         raise UploadError("product_id", "give product_id, or project_key (+ firmware_name)")
     percent = float(f["percent"]) if f.get("percent") not in (None, "") else None
@@ -232,7 +233,7 @@ async def releases(request: Request) -> Response:
         raise UploadError("baseline", "a baseline is for the preflight; it was asked to be skipped")
     # Off the event loop: validation, hashing and the fsynced blob write take a while for big files.
     rel = await run_in_threadpool(
-        st.add_release, data, product_id=pid, version=f.get("version") or None, core=f.get("core") or None,
+        st.releases.add, data, product_id=pid, version=f.get("version") or None, core=f.get("core") or None,
         kind=f.get("kind") or None, filename=filename, notes=f.get("notes", ""),
         enabled=_bool(f.get("enabled", "true")), forced=_bool(f.get("forced", "false")),
         percent=percent, devices=_devices_field(f.get("devices")),
@@ -241,10 +242,10 @@ async def releases(request: Request) -> Response:
     if not skip:
         base_path = None
         if baseline:
-            base_path = st.data_dir / "preflight" / f"baseline-{rel['id']}.bin"
+            base_path = st.data_dir / "preflight" / f"baseline-{rel.id}.bin"
             base_path.parent.mkdir(exist_ok=True)
             await run_in_threadpool(base_path.write_bytes, baseline)
-        request.app.preflight.submit(rel["id"], baseline=base_path)
+        request.app.preflight.submit(rel.id, baseline=base_path)
     _changed(request)
     return _ok(rel, 201)
 
@@ -254,13 +255,13 @@ async def release_preflight(request: Request) -> Response:
     """Run the release's preflight again (e.g. after one that could not run); answers at once."""
     st = _store(request)
     rid = int(request.path_params["rid"])
-    rel = await _call(st.get_release, rid)
-    if rel["preflight_status"] == "running":
+    rel = await _call(st.releases.get, rid)
+    if rel.preflight_status == "running":
         return _err(409, f"release {rid}: a preflight is already running")
-    await _call(st.request_preflight, rid, actor="api")
+    await _call(st.releases.request_preflight, rid, actor="api")
     request.app.preflight.submit(rid)
     _changed(request)
-    return _ok(await _call(st.get_release, rid), 202)
+    return _ok(await _call(st.releases.get, rid), 202)
 
 
 @authed
@@ -268,9 +269,9 @@ async def release_one(request: Request) -> Response:
     st = _store(request)
     rid = int(request.path_params["rid"])
     if request.method == "GET":
-        return _ok(await _call(st.get_release, rid))
+        return _ok(await _call(st.releases.get, rid))
     body = await _json(request)
-    rel = await _call(st.update_release, rid, enabled=_bool(body["enabled"]) if "enabled" in body else None,
+    rel = await _call(st.releases.update, rid, enabled=_bool(body["enabled"]) if "enabled" in body else None,
                             forced=_bool(body["forced"]) if "forced" in body else None,
                             notes=body.get("notes"), actor="api")
     _changed(request)
@@ -279,21 +280,21 @@ async def release_one(request: Request) -> Response:
 
 @authed
 async def release_enable(request: Request) -> Response:
-    rel = await _call(_store(request).update_release, int(request.path_params["rid"]), enabled=True, actor="api")
+    rel = await _call(_store(request).releases.update, int(request.path_params["rid"]), enabled=True, actor="api")
     _changed(request)
     return _ok(rel)
 
 
 @authed
 async def release_pause(request: Request) -> Response:
-    rel = await _call(_store(request).update_release, int(request.path_params["rid"]), enabled=False, actor="api")
+    rel = await _call(_store(request).releases.update, int(request.path_params["rid"]), enabled=False, actor="api")
     _changed(request)
     return _ok(rel)
 
 
 @authed
 async def release_archive(request: Request) -> Response:
-    rel = await _call(_store(request).archive_release, int(request.path_params["rid"]), actor="api")
+    rel = await _call(_store(request).releases.archive, int(request.path_params["rid"]), actor="api")
     _changed(request)
     return _ok(rel)
 
@@ -305,7 +306,7 @@ async def release_target(request: Request) -> Response:
     if mode is None:
         mode = "devices" if body.get("devices") else ("percent" if "percent" in body else "all")
     pct = body.get("percent")
-    rel = await _call(_store(request).set_release_target, int(request.path_params["rid"]), mode,
+    rel = await _call(_store(request).releases.set_target, int(request.path_params["rid"]), mode,
                                              percent=float(pct) if pct is not None else None,
                                              devices=_devices_field(body.get("devices")), actor="api")
     _changed(request)
@@ -314,7 +315,7 @@ async def release_target(request: Request) -> Response:
 
 @authed
 async def artifacts(request: Request) -> Response:
-    return _ok({"artifacts": await _call(_store(request).list_artifacts)})
+    return _ok({"artifacts": await _call(_store(request).releases.artifacts)})
 
 
 # ---------------------------------------------------------------------------- devices
@@ -326,11 +327,11 @@ async def devices(request: Request) -> Response:
         body = await _json(request)
         if not body.get("device"):
             raise ValueError("field 'device' is required")
-        d = await _call(st.register_device, body["device"], body.get("product_id"), body.get("key_type", "mac"), actor="api")
+        d = await _call(st.devices.register, body["device"], body.get("product_id"), body.get("key_type", "mac"), actor="api")
         _changed(request)
         return _ok(d, 201)
     banned_q = request.query_params.get("banned")
-    rows = await _call(st.list_devices, product_id=_int_param(request, "product_id"),
+    rows = await _call(st.devices.all, product_id=_int_param(request, "product_id"),
                            banned=None if banned_q in (None, "") else _bool(banned_q),
                            limit=_int_param(request, "limit", 1000) or 1000,
                            offset=_int_param(request, "offset", 0) or 0)
@@ -339,20 +340,20 @@ async def devices(request: Request) -> Response:
 
 @authed
 async def device_one(request: Request) -> Response:
-    return _ok(await _call(_store(request).require_device, request.path_params["key"]))
+    return _ok(await _call(_store(request).devices.require, request.path_params["key"]))
 
 
 @authed
 async def device_ban(request: Request) -> Response:
     body = await _json(request)
-    d = await _call(_store(request).ban, request.path_params["key"], body.get("reason", ""), actor="api")
+    d = await _call(_store(request).devices.ban, request.path_params["key"], body.get("reason", ""), actor="api")
     _changed(request)
     return _ok(d)
 
 
 @authed
 async def device_unban(request: Request) -> Response:
-    d = await _call(_store(request).unban, request.path_params["key"], actor="api")
+    d = await _call(_store(request).devices.unban, request.path_params["key"], actor="api")
     _changed(request)
     return _ok(d)
 
@@ -361,7 +362,7 @@ async def device_unban(request: Request) -> Response:
 async def device_pin(request: Request) -> Response:
     body = await _json(request)
     rid = body.get("release_id")
-    d = await _call(_store(request).pin, request.path_params["key"], int(rid) if rid is not None else None, actor="api")
+    d = await _call(_store(request).devices.pin, request.path_params["key"], int(rid) if rid is not None else None, actor="api")
     _changed(request)
     return _ok(d)
 
@@ -371,8 +372,8 @@ async def device_pin(request: Request) -> Response:
 @authed
 async def audit(request: Request) -> Response:
     await _call(request.app.fota.writer.flush)  # show what was decided up to now, not up to the last flush
-    rows = await _call(_store(request).query_audit,
-        device=request.query_params.get("device") or None, event_=request.query_params.get("event") or None,
+    rows = await _call(_store(request).audit.query,
+        device_key=request.query_params.get("device") or None, event_=request.query_params.get("event") or None,
         release_id=_int_param(request, "release_id"), limit=_int_param(request, "limit", 200) or 200,
         before_id=_int_param(request, "before_id"))
     return _ok({"audit": rows})
@@ -387,20 +388,20 @@ def _seconds(body: dict[str, Any], name: str) -> float:
 
 @authed
 async def audit_prune(request: Request) -> Response:
-    n = await _call(_store(request).prune_audit, _seconds(await _json(request), "older_than_s"), actor="api")
+    n = await _call(_store(request).audit.prune, _seconds(await _json(request), "older_than_s"), actor="api")
     return _ok({"deleted": n})
 
 
 @authed
 async def blobs_gc(request: Request) -> Response:
-    removed = await _call(_store(request).gc_blobs, _seconds(await _json(request), "min_age_s"))
+    removed = await _call(_store(request).releases.gc_blobs, _seconds(await _json(request), "min_age_s"))
     return _ok({"removed": removed})
 
 
 @authed
 async def stats(request: Request) -> Response:
     await _call(request.app.fota.writer.flush)
-    return _ok({"releases": await _call(_store(request).release_stats, _int_param(request, "release_id"))})
+    return _ok({"releases": await _call(_store(request).releases.stats, _int_param(request, "release_id"))})
 
 
 # ---------------------------------------------------------------------------- push
@@ -446,10 +447,10 @@ async def push(request: Request) -> Response:
     version = body.get("version")
     rel = None
     if rid is not None:
-        rel = await _call(st.get_release, int(rid))
-        version = version or rel["script_version"]
+        rel = await _call(st.releases.get, int(rid))
+        version = version or rel.script_version
         if not url:
-            url = request.app.package_url(request.scope, rel["sha256"])
+            url = request.app.package_url(request.scope, rel.sha256)
     if not url and not body.get("message"):
         raise ValueError("give release_id, url or message")
     if rel is None or body.get("message") or body.get("url"):
@@ -464,9 +465,9 @@ async def push(request: Request) -> Response:
     # each push is a counted serve whose fota_sn rides in the URL.
     svc = request.app.fota
     cat = await _call(svc.catalog)
-    product = cat.products.get(rel["product_id"])
+    product = cat.products.get(rel.product_id)
     if product is None:
-        raise NotFound(f"product {rel['product_id']} of release {rel['id']} is gone")
+        raise NotFound(f"product {rel.product_id} of release {rel.id} is gone")
     online = {normalize_device_key(o["device"]): o for o in await _online(request)}
     wanted = [normalize_device_key(d) for d in devices_] if devices_ is not None else list(online)
     results: dict[str, str] = {}
@@ -480,19 +481,19 @@ async def push(request: Request) -> Response:
         if o.get("project_key") and o["project_key"] != product.project_key:
             skipped[key] = f"logged in for project_key {o['project_key']!r}, not this release's product"
             continue
-        out, why = await _call(svc.push_decision, key, _login_version(o), product, rel["id"],
+        out, why = await _call(svc.push_decision, key, _login_version(o), product, rel.id,
                                (o.get("peer") or "").rsplit(":", 1)[0])
         if out is None:
             skipped[key] = why
             continue
-        messages[key] = fota_command(request.app.package_url(request.scope, rel["sha256"], out.fota_sn), version)
+        messages[key] = fota_command(request.app.package_url(request.scope, rel.sha256, out.fota_sn), version)
     # Decided one by one (each a counted serve), sent all at once: a device on another instance
     # costs a relay round trip, and a thousand of them must not queue behind each other.
     pusher = _pusher(request)
     sent = await asyncio.gather(*(pusher.push([online[key]["device"]], msg) for key, msg in messages.items()))
     for one in sent:
         results.update(one)
-    svc.writer.record(AuditEvent("push_release", product_id=product.id, release_id=rel["id"], actor="api",
+    svc.writer.record(AuditEvent("push_release", product_id=product.id, release_id=rel.id, actor="api",
                                  detail=detail_json({"sent": results, "skipped": skipped})))
     return _ok({"message": next(iter(messages.values()), None), "results": results, "skipped": skipped})
 

@@ -67,6 +67,7 @@ from .preflight import PreflightRunner, PreflightSettings
 from .push import PushHub
 from .pushrelay import PushRelay
 from .ratelimit import TokenBuckets, retry_after_seconds
+from .records import Artifact
 from .service import FotaService, Outcome, Query
 from .store import NotFound, Store, normalize_device_key
 
@@ -167,7 +168,7 @@ class FotaApp(Starlette):
     blob_cache: BlobCache
     device_buckets: TokenBuckets
     ip_buckets: TokenBuckets
-    artifacts: dict[str, dict[str, Any]]
+    artifacts: dict[str, Artifact]
     preflight: PreflightRunner
     url_key: bytes
     inflight: int = 0
@@ -405,11 +406,11 @@ class FotaApp(Starlette):
         except (TypeError, ValueError):
             return JSONResponse({"code": VendorCode.ERROR, "msg": f"result_code {obj['result_code']!r} is not an integer"}, 400)
         try:
-            res = await self.offload(self.fota.store.record_result, str(obj["fota_sn"])[:100], rc,
+            res = await self.offload(self.fota.store.serves.record_result, str(obj["fota_sn"])[:100], rc,
                                      client_ip(request.scope))
         except NotFound as e:
             return JSONResponse({"code": VendorCode.ERROR, "msg": str(e)}, 404)
-        return JSONResponse({"code": VendorCode.OK, "msg": "ok", "success": res["success"]})
+        return JSONResponse({"code": VendorCode.OK, "msg": "ok", "success": res.success})
 
     # ------------------------------------------------------------------ downloads
 
@@ -435,8 +436,8 @@ class FotaApp(Starlette):
         if cfg.download_auth:
             sn = qs.get("fota_sn")
             if sn and len(sn) <= 64:
-                row = await self.offload(self.fota.store.serve_by_sn, sn)
-                if row and row["sha256"] == sha and time.time() - float(row["served_at"]) <= cfg.download_sn_ttl_s:
+                row = await self.offload(self.fota.store.serves.by_sn, sn)
+                if row and row.sha256 == sha and time.time() - row.served_at <= cfg.download_sn_ttl_s:
                     return None
             return "downloads need the fota_sn this server issued with the URL (or the admin token)"
         return None
@@ -457,22 +458,22 @@ class FotaApp(Starlette):
             if name.startswith("artifact/"):
                 ident = name[len("artifact/"):].removesuffix(".bin")
                 if ident.isdigit() and len(ident) < 12:
-                    art = await self.offload(svc.store.artifact_by_id, int(ident))
+                    art = await self.offload(svc.store.releases.artifact_by_id, int(ident))
             else:
                 sha = name.removesuffix(".bin").lower()
                 if len(sha) == 64 and all(c in "0123456789abcdef" for c in sha):
-                    art = await self.offload(svc.store.artifact_by_sha, sha)
+                    art = await self.offload(svc.store.releases.artifact_by_sha, sha)
             if art is not None and len(self.artifacts) < 10_000:
                 self.artifacts[name] = art
         qs = dict(parse_qsl((scope.get("query_string") or b"").decode("utf-8", "replace")))
-        refusal = await self._download_refusal(scope, name, art["sha256"] if art else "", qs)
+        refusal = await self._download_refusal(scope, name, art.sha256 if art else "", qs)
         if refusal is not None:
             svc.writer.record(AuditEvent("download_refused", status=403, code=VendorCode.NO_PERMISSION,
                                          ip=ip or None, detail=detail_json({"path": scope["path"][:200]})))
             return await send_json(send, 403, {"code": VendorCode.NO_PERMISSION, "msg": refusal}, head=head)
         if art is None:
             return await send_json(send, 404, {"code": VendorCode.INVALID_FIRMWARE, "msg": f"no package at {scope['path'][:200]}"}, head=head)
-        data = await self._package(art["sha256"])
+        data = await self._package(art.sha256)
         if data is None:
             return await send_json(send, 503, {"code": VendorCode.WAIT, "msg": "package missing from the blob store"},
                                    [(b"retry-after", b"60")], head=head)
@@ -481,22 +482,22 @@ class FotaApp(Starlette):
         if dev_id and not qs.get("fota_sn"):
             # A known device fetching a package by URL: a serve for stats and the loop guard.
             # (With fota_sn the serve was counted when the URL was handed out: v2 check, push.)
-            plan = plan_range(header(scope, b"range"), header(scope, b"if-range"), f'"{art["sha256"]}"', len(data))
+            plan = plan_range(header(scope, b"range"), header(scope, b"if-range"), f'"{art.sha256}"', len(data))
             mode = serve_mode(plan, head)
             nbytes = plan.end - plan.start + 1 if plan.status == 206 else len(data)
-            out = await self.offload(svc.download_serve, art["sha256"], dev_id, ip, mode, nbytes)
+            out = await self.offload(svc.download_serve, art.sha256, dev_id, ip, mode, nbytes)
             if out is not None:
                 release_id = out.release.id if out.release else None
                 if not out.serve:
                     svc.audit("download", out, Query("dl", None, dev_id, None, None, None, ip), out.status)
                     return await send_json(send, out.status, {"code": out.code, "msg": out.msg}, head=head)
         cache = b"private, max-age=3600" if svc.config.private_downloads else b"public, max-age=31536000, immutable"
-        status = await send_package(send, scope, data, art["sha256"], head=head, cache=cache)
+        status = await send_package(send, scope, data, art.sha256, head=head, cache=cache)
         if status in (200, 206) and not head:
             metrics.serve("download")
         svc.writer.record(AuditEvent("download", dev_id or None, release_id=release_id, status=status,
                                      ip=ip or None,
-                                     detail=detail_json({"artifact": art["id"], "sha256": art["sha256"],
+                                     detail=detail_json({"artifact": art.id, "sha256": art.sha256,
                                                          "fota_sn": qs.get("fota_sn"), "head": head,
                                                          "range": (header(scope, b"range") or b"")[:100]
                                                          .decode("latin-1") or None})))
@@ -556,8 +557,8 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FotaApp) -> AsyncIterator[None]:
-        try:  # serves whose audit rows a crash lost (store.recover_serve_audit)
-            recovered = await anyio.to_thread.run_sync(st.recover_serve_audit)
+        try:  # serves whose audit rows a crash lost (store.audit.recover_serves)
+            recovered = await anyio.to_thread.run_sync(st.audit.recover_serves)
             if recovered:
                 log.warning("recovered the audit rows of %d serves lost by an unclean stop", recovered)
         except Exception:
@@ -571,7 +572,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
             started_hub = True
         relay = None
         if isinstance(hub, PushHub) and hub.address is not None:
-            relay = PushRelay(st, hub, **config.extra.get("push_relay", {}))
+            relay = PushRelay(st.push_sessions, hub, **config.extra.get("push_relay", {}))
             await relay.start()
             relay_box.append(relay)
             app.state.push_relay = relay

@@ -4,7 +4,7 @@ Entries come from three places with different timing: the store writes state cha
 releases, version changes) inside their own transaction; the device path hands check-ins,
 downloads and refusals to the buffered writer (writer.py); the push channel's logins and answers
 go through the service to that same writer. All of them build an :class:`AuditEvent`, and the
-store inserts every one through ``Store.insert_audit``, so the columns, their defaults and the
+store inserts every one through ``repo_audit.insert_audit``, so the columns, their defaults and the
 JSON of ``detail`` are decided once.
 """
 

@@ -28,8 +28,10 @@ import click
 
 from luatos_common.cliconv import CONTEXT_SETTINGS, honour_no_color, version_option
 
+from . import records
 from .blobs import BlobStoreUnavailable
 from .preflight import PreflightRunner, PreflightSettings
+from .records import Release
 from .store import Conflict, NotFound, Store
 from .uploads import UploadError, check_upload
 
@@ -151,7 +153,7 @@ class _Guard:
 
 
 def _out(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+    click.echo(json.dumps(obj, indent=2, ensure_ascii=False, default=records.to_json))
 
 
 _TIME_FIELDS = ("last_seen", "first_seen", "ts", "created", "updated", "banned_until")
@@ -355,11 +357,11 @@ def product_add(data_dir: Path | None, db_url: str | None, project_key: str, fir
                 closed: bool, as_json: bool) -> None:
     """Register a product: the project key and firmware name its devices send."""
     with _Guard():
-        p = _open(data_dir, db_url).add_product(project_key, firmware_name, name, not closed, actor="cli")
+        p = _open(data_dir, db_url).products.add(project_key, firmware_name, name, not closed, actor="cli")
     if as_json:
         _out(p)
     else:
-        click.echo(f"product {p['id']}: {p['project_key']} / {p['firmware_name']}")
+        click.echo(f"product {p.id}: {p.project_key} / {p.firmware_name}")
 
 
 @product.command("auth")
@@ -379,12 +381,12 @@ def product_auth(data_dir: Path, db_url: str | None, product_id: int | None, pro
     with _Guard():
         st = Store(data_dir, db_url)
         pid = _product_id(st, product_id, project_key, firmware_name)
-        p = st.set_product_auth(pid, mode, secret=secret, actor="cli")
+        p = st.products.set_auth(pid, mode, secret=secret, actor="cli")
     if as_json:
         return _out(p)
     click.echo(f"product {pid}: device auth {mode}")
     if mode == "hmac":
-        click.echo(f"auth_secret = \"{p['auth_secret']}\"  (config.lua of every device of this product)")
+        click.echo(f"auth_secret = \"{p.auth_secret}\"  (config.lua of every device of this product)")
 
 
 @product.command("list")
@@ -393,10 +395,10 @@ def product_auth(data_dir: Path, db_url: str | None, product_id: int | None, pro
 @json_opt
 def product_list(data_dir: Path | None, db_url: str | None, as_json: bool) -> None:
     """List the products with their project keys."""
-    rows = _open(data_dir, db_url).list_products()
+    rows = _open(data_dir, db_url).products.all()
     if as_json:
         return _out(rows)
-    _table([[p["id"], p["project_key"], p["firmware_name"], p["name"], "open" if p["auto_register"] else "closed"]
+    _table([[p.id, p.project_key, p.firmware_name, p.name, "open" if p.auto_register else "closed"]
             for p in rows], ["ID", "PROJECT_KEY", "FIRMWARE_NAME", "NAME", "DEVICES"])
 
 
@@ -405,16 +407,16 @@ def product_list(data_dir: Path | None, db_url: str | None, as_json: bool) -> No
 def _product_id(st: Store, product_id: int | None, project_key: str | None, firmware_name: str | None,
                 create: bool = False) -> int:
     if product_id is not None:
-        return int(st.get_product(product_id)["id"])
+        return st.products.get(product_id).id
     if not project_key:
         raise click.UsageError("give --product-id, or --project-key (+ --firmware-name)")
     try:
-        return int(st.find_product(project_key, firmware_name)["id"])
+        return st.products.find(project_key, firmware_name).id
     except NotFound:
         if create and firmware_name:
-            p = st.add_product(project_key, firmware_name, actor="cli")
-            click.echo(f"created product {p['id']}: {project_key} / {firmware_name}", err=True)
-            return int(p["id"])
+            p = st.products.add(project_key, firmware_name, actor="cli")
+            click.echo(f"created product {p.id}: {project_key} / {firmware_name}", err=True)
+            return int(p.id)
         raise
 
 
@@ -496,38 +498,38 @@ def release_add(data_dir: Path | None, db_url: str | None, product_id: int | Non
                       f"`luatos-fota product add --project-key {project_key} --firmware-name "
                       f"{firmware_name}`, or pass --create-product")
             pid = _product_id(st, None, project_key, firmware_name, create=True)
-        rel = st.add_release(data, product_id=pid, version=version, core=core, kind=kind,
+        rel = st.releases.add(data, product_id=pid, version=version, core=core, kind=kind,
                              filename=package.name, notes=notes, enabled=not paused, forced=forced,
                              percent=percent, devices=_split(devices), allow_downgrade=downgrade,
                              preflight="skipped" if skip_preflight else "pending", actor="cli")
         if not skip_preflight and isinstance(st, Store):
             if hasattr(spinner, "update"):
-                spinner.update(f"preflight of release {rel['id']}: booting it in the emulator …")
+                spinner.update(f"preflight of release {rel.id}: booting it in the emulator …")
             settings = PreflightSettings(wall_limit_s=_duration(preflight_wall),
                                          window_s=_duration(preflight_window))
-            rel = PreflightRunner(st, settings).run(rel["id"], baseline=baseline, actor="cli") or rel
+            rel = PreflightRunner(st, settings).run(rel.id, baseline=baseline, actor="cli") or rel
         elif not skip_preflight:  # the server runs it off its request path: wait for the result
             deadline = time.monotonic() + _duration(preflight_wall) + 30
-            while rel["preflight_status"] in ("pending", "running") and time.monotonic() < deadline:
+            while rel.preflight_status in ("pending", "running") and time.monotonic() < deadline:
                 time.sleep(0.2)
-                rel = st.get_release(rel["id"])
+                rel = st.releases.get(rel.id)
     if as_json:
         _out(rel)
     else:
-        core_txt = f" core {rel['core_version']}" if rel["core_version"] else ""
-        click.echo(f"release {rel['id']}: {rel['firmware_name']} {rel['script_version']}{core_txt} "
-                   f"({rel['kind']}), {rel['size']} bytes sha256 {rel['sha256'][:16]}…, target "
-                   f"{rel['target_mode']}, {'enabled' if rel['enabled'] else 'disabled'}")
-        click.echo(f"  devices report this build as {_wire_form(rel['script_version'])} "
+        core_txt = f" core {rel.core_version}" if rel.core_version else ""
+        click.echo(f"release {rel.id}: {rel.firmware_name} {rel.script_version}{core_txt} "
+                   f"({rel.kind}), {rel.size} bytes sha256 {rel.sha256[:16]}…, target "
+                   f"{rel.target_mode}, {'enabled' if rel.enabled else 'disabled'}")
+        click.echo(f"  devices report this build as {_wire_form(rel.script_version)} "
                    "(libfota2 sends <core>.xxx.zzz, e.g. 2001.001.001 for 001.000.001 on core V2001)")
         _print_preflight(rel)
-    if rel["preflight_status"] in ("failed", "unsupported"):
+    if rel.preflight_status in ("failed", "unsupported"):
         sys.exit(EXIT_PREFLIGHT)
 
 
-def _print_preflight(rel: dict[str, Any]) -> None:
-    status = rel["preflight_status"] or "none"
-    res = rel.get("preflight_result") or {}
+def _print_preflight(rel: Release) -> None:
+    status = rel.preflight_status or "none"
+    res = rel.preflight_result or {}
     colour = {"passed": "green", "failed": "red", "unsupported": "yellow", "skipped": "yellow"}
     click.secho(f"preflight: {status}" + (f" - {res['summary']}" if res.get("summary") else ""),
                 fg=colour.get(status), err=status != "passed")
@@ -560,7 +562,7 @@ def release_preflight(data_dir: Path, db_url: str | None, baseline: Path | None,
     """Run RELEASE_ID's preflight (again); enable it if it passes and was meant to be enabled."""
     with _Guard():
         st = Store(data_dir, db_url)
-        st.request_preflight(release_id, actor="cli")
+        st.releases.request_preflight(release_id, actor="cli")
         settings = PreflightSettings(wall_limit_s=_duration(preflight_wall),
                                      window_s=_duration(preflight_window))
         rel = PreflightRunner(st, settings).run(release_id, baseline=baseline, actor="cli")
@@ -571,7 +573,7 @@ def release_preflight(data_dir: Path, db_url: str | None, baseline: Path | None,
         _out(rel)
     else:
         _print_preflight(rel)
-    if rel["preflight_status"] in ("failed", "unsupported"):
+    if rel.preflight_status in ("failed", "unsupported"):
         sys.exit(EXIT_PREFLIGHT)
 
 
@@ -582,23 +584,23 @@ def release_preflight(data_dir: Path, db_url: str | None, baseline: Path | None,
 @json_opt
 def release_list(data_dir: Path | None, db_url: str | None, product_id: int | None, as_json: bool) -> None:
     """List releases (script version, state, target, size)."""
-    rows = _open(data_dir, db_url).list_releases(product_id)
+    rows = _open(data_dir, db_url).releases.all(product_id)
     if as_json:
         return _out(rows)
-    _table([[r["id"], r["firmware_name"], r["script_version"], r["core_version"] or "", r["kind"],
-             "archived" if r.get("archived") else "enabled" if r["enabled"] else "paused",
-             r["preflight_status"] or "-",
-             "forced" if r["forced"] else "",
-             r["target_mode"] + (f" {r['percent']:g}%" if r["target_mode"] == "percent" else
-                                 f" {len(r['devices'])}" if r["target_mode"] == "devices" else ""),
-             r["size"], r["sha256"][:12]] for r in rows],
+    _table([[r.id, r.firmware_name, r.script_version, r.core_version or "", r.kind,
+             "archived" if r.archived else "enabled" if r.enabled else "paused",
+             r.preflight_status or "-",
+             "forced" if r.forced else "",
+             r.target_mode + (f" {r.percent:g}%" if r.target_mode == "percent" else
+                                 f" {len(r.devices)}" if r.target_mode == "devices" else ""),
+             r.size, r.sha256[:12]] for r in rows],
            ["ID", "FIRMWARE", "SCRIPT VERSION", "CORE", "KIND", "STATE", "PREFLIGHT", "", "TARGET", "SIZE",
             "SHA256"])
 
 
 def _set_enabled(data_dir: Path | None, db_url: str | None, rid: int, enabled: bool, as_json: bool) -> None:
     with _Guard():
-        r = _open(data_dir, db_url).update_release(rid, enabled=enabled, actor="cli")
+        r = _open(data_dir, db_url).releases.update(rid, enabled=enabled, actor="cli")
     if as_json:
         return _out(r)
     click.echo(f"release {rid} {'enabled' if enabled else 'paused'}")
@@ -632,7 +634,7 @@ def release_pause(data_dir: Path | None, db_url: str | None, as_json: bool, rele
 def release_archive(data_dir: Path | None, db_url: str | None, as_json: bool, release_id: int) -> None:
     """Retire a release for good: paused, never served again, listed apart."""
     with _Guard():
-        r = _open(data_dir, db_url).archive_release(release_id, actor="cli")
+        r = _open(data_dir, db_url).releases.archive(release_id, actor="cli")
     if as_json:
         return _out(r)
     click.echo(f"release {release_id} archived")
@@ -653,7 +655,7 @@ def release_target(data_dir: Path | None, db_url: str | None, all_: bool, percen
         raise click.UsageError("give exactly one of --all, --percent N, --devices a,b")
     mode = "all" if all_ else ("percent" if percent is not None else "devices")
     with _Guard():
-        r = _open(data_dir, db_url).set_release_target(release_id, mode, percent=percent,
+        r = _open(data_dir, db_url).releases.set_target(release_id, mode, percent=percent,
                                                        devices=_split(devices),
                                                        actor="cli")
     if as_json:
@@ -669,11 +671,11 @@ def release_target(data_dir: Path | None, db_url: str | None, all_: bool, percen
 def release_stats(data_dir: Path | None, db_url: str | None, release_id: int | None, as_json: bool) -> None:
     """Rollout progress: targeted / served / confirmed devices per release."""
     with _Guard():
-        rows = _open(data_dir, db_url).release_stats(release_id)
+        rows = _open(data_dir, db_url).releases.stats(release_id)
     if as_json:
         return _out(rows)
-    _table([[s["release_id"], s["script_version"], s["target_mode"], s["targeted"], s["served"],
-             s["confirmed"], s["failed"]] for s in rows],
+    _table([[s.release_id, s.script_version, s.target_mode, s.targeted, s.served,
+             s.confirmed, s.failed] for s in rows],
            ["ID", "SCRIPT VERSION", "TARGET", "TARGETED", "SERVED", "CONFIRMED", "FAILED"])
 
 
@@ -701,7 +703,7 @@ def device_tokens(data_dir: Path, db_url: str | None, product_id: int | None, pr
     with _Guard():
         st = Store(data_dir, db_url)
         pid = _product_id(st, product_id, project_key, firmware_name)
-        n = st.import_device_tokens(pid, parse_token_csv(csv_file.read()), actor="cli")
+        n = st.products.import_device_tokens(pid, parse_token_csv(csv_file.read()), actor="cli")
     _out({"imported": n}) if as_json else click.echo(f"imported {n} device tokens for product {pid}")
 
 
@@ -715,12 +717,12 @@ def device_tokens(data_dir: Path, db_url: str | None, product_id: int | None, pr
 def device_list(data_dir: Path | None, db_url: str | None, product_id: int | None, banned: bool, limit: int,
                 as_json: bool) -> None:
     """List devices: version, last check-in, ban, pin."""
-    rows = _open(data_dir, db_url).list_devices(product_id=product_id, banned=True if banned else None, limit=limit)
+    rows = _open(data_dir, db_url).devices.all(product_id=product_id, banned=True if banned else None, limit=limit)
     if as_json:
         return _out(rows)
-    _table([[d["device_key"], d["product_id"], d["reported_version"], _ts(d["last_seen"]), d["last_ip"],
-             f"{d['ban_code']} {d['ban_reason'][:40]}" if d["ban_code"] else "",
-             d["pinned_release_id"] or ""] for d in rows],
+    _table([[d.device_key, d.product_id, d.reported_version, _ts(d.last_seen), d.last_ip,
+             f"{d.ban_code} {d.ban_reason[:40]}" if d.ban_code else "",
+             d.pinned_release_id or ""] for d in rows],
            ["DEVICE", "PRODUCT", "REPORTED (core.xxx.zzz)", "LAST SEEN", "IP", "BAN", "PIN"])
 
 
@@ -732,11 +734,12 @@ def device_list(data_dir: Path | None, db_url: str | None, product_id: int | Non
 def device_show(data_dir: Path | None, db_url: str | None, as_json: bool, device_id: str) -> None:
     """One device: its version, last check-in, ban and pin (the audit has its history)."""
     with _Guard():
-        d = _open(data_dir, db_url).require_device(device_id)
+        d = _open(data_dir, db_url).devices.require(device_id)
     if as_json:
         return _out(d)
-    width = max(len(k) for k in d)
-    for k, v in d.items():
+    fields = d.to_json()
+    width = max(len(k) for k in fields)
+    for k, v in fields.items():
         shown = _ts(v) if isinstance(v, int | float) and (k.endswith("_at") or k in _TIME_FIELDS) \
             else ("-" if v in (None, "") else v)
         click.echo(f"{k.replace('_', ' '):<{width}}  {shown}")
@@ -751,8 +754,8 @@ def device_show(data_dir: Path | None, db_url: str | None, as_json: bool, device
 def device_ban(data_dir: Path | None, db_url: str | None, reason: str, as_json: bool, device_id: str) -> None:
     """Bar a device from upgrades (it gets code 21)."""
     with _Guard():
-        d = _open(data_dir, db_url).ban(device_id, reason, actor="cli")
-    _out(d) if as_json else click.echo(f"device {d['device_key']} banned")
+        d = _open(data_dir, db_url).devices.ban(device_id, reason, actor="cli")
+    _out(d) if as_json else click.echo(f"device {d.device_key} banned")
 
 
 @device.command("unban")
@@ -763,8 +766,8 @@ def device_ban(data_dir: Path | None, db_url: str | None, reason: str, as_json: 
 def device_unban(data_dir: Path | None, db_url: str | None, as_json: bool, device_id: str) -> None:
     """Lift an operator ban or a loop ban (code 40)."""
     with _Guard():
-        d = _open(data_dir, db_url).unban(device_id, actor="cli")
-    _out(d) if as_json else click.echo(f"device {d['device_key']} unbanned")
+        d = _open(data_dir, db_url).devices.unban(device_id, actor="cli")
+    _out(d) if as_json else click.echo(f"device {d.device_key} unbanned")
 
 
 @device.command("pin")
@@ -777,8 +780,8 @@ def device_pin(data_dir: Path | None, db_url: str | None, as_json: bool, device_
     """Pin DEVICE_ID to RELEASE_ID ('none' removes the pin)."""
     rid = None if release_id.lower() in ("none", "-", "0") else int(release_id)
     with _Guard():
-        d = _open(data_dir, db_url).pin(device_id, rid, actor="cli")
-    _out(d) if as_json else click.echo(f"device {d['device_key']} pinned to {rid}")
+        d = _open(data_dir, db_url).devices.pin(device_id, rid, actor="cli")
+    _out(d) if as_json else click.echo(f"device {d.device_key} pinned to {rid}")
 
 
 # ---------------------------------------------------------------------------- audit
@@ -795,26 +798,26 @@ def audit(data_dir: Path | None, db_url: str | None, device: str | None, event_:
           release_id: int | None, limit: int, as_json: bool) -> None:
     """Why did a device get (or not get) a package? Newest first."""
     st = _open(data_dir, db_url)
-    rows = st.query_audit(device=device, event_=event_, release_id=release_id, limit=limit)
+    rows = st.audit.query(device_key=device, event_=event_, release_id=release_id, limit=limit)
     if as_json:
         return _out(rows)
     if not rows:
         click.echo(_why_no_audit(st, device, event_, release_id), err=True)
         return None
     for a in rows:
-        d = a["detail"] if isinstance(a["detail"], dict) else {"detail": a["detail"]}
+        d = a.detail if isinstance(a.detail, dict) else {"detail": a.detail}
         why = d.get("reason") or d.get("msg") or ", ".join(f"{k}={v}" for k, v in d.items() if v not in (None, ""))
-        click.echo(f"{_ts(a['ts'])}  {a['event']:<16} {a['device_key'] or '-':<16} "
-                   f"rel={a['release_id'] or '-'} status={a['status'] or '-'} code={a['code'] if a['code'] is not None else '-'}  {why}")
+        click.echo(f"{_ts(a.ts)}  {a.event:<16} {a.device_key or '-':<16} "
+                   f"rel={a.release_id or '-'} status={a.status or '-'} code={a.code if a.code is not None else '-'}  {why}")
 
 
 def _why_no_audit(st: Store, device: str | None, event_: str | None, release_id: int | None) -> str:
     """Say why ``audit`` printed nothing, so an empty answer is never a puzzle."""
     if device is not None:
         try:
-            st.require_device(device)
+            st.devices.require(device)
         except NotFound:
-            known = [d["device_key"] for d in st.list_devices(limit=5)]
+            known = [d.device_key for d in st.devices.all(limit=5)]
             hint = f" (devices it knows: {', '.join(known)})" if known else " (it knows no devices yet)"
             return (f"no audit rows: device {device} has never checked in with this server"
                     f"{hint}; the id is the MAC (Air8101) or IMEI the device sends")
@@ -832,7 +835,7 @@ def _why_no_audit(st: Store, device: str | None, event_: str | None, release_id:
 @json_opt
 def audit_prune(data_dir: Path | None, db_url: str | None, older_than: str, as_json: bool) -> None:
     """Delete old audit rows (the table grows with every check-in)."""
-    n = _open(data_dir, db_url).prune_audit(_duration(older_than), actor="cli")
+    n = _open(data_dir, db_url).audit.prune(_duration(older_than), actor="cli")
     _out({"deleted": n}) if as_json else click.echo(f"deleted {n} audit rows")
 
 
@@ -849,7 +852,7 @@ def blobs() -> None:
 @json_opt
 def blobs_gc(data_dir: Path | None, db_url: str | None, min_age: str, as_json: bool) -> None:
     """Delete packages no release references (left over by a crash during an upload)."""
-    removed = _open(data_dir, db_url).gc_blobs(_duration(min_age))
+    removed = _open(data_dir, db_url).releases.gc_blobs(_duration(min_age))
     _out({"removed": removed}) if as_json else click.echo(f"removed {len(removed)} unreferenced blobs")
 
 

@@ -22,9 +22,6 @@ import logging
 import time
 from typing import Any
 
-import sqlalchemy as sa
-
-from . import schema as t
 from .config import ServerConfig
 from .store import Store
 
@@ -49,14 +46,13 @@ class Maintenance:
         n = 0
         if self.config.audit_max_age_s > 0:
             cutoff = time.time() - self.config.audit_max_age_s
-            with self.store.db.ro() as c:
-                oldest = c.execute(sa.select(sa.func.min(t.audit.c.ts))).scalar()
+            oldest = self.store.audit.oldest_ts()
             if oldest is not None and oldest < cutoff:
-                n += self.store.prune_audit(self.config.audit_max_age_s, actor="retention")
+                n += self.store.audit.prune(self.config.audit_max_age_s, actor="retention")
         if self.config.audit_max_rows > 0:
-            n += self.store.prune_audit_rows(self.config.audit_max_rows)
+            n += self.store.audit.prune_rows(self.config.audit_max_rows)
         self.pruned += n
-        self.store.prune_rate_buckets(self.rate_bucket_idle_s())
+        self.store.rates.prune(self.rate_bucket_idle_s())
         return n
 
     def rate_bucket_idle_s(self) -> float:
@@ -67,7 +63,7 @@ class Maintenance:
                    + [0.0]) + 60.0
 
     def orphans_once(self) -> int:
-        n = self.store.blobs.clean_tmp() + len(self.store.gc_blobs(3600.0))
+        n = self.store.blobs.clean_tmp() + len(self.store.releases.gc_blobs(3600.0))
         self.orphans_removed += n
         return n
 

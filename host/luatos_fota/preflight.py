@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .records import Release
 from .store import Store
 
 WORKER_MODULE = "luatos_testing.preflight"
@@ -38,18 +39,18 @@ class PreflightSettings:
 def _job(store: Store, release_id: int, window_s: float, baseline: Path | None,
          tmp: Path) -> dict[str, Any]:
     """The worker's job; the packages are copied out of the blob store (which may be remote)."""
-    rel = store.get_release(release_id)
+    rel = store.releases.get(release_id)
     package = tmp / "candidate.bin"
-    package.write_bytes(store.blobs.read(rel["sha256"]))
+    package.write_bytes(store.blobs.read(rel.sha256))
     base: str | None = str(baseline) if baseline is not None else None
     if baseline is None:
-        prev = store.previous_release(release_id)
+        prev = store.releases.previous(release_id)
         if prev is not None:
-            (tmp / "baseline.bin").write_bytes(store.blobs.read(prev["sha256"]))
+            (tmp / "baseline.bin").write_bytes(store.blobs.read(prev.sha256))
             base = str(tmp / "baseline.bin")
-    return {"package": str(package), "project_key": rel["project_key"],
-            "firmware_name": rel["firmware_name"], "version": rel["script_version"],
-            "kind": rel["kind"], "core": rel["core_version"], "baseline": base,
+    return {"package": str(package), "project_key": rel.project_key,
+            "firmware_name": rel.firmware_name, "version": rel.script_version,
+            "kind": rel.kind, "core": rel.core_version, "baseline": base,
             "window_ms": int(window_s * 1000)}
 
 
@@ -97,11 +98,11 @@ class PreflightRunner:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def run(self, release_id: int, *, baseline: Path | None = None,
-            actor: str = "preflight") -> dict[str, Any] | None:
+            actor: str = "preflight") -> Release | None:
         """Claim, run and record one release's preflight (blocking). None when another worker
         has it."""
         with self._lock:
-            if not self.store.claim_preflight(release_id):
+            if not self.store.releases.claim_preflight(release_id):
                 return None
             with tempfile.TemporaryDirectory(prefix="luatos-fota-preflight-") as tmp:
                 try:
@@ -113,7 +114,7 @@ class PreflightRunner:
                         "log_excerpt": "", "virtual_ms": 0, "wall_s": 0.0}
                 else:
                     result = run_worker(job, self.settings)
-            return self.store.record_preflight(release_id, result, actor=actor)
+            return self.store.releases.record_preflight(release_id, result, actor=actor)
 
     def submit(self, release_id: int, *, baseline: Path | None = None) -> None:
         """Queue a preflight off the request path (call from the event loop)."""
@@ -124,7 +125,7 @@ class PreflightRunner:
 
     def resume_pending(self) -> None:
         """At startup: run what a stopped instance left pending."""
-        for rid in self.store.pending_preflights():
+        for rid in self.store.releases.pending_preflights():
             task = asyncio.get_running_loop().create_task(asyncio.to_thread(self.run, rid))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

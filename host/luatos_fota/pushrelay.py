@@ -25,13 +25,10 @@ import time
 import uuid
 from typing import Any
 
-import sqlalchemy as sa
-
 from luatos_common.deviceid import normalize_device_id
 
-from . import schema as t
 from .push import LOGIN_INFO_KEYS, PushHub, encode_command, iso_utc
-from .store import Store
+from .repo_push import PushSessionsRepo
 
 log = logging.getLogger("luatos_fota.pushrelay")
 
@@ -44,9 +41,9 @@ WITHDRAWN = "error: not picked up in time"
 
 
 class PushRelay:
-    def __init__(self, store: Store, hub: PushHub, *, instance_id: str | None = None, poll_s: float = 0.2,
+    def __init__(self, sessions: PushSessionsRepo, hub: PushHub, *, instance_id: str | None = None, poll_s: float = 0.2,
                  heartbeat_s: float = 2.0, stale_s: float = 10.0, wait_s: float = 5.0) -> None:
-        self.store = store
+        self.sessions = sessions
         self.hub = hub
         self.instance_id = instance_id or uuid.uuid4().hex[:16]
         self.poll_s = poll_s
@@ -80,106 +77,72 @@ class PushRelay:
             log.exception("push relay: could not remove this instance's rows")
 
     def _register(self) -> None:
-        now = time.time()
         addr = f"{self.hub.address[0]}:{self.hub.address[1]}" if self.hub.address else ""
-        with self.store.db.tx() as c:
-            c.execute(t.push_instances.delete().where(t.push_instances.c.instance_id == self.instance_id))
-            c.execute(t.push_instances.insert().values(instance_id=self.instance_id, push_address=addr,
-                                                       started_at=now, heartbeat_at=now))
+        self.sessions.register(self.instance_id, addr)
 
     def _unregister(self) -> None:
-        with self.store.db.tx() as c:
-            c.execute(t.push_sessions.delete().where(t.push_sessions.c.instance_id == self.instance_id))
-            c.execute(t.push_outbox.update()
-                      .where(t.push_outbox.c.instance_id == self.instance_id,
-                             t.push_outbox.c.state.in_(("queued", "sending")))
-                      .values(state="done", result="offline", done_at=time.time()))
-            c.execute(t.push_instances.delete().where(t.push_instances.c.instance_id == self.instance_id))
+        self.sessions.unregister(self.instance_id)
 
     # ------------------------------------------------------------------ hub events
 
-    async def on_hub_event(self, kind: str, device: str, data: dict[str, Any]) -> None:
+    async def on_hub_event(self, kind: str, device_key: str, data: dict[str, Any]) -> None:
         """``PushHub.on_event``: queue the session change (returns at once)."""
         if kind in ("login", "disconnect", "answer"):
-            self._events.put_nowait((kind, device, data))
+            self._events.put_nowait((kind, device_key, data))
 
     async def _apply_events(self) -> None:
         while True:
-            kind, device, data = await self._events.get()
+            kind, device_key, data = await self._events.get()
             try:
                 if kind == "login":
-                    if self.hub.is_online(device):  # not already gone again
-                        await asyncio.to_thread(self._session_login, device, data)
+                    if self.hub.is_online(device_key):  # not already gone again
+                        await asyncio.to_thread(self._session_login, device_key, data)
                 elif kind == "disconnect":
                     # A new connection of the same device may have replaced the old one (its
                     # login can be reported before the old one's disconnect): keep its row.
-                    if not self.hub.is_online(device):
-                        await asyncio.to_thread(self._session_logout, device)
+                    if not self.hub.is_online(device_key):
+                        await asyncio.to_thread(self._session_logout, device_key)
                 elif kind == "answer":
-                    await asyncio.to_thread(self._session_answer, device, data)
+                    await asyncio.to_thread(self._session_answer, device_key, data)
             except asyncio.CancelledError:
                 raise
             except Exception:  # an outage: the heartbeat's reconcile repairs the rows later
-                log.exception("push relay: session %s of %s not written", kind, device)
+                log.exception("push relay: session %s of %s not written", kind, device_key)
 
-    def _session_login(self, device: str, data: dict[str, Any]) -> None:
+    def _session_login(self, device_key: str, data: dict[str, Any]) -> None:
         info = {k: data[k] for k in LOGIN_INFO_KEYS if k in data}
-        with self.store.db.tx() as c:
-            c.execute(t.push_sessions.delete().where(t.push_sessions.c.device_key == device))
-            c.execute(t.push_sessions.insert().values(
-                device_key=device, instance_id=self.instance_id, peer=str(data.get("peer", ""))[:100],
-                info=json.dumps(info, ensure_ascii=False), connected_at=time.time()))
+        self.sessions.login(device_key, self.instance_id, str(data.get("peer", "")), info)
 
-    def _session_logout(self, device: str) -> None:
-        with self.store.db.tx() as c:  # only our own row: the device may have moved on already
-            c.execute(t.push_sessions.delete().where(t.push_sessions.c.device_key == device,
-                                                     t.push_sessions.c.instance_id == self.instance_id))
+    def _session_logout(self, device_key: str) -> None:
+        self.sessions.logout(device_key, self.instance_id)
 
-    def _session_answer(self, device: str, answer: dict[str, Any]) -> None:
-        with self.store.db.tx() as c:
-            c.execute(t.push_sessions.update()
-                      .where(t.push_sessions.c.device_key == device,
-                             t.push_sessions.c.instance_id == self.instance_id)
-                      .values(last_answer=json.dumps(answer, ensure_ascii=False)[:4000],
-                              last_answer_at=time.time()))
+    def _session_answer(self, device_key: str, answer: dict[str, Any]) -> None:
+        self.sessions.answer(device_key, self.instance_id, answer)
 
     # ------------------------------------------------------------------ queries
-
-    def _live(self, *columns: Any) -> sa.Select[Any]:
-        """Sessions held by instances whose heartbeat is recent."""
-        j = t.push_sessions.join(t.push_instances,
-                                 t.push_instances.c.instance_id == t.push_sessions.c.instance_id)
-        return (sa.select(*columns).select_from(j)
-                .where(t.push_instances.c.heartbeat_at >= time.time() - self.stale_s))
-
-    def _live_sessions(self) -> list[dict[str, Any]]:
-        q = self._live(t.push_sessions).order_by(t.push_sessions.c.device_key)
-        with self.store.db.ro() as c:
-            return [dict(r._mapping) for r in c.execute(q)]
 
     async def online(self) -> list[dict[str, Any]]:
         """Every device logged in to a live instance, in the same shape as ``PushHub.online()``
         plus ``instance`` (and ``here``: held by this instance)."""
         local = {o["device"]: o for o in self.hub.online()}
         try:
-            rows = await asyncio.to_thread(self._live_sessions)
+            rows = await asyncio.to_thread(self.sessions.live, self.stale_s)
         except Exception:  # database outage: this instance's own devices are still known
             log.exception("push relay: sessions unreadable, listing this instance's devices only")
             rows = []
         out: dict[str, dict[str, Any]] = {}
         for r in rows:
-            key = r["device_key"]
-            if r["instance_id"] == self.instance_id:
+            key = r.device_key
+            if r.instance_id == self.instance_id:
                 if key not in local:  # disconnected a moment ago; the hub is the truth here
                     continue
                 out[key] = {**local[key], "instance": self.instance_id, "here": True}
                 continue
-            info = json.loads(r["info"] or "{}")
-            out[key] = {"device": key, **{k: info.get(k) for k in LOGIN_INFO_KEYS}, "peer": r["peer"],
-                        "connected_at": iso_utc(r["connected_at"]), "last_seen": None,
-                        "last_answer": json.loads(r["last_answer"]) if r["last_answer"] else None,
-                        "last_answer_at": iso_utc(r["last_answer_at"]) if r["last_answer_at"] else None,
-                        "instance": r["instance_id"],
+            out[key] = {"device": key, **{k: r.info.get(k) for k in LOGIN_INFO_KEYS}, "peer": r.peer,
+                        "connected_at": iso_utc(r.connected_at), "last_seen": None,
+                        "last_answer": r.last_answer,
+                        "last_answer_at": iso_utc(r.last_answer_at) if r.last_answer_at else None,
+                        "instance": r.instance_id,
                         "here": False}
         for key, o in local.items():  # logged in, session row not written yet
             out.setdefault(key, {**o, "instance": self.instance_id, "here": True})
@@ -187,13 +150,13 @@ class PushRelay:
 
     # ------------------------------------------------------------------ pushing
 
-    async def push(self, device_ids: list[str], message: dict[str, Any]) -> dict[str, str]:
+    async def push(self, device_keys: list[str], message: dict[str, Any]) -> dict[str, str]:
         """Like ``PushHub.push``, for devices on any live instance. A device on another instance
         gets the result its hub reported: "sent", "offline" or "error: ..."."""
         encode_command(message)  # refuse a bad message before anything is queued
-        if isinstance(device_ids, str):
-            raise TypeError("push device_ids must be a list of ids, not one string")
-        normalized = {given: normalize_device_id(given) for given in device_ids}
+        if isinstance(device_keys, str):
+            raise TypeError("push device_keys must be a list of ids, not one string")
+        normalized = {given: normalize_device_id(given) for given in device_keys}
         unique = list(dict.fromkeys(normalized.values()))
         local = [d for d in unique if self.hub.is_online(d)]
         results: dict[str, str] = {}
@@ -208,55 +171,30 @@ class PushRelay:
                 results.update({d: f"error: push relay unavailable ({type(exc).__name__})" for d in remote})
         return {given: results[norm] for given, norm in normalized.items()}
 
-    async def _push_remote(self, devices: list[str], message: dict[str, Any]) -> dict[str, str]:
-        queued = await asyncio.to_thread(self._enqueue, devices, message)
-        results = {d: "offline" for d in devices if d not in queued}
+    async def _push_remote(self, device_keys: list[str], message: dict[str, Any]) -> dict[str, str]:
+        queued = await asyncio.to_thread(self.sessions.enqueue, self.instance_id, device_keys, message, self.stale_s)
+        results = {d: "offline" for d in device_keys if d not in queued}
         deadline = time.monotonic() + self.wait_s
-        pending = dict(queued)  # device -> outbox id
+        pending = dict(queued)  # device key -> outbox id
         while pending and time.monotonic() < deadline:
             await asyncio.sleep(min(0.05, self.poll_s))
-            done = await asyncio.to_thread(self._results, list(pending.values()))
-            for device, row_id in list(pending.items()):
+            done = await asyncio.to_thread(self.sessions.results, list(pending.values()))
+            for device_key, row_id in list(pending.items()):
                 if row_id in done:
-                    results[device] = done[row_id]
-                    del pending[device]
+                    results[device_key] = done[row_id]
+                    del pending[device_key]
         if pending:
             late = await asyncio.to_thread(self._give_up, list(pending.values()))
-            for device, row_id in pending.items():
-                results[device] = late.get(row_id) or (
+            for device_key, row_id in pending.items():
+                results[device_key] = late.get(row_id) or (
                     f"error: the instance holding this device did not send it within {self.wait_s:g} s")
         return results
-
-    def _enqueue(self, devices: list[str], message: dict[str, Any]) -> dict[str, int]:
-        text = json.dumps(message, ensure_ascii=False)
-        out: dict[str, int] = {}
-        with self.store.db.tx() as c:
-            rows = c.execute(self._live(t.push_sessions.c.device_key, t.push_sessions.c.instance_id)
-                             .where(t.push_sessions.c.device_key.in_(devices),
-                                    t.push_sessions.c.instance_id != self.instance_id)).all()
-            for device, instance in rows:
-                res = c.execute(t.push_outbox.insert().values(
-                    instance_id=instance, origin=self.instance_id, device_key=device, message=text,
-                    created_at=time.time(), state="queued"))
-                pk = res.inserted_primary_key
-                assert pk is not None
-                out[device] = int(pk[0])
-        return out
-
-    def _results(self, ids: list[int]) -> dict[int, str]:
-        with self.store.db.ro() as c:
-            return {int(r[0]): str(r[1]) for r in c.execute(
-                sa.select(t.push_outbox.c.id, t.push_outbox.c.result)
-                .where(t.push_outbox.c.id.in_(ids), t.push_outbox.c.state == "done"))}
 
     def _give_up(self, ids: list[int]) -> dict[int, str]:
         """Withdraw rows nobody claimed (so they are never sent late); return results of rows
         that finished meanwhile."""
-        with self.store.db.tx() as c:
-            c.execute(t.push_outbox.update()
-                      .where(t.push_outbox.c.id.in_(ids), t.push_outbox.c.state == "queued")
-                      .values(state="done", result=WITHDRAWN, done_at=time.time()))
-        done = self._results(ids)
+        self.sessions.withdraw(ids, WITHDRAWN)
+        done = self.sessions.results(ids)
         return {i: r for i, r in done.items() if r != WITHDRAWN}
 
     # ------------------------------------------------------------------ the owner's side
@@ -266,67 +204,19 @@ class PushRelay:
         while True:
             try:
                 if time.monotonic() >= next_beat:
-                    await asyncio.to_thread(self._heartbeat, sorted(o["device"] for o in self.hub.online()))
+                    await asyncio.to_thread(self.sessions.heartbeat, self.instance_id,
+                                            sorted(o["device"] for o in self.hub.online()), OUTBOX_KEEP_S)
                     next_beat = time.monotonic() + self.heartbeat_s
                 # One row at a time: a row is "sending" only while it is really being sent, so
                 # an asker that gives up can still withdraw every row behind it.
-                while (claimed := await asyncio.to_thread(self._claim_one)) is not None:
-                    row_id, device, text = claimed
+                while (item := await asyncio.to_thread(self.sessions.claim_one, self.instance_id)) is not None:
                     try:
-                        result = (await self.hub.push([device], json.loads(text)))[device]
+                        result = (await self.hub.push([item.device_key], json.loads(item.message)))[item.device_key]
                     except Exception as exc:  # noqa: BLE001 - report, never kill the loop
                         result = f"error: {exc}"
-                    await asyncio.to_thread(self._finish, row_id, result)
+                    await asyncio.to_thread(self.sessions.finish, item.id, result)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a database outage: try again next round
                 log.exception("push relay round failed")
             await asyncio.sleep(self.poll_s)
-
-    def _heartbeat(self, here: list[str]) -> None:
-        """Beat, and make this instance's session rows match its hub's connections (repairs
-        whatever an outage or a lost event left behind)."""
-        now = time.time()
-        with self.store.db.tx() as c:
-            res = c.execute(t.push_instances.update()
-                            .where(t.push_instances.c.instance_id == self.instance_id)
-                            .values(heartbeat_at=now))
-            if res.rowcount == 0:  # removed by someone (or a restore): put it back
-                c.execute(t.push_instances.insert().values(instance_id=self.instance_id, push_address="",
-                                                           started_at=now, heartbeat_at=now))
-            mine = {r[0] for r in c.execute(sa.select(t.push_sessions.c.device_key)
-                                           .where(t.push_sessions.c.instance_id == self.instance_id))}
-            gone = mine - set(here)
-            if gone:
-                c.execute(t.push_sessions.delete().where(t.push_sessions.c.instance_id == self.instance_id,
-                                                         t.push_sessions.c.device_key.in_(gone)))
-            missing = [d for d in here if d not in mine]
-            if missing:  # the device's row is ours now, wherever it pointed before
-                c.execute(t.push_sessions.delete().where(t.push_sessions.c.device_key.in_(missing)))
-                c.execute(t.push_sessions.insert(), [
-                    {"device_key": d, "instance_id": self.instance_id, "peer": "", "info": "{}",
-                     "connected_at": now} for d in missing])
-            c.execute(t.push_outbox.delete().where(t.push_outbox.c.created_at < now - OUTBOX_KEEP_S))
-
-    def _claim_one(self) -> tuple[int, str, str] | None:
-        while True:
-            with self.store.db.ro() as c:
-                row = c.execute(sa.select(t.push_outbox.c.id, t.push_outbox.c.device_key,
-                                          t.push_outbox.c.message)
-                                .where(t.push_outbox.c.instance_id == self.instance_id,
-                                       t.push_outbox.c.state == "queued")
-                                .order_by(t.push_outbox.c.id).limit(1)).first()
-            if row is None:
-                return None
-            with self.store.db.tx() as c:
-                res = c.execute(t.push_outbox.update()
-                                .where(t.push_outbox.c.id == row[0], t.push_outbox.c.state == "queued")
-                                .values(state="sending"))
-            if res.rowcount == 1:
-                return int(row[0]), str(row[1]), str(row[2])
-            # withdrawn by its asker meanwhile: that row is done, look at the next
-
-    def _finish(self, row_id: int, result: str) -> None:
-        with self.store.db.tx() as c:
-            c.execute(t.push_outbox.update().where(t.push_outbox.c.id == row_id)
-                      .values(state="done", result=result[:500], done_at=time.time()))

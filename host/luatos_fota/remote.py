@@ -30,7 +30,8 @@ from urllib.parse import quote
 
 import requests
 
-from .store import Conflict, NotFound
+from .errors import Conflict, NotFound
+from .records import AuditRecord, Device, Product, Release, ReleaseStats
 from .uploads import UploadError
 
 CONFIG_ENV = "LUATOS_FOTA_CONFIG"
@@ -184,23 +185,44 @@ class RemoteStore:
             raise RemoteError(f"{self.target.server} refused the admin token (401): {msg}")
         raise RemoteError(f"{self.target.server} answered {method} {path} with {r.status_code}: {msg}")
 
-    # ------------------------------------------------------------------ products
+    # The repositories the CLI uses, with the local store's names (store.products, ...).
 
-    def add_product(self, project_key: str, firmware_name: str, name: str = "", auto_register: bool = True,
-                    *, actor: str = "cli") -> dict[str, Any]:
-        return dict(self._request("POST", "/products", body={
+    @property
+    def products(self) -> RemoteProducts:
+        return RemoteProducts(self)
+
+    @property
+    def releases(self) -> RemoteReleases:
+        return RemoteReleases(self)
+
+    @property
+    def devices(self) -> RemoteDevices:
+        return RemoteDevices(self)
+
+    @property
+    def audit(self) -> RemoteAudit:
+        return RemoteAudit(self)
+
+
+class RemoteProducts:
+    def __init__(self, remote: RemoteStore) -> None:
+        self._request = remote._request
+
+    def add(self, project_key: str, firmware_name: str, name: str = "", auto_register: bool = True,
+            *, actor: str = "cli") -> Product:
+        return Product.from_json(self._request("POST", "/products", body={
             "project_key": project_key, "firmware_name": firmware_name, "name": name,
             "auto_register": auto_register}))
 
-    def list_products(self) -> list[dict[str, Any]]:
-        return list(self._request("GET", "/products")["products"])
+    def all(self) -> list[Product]:
+        return [Product.from_json(p) for p in self._request("GET", "/products")["products"]]
 
-    def get_product(self, product_id: int) -> dict[str, Any]:
-        return dict(self._request("GET", f"/products/{int(product_id)}"))
+    def get(self, product_id: int) -> Product:
+        return Product.from_json(self._request("GET", f"/products/{int(product_id)}"))
 
-    def find_product(self, project_key: str, firmware_name: str | None = None) -> dict[str, Any]:
-        found = [p for p in self.list_products() if p["project_key"] == project_key
-                 and (firmware_name is None or p["firmware_name"] == firmware_name)]
+    def find(self, project_key: str, firmware_name: str | None = None) -> Product:
+        found = [p for p in self.all() if p.project_key == project_key
+                 and (firmware_name is None or p.firmware_name == firmware_name)]
         if len(found) == 1:
             return found[0]
         if not found:
@@ -208,14 +230,18 @@ class RemoteStore:
                            + (f" and firmware_name {firmware_name!r}" if firmware_name else ""))
         raise ValueError(f"project_key {project_key!r} has {len(found)} products; give --firmware-name")
 
-    # ------------------------------------------------------------------ releases
 
-    def add_release(self, data: bytes, *, product_id: int, version: str | None = None,
-                    core: str | int | None = None, kind: str | None = None, filename: str | None = None,
-                    notes: str = "", enabled: bool = True, forced: bool = False,
-                    percent: float | None = None, devices: Iterable[str] | None = None,
-                    allow_downgrade: bool = False, preflight: str = "pending",
-                    actor: str = "cli") -> dict[str, Any]:
+class RemoteReleases:
+    def __init__(self, remote: RemoteStore) -> None:
+        self._request = remote._request
+        self.progress = remote.progress
+
+    def add(self, data: bytes, *, product_id: int, version: str | None = None,
+            core: str | int | None = None, kind: str | None = None, filename: str | None = None,
+            notes: str = "", enabled: bool = True, forced: bool = False,
+            percent: float | None = None, devices: Iterable[str] | None = None,
+            allow_downgrade: bool = False, preflight: str = "pending",
+            actor: str = "cli") -> Release:
         """Upload through the admin API; the server runs the preflight (``preflight`` is
         "pending" or "skipped": a server always preflights unless told to skip)."""
         fields = {"product_id": str(product_id), "notes": notes, "enabled": str(enabled).lower(),
@@ -228,62 +254,75 @@ class RemoteStore:
             fields["devices"] = ",".join(devices)
         head, tail, ctype = _multipart(fields, filename or "package.bin", data)
         body = _UploadBody(head, data, tail, self.progress)
-        return dict(self._request("POST", "/releases", data=body, headers={"Content-Type": ctype}))
+        return Release.from_json(self._request("POST", "/releases", data=body, headers={"Content-Type": ctype}))
 
-    def list_releases(self, product_id: int | None = None) -> list[dict[str, Any]]:
-        return list(self._request("GET", "/releases", params={"product_id": product_id})["releases"])
+    def all(self, product_id: int | None = None) -> list[Release]:
+        return [Release.from_json(r) for r in
+                self._request("GET", "/releases", params={"product_id": product_id})["releases"]]
 
-    def get_release(self, release_id: int) -> dict[str, Any]:
-        return dict(self._request("GET", f"/releases/{int(release_id)}"))
+    def get(self, release_id: int) -> Release:
+        return Release.from_json(self._request("GET", f"/releases/{int(release_id)}"))
 
-    def update_release(self, release_id: int, *, enabled: bool | None = None, forced: bool | None = None,
-                       notes: str | None = None, actor: str = "cli") -> dict[str, Any]:
+    def update(self, release_id: int, *, enabled: bool | None = None, forced: bool | None = None,
+               notes: str | None = None, actor: str = "cli") -> Release:
         body = {k: v for k, v in (("enabled", enabled), ("forced", forced), ("notes", notes)) if v is not None}
-        return dict(self._request("PATCH", f"/releases/{int(release_id)}", body=body))
+        return Release.from_json(self._request("PATCH", f"/releases/{int(release_id)}", body=body))
 
-    def archive_release(self, release_id: int, *, actor: str = "cli") -> dict[str, Any]:
-        return dict(self._request("POST", f"/releases/{int(release_id)}/archive"))
+    def archive(self, release_id: int, *, actor: str = "cli") -> Release:
+        return Release.from_json(self._request("POST", f"/releases/{int(release_id)}/archive"))
 
-    def set_release_target(self, release_id: int, mode: str, *, percent: float | None = None,
-                           devices: Iterable[str] | None = None, actor: str = "cli") -> dict[str, Any]:
+    def set_target(self, release_id: int, mode: str, *, percent: float | None = None,
+                   devices: Iterable[str] | None = None, actor: str = "cli") -> Release:
         body: dict[str, Any] = {"mode": mode}
         if percent is not None:
             body["percent"] = percent
         if devices is not None:
             body["devices"] = list(devices)
-        return dict(self._request("POST", f"/releases/{int(release_id)}/target", body=body))
+        return Release.from_json(self._request("POST", f"/releases/{int(release_id)}/target", body=body))
 
-    def release_stats(self, release_id: int | None = None) -> list[dict[str, Any]]:
-        return list(self._request("GET", "/stats", params={"release_id": release_id})["releases"])
+    def stats(self, release_id: int | None = None) -> list[ReleaseStats]:
+        return [ReleaseStats.from_json(s) for s in
+                self._request("GET", "/stats", params={"release_id": release_id})["releases"]]
 
-    # ------------------------------------------------------------------ devices
+    def gc_blobs(self, min_age_s: float = 3600.0) -> list[str]:
+        return list(self._request("POST", "/blobs/gc", body={"min_age_s": min_age_s})["removed"])
 
-    def list_devices(self, *, product_id: int | None = None, banned: bool | None = None,
-                     limit: int = 1000, offset: int = 0) -> list[dict[str, Any]]:
+
+class RemoteDevices:
+    def __init__(self, remote: RemoteStore) -> None:
+        self._request = remote._request
+
+    def all(self, *, product_id: int | None = None, banned: bool | None = None,
+            limit: int = 1000, offset: int = 0) -> list[Device]:
         params = {"product_id": product_id, "banned": None if banned is None else str(banned).lower(),
                   "limit": limit, "offset": offset}
-        return list(self._request("GET", "/devices", params=params)["devices"])
+        return [Device.from_json(d) for d in self._request("GET", "/devices", params=params)["devices"]]
 
-    def _device_path(self, device_key: str, action: str = "") -> str:
+    @staticmethod
+    def _path(device_key: str, action: str = "") -> str:
         return f"/devices/{quote(device_key, safe='')}" + (f"/{action}" if action else "")
 
-    def require_device(self, device_key: str) -> dict[str, Any]:
-        return dict(self._request("GET", self._device_path(device_key)))
+    def require(self, device_key: str) -> Device:
+        return Device.from_json(self._request("GET", self._path(device_key)))
 
-    def ban(self, device_key: str, reason: str = "", *, actor: str = "cli") -> dict[str, Any]:
-        return dict(self._request("POST", self._device_path(device_key, "ban"), body={"reason": reason}))
+    def ban(self, device_key: str, reason: str = "", *, actor: str = "cli") -> Device:
+        return Device.from_json(self._request("POST", self._path(device_key, "ban"), body={"reason": reason}))
 
-    def unban(self, device_key: str, *, actor: str = "cli") -> dict[str, Any]:
-        return dict(self._request("POST", self._device_path(device_key, "unban"), body={}))
+    def unban(self, device_key: str, *, actor: str = "cli") -> Device:
+        return Device.from_json(self._request("POST", self._path(device_key, "unban"), body={}))
 
-    def pin(self, device_key: str, release_id: int | None, *, actor: str = "cli") -> dict[str, Any]:
-        return dict(self._request("POST", self._device_path(device_key, "pin"), body={"release_id": release_id}))
+    def pin(self, device_key: str, release_id: int | None, *, actor: str = "cli") -> Device:
+        return Device.from_json(self._request("POST", self._path(device_key, "pin"),
+                                              body={"release_id": release_id}))
 
-    # ------------------------------------------------------------------ audit and upkeep
 
-    def query_audit(self, *, device: str | None = None, event_: str | None = None,
-                    release_id: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        rows = self._request("GET", "/audit", params={"device": device, "event": event_,
+class RemoteAudit:
+    def __init__(self, remote: RemoteStore) -> None:
+        self._request = remote._request
+
+    def query(self, *, device_key: str | None = None, event_: str | None = None,
+              release_id: int | None = None, limit: int = 200) -> list[AuditRecord]:
+        rows = self._request("GET", "/audit", params={"device": device_key, "event": event_,
                                                       "release_id": release_id, "limit": limit})["audit"]
         for a in rows:  # the API sends detail as stored (JSON text) or already decoded
             if isinstance(a.get("detail"), str):
@@ -291,13 +330,10 @@ class RemoteStore:
                     a["detail"] = json.loads(a["detail"])
                 except ValueError:
                     pass
-        return list(rows)
+        return [AuditRecord.from_json(a) for a in rows]
 
-    def prune_audit(self, older_than_s: float, *, actor: str = "cli") -> int:
+    def prune(self, older_than_s: float, *, actor: str = "cli") -> int:
         return int(self._request("POST", "/audit/prune", body={"older_than_s": older_than_s})["deleted"])
-
-    def gc_blobs(self, min_age_s: float = 3600.0) -> list[str]:
-        return list(self._request("POST", "/blobs/gc", body={"min_age_s": min_age_s})["removed"])
 
 
 class ProgressBar:

@@ -34,6 +34,7 @@ from .catalog import Catalog, ProductInfo, ReleaseInfo
 from .codes import VendorCode, status_for
 from .config import ServerConfig
 from .ratelimit import TokenBuckets
+from .records import Device
 from .store import RateLimited, SharedRate, Store, normalize_device_key, serves_worth
 from .writer import BufferedWriter
 
@@ -53,10 +54,9 @@ class DeviceState:
     reported_fv: FotaVersion | None = None
 
     @classmethod
-    def from_row(cls, d: dict[str, Any]) -> DeviceState:
-        st = cls(d["id"], d["device_key"], d["product_id"], d["reported_version"],
-                 float(d["version_changed_at"]), int(d["ban_code"]), d["ban_reason"],
-                 d["pinned_release_id"], bool(d["registered"]))
+    def from_row(cls, d: Device) -> DeviceState:
+        st = cls(d.id, d.device_key, d.product_id, d.reported_version, d.version_changed_at, d.ban_code,
+                 d.ban_reason, d.pinned_release_id, d.registered)
         try:
             st.reported_fv = FotaVersion.parse(st.reported_version) if st.reported_version else None
         except VersionError:
@@ -158,7 +158,7 @@ class FotaService:
             self._stale = False
             gen, dev_gen = self.store.db.generations()
             if cat is None or gen != cat.generation:
-                cat = self.store.load_catalog()
+                cat = self.store.releases.load_catalog()
                 self._devices = {}
                 self._catalog = cat
             elif dev_gen != self._device_generation:
@@ -235,7 +235,7 @@ class FotaService:
             return st
         if not db:
             raise NeedsDatabase
-        row = self.store.get_device(key)
+        row = self.store.devices.get(key)
         if row is None:
             if not product.auto_register:
                 return None
@@ -245,7 +245,7 @@ class FotaService:
             if self.new_device_ip.take(q.ip or "") or self.new_device_product.take(str(product.id)):
                 raise NewDeviceLimited
             try:
-                row = self.store.create_device(key, q.key_type or "mac", product.id, version, q.ip,
+                row = self.store.devices.create(key, q.key_type or "mac", product.id, version, q.ip,
                                                limits=self._new_device_limits(product.id, q.ip))
             except RateLimited:
                 raise NewDeviceLimited from None
@@ -276,7 +276,7 @@ class FotaService:
             elif not db:
                 raise NeedsDatabase
             else:
-                hit = self.store.device_token_hash(key)
+                hit = self.store.products.device_token_hash(key)
                 if len(self._tokens) > 200_000:
                     self._tokens.clear()
                 self._tokens[key] = hit
@@ -359,7 +359,7 @@ class FotaService:
             for entry in self._serve_log.get((out.device.id, out.release.id), ()):
                 if entry[2] == out.fota_sn:
                     entry[1] = sent
-        self.store.serve_not_delivered(out.fota_sn, sent, device_key=out.device.key if out.device else None,
+        self.store.serves.not_delivered(out.fota_sn, sent, device_key=out.device.key if out.device else None,
                                        release_id=out.release.id if out.release else None, ip=q.ip,
                                        planned=planned)
 
@@ -458,7 +458,7 @@ class FotaService:
         if log is None:
             if not db:
                 raise NeedsDatabase
-            seeded = [list(r) for r in self.store.serve_times(
+            seeded = [list(r) for r in self.store.serves.times(
                 dev.id, release_id, time.time() - self.config.loop_window_s)]
             if len(self._serve_log) > 200_000:
                 self._serve_log.clear()
@@ -469,7 +469,7 @@ class FotaService:
 
     def _record_serve(self, dev: DeviceState, release_id: int, channel: str, nbytes: int) -> str:
         if not self.memory_serves:
-            return self.store.record_serve(dev.id, release_id, channel, dev.reported_version, nbytes)
+            return self.store.serves.record(dev.id, release_id, channel, dev.reported_version, nbytes)
         now = time.time()
         sn = secrets.token_hex(12)
         log = self._serve_log.setdefault((dev.id, release_id), [])
@@ -498,7 +498,7 @@ class FotaService:
         else:
             if not db:
                 raise NeedsDatabase
-            n, sn = self.store.count_and_record(dev.id, release.id, since, self.config.loop_max_serves,
+            n, sn = self.store.serves.count_and_record(dev.id, release.id, since, self.config.loop_max_serves,
                                                 q.channel, dev.reported_version, mode, size=size,
                                                 nbytes=sent)
         if mode == "continuation":
@@ -510,7 +510,7 @@ class FotaService:
             if mode != "head":  # HEAD answers what GET would, without side effects
                 if not db:
                     raise NeedsDatabase
-                dev.ban_reason = self.store.loop_ban(dev.id, dev.key, release.id, n, self.config.loop_window_s,
+                dev.ban_reason = self.store.devices.loop_ban(dev.id, dev.key, release.id, n, self.config.loop_window_s,
                                                      dev.reported_version, q.ip)
                 dev.ban_code = VendorCode.LOOP
                 metrics.loop_ban()
@@ -523,13 +523,13 @@ class FotaService:
     def _note_version(self, dev: DeviceState, product: ProductInfo, fv: FotaVersion,
                       old: FotaVersion | None, q: Query) -> None:
         if old is not None and fv == old:  # only the product changed (an unregistered device moved)
-            self.store.update_device_product(dev.id, product.id, device_key=dev.key,
+            self.store.devices.move_to_product(dev.id, product.id, device_key=dev.key,
                                              old_product_id=dev.product_id, ip=q.ip)
             dev.product_id = product.id
             return
         rose = old is None or fv > old
         lift = dev.ban_code == VendorCode.LOOP and rose
-        ban = self.store.device_version_changed(dev.id, dev.key, product.id, dev.reported_version, fv.raw,
+        ban = self.store.devices.version_changed(dev.id, dev.key, product.id, dev.reported_version, fv.raw,
                                                 fv, q.ip, lift, rose=rose,
                                                 window_s=self.config.loop_window_s)
         dev.reported_version = fv.raw
@@ -546,11 +546,11 @@ class FotaService:
                       ip: str = "") -> tuple[Outcome | None, str]:
         """Should a push of ``release_id`` go to this device? (blocking). Returns the counted
         serve, or None and the reason it is skipped."""
-        row = self.store.get_device(normalize_device_key(device_key))
-        if row is not None and row["reported_version"]:
+        row = self.store.devices.get(normalize_device_key(device_key))
+        if row is not None and row.reported_version:
             # What the device reported on a check-in wins: push-login data (anyone can send a
             # login) never changes the version the server believes, so it never confirms an install.
-            version = row["reported_version"]
+            version = row.reported_version
         if not version:
             return None, "version unknown (not in the push login, never checked in)"
         q = Query("push", "mac", device_key, product.project_key, product.firmware_name, version, ip, trusted=True)
@@ -577,7 +577,7 @@ class FotaService:
         cat = self.catalog()
         row = self._devices.get(key)
         if row is None:
-            r = self.store.get_device(key)
+            r = self.store.devices.get(key)
             if r is None:
                 return None
             row = DeviceState.from_row(r)
@@ -602,13 +602,13 @@ class FotaService:
         if not key or key == "nil" or not credential:
             return False
         cat = self.catalog()
-        row = self.store.get_device(key)
-        if row is None or row["product_id"] is None:
+        row = self.store.devices.get(key)
+        if row is None or row.product_id is None:
             return False
-        product = cat.products.get(row["product_id"])
+        product = cat.products.get(row.product_id)
         if product is None or product.auth_mode == "none" or not self.authenticated(product, key, credential):
             return False
-        pin = row["pinned_release_id"]
+        pin = row.pinned_release_id
         if pin is not None:
             rel = cat.releases.get(pin)
             return rel is not None and rel.sha256 == sha256
@@ -625,9 +625,9 @@ class FotaService:
         key = normalize_device_key(device_id)
         cat = self.catalog()
         cands: list[ProductInfo] = []
-        row = self.store.get_device(key)
-        if row is not None and row["product_id"] in cat.products:
-            cands.append(cat.products[row["product_id"]])
+        row = self.store.devices.get(key)
+        if row is not None and row.product_id in cat.products:
+            cands.append(cat.products[row.product_id])
         pkey = info.get("project_key")
         if pkey:
             named = cat.by_key.get(pkey, [])

@@ -4,7 +4,7 @@
 
     with running_server(tmp_path) as srv:          # uvicorn on 127.0.0.1:<free port>, in a thread
         srv.base_url                               # "http://127.0.0.1:54321"
-        srv.store.add_product("KEY", "DEMO_LuatOS-SoC_Air8101")
+        srv.store.products.add("KEY", "DEMO_LuatOS-SoC_Air8101")
         srv.device_url                             # base_url + "/api/site/firmware_upgrade?"
         srv.admin_token                            # for Authorization: Bearer ...
 

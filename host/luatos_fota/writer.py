@@ -148,7 +148,7 @@ class BufferedWriter:
                 if rows:
                     self._write_rows(rows)
                 if seen:
-                    self.store.touch_devices(seen)
+                    self.store.devices.touch(seen)
             except Exception:  # an outage: keep the rows for the next attempt rather than losing them
                 log.exception("flush failed; will retry")
                 self._audit.extendleft(reversed(rows))
@@ -179,14 +179,14 @@ class BufferedWriter:
 
     def _write_serves(self, rows: list[dict[str, Any]]) -> None:
         try:
-            self.store.insert_serves(rows)
+            self.store.serves.insert(rows)
             return
         except Exception as e:
             if _is_outage(e):
                 raise
         for i, row in enumerate(rows):
             try:
-                self.store.insert_serves([row])
+                self.store.serves.insert([row])
             except Exception as e:
                 if _is_outage(e):
                     del rows[:i]
@@ -197,7 +197,7 @@ class BufferedWriter:
 
     def _write_rows(self, rows: list[AuditEvent]) -> None:
         try:
-            self.store.write_audit(rows)
+            self.store.audit.write(rows)
             self.flushed_audit += len(rows)
             return
         except Exception as e:
@@ -207,7 +207,7 @@ class BufferedWriter:
                         type(e).__name__)
         for i, row in enumerate(rows):
             try:
-                self.store.write_audit([row])
+                self.store.audit.write([row])
                 self.flushed_audit += 1
             except Exception as e:
                 if _is_outage(e):

@@ -74,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     bold = (lambda s: f"\033[1m{s}\033[0m") if colour else (lambda s: s)
     t0 = time.perf_counter()
     with running_server(data) as srv:
-        product = srv.store.add_product(key[1].decode(), firmware_name, name="FOTA kit demo")
+        product = srv.store.products.add(key[1].decode(), firmware_name, name="FOTA kit demo")
         package = build_air8101_ota(with_version(files, "001.000.001"))
-        release = srv.store.add_release(package, product_id=product["id"], version="001.000.001")
+        release = srv.store.releases.add(package, product_id=product.id, version="001.000.001")
         print(bold(f"luatos-fota on {srv.base_url}: product {key[1].decode()} / {firmware_name}, "
-                   f"release {release['id']} = 001.000.001 ({len(package)} bytes, Air8101 TAUL; "
+                   f"release {release.id} = 001.000.001 ({len(package)} bytes, Air8101 TAUL; "
                    f"devices on core V2001 report it as 2001.001.001)"))
         print(bold(f"emulated Air8101 boots {project}/ at 001.000.000; "
                    f"{server[1].decode()} is mapped to {srv.host}:{srv.port}\n"))
@@ -91,15 +91,15 @@ def main(argv: list[str] | None = None) -> int:
             dev.run_until(r"^./user\.fota_result ", within="10m")
             wall = time.perf_counter() - t0
             srv.flush()
-            audit = srv.store.query_audit(device=dev.profile.mac)
+            audit = srv.store.audit.query(device_key=dev.profile.mac)
         print()
         print(bold(f"done: {len(dev.boots)} boots, {dev.current_ms() / 1000:.1f} s of device "
                    f"time in {wall:.2f} s of wall time"))
-        for entry in sorted(audit, key=lambda e: (e.get("ts") or 0, e.get("id") or 0))[-6:]:
-            detail = entry.get("detail") or {}
+        for entry in sorted(audit, key=lambda e: (e.ts, e.id))[-6:]:
+            detail = entry.detail or {}
             why = detail.get("reason") or detail.get("msg") or ""
-            status = entry.get("status")
-            print(f"  server audit: {entry.get('event'):<18} "
+            status = entry.status
+            print(f"  server audit: {entry.event:<18} "
                   f"{'' if status is None else status:<4} {why}".rstrip())
     return 0
 

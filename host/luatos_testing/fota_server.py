@@ -38,15 +38,15 @@ class FotaServer:
         from luatos_fota.store import NotFound
 
         try:
-            return dict(self.server.store.find_product(project_key, firmware_name))
+            return self.server.store.products.find(project_key, firmware_name).to_json()
         except NotFound:
-            return dict(self.server.store.add_product(project_key, firmware_name))
+            return self.server.store.products.add(project_key, firmware_name).to_json()
 
     def add_release(self, data: bytes, *, project_key: str, firmware_name: str,
                     **kwargs: Any) -> dict[str, Any]:
         """Upload a package as the admin would (``kwargs``: version, percent, devices, ...)."""
         pid = self.product(project_key, firmware_name)["id"]
-        return dict(self.server.store.add_release(data, product_id=pid, **kwargs))
+        return self.server.store.releases.add(data, product_id=pid, **kwargs).to_json()
 
     def publish_project(self, project: LuatosApp | str | Path, *, version: str,
                         project_key: str | None = None, model: str = "Air8101",

@@ -38,6 +38,7 @@ from luatos_common.logline import SIM
 from luatos_common.packages import detect_and_validate
 from luatos_common.scriptcheck import stamp_version
 from luatos_common.version import ScriptVersion
+from luatos_fota.records import AuditRecord
 from luatos_fota.testing import RunningServer, running_server
 from luatos_sim import Device, DeviceOptions
 from luatos_sim.api_surface import surface_for
@@ -148,10 +149,10 @@ def _make_device(files: dict[str, bytes], profile: ModelProfile, srv: RunningSer
     return dev
 
 
-def _checkins(srv: RunningServer, mac: str) -> list[dict[str, Any]]:
+def _checkins(srv: RunningServer, mac: str) -> list[AuditRecord]:
     srv.flush()
-    rows = srv.store.query_audit(device=mac, limit=1000)
-    return sorted((r for r in rows if r["event"] in ("checkin", "serve")), key=lambda r: r["id"])
+    rows = srv.store.audit.query(device_key=mac, limit=1000)
+    return sorted((r for r in rows if r.event in ("checkin", "serve")), key=lambda r: r.id)
 
 
 def _run_checked(dev: Device, window_ms: int, done: Any) -> None:
@@ -180,14 +181,14 @@ def cold_boot(job: Job, files: dict[str, bytes], profile: ModelProfile, srv: Run
         return Check("cold boot", False, f"no libfota2 check within {job.window_ms // 1000} s of "
                      "virtual time: a device running it could not be upgraded again", ms), dev
     first = seen[0]
-    reported = (first.get("detail") or {}).get("version")
+    reported = (first.detail or {}).get("version")
     if reported != target:
-        why = (first.get("detail") or {}).get("msg") or ""
+        why = (first.detail or {}).get("msg") or ""
         return Check("cold boot", False, f"the first check reported version={reported!r}, not "
-                     f"{target!r} (server: {first['status']} {why}); every device that installs "
+                     f"{target!r} (server: {first.status} {why}); every device that installs "
                      "it would download it again", ms), dev
     return Check("cold boot", True, f"ran {ms // 1000} s without an error; first check "
-                 f"reported {target} and got {first['status']}", ms), dev
+                 f"reported {target} and got {first.status}", ms), dev
 
 
 def upgrade_path(job: Job, baseline: dict[str, bytes], baseline_core: str | None,
@@ -198,9 +199,9 @@ def upgrade_path(job: Job, baseline: dict[str, bytes], baseline_core: str | None
 
     def settled() -> bool:
         rows = _checkins(srv, mac)
-        served = next((i for i, r in enumerate(rows) if r["event"] == "serve"), None)
+        served = next((i for i, r in enumerate(rows) if r.event == "serve"), None)
         return served is not None and any(
-            (r.get("detail") or {}).get("version") == target for r in rows[served + 1:])
+            (r.detail or {}).get("version") == target for r in rows[served + 1:])
 
     _run_checked(dev, job.window_ms, settled)
     # Run on through the window: the new version must keep running and not download again.
@@ -211,19 +212,19 @@ def upgrade_path(job: Job, baseline: dict[str, bytes], baseline_core: str | None
     rows = _checkins(srv, mac)
     if crash:
         return Check("upgrade path", False, crash, ms), dev
-    served = next((i for i, r in enumerate(rows) if r["event"] == "serve"), None)
+    served = next((i for i, r in enumerate(rows) if r.event == "serve"), None)
     if served is None:
-        got = [(r["status"], (r.get("detail") or {}).get("msg")) for r in rows]
+        got = [(r.status, (r.detail or {}).get("msg")) for r in rows]
         return Check("upgrade path", False, "the baseline never downloaded the candidate "
                      f"(its checks got {got or 'nothing'})", ms), dev
-    after = [r for r in rows[served + 1:] if (r.get("detail") or {}).get("version") == target]
+    after = [r for r in rows[served + 1:] if (r.detail or {}).get("version") == target]
     if not after:
         return Check("upgrade path", False, f"downloaded the package but never came up "
                      f"reporting {target} within the window", ms), dev
-    if after[0]["status"] != 304:
+    if after[0].status != 304:
         return Check("upgrade path", False, f"after the upgrade the check reporting {target} got "
-                     f"{after[0]['status']}, not 304 (no update)", ms), dev
-    extra = [r for r in rows[served + 1:] if r["event"] == "serve"]
+                     f"{after[0].status}, not 304 (no update)", ms), dev
+    extra = [r for r in rows[served + 1:] if r.event == "serve"]
     if extra:
         return Check("upgrade path", False, f"the package was served again after the upgrade "
                      f"({len(extra)} more serves): an upgrade loop", ms), dev
@@ -260,8 +261,8 @@ def run(job: Job) -> Result:
     with tempfile.TemporaryDirectory(prefix="luatos-preflight-") as tmpdir:
         tmp = Path(tmpdir)
         with running_server(tmp / "server", loop_max_serves=3) as srv:
-            product = srv.store.add_product(job.project_key, job.firmware_name)
-            srv.store.add_release(Path(job.package).read_bytes(), product_id=product["id"],
+            product = srv.store.products.add(job.project_key, job.firmware_name)
+            srv.store.releases.add(Path(job.package).read_bytes(), product_id=product.id,
                                   version=job.version, core=job.core, kind=job.kind)
             srv.app.fota.invalidate()
             for step in ("cold", "upgrade"):

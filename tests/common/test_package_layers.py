@@ -114,3 +114,42 @@ def test_the_circle_check_sees_a_lazy_import(tmp_path: Path) -> None:
     graph = module_imports(pkg)
     assert graph == {"a": {"b"}, "b": {"a"}, "c": {"a"}}
     assert circles(graph) == {frozenset({"a", "b"})}
+
+
+# The server's storage layers, bottom up: errors/records (no SQL at all), db (engines and
+# transactions), the repositories (repo_*.py, SQL against schema.py), the store that composes
+# them; the edge, the service and the push relay sit on top and write no SQL of their own.
+STORAGE_ABOVE = {"store", "app", "admin", "service", "pushrelay", "cli", "writer", "maintenance", "preflight",
+                 "server", "push", "remote", "ops"}
+
+
+def _sql_imports(path: Path) -> set[str]:
+    found = {mod for mod, _line in imported_packages(path) if mod == "sqlalchemy"}
+    graph = module_imports(path.parent)
+    return found | ({"schema"} & graph[path.stem])
+
+
+def test_repositories_records_and_db_stay_below_the_store() -> None:
+    graph = module_imports(HOST / "luatos_fota")
+    storage = sorted(m for m in graph if m.startswith("repo_") or m in ("db", "records", "errors"))
+    assert {"db", "records", "errors", "repo_push"} <= set(storage)
+    bad = [f"{m} imports {d}" for m in storage for d in sorted(graph[m] & STORAGE_ABOVE)]
+    assert not bad, "\n".join(bad)
+    assert not graph["records"] & {m for m in graph if m.startswith("repo_") or m == "db"}
+    assert not graph["db"] & {m for m in graph if m.startswith("repo_")}
+
+
+def test_no_sql_outside_the_storage_layer() -> None:
+    root = HOST / "luatos_fota"
+    for name in ("records", "errors", "pushrelay", "service", "admin"):
+        assert not _sql_imports(root / f"{name}.py"), f"{name}.py writes SQL; it belongs in a repository"
+
+
+def test_the_storage_check_sees_a_repository_reaching_up(tmp_path: Path) -> None:
+    pkg = tmp_path / "luatos_fota"
+    pkg.mkdir()
+    (pkg / "repo_x.py").write_text("def f():\n    from .service import FotaService\n")
+    (pkg / "service.py").write_text("import sqlalchemy\nfrom . import schema\n")
+    (pkg / "schema.py").write_text("")
+    assert module_imports(pkg)["repo_x"] & STORAGE_ABOVE == {"service"}
+    assert _sql_imports(pkg / "service.py") == {"sqlalchemy", "schema"}

@@ -22,6 +22,7 @@ import pytest
 
 from luatos_common.loopback_http import start_loopback_http, stop_loopback_http
 from luatos_common.packages import build_air8101_ota
+from luatos_fota.records import AuditRecord, Product, Release
 from luatos_fota.testing import RunningServer, running_server
 from luatos_sim import Device, DeviceOptions
 from luatos_sim.scripts import load_project_files
@@ -109,30 +110,30 @@ class Fota:
     """The real server, its product and what the test published."""
 
     srv: RunningServer
-    product: dict[str, Any]
-    releases: list[dict[str, Any]] = field(default_factory=list)
+    product: Product
+    releases: list[Release] = field(default_factory=list)
 
-    def release(self, data: bytes, version: str = NEW, **kw: Any) -> dict[str, Any]:
-        rel = self.srv.store.add_release(data, product_id=self.product["id"], version=version, **kw)
+    def release(self, data: bytes, version: str = NEW, **kw: Any) -> Release:
+        rel = self.srv.store.releases.add(data, product_id=self.product.id, version=version, **kw)
         self.releases.append(rel)
         return rel
 
-    def audit(self, device: str, event: str | None = None) -> list[dict[str, Any]]:
+    def audit(self, device: str, event: str | None = None) -> list[AuditRecord]:
         """Audit rows of a device, oldest first (buffered rows flushed first)."""
         self.srv.flush()
-        rows = self.srv.store.query_audit(device=device, event_=event, limit=10000)
-        return sorted(rows, key=lambda r: r["id"])
+        rows = self.srv.store.audit.query(device_key=device, event_=event, limit=10000)
+        return sorted(rows, key=lambda r: r.id)
 
-    def serves(self, device: str) -> list[dict[str, Any]]:
-        return [r for r in self.audit(device) if r["event"] == "serve"]
+    def serves(self, device: str) -> list[AuditRecord]:
+        return [r for r in self.audit(device) if r.event == "serve"]
 
 
 @pytest.fixture
 def fota(tmp_path: Path) -> Iterator[Fota]:
     """A real luatos-fota server with the device/ product registered."""
     with running_server(tmp_path / "server") as srv:
-        product = srv.store.add_product(PRODUCT_KEY, firmware_name(), name="e2e")
-        product = srv.store.set_product_auth(product["id"], "hmac", secret=E2E_AUTH_SECRET)
+        product = srv.store.products.add(PRODUCT_KEY, firmware_name(), name="e2e")
+        product = srv.store.products.set_auth(product.id, "hmac", secret=E2E_AUTH_SECRET)
         yield Fota(srv, product)
 
 

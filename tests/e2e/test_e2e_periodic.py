@@ -46,14 +46,14 @@ def test_upgrade_then_no_second_download(fota: Fota, make_device) -> None:
     assert result_codes(dev) == [0, 4, 4]
     assert result_codes(dev, first_new_boot) == [4, 4]
     staged = [e for e in dev.trace if e.kind == "fota_staged"]
-    assert len(staged) == 1 and staged[0].detail["sha256"] == rel["sha256"]
+    assert len(staged) == 1 and staged[0].detail["sha256"] == rel.sha256
     assert dev.image_files()["main.lua"].count(f'VERSION = "{NEW}"'.encode()) == 1
 
     serves = fota.serves(mac)
     assert len(serves) == 1, serves
-    checkins = [r for r in fota.audit(mac) if r["event"] == "checkin"]
-    assert [r["status"] for r in checkins] == [304, 304]
-    assert fota.srv.store.release_stats(rel["id"])[0]["serves"] == 1
+    checkins = [r for r in fota.audit(mac) if r.event == "checkin"]
+    assert [r.status for r in checkins] == [304, 304]
+    assert fota.srv.store.releases.stats(rel.id)[0].serves == 1
 
 
 def assert_kept_old(dev, boots: int = 1) -> None:
@@ -85,8 +85,8 @@ def test_up_to_date_is_result_4(fota: Fota, make_device) -> None:
     dev.run_for("10m")
     assert_kept_old(dev)
     rows = fota.audit(dev.profile.mac)
-    assert [r["status"] for r in rows if r["event"] == "checkin"] == [304]
-    assert not [r for r in rows if r["event"] == "serve"]
+    assert [r.status for r in rows if r.event == "checkin"] == [304]
+    assert not [r for r in rows if r.event == "serve"]
 
 
 def test_empty_body_keeps_old_version(make_device, raw_http) -> None:
@@ -186,7 +186,7 @@ def test_package_still_declaring_old_version_is_refused_at_publish(fota: Fota) -
                 if text.startswith(b"VERSION"))
     assert f"version {NEW} given, but the package's main.lua:{line} sets VERSION = '{OLD}'" \
         in str(ei.value)
-    assert fota.srv.store.list_releases() == []
+    assert fota.srv.store.releases.all() == []
 
 
 def old_version_at_run_time(files: dict[str, bytes]) -> dict[str, bytes]:
@@ -214,15 +214,15 @@ def test_package_reporting_old_version_loops_until_banned(fota: Fota, make_devic
     dev.run_for("8h5m")
     assert len(fota.serves(mac)) == 6
     bans = fota.audit(mac, "loop_ban")
-    assert len(bans) == 1 and bans[0]["code"] == 40 and bans[0]["status"] == 403
-    device_row = fota.srv.store.get_device(mac)
-    assert device_row is not None and device_row["ban_code"] == 40
+    assert len(bans) == 1 and bans[0].code == 40 and bans[0].status == 403
+    device_row = fota.srv.store.devices.get(mac)
+    assert device_row is not None and device_row.ban_code == 40
     assert len([e for e in dev.trace if e.kind == "fota_applied"]) == 6
     assert result_codes(dev) == [0] * 6 + [4, 4, 4]
     assert [b.reason for b in dev.boots] == ["power-on"] + ["reboot"] * 6
     assert dev.reboot_loop is None  # deliberate reboots are not a crash loop
     refused = fota.audit(mac, "checkin")
-    assert [(r["status"], r["code"]) for r in refused] == [(403, 40)] * 3
+    assert [(r.status, r.code) for r in refused] == [(403, 40)] * 3
 
 
 def needs_newer_core(files: dict[str, bytes]) -> dict[str, bytes]:

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from luatos_fota.cli import main as fota_cli
 from luatos_fota.preflight import PreflightRunner, PreflightSettings
+from luatos_fota.records import Release
 from luatos_fota.store import Conflict, Store
 from luatos_fota.testing import running_server
 from luatos_testing.dut import SimDut
@@ -40,16 +41,16 @@ OLD_VERSION_AT_RUN_TIME = patch_main(b"\nlog.info(\"main\"", f'\n_G["VERSION"] =
 AIRUI_AT_BOOT = patch_main(b"\nlocal config = require", b"\nairui.init()\nlocal config = require")
 
 
-def publish(st: Store, data: bytes, version: str = NEW, **kw):
-    product = st.find_product(PRODUCT_KEY, FW)
-    return st.add_release(data, product_id=product["id"], version=version, preflight="pending", **kw)
+def publish(st: Store, data: bytes, version: str = NEW, **kw) -> Release:
+    product = st.products.find(PRODUCT_KEY, FW)
+    return st.releases.add(data, product_id=product.id, version=version, preflight="pending", **kw)
 
 
 @pytest.fixture
 def store(tmp_path: Path):
     st = Store(tmp_path / "data")
-    st.add_product(PRODUCT_KEY, FW)
-    st.add_release(package(OLD), product_id=st.find_product(PRODUCT_KEY)["id"], version=OLD)
+    st.products.add(PRODUCT_KEY, FW)
+    st.releases.add(package(OLD), product_id=st.products.find(PRODUCT_KEY).id, version=OLD)
     yield st
     st.close()
 
@@ -60,22 +61,22 @@ def runner(st: Store, **kw) -> PreflightRunner:
 
 def test_good_candidate_passes_both_paths_and_is_enabled(store: Store) -> None:
     rel = publish(store, package(NEW))
-    assert rel["enabled"] is False and rel["preflight_status"] == "pending"
+    assert rel.enabled is False and rel.preflight_status == "pending"
     t0 = time.perf_counter()
-    done = runner(store).run(rel["id"])
+    done = runner(store).run(rel.id)
     wall = time.perf_counter() - t0
     assert done is not None
-    res = done["preflight_result"]
-    assert done["preflight_status"] == "passed", res
-    assert done["enabled"] is True
+    res = done.preflight_result
+    assert done.preflight_status == "passed", res
+    assert done.enabled is True
     assert [c["name"] for c in res["checks"]] == ["cold boot", "upgrade path"]
     assert all(c["ok"] for c in res["checks"])
     assert "first check reported 2001.001.001 and got 304" in res["checks"][0]["detail"]
     assert "baseline: the product's previous release" in res["checks"][1]["detail"]
     assert res["virtual_ms"] == 2 * 600_000  # 10 virtual minutes each
     assert res["warnings"] == []
-    (audit,) = store.query_audit(event_="preflight", release_id=rel["id"])
-    assert audit["detail"]["outcome"] == "passed" and audit["detail"]["enabled"] is True
+    (audit,) = store.audit.query(event_="preflight", release_id=rel.id)
+    assert audit.detail["outcome"] == "passed" and audit.detail["enabled"] is True
     print(f"preflight of device/ (2 x 10 virtual minutes): {wall:.2f} s wall "
           f"({res['wall_s']:.2f} s in the worker)")
     assert wall < 30  # the goal (< 5 s) is measured by bench/bench_preflight.py
@@ -88,30 +89,30 @@ def test_good_candidate_passes_both_paths_and_is_enabled(store: Store) -> None:
 ])
 def test_bad_candidate_fails_and_stays_disabled(store: Store, patch, needle: str) -> None:
     rel = publish(store, package(NEW, patch=patch))
-    done = runner(store).run(rel["id"])
+    done = runner(store).run(rel.id)
     assert done is not None
-    res = done["preflight_result"]
-    assert done["preflight_status"] == "failed", res
-    assert done["enabled"] is False
+    res = done.preflight_result
+    assert done.preflight_status == "failed", res
+    assert done.enabled is False
     assert res["checks"][0]["name"] == "cold boot" and not res["checks"][0]["ok"]
     assert needle in res["summary"], res["summary"]
     assert res["log_excerpt"].strip(), "a failure carries the device log lines that led there"
     with pytest.raises(Conflict, match="preflight is failed"):
-        store.update_release(rel["id"], enabled=True)
-    (audit,) = store.query_audit(event_="preflight", release_id=rel["id"])
-    assert audit["detail"]["outcome"] == "failed" and needle in audit["detail"]["summary"]
+        store.releases.update(rel.id, enabled=True)
+    (audit,) = store.audit.query(event_="preflight", release_id=rel.id)
+    assert audit.detail["outcome"] == "failed" and needle in audit.detail["summary"]
 
 
 def test_firmware_the_emulator_lacks_is_could_not_preflight(store: Store) -> None:
     rel = publish(store, package(NEW, patch=AIRUI_AT_BOOT))
-    done = runner(store).run(rel["id"])
+    done = runner(store).run(rel.id)
     assert done is not None
-    res = done["preflight_result"]
-    assert done["preflight_status"] == "unsupported", res
+    res = done.preflight_result
+    assert done.preflight_status == "unsupported", res
     assert res["summary"].startswith("could not preflight: airui is not emulated")
-    assert done["enabled"] is False
+    assert done.enabled is False
     # the operator decides: enabling it by hand is allowed (and audited)
-    assert store.update_release(rel["id"], enabled=True, actor="ops")["enabled"] is True
+    assert store.releases.update(rel.id, enabled=True, actor="ops").enabled is True
 
 
 def test_worker_that_hangs_is_killed_at_the_wall_limit(store: Store, tmp_path: Path) -> None:
@@ -119,11 +120,11 @@ def test_worker_that_hangs_is_killed_at_the_wall_limit(store: Store, tmp_path: P
     sleeper.write_text("import time, sys\ntime.sleep(30)\n")
     rel = publish(store, package(NEW))
     t0 = time.perf_counter()
-    done = runner(store, wall_limit_s=1.0, command=("python3", str(sleeper))).run(rel["id"])
+    done = runner(store, wall_limit_s=1.0, command=("python3", str(sleeper))).run(rel.id)
     assert time.perf_counter() - t0 < 10
-    assert done is not None and done["preflight_status"] == "failed"
-    assert "wall-time limit of 1 s" in done["preflight_result"]["summary"]
-    assert done["enabled"] is False
+    assert done is not None and done.preflight_status == "failed"
+    assert "wall-time limit of 1 s" in done.preflight_result["summary"]
+    assert done.enabled is False
 
 
 def test_cli_release_add_preflights_and_shows_the_result(tmp_path: Path) -> None:
@@ -166,8 +167,8 @@ def test_api_upload_is_preflighted_off_the_request_path_then_reaches_a_device(
     """The e2e: a bad candidate is refused by preflight, a good one passes and reaches a
     device running the old version."""
     with running_server(tmp_path / "srv", admin_token="tok") as srv:
-        pid = srv.store.add_product(PRODUCT_KEY, FW)["id"]
-        srv.store.add_release(package(OLD), product_id=pid, version=OLD)
+        pid = srv.store.products.add(PRODUCT_KEY, FW).id
+        srv.store.releases.add(package(OLD), product_id=pid, version=OLD)
         auth = {"Authorization": "Bearer tok"}
         url = f"{srv.base_url}/admin/api/releases"
 
@@ -191,7 +192,7 @@ def test_api_upload_is_preflighted_off_the_request_path_then_reaches_a_device(
         assert "reboot loop" in bad["preflight_result"]["summary"]
         r = requests.post(f"{url}/{bad['id']}/enable", headers=auth, timeout=10)
         assert r.status_code == 409 and "preflight is failed" in r.json()["msg"]
-        srv.store.update_release(bad["id"], notes="withdrawn")
+        srv.store.releases.update(bad["id"], notes="withdrawn")
 
         t0 = time.perf_counter()
         r = requests.post(url, headers=auth, files={"file": ("good.bin", package("001.000.002"))},
@@ -208,7 +209,7 @@ def test_api_upload_is_preflighted_off_the_request_path_then_reaches_a_device(
         log.expect(r"^I/user\.fota_result 0 ", "2m")
         log.expect(booted("001.000.002"), "1m")
         srv.flush()
-        events = [a["event"] for a in srv.store.query_audit(release_id=good["id"], limit=100)]
+        events = [a.event for a in srv.store.audit.query(release_id=good["id"], limit=100)]
         assert "preflight" in events and "serve" in events
 
 
@@ -218,6 +219,6 @@ def test_full_package_boots_on_its_own_core(store: Store) -> None:
     files = project(NEW)
     data = build_full("V2002", files)
     rel = publish(store, data, kind="full")
-    done = runner(store).run(rel["id"])
-    assert done is not None and done["preflight_status"] == "passed", done["preflight_result"]
-    assert "reported 2002.001.001" in done["preflight_result"]["checks"][0]["detail"]
+    done = runner(store).run(rel.id)
+    assert done is not None and done.preflight_status == "passed", done.preflight_result
+    assert "reported 2002.001.001" in done.preflight_result["checks"][0]["detail"]

@@ -48,7 +48,7 @@ def test_psm_order_of_calls_and_wake_after_4h(fota: Fota, make_device) -> None:
     assert len(wake) == 1 and wake[0].ms == slept_at + FOUR_H and wake[0].detail["dtimer"] == 2
     log.expect(r"^I/user\.psm entering PSM\+", "1m")
     assert result_codes(dev) == [4, 4]
-    assert [r["status"] for r in fota.audit(dev.profile.mac, "checkin")] == [304, 304]
+    assert [r.status for r in fota.audit(dev.profile.mac, "checkin")] == [304, 304]
 
 
 def test_psm_upgrade_during_a_wake(fota: Fota, make_device) -> None:
@@ -106,6 +106,6 @@ def test_psm_30_days_of_4_hourly_wakes(fota: Fota, make_device) -> None:
         assert any(line.startswith(f"I/user.main FOTA_KIT_DEMO {NEW} ")
                    for line in dev.lines(b.number))
     assert vm_exits(dev) == [] and dev.reboot_loop is None
-    assert fota.srv.store.release_stats(rel["id"])[0]["serves"] == 1
+    assert fota.srv.store.releases.stats(rel.id)[0].serves == 1
     checkins = fota.audit(dev.profile.mac, "checkin")
-    assert len(checkins) == len(dev.boots) - 1 and {r["status"] for r in checkins} == {304}
+    assert len(checkins) == len(dev.boots) - 1 and {r.status for r in checkins} == {304}

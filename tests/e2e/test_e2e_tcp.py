@@ -54,8 +54,8 @@ def hub_server(tmp_path: Path) -> Iterator[tuple[Fota, PushHub]]:
     with running_server(tmp_path / "server", push_hub=hub,
                         extra={"push_port": 0, "push_host": "127.0.0.1"}) as srv:
         assert hub.address is not None, "the app's lifespan did not start the push hub"
-        product = srv.store.add_product(PRODUCT_KEY, firmware_name(), name="e2e tcp")
-        product = srv.store.set_product_auth(product["id"], "hmac", secret=E2E_AUTH_SECRET)
+        product = srv.store.products.add(PRODUCT_KEY, firmware_name(), name="e2e tcp")
+        product = srv.store.products.set_auth(product.id, "hmac", secret=E2E_AUTH_SECRET)
         yield Fota(srv, product), hub
 
 
@@ -82,11 +82,11 @@ def test_push_upgrade_over_the_hub(hub_server, make_device) -> None:
     assert online[0]["project_key"] == PRODUCT_KEY and online[0]["core"] == "V2001"
     log.expect(r"^I/user\.tcp_cmd server reply, not answered", "1m")  # {"login":"ok"}
 
-    out = admin_push(fota.srv, {"release_id": rel["id"], "devices": [mac]})
+    out = admin_push(fota.srv, {"release_id": rel.id, "devices": [mac]})
     assert out["results"] == {mac: "sent"}
     url = out["message"]["url"]
     # The release's package, with the fota_sn of the serve the server counted for this push.
-    assert url.startswith(f"###{fota.srv.base_url}/dl/{rel['sha256']}.bin?fota_sn=")
+    assert url.startswith(f"###{fota.srv.base_url}/dl/{rel.sha256}.bin?fota_sn=")
 
     log.expect(r"^I/user\.tcp_cmd fota started ###http://", "1m")
     log.expect(r"^I/user\.fota_result 0 ", "5m")
@@ -105,7 +105,7 @@ def test_push_upgrade_over_the_hub(hub_server, make_device) -> None:
     assert len([e for e in dev.trace if e.kind == "fota_staged"]) == 1
     assert vm_exits(dev) == []
     rows = fota.audit(mac)
-    events = {r["event"] for r in rows}
+    events = {r.event for r in rows}
     assert {"push_login", "push_push", "push_answer"} <= events, events
 
 
@@ -118,7 +118,7 @@ def test_duplicate_command_while_downloading_is_answered_busy(hub_server, make_d
     log = SimDut(dev)
     log.expect(r"^I/user\.tcp login sent ", "1m")
     wait_for(lambda: hub.online(), "the login")
-    body = {"release_id": rel["id"], "devices": [mac]}
+    body = {"release_id": rel.id, "devices": [mac]}
     assert admin_push(fota.srv, body)["results"] == {mac: "sent"}
     log.expect(r"^I/user\.tcp_cmd fota started ", "1m")
     dev.run_for("2s")
@@ -152,7 +152,7 @@ def test_release_push_skips_a_device_already_on_it(hub_server, make_device) -> N
     log = SimDut(dev)
     log.expect(r"^I/user\.tcp login sent ", "1m")
     wait_for(lambda: hub.online(), "the login")
-    out = admin_push(fota.srv, {"release_id": rel["id"], "devices": [mac]})
+    out = admin_push(fota.srv, {"release_id": rel.id, "devices": [mac]})
     assert out["results"] == {} and mac in out["skipped"], out
     assert "2001.001.001" in out["skipped"][mac]  # VERSION + core read as libfota2 reports them
     dev.run_for("1m")
@@ -319,8 +319,8 @@ def test_one_identity_on_a_cat1_model_with_wifi(hub_server, tmp_path) -> None:
     from luatos_sim import Device, DeviceOptions
 
     fota, hub = hub_server
-    air8000 = fota.srv.store.add_product(PRODUCT_KEY, "FOTA_KIT_DEMO_LuatOS-SoC_Air8000", name="e2e 8000")
-    fota.srv.store.set_product_auth(air8000["id"], "hmac", secret=E2E_AUTH_SECRET)
+    air8000 = fota.srv.store.products.add(PRODUCT_KEY, "FOTA_KIT_DEMO_LuatOS-SoC_Air8000", name="e2e 8000")
+    fota.srv.store.products.set_auth(air8000.id, "hmac", secret=E2E_AUTH_SECRET)
     dev = Device(files=project(OLD, "tcp"), state_dir=tmp_path / "air8000", model="Air8000",
                  options=DeviceOptions(epoch_at_power_on=1_764_000_000))
     try:
@@ -337,9 +337,9 @@ def test_one_identity_on_a_cat1_model_with_wifi(hub_server, tmp_path) -> None:
         assert out["results"] == {imei: "sent"}
         log.expect(r"^[IW]/user\.fota_result 4 ", "5m")  # no release: up to date
         fota.srv.flush()
-        row = fota.srv.store.get_device(imei)
-        assert row is not None and row["product_id"] == air8000["id"]
-        assert fota.srv.store.get_device(mac) is None
-        assert not fota.srv.store.query_audit(event_="unauthorized", limit=5)
+        row = fota.srv.store.devices.get(imei)
+        assert row is not None and row.product_id == air8000.id
+        assert fota.srv.store.devices.get(mac) is None
+        assert not fota.srv.store.audit.query(event_="unauthorized", limit=5)
     finally:
         dev.close()

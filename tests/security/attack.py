@@ -274,4 +274,4 @@ def unauthenticated_flood(s: Served, seconds: float, attackers: int = 4, legit: 
 
 def register_fleet(st: Any, product_id: int) -> None:
     for m in LEGIT:
-        st.register_device(m, product_id)
+        st.devices.register(m, product_id)

@@ -13,9 +13,9 @@ SECONDS = 8.0
 
 def test_single_client_cannot_grow_the_server(tmp_path: Path) -> None:
     def setup(st):  # type: ignore[no-untyped-def]
-        p = st.add_product(KEY, FW)
-        st.add_release(package(), product_id=p["id"], version="001.000.002")
-        register_fleet(st, p["id"])
+        p = st.products.add(KEY, FW)
+        st.releases.add(package(), product_id=p.id, version="001.000.002")
+        register_fleet(st, p.id)
 
     with served(tmp_path, {"device_rate": 5.0}, push=True, setup=setup) as s:
         m = unauthenticated_flood(s, SECONDS)

@@ -121,7 +121,7 @@ def test_connection_caps_answer_503_with_retry_after(tmp_path: Path) -> None:
 
 def test_pipelined_request_cannot_take_its_target_from_a_header(tmp_path: Path) -> None:
     def setup(st):  # type: ignore[no-untyped-def]
-        st.add_product(KEY, FW)
+        st.products.add(KEY, FW)
 
     with served(tmp_path, setup=setup) as s:
         c = socket.create_connection(("127.0.0.1", s.port), timeout=10)
@@ -142,13 +142,13 @@ def test_pipelined_request_cannot_take_its_target_from_a_header(tmp_path: Path) 
         assert out.count(b'"ok":true') == 2, out  # both answered as /healthz
     from luatos_fota.store import Store
 
-    assert Store(s.data).get_device("AABBCCDDEEFF") is None
+    assert Store(s.data).devices.get("AABBCCDDEEFF") is None
 
 
 def test_malformed_requests_never_5xx_nor_traceback(tmp_path: Path) -> None:
     def setup(st):  # type: ignore[no-untyped-def]
-        p = st.add_product(KEY, FW)
-        st.add_release(package(), product_id=p["id"], version="001.000.002")
+        p = st.products.add(KEY, FW)
+        st.releases.add(package(), product_id=p.id, version="001.000.002")
 
     with served(tmp_path, setup=setup) as s:
         auth = f"Authorization: Bearer {TOKEN}\r\n"
@@ -179,8 +179,8 @@ def test_malformed_requests_never_5xx_nor_traceback(tmp_path: Path) -> None:
 
 def test_handed_out_urls_ignore_the_host_header(tmp_path: Path) -> None:
     def setup(st):  # type: ignore[no-untyped-def]
-        p = st.add_product(KEY, FW)
-        st.add_release(package(), product_id=p["id"], version="001.000.002")
+        p = st.products.add(KEY, FW)
+        st.releases.add(package(), product_id=p.id, version="001.000.002")
 
     with served(tmp_path, {"public_url": "https://fota.example.com"}, setup=setup) as s:
         target = (f"/api/site/turnkey_fota?mac=C8C2C68CD611&project_key={KEY}&firmware_name={FW}"

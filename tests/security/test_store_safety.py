@@ -30,8 +30,8 @@ def _mode(p: Path) -> int:
 
 def test_data_directory_is_private(tmp_path: Path) -> None:
     def setup(st):  # type: ignore[no-untyped-def]
-        p = st.add_product(KEY, FW)
-        st.add_release(package(), product_id=p["id"], version="001.000.002")
+        p = st.products.add(KEY, FW)
+        st.releases.add(package(), product_id=p.id, version="001.000.002")
 
     with served(tmp_path, setup=setup) as s:
         get(s.port, check_target("2001.001.000"))
@@ -100,12 +100,12 @@ def test_https_and_tls_push_channel(tmp_path: Path) -> None:
 
 def test_check_reports_and_repairs(tmp_path: Path) -> None:
     st = Store(tmp_path / "d")
-    p = st.add_product(KEY, FW)
-    good = st.add_release(package("001.000.002"), product_id=p["id"], version="001.000.002")
-    bad = st.add_release(package("001.000.003"), product_id=p["id"], version="001.000.003")
-    gone = st.add_release(package("001.000.004"), product_id=p["id"], version="001.000.004")
-    st.blobs.path(bad["sha256"]).write_bytes(b"flipped bits")
-    st.blobs.path(gone["sha256"]).unlink()
+    p = st.products.add(KEY, FW)
+    good = st.releases.add(package("001.000.002"), product_id=p.id, version="001.000.002")
+    bad = st.releases.add(package("001.000.003"), product_id=p.id, version="001.000.003")
+    gone = st.releases.add(package("001.000.004"), product_id=p.id, version="001.000.004")
+    st.blobs.path(bad.sha256).write_bytes(b"flipped bits")
+    st.blobs.path(gone.sha256).unlink()
     orphan = st.blobs.put(b"left by a crash between the rename and the commit")
     tmpfile = st.data_dir / "blobs" / "tmp" / "otherhost-1-abc"
     tmpfile.write_bytes(b"partial")
@@ -113,9 +113,9 @@ def test_check_reports_and_repairs(tmp_path: Path) -> None:
     os.utime(st.blobs.path(orphan), (old, old))
     os.utime(tmpfile, (old, old))
     rep = st.check()
-    assert not rep["ok"] and rep["corrupt_blobs"] == [bad["sha256"]] and rep["missing_blobs"] == [gone["sha256"]]
+    assert not rep["ok"] and rep["corrupt_blobs"] == [bad.sha256] and rep["missing_blobs"] == [gone.sha256]
     assert rep["orphan_blobs"] == [orphan] and rep["temp_files"] == ["otherhost-1-abc"]
-    assert sorted(rep["releases_affected"]) == sorted([bad["id"], gone["id"]])
+    assert sorted(rep["releases_affected"]) == sorted([bad.id, gone.id])
     out = subprocess.run([sys.executable, "-m", "luatos_fota.cli", "check", "--data", str(tmp_path / "d")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 4 and "corrupt package" in out.stdout and "Traceback" not in out.stderr
@@ -125,15 +125,15 @@ def test_check_reports_and_repairs(tmp_path: Path) -> None:
     assert json.loads(out.stdout)["repaired"]
     after = st.check()
     assert after["orphan_blobs"] == [] and after["temp_files"] == [] and after["corrupt_blobs"] == []
-    assert (st.data_dir / "blobs" / "quarantine" / bad["sha256"]).is_file()
-    assert st.get_release(bad["id"])["enabled"] is False and st.get_release(good["id"])["enabled"] is True
+    assert (st.data_dir / "blobs" / "quarantine" / bad.sha256).is_file()
+    assert st.releases.get(bad.id).enabled is False and st.releases.get(good.id).enabled is True
     st.close()
 
 
 def test_retention_and_orphan_collection_run_by_themselves(tmp_path: Path) -> None:
     def setup(st):  # type: ignore[no-untyped-def]
-        st.add_product(KEY, FW)
-        st.write_audit([AuditEvent("checkin", "OLD", status=304, code=27, ts=time.time() - 400 * 86400)])
+        st.products.add(KEY, FW)
+        st.audit.write([AuditEvent("checkin", "OLD", status=304, code=27, ts=time.time() - 400 * 86400)])
         orphan = st.blobs.put(b"orphan blob")
         old = time.time() - 7200
         os.utime(st.blobs.path(orphan), (old, old))
@@ -150,34 +150,34 @@ def test_retention_and_orphan_collection_run_by_themselves(tmp_path: Path) -> No
         while time.monotonic() < deadline:
             st = Store(s.data)
             try:
-                rows = st.query_audit(limit=1000)
+                rows = st.audit.query(limit=1000)
                 blobs = st.blobs.all_digests()
                 temps = list((st.data_dir / "blobs" / "tmp").iterdir())
             finally:
                 st.close()
-            if len(rows) <= 60 and not blobs and not temps and not any(r["device_key"] == "OLD" for r in rows):
+            if len(rows) <= 60 and not blobs and not temps and not any(r.device_key == "OLD" for r in rows):
                 break
             time.sleep(0.3)
-        assert len(rows) <= 60 and not any(r["device_key"] == "OLD" for r in rows), len(rows)
+        assert len(rows) <= 60 and not any(r.device_key == "OLD" for r in rows), len(rows)
         assert blobs == [] and temps == []
 
 
 def test_serve_audit_rows_survive_kill_9(tmp_path: Path) -> None:
     def setup(st):  # type: ignore[no-untyped-def]
-        p = st.add_product(KEY, FW)
-        st.add_release(package(), product_id=p["id"], version="001.000.002")
+        p = st.products.add(KEY, FW)
+        st.releases.add(package(), product_id=p.id, version="001.000.002")
 
     cfg = {"flush_interval_s": 3600.0}
     with served(tmp_path, cfg, setup=setup) as s:
         assert status_of(get(s.port, check_target("2001.001.000"))) == 200
         st = Store(s.data)
-        assert st.query_audit(event_="serve", limit=5) == []  # still in the writer's buffer
+        assert st.audit.query(event_="serve", limit=5) == []  # still in the writer's buffer
         st.close()
         s.proc.send_signal(signal.SIGKILL)
         s.proc.wait(10)
     with served(tmp_path) as s2:
         st = Store(s2.data)
-        rows = st.query_audit(event_="serve", limit=5)
+        rows = st.audit.query(event_="serve", limit=5)
         st.close()
-    assert len(rows) == 1 and rows[0]["device_key"] == "C8C2C68CD602", rows
-    assert rows[0]["detail"]["recovered"] is True
+    assert len(rows) == 1 and rows[0].device_key == "C8C2C68CD602", rows
+    assert rows[0].detail["recovered"] is True

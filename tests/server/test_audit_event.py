@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 from pathlib import Path
 
@@ -38,7 +39,7 @@ def test_only_insert_audit_writes_the_audit_table() -> None:
     hits = [h for f in sorted(PACKAGE.glob("*.py")) for h in audit_inserts(f)]
     where = {h.rsplit(":", 1)[0] for h in hits}
     # the prepared statement (module level) and its one user
-    assert where == {"store.py:<module>", "store.py:insert_audit"}, "\n".join(hits)
+    assert where == {"repo_audit.py:<module>", "repo_audit.py:insert_audit"}, "\n".join(hits)
 
 
 def test_the_scan_sees_a_second_writer(tmp_path: Path) -> None:
@@ -55,11 +56,11 @@ def test_the_writer_clips_an_event_and_the_store_writes_it(tmp_path: Path) -> No
                             detail=detail_json({"long": "x" * 200}), ts=1000.0))
         w.record(AuditEvent("probe", "E", actor="api", detail=detail_json({"n": 1, "ü": "ü"})))
         w.flush()
-        rows = {r["device_key"][:1]: r for r in st.query_audit(event_="probe")}
-        assert rows["D"]["device_key"] == "D" * 200 and rows["D"]["ip"] == "1" * 64
-        assert rows["D"]["ts"] == 1000.0 and rows["D"]["code"] == 27
-        assert rows["D"]["detail"] == json.dumps({"long": "x" * 200})[:50]  # cut, so no longer JSON
-        assert rows["E"]["detail"] == {"n": 1, "ü": "ü"} and rows["E"]["actor"] == "api"
+        rows = {(r.device_key or "")[:1]: r for r in st.audit.query(event_="probe")}
+        assert rows["D"].device_key == "D" * 200 and rows["D"].ip == "1" * 64
+        assert rows["D"].ts == 1000.0 and rows["D"].code == 27
+        assert rows["D"].detail == json.dumps({"long": "x" * 200})[:50]  # cut, so no longer JSON
+        assert rows["E"].detail == {"n": 1, "ü": "ü"} and rows["E"].actor == "api"
         assert w.flushed_audit == 2 and w.dropped_audit == 0
     finally:
         w.close()
@@ -69,11 +70,11 @@ def test_the_writer_clips_an_event_and_the_store_writes_it(tmp_path: Path) -> No
 def test_a_state_change_and_a_buffered_entry_make_the_same_row(tmp_path: Path) -> None:
     st = Store(tmp_path / "d")
     try:
-        st.add_product("K", "FW_LuatOS-SoC_Air8101")
-        (made,) = st.query_audit(event_="product_added")
-        st.write_audit([AuditEvent("product_added", product_id=made["product_id"], actor=made["actor"],
-                                   detail=detail_json(made["detail"]), ts=made["ts"])])
-        again = st.query_audit(event_="product_added")[0]
-        assert {k: v for k, v in again.items() if k != "id"} == {k: v for k, v in made.items() if k != "id"}
+        st.products.add("K", "FW_LuatOS-SoC_Air8101")
+        (made,) = st.audit.query(event_="product_added")
+        st.audit.write([AuditEvent("product_added", product_id=made.product_id, actor=made.actor,
+                                   detail=detail_json(made.detail), ts=made.ts)])
+        again = st.audit.query(event_="product_added")[0]
+        assert dataclasses.replace(again, id=made.id) == made
     finally:
         st.close()

@@ -131,7 +131,7 @@ def test_wrong_token_is_refused_and_nothing_is_shown(page: Any, srv: RunningServ
 def test_dashboard_devices_upload_ban_unban_audit(
     page: Any, srv: RunningServer, tmp_path: Path
 ) -> None:
-    product = srv.store.add_product(KEY, FW, name="Demo product")
+    product = srv.store.products.add(KEY, FW, name="Demo product")
     assert check_in(srv, MAC, "2001.001.000").status == 304  # no release yet: up to date
     assert check_in(srv, OTHER, "2001.001.000").status == 304
     srv.flush()
@@ -153,18 +153,18 @@ def test_dashboard_devices_upload_ban_unban_audit(
         build_air8101_ota({"main.lua": b"PROJECT='FOTA2_DEMO'\nVERSION='001.000.002'\n"})
     )
     page.click("#tabs button[data-tab=upload]")
-    page.select_option("#up-product", str(product["id"]))
+    page.select_option("#up-product", str(product.id))
     page.set_input_files("#up-file", str(package))
     page.fill("#up-version", "001.000.002")
     page.fill("#up-notes", "uploaded from the dashboard test")
     page.check("#up-skip-preflight")  # a bare test package; the preflight has its own tests
     page.click("#upload-submit")
     page.locator("#releases-body tr[data-release]").first.wait_for()
-    releases = srv.store.list_releases(product["id"])
-    assert [(r["script_version"], r["size"]) for r in releases] == [
+    releases = srv.store.releases.all(product.id)
+    assert [(r.script_version, r.size) for r in releases] == [
         ("001.000.002", package.stat().st_size)
     ]
-    rel_row = page.locator(f"#releases-body tr[data-release='{releases[0]['id']}']")
+    rel_row = page.locator(f"#releases-body tr[data-release='{releases[0].id}']")
     assert "001.000.002" in rel_row.inner_text() and "enabled" in rel_row.inner_text()
     assert rel_row.locator("[data-preflight]").inner_text() == "skipped"
     assert "targeted 2" in rel_row.inner_text()
@@ -189,23 +189,23 @@ def test_dashboard_devices_upload_ban_unban_audit(
 
     # A bad upload shows the server's reason (field + message), and creates nothing.
     page.click("#tabs button[data-tab=upload]")
-    page.select_option("#up-product", str(product["id"]))
+    page.select_option("#up-product", str(product.id))
     bad = tmp_path / "not_a_package.bin"
     bad.write_bytes(b"hello, not a package")
     page.set_input_files("#up-file", str(bad))
     page.fill("#up-version", "001.000.003")
     page.click("#upload-submit")
     assert "file" in wait_status(page, "error", "invalid package")
-    assert len(srv.store.list_releases(product["id"])) == 1
+    assert len(srv.store.releases.all(product.id)) == 1
 
     # Pause and re-enable the release from its row.
     page.click("#tabs button[data-tab=releases]")
     rel_row.locator("button[data-action=pause]").click()
     rel_row.locator("button[data-action=enable]").wait_for()
-    assert srv.store.get_release(releases[0]["id"])["enabled"] is False
+    assert srv.store.releases.get(releases[0].id).enabled is False
     rel_row.locator("button[data-action=enable]").click()
     rel_row.locator("button[data-action=pause]").wait_for()
-    assert srv.store.get_release(releases[0]["id"])["enabled"] is True
+    assert srv.store.releases.get(releases[0].id).enabled is True
 
     # Ban the device (the page asks for a reason), then unban it.
     page.click("#tabs button[data-tab=devices]")
@@ -213,7 +213,7 @@ def test_dashboard_devices_upload_ban_unban_audit(
     row.locator("button[data-action=ban]").click()
     row.locator("button[data-action=unban]").wait_for()
     assert "barred" in row.inner_text() and "stolen unit" in row.inner_text()
-    assert srv.store.get_device(MAC)["ban_code"] == 21
+    assert srv.store.devices.get(MAC).ban_code == 21
     refused = check_in(srv, MAC, "2001.001.000")
     assert refused.status >= 400 and refused.json()["code"] == 21
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
@@ -221,7 +221,7 @@ def test_dashboard_devices_upload_ban_unban_audit(
 
     row.locator("button[data-action=unban]").click()
     row.locator("button[data-action=ban]").wait_for()
-    assert srv.store.get_device(MAC)["ban_code"] == 0
+    assert srv.store.devices.get(MAC).ban_code == 0
     assert check_in(srv, MAC, "2001.001.000").status == 200
 
     # Audit log, filtered by device: only that device's entries, including the ban and unban.
@@ -239,13 +239,13 @@ def test_dashboard_devices_upload_ban_unban_audit(
     page.click("#tabs button[data-tab=push]")
     push_row = page.locator(f"#push-body tr[data-device='{MAC}']")
     push_row.wait_for()
-    page.once("dialog", lambda dialog: dialog.accept(str(releases[0]["id"])))
+    page.once("dialog", lambda dialog: dialog.accept(str(releases[0].id)))
     push_row.locator("button").click()
     assert MAC in wait_status(page, "ok", "sent")
     push_sock.settimeout(10)
     command = json.loads(push_sock.makefile("rb").readline())
     assert command["fota"] == "true" and command["url"].startswith("###http://")
-    assert f"/dl/{releases[0]['sha256']}.bin?fota_sn=" in command["url"]
+    assert f"/dl/{releases[0].sha256}.bin?fota_sn=" in command["url"]
     push_sock.close()
 
     # The token survives a reload of the tab (sessionStorage), and sign-out forgets it.
@@ -258,9 +258,9 @@ def test_dashboard_devices_upload_ban_unban_audit(
 
 def test_device_ids_are_shown_as_text_not_html(page: Any, srv: RunningServer) -> None:
     """A device id is attacker-controlled: it must never become markup in the operator's page."""
-    srv.store.add_product(KEY, FW)
+    srv.store.products.add(KEY, FW)
     evil = "<img src=x onerror=window.pwned=1>"
-    srv.store.register_device(evil)
+    srv.store.devices.register(evil)
     sign_in(page, srv)
     page.locator("#devices-body tr[data-device]").first.wait_for()
     assert evil in page.inner_text("#devices-body")
@@ -270,7 +270,7 @@ def test_device_ids_are_shown_as_text_not_html(page: Any, srv: RunningServer) ->
 
 def test_without_push_channel_the_page_says_so(browser: Any, tmp_path: Path) -> None:
     with running_server(tmp_path / "data", admin_token=TOKEN) as plain:
-        plain.store.add_product(KEY, FW)
+        plain.store.products.add(KEY, FW)
         assert check_in(plain, MAC, "2001.001.000").status == 304
         context = browser.new_context()
         page = context.new_page()
@@ -324,22 +324,22 @@ def test_operator_runs_a_rollout_products_target_device_history_paging(
     from playwright.sync_api import expect
 
     violations = with_strict_csp(page, srv)
-    product = srv.store.add_product(KEY, FW, name="Demo product")
+    product = srv.store.products.add(KEY, FW, name="Demo product")
     package = build_air8101_ota({"main.lua": b"PROJECT='FOTA2_DEMO'\nVERSION='001.000.002'\n"})
-    rel = srv.store.add_release(package, product_id=product["id"], version="001.000.002",
+    rel = srv.store.releases.add(package, product_id=product.id, version="001.000.002",
                                 percent=0)
     # 60 check-ins of one device (more than a history page), none served while at 0 %.
     for _ in range(60):
         assert check_in(srv, MAC, "2001.001.000").status == 304
-    srv.store.ban(MAC, "bench unit", actor="test")
-    srv.store.unban(MAC, actor="test")
+    srv.store.devices.ban(MAC, "bench unit", actor="test")
+    srv.store.devices.unban(MAC, actor="test")
     push_sock = push_login(srv, MAC, "2001.001.000")
     srv.flush()
 
     # Products show the key devices send.
     sign_in(page, srv)
     page.click("#tabs button[data-tab=products]")
-    prow = page.locator(f"#products-body tr[data-product='{product['id']}']")
+    prow = page.locator(f"#products-body tr[data-product='{product.id}']")
     prow.wait_for()
     assert prow.locator("[data-role=project-key]").inner_text() == KEY
     assert FW in prow.inner_text() and "Demo product" in prow.inner_text()
@@ -347,26 +347,26 @@ def test_operator_runs_a_rollout_products_target_device_history_paging(
 
     # Raise the release from 0 % to 50 %, then to everyone; the store follows each step.
     page.click("#tabs button[data-tab=releases]")
-    rrow = page.locator(f"#releases-body tr[data-release='{rel['id']}']")
+    rrow = page.locator(f"#releases-body tr[data-release='{rel.id}']")
     rrow.wait_for()
     assert "0%" in rrow.inner_text() and "001.000.002" in rrow.inner_text()
     rrow.locator("input[data-role=percent]").fill("50")
     page.once("dialog", lambda dialog: dialog.accept())
     rrow.locator("button[data-action=set-percent]").click()
     status_says(page, "ok", "now targets 50% of devices")
-    got = srv.store.get_release(rel["id"])
-    assert (got["target_mode"], got["percent"]) == ("percent", 50)
+    got = srv.store.releases.get(rel.id)
+    assert (got.target_mode, got.percent) == ("percent", 50)
     page.once("dialog", lambda dialog: dialog.accept())
     rrow.locator("button[data-action=target-all]").click()
     status_says(page, "ok", "now targets all devices")
-    assert srv.store.get_release(rel["id"])["target_mode"] == "all"
+    assert srv.store.releases.get(rel.id).target_mode == "all"
     served = check_in(srv, MAC, "2001.001.000")
     assert served.status == 200 and served.body == package
     # A percentage out of range is refused in the page, nothing changes.
     rrow.locator("input[data-role=percent]").fill("150")
     rrow.locator("button[data-action=set-percent]").click()
     status_says(page, "error", "from 0 to 100")
-    assert srv.store.get_release(rel["id"])["target_mode"] == "all"
+    assert srv.store.releases.get(rel.id).target_mode == "all"
     page.screenshot(path=str(SCREENSHOT_DIR / "luatos-fota-dashboard-rollout.png"), full_page=True)
 
     # The device page: facts and the whole history, paged 50 at a time, newest first.
@@ -388,8 +388,8 @@ def test_operator_runs_a_rollout_products_target_device_history_paging(
     expect(page.locator("#device-history-range")).to_have_text(re.compile(r"^entries 51"))
     older = page.locator("#device-history-body tr[data-event]")
     ids_2 = [int(older.nth(i).get_attribute("data-id")) for i in range(older.count())]
-    every = srv.store.query_audit(device=MAC, limit=1000)
-    assert ids_1 + ids_2 == [a["id"] for a in every]  # nothing skipped, nothing twice
+    every = srv.store.audit.query(device_key=MAC, limit=1000)
+    assert ids_1 + ids_2 == [a.id for a in every]  # nothing skipped, nothing twice
     events_2 = [older.nth(i).get_attribute("data-event") for i in range(older.count())]
     # (the ban rows are written at once, check-ins in batches: either page may hold them)
     assert {"banned", "unbanned", "push_login", "checkin", "serve"} <= set(events_1 + events_2)
@@ -412,7 +412,7 @@ def test_operator_runs_a_rollout_products_target_device_history_paging(
     kvs = serve_row.locator("td.detail .kv")
     assert kvs.first.get_attribute("class") == "kv reason"
     assert "release 1 targets this device" in kvs.first.inner_text()
-    total = len(srv.store.query_audit(limit=1000))
+    total = len(srv.store.audit.query(limit=1000))
     assert page.locator("#audit-body tr").count() == total < 100
     assert page.inner_text("#audit-range") == f"entries 1–{total} (oldest)"
     assert page.is_disabled("#audit-older") and page.is_disabled("#audit-newer")
@@ -423,10 +423,10 @@ def test_operator_runs_a_rollout_products_target_device_history_paging(
     rrow.wait_for()
     page.once("dialog", lambda dialog: dialog.accept())
     rrow.locator("button[data-action=archive]").click()
-    status_says(page, "ok", f"release #{rel['id']} archived")
+    status_says(page, "ok", f"release #{rel.id} archived")
     expect(rrow).to_have_count(0)
-    got = srv.store.get_release(rel["id"])
-    assert got["archived"] is True and got["enabled"] is False
+    got = srv.store.releases.get(rel.id)
+    assert got.archived is True and got.enabled is False
     assert check_in(srv, OTHER, "2001.001.000").status == 304  # nothing to serve any more
     page.check("#releases-archived")
     expect(rrow).to_contain_text("archived")
@@ -444,7 +444,7 @@ def test_upload_is_preflighted_and_the_result_shown(page: Any, srv: RunningServe
     files = load_project_files(Path(__file__).resolve().parents[2] / "device")
     m = PROJECT_RE.search(files["main.lua"])
     assert m
-    product = srv.store.add_product("DEMO_PRODUCT_KEY", f"{m[1].decode()}_LuatOS-SoC_Air8101")
+    product = srv.store.products.add("DEMO_PRODUCT_KEY", f"{m[1].decode()}_LuatOS-SoC_Air8101")
     good, bad = tmp_path / "good.bin", tmp_path / "bad.bin"
     good.write_bytes(build_air8101_ota(with_version(files, "001.000.001")))
     loops = with_version(files, "001.000.002")
@@ -453,19 +453,19 @@ def test_upload_is_preflighted_and_the_result_shown(page: Any, srv: RunningServe
     sign_in(page, srv)
     for n, package in enumerate((good, bad), start=1):
         page.click("#tabs button[data-tab=upload]")
-        page.select_option("#up-product", str(product["id"]))
+        page.select_option("#up-product", str(product.id))
         page.set_input_files("#up-file", str(package))
         page.click("#upload-submit")
         assert "preflight running" in wait_status(page, "ok", f"release #{n} created")
-    rels = srv.store.list_releases(product["id"])
+    rels = srv.store.releases.all(product.id)
     for rel, verdict in zip(rels, ("passed", "failed"), strict=True):
-        badge = page.locator(f"#releases-body tr[data-release='{rel['id']}'] [data-preflight]")
+        badge = page.locator(f"#releases-body tr[data-release='{rel.id}'] [data-preflight]")
         deadline = time.monotonic() + 60
         while badge.inner_text() != verdict and time.monotonic() < deadline:
             page.click("#releases-refresh")
             time.sleep(0.3)
         assert badge.inner_text() == verdict
-    bad_row = page.locator(f"#releases-body tr[data-release='{rels[1]['id']}']")
+    bad_row = page.locator(f"#releases-body tr[data-release='{rels[1].id}']")
     assert "reboot loop" in bad_row.locator("[data-preflight]").get_attribute("title")
     assert "paused" in bad_row.inner_text()
-    assert "enabled" in page.locator(f"#releases-body tr[data-release='{rels[0]['id']}']").inner_text()
+    assert "enabled" in page.locator(f"#releases-body tr[data-release='{rels[0].id}']").inner_text()

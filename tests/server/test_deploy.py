@@ -152,7 +152,7 @@ def test_single_host_tls_through_nginx(tmp_path: Path) -> None:
                     "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True, timeout=60)
     https, http = free_port(), free_port()
     with running_server(tmp_path / "data", admin_token=TOKEN) as srv:
-        srv.store.add_product(KEY, FW)
+        srv.store.products.add(KEY, FW)
         conf = (DEPLOY / "nginx-tls.conf").read_text()
         conf = replace(conf, "listen 443 ssl;", f"listen 127.0.0.1:{https} ssl;")
         conf = replace(conf, "listen 80;", f"listen 127.0.0.1:{http};")
@@ -260,7 +260,7 @@ def test_load_balancer_holds_the_per_device_rate_for_all_instances(tmp_path: Pat
     with contextlib.ExitStack() as stack:
         srvs = [stack.enter_context(running_server(tmp_path / "data", admin_token=TOKEN, device_rate=0.0))
                 for _ in range(2)]
-        srvs[0].store.add_product(KEY, FW)
+        srvs[0].store.products.add(KEY, FW)
         stack.enter_context(nginx(lb_conf([s.port for s in srvs], [free_port(), free_port()], lb_http, lb_push),
                                   tmp_path, lb_http))
         started = time.monotonic()
@@ -280,9 +280,9 @@ def test_backup_script_while_serving_then_restore(tmp_path: Path) -> None:
     data = tmp_path / "data"
     dest = tmp_path / "backup"
     with running_server(data, admin_token=TOKEN) as srv:
-        product = srv.store.add_product(KEY, FW)
+        product = srv.store.products.add(KEY, FW)
         pkg = package("001.000.002")
-        rel = srv.store.add_release(pkg, product_id=product["id"], version="001.000.002")
+        rel = srv.store.releases.add(pkg, product_id=product.id, version="001.000.002")
         srv.app.fota.invalidate()
         assert check_in(srv.port, "C8C2C68CDC01").status == 200
         first = subprocess.run(["sh", str(DEPLOY / "backup.sh"), str(data), str(dest)], capture_output=True,
@@ -300,7 +300,7 @@ def test_backup_script_while_serving_then_restore(tmp_path: Path) -> None:
     shutil.copy(snaps[-1] / "fota.db", restored / "fota.db")
     shutil.copytree(dest / "blobs", restored / "blobs")
     with running_server(restored, admin_token=TOKEN) as srv:
-        assert [r["id"] for r in srv.store.list_releases()] == [rel["id"]]
+        assert [r.id for r in srv.store.releases.all()] == [rel.id]
         got = check_in(srv.port, "C8C2C68CDC02")
         assert got.status == 200 and got.body == pkg
     bad = subprocess.run(["sh", str(DEPLOY / "backup.sh"), str(tmp_path / "nope"), str(dest)],

@@ -82,10 +82,10 @@ def test_a_failed_batch_fails_its_callers_and_the_next_one_works() -> None:
 
 
 def _fixture(st: Store) -> tuple[int, int]:
-    p = st.add_product("gc_key", "GC_LuatOS-SoC_Air8101")
-    rel = st.add_release(script_package("GC_LuatOS-SoC_Air8101", "001.000.002", "--gc"), product_id=p["id"], version="001.000.002")
-    dev = st.register_device("C8C2C68C0A01", p["id"])
-    return int(dev["id"]), int(rel["id"])
+    p = st.products.add("gc_key", "GC_LuatOS-SoC_Air8101")
+    rel = st.releases.add(script_package("GC_LuatOS-SoC_Air8101", "001.000.002", "--gc"), product_id=p.id, version="001.000.002")
+    dev = st.devices.register("C8C2C68C0A01", p.id)
+    return int(dev.id), int(rel.id)
 
 
 def _hammer(stores: list[Store], device_id: int, release_id: int, calls: int) -> list[tuple[int, str | None]]:
@@ -94,7 +94,7 @@ def _hammer(stores: list[Store], device_id: int, release_id: int, calls: int) ->
 
     def one(i: int) -> tuple[int, str | None]:
         start.wait(10)
-        return stores[i % len(stores)].count_and_record(device_id, release_id, 0.0, LIMIT, "http", "x", "full")
+        return stores[i % len(stores)].serves.count_and_record(device_id, release_id, 0.0, LIMIT, "http", "x", "full")
 
     with ThreadPoolExecutor(calls) as pool:
         return list(pool.map(one, range(calls)))
@@ -104,7 +104,7 @@ def _assert_exact(results: list[tuple[int, str | None]], st: Store, device_id: i
     recorded = [n for n, sn in results if sn is not None]
     assert sorted(recorded) == list(range(LIMIT))  # each count 0..5 given to exactly one serve
     assert all(n >= LIMIT for n, sn in results if sn is None)
-    assert st.count_serves(device_id, release_id, 0.0) == LIMIT
+    assert st.serves.count(device_id, release_id, 0.0) == LIMIT
     assert len({sn for _, sn in results if sn}) == LIMIT
 
 
@@ -121,14 +121,14 @@ def test_serves_queued_behind_a_busy_database_share_one_transaction(tmp_path: Pa
     assert st.db.write_turn is not None
     with ThreadPoolExecutor(12) as pool:
         with st.db.write_turn:  # another write holds the database while the serves arrive
-            futures = [pool.submit(st.count_and_record, device_id, release_id, 0.0, 100, "http", "x", "full")
+            futures = [pool.submit(st.serves.count_and_record, device_id, release_id, 0.0, 100, "http", "x", "full")
                        for _ in range(12)]
             deadline = time.monotonic() + 10
-            while len(st._serve_batches._queue) < 11 and time.monotonic() < deadline:
+            while len(st.serves.batches._queue) < 11 and time.monotonic() < deadline:
                 time.sleep(0.01)  # one leader waits for the database, eleven queue behind it
         counts = sorted(f.result(timeout=10)[0] for f in futures)
     assert counts == list(range(12))
-    assert st._serve_batches.batches == 2  # the leader's own, then the eleven together
+    assert st.serves.batches.batches == 2  # the leader's own, then the eleven together
     st.close()
 
 
@@ -165,12 +165,12 @@ def test_write_turn_timeout_is_a_clear_busy_error(tmp_path: Path) -> None:
     try:
         assert held.wait(5)
         with pytest.raises(StoreBusy, match="database busy"):
-            st.count_and_record(device_id, release_id, 0.0, LIMIT, "http", "x", "full")
+            st.serves.count_and_record(device_id, release_id, 0.0, LIMIT, "http", "x", "full")
     finally:
         done.set()
         t.join(5)
-    assert st.count_serves(device_id, release_id, 0.0) == 0
-    assert st.count_and_record(device_id, release_id, 0.0, LIMIT, "http", "x", "full")[0] == 0
+    assert st.serves.count(device_id, release_id, 0.0) == 0
+    assert st.serves.count_and_record(device_id, release_id, 0.0, LIMIT, "http", "x", "full")[0] == 0
     st.close()
 
 

@@ -47,9 +47,9 @@ def check_in(srv: RunningServer, mac: str, version: str, key: str = KEY, headers
 
 def test_metrics_count_a_scripted_run(tmp_path: Path) -> None:
     with running_server(tmp_path / "d", loop_max_serves=2) as srv:
-        product = srv.store.add_product(KEY, FW)
+        product = srv.store.products.add(KEY, FW)
         data = build_air8101_ota({"main.lua": b"PROJECT='MDEMO'\nVERSION='001.000.002'\n"})
-        rel = srv.store.add_release(data, product_id=product["id"], version="001.000.002")
+        rel = srv.store.releases.add(data, product_id=product.id, version="001.000.002")
         srv.app.fota.invalidate()
         before = scrape(srv)
         assert check_in(srv, "AA0000000001", "2001.001.002").status == 304
@@ -64,7 +64,7 @@ def test_metrics_count_a_scripted_run(tmp_path: Path) -> None:
         assert check_in(srv, "AA0000000003", "2001.001.000").status == 200
         banned = check_in(srv, "AA0000000003", "2001.001.000")
         assert banned.status == 403 and banned.json()["code"] == 40
-        dl = device_request(srv.port, rel["download_path"],  # packages are private: the operator's token
+        dl = device_request(srv.port, rel.download_path,  # packages are private: the operator's token
                             extra_headers=f"Authorization: Bearer {srv.admin_token}\r\n".encode())
         assert dl.status == 200
         after = scrape(srv)

@@ -57,9 +57,9 @@ def test_upload_on_a_download_and_resume_on_b(tmp_path: Path, pg_url: str, s3_ur
                                                 s3_server: Any) -> None:
     opts: dict[str, Any] = {"db_url": pg_url, "admin_token": TOKEN, "blob_url": s3_url}
     with running_server(tmp_path / "a", **opts) as a, running_server(tmp_path / "b", **opts) as b:
-        product = a.store.add_product(KEY, FW)
+        product = a.store.products.add(KEY, FW)
         data = package("001.000.002", filler=200_000)
-        rel = upload(a, product["id"], "001.000.002", data).json()
+        rel = upload(a, product.id, "001.000.002", data).json()
         sha = rel["sha256"]
         bucket = s3_url.split("/")[2]
         obj = s3_server.client().get_object(Bucket=bucket, Key=f"packages/{sha[:2]}/{sha}")
@@ -90,16 +90,16 @@ def test_bucket_unreachable_uploads_fail_cached_downloads_work(tmp_path: Path, s
     opts: dict[str, Any] = {"db_url": db, "admin_token": TOKEN, "blob_url": url}
     with (running_server(tmp_path / "a", **opts) as a,
           running_server(tmp_path / "b", **opts) as b):
-        product = a.store.add_product(KEY, FW)
+        product = a.store.products.add(KEY, FW)
         first = package("001.000.002")
-        rel = upload(a, product["id"], "001.000.002", first).json()
+        rel = upload(a, product.id, "001.000.002", first).json()
         assert check_in(a, "2001.001.000").status == 200  # cached on A (upload and serve)
         own.stop()
-        refused = upload(a, product["id"], "001.000.003", package("001.000.003"))
+        refused = upload(a, product.id, "001.000.003", package("001.000.003"))
         assert refused.status_code == 503, refused.text
         msg = refused.json()["msg"]
         assert url.split("?")[0] in msg and "nothing was recorded" in msg
-        assert [r["id"] for r in a.store.list_releases()] == [rel["id"]]
+        assert [r.id for r in a.store.releases.all()] == [rel["id"]]
         # Cached on A: served in full and resumed, bucket or not.
         again = check_in(a, "2001.001.000", mac="C8C2C68C5302")
         assert again.status == 200 and again.body == first
@@ -113,7 +113,7 @@ def test_bucket_unreachable_uploads_fail_cached_downloads_work(tmp_path: Path, s
         pkg = tmp_path / "pkg.bin"
         pkg.write_bytes(package("001.000.004"))
         res = CliRunner().invoke(cli_main, ["release", "add", "--data", str(tmp_path / "a"), "--db", db,
-                                            "--product-id", str(product["id"]), "--version", "001.000.004",
+                                            "--product-id", str(product.id), "--version", "001.000.004",
                                             str(pkg)], env={"LUATOS_FOTA_BLOBS": url})
         assert res.exit_code == 5, res.output
         assert "object store s3://" in res.output and "Traceback" not in res.output

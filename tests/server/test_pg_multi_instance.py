@@ -128,7 +128,7 @@ def pair(layout: Layout, pg_url: str) -> Iterator[tuple[RunningServer, RunningSe
 def test_store_really_is_postgres(one: RunningServer, pg_url: str) -> None:
     import sqlalchemy as sa
 
-    one.store.add_product(KEY, FW)
+    one.store.products.add(KEY, FW)
     engine = sa.create_engine(pg_url)
     try:
         with engine.connect() as conn:
@@ -140,10 +140,10 @@ def test_store_really_is_postgres(one: RunningServer, pg_url: str) -> None:
 
 
 def test_check_in_and_upgrade_download_on_postgres(one: RunningServer) -> None:
-    product = one.store.add_product(KEY, FW)
+    product = one.store.products.add(KEY, FW)
     assert check_in(one, "2001.001.000").status == 304  # no release yet
     data = package("001.000.002")
-    rel = upload(one, product["id"], "001.000.002", data)
+    rel = upload(one, product.id, "001.000.002", data)
     assert check_in(one, "2001.001.002").status == 304  # already at the release
     served = check_in(one, "2001.001.000")
     assert served.status == 200 and served.body == data
@@ -154,9 +154,9 @@ def test_check_in_and_upgrade_download_on_postgres(one: RunningServer) -> None:
                           extra_headers=f"Authorization: Bearer {TOKEN}\r\nRange: bytes=1000-\r\n".encode())
     assert part.status == 206 and part.body == data[1000:]
     one.flush()
-    device = one.store.get_device(MAC)
-    assert device["reported_version"] == "2001.001.000" and device["check_ins"] >= 3
-    events = [a["event"] for a in one.store.query_audit(device=MAC)]
+    device = one.store.devices.get(MAC)
+    assert device.reported_version == "2001.001.000" and device.check_ins >= 3
+    events = [a.event for a in one.store.audit.query(device_key=MAC)]
     assert "serve" in events and "checkin" in events
 
 
@@ -164,21 +164,21 @@ def test_loop_ban_on_postgres(tmp_path: Path, pg_url: str) -> None:
     with running_server(
         tmp_path / "data", db_url=pg_url, admin_token=TOKEN, loop_max_serves=3
     ) as srv:
-        product = srv.store.add_product(KEY, FW)
-        upload(srv, product["id"], "001.000.002", package("001.000.002"))
+        product = srv.store.products.add(KEY, FW)
+        upload(srv, product.id, "001.000.002", package("001.000.002"))
         statuses = [check_in(srv, "2001.001.000").status for _ in range(4)]
         assert statuses == [200, 200, 200, 403]
         refused = check_in(srv, "2001.001.000")
         assert refused.status == 403 and refused.json()["code"] == 40
-        assert srv.store.get_device(MAC)["ban_code"] == 40
+        assert srv.store.devices.get(MAC).ban_code == 40
         admin(srv, "POST", f"/devices/{MAC}/unban")
         assert check_in(srv, "2001.001.000").status == 200
 
 
 def test_two_instances_ban_on_a_holds_on_b(pair: tuple[RunningServer, RunningServer]) -> None:
     a, b = pair
-    product = a.store.add_product(KEY, FW)
-    upload(a, product["id"], "001.000.002", package("001.000.002"))
+    product = a.store.products.add(KEY, FW)
+    upload(a, product.id, "001.000.002", package("001.000.002"))
     assert eventually(lambda: check_in(b, "2001.001.000").status, lambda s: s == 200, "B serving")
     admin(a, "POST", f"/devices/{MAC}/ban", {"reason": "returned for repair"})
     refused = eventually(
@@ -219,8 +219,8 @@ def test_two_instances_count_serves_together_for_the_loop_ban(layout: Layout, pg
         running_server(a_dir, **opts, **a_opts) as a,
         running_server(b_dir, **opts, **b_opts) as b,
     ):
-        product = a.store.add_product(KEY, FW)
-        upload(a, product["id"], "001.000.002", package("001.000.002"))
+        product = a.store.products.add(KEY, FW)
+        upload(a, product.id, "001.000.002", package("001.000.002"))
         eventually(lambda: b.app.fota.catalog().releases, bool, "release in B's catalogue")
         statuses = [check_in(srv, "2001.001.000").status for srv in (a, b, a, b, a)]
         assert statuses == [200, 200, 200, 200, 403]

@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from luatos_fota.push import PushHub
+from luatos_fota.pushrelay import OUTBOX_KEEP_S
 from luatos_fota.testing import RunningServer, running_server, script_package
 
 TOKEN = "relay-token"
@@ -89,15 +90,15 @@ def _relay_flow(tmp_path: Path, db_url: str) -> None:
             assert read_line(sock) == {"fota": "true", "url": "###http://10.0.0.1/p.bin"}
 
             # A release push from A goes through A's decision (a counted serve) and out via B.
-            product = a.store.add_product(KEY, FW)
-            rel = a.store.add_release(script_package(FW, "001.000.002", "--relay"), product_id=product["id"],
+            product = a.store.products.add(KEY, FW)
+            rel = a.store.releases.add(script_package(FW, "001.000.002", "--relay"), product_id=product.id,
                                       version="001.000.002")
-            r = api(a, "POST", "/push", json={"release_id": rel["id"]})
+            r = api(a, "POST", "/push", json={"release_id": rel.id})
             assert r.json()["results"] == {MAC: "sent"}, r.text
             cmd = read_line(sock)
-            assert cmd["url"].startswith(f"###{a.base_url}/dl/{rel['sha256']}.bin?fota_sn=")
+            assert cmd["url"].startswith(f"###{a.base_url}/dl/{rel.sha256}.bin?fota_sn=")
             a.flush()
-            assert a.store.release_stats(rel["id"])[0]["serves"] == 1
+            assert a.store.releases.stats(rel.id)[0].serves == 1
 
             # The device's answer on B shows on A.
             sock.sendall(b'{"fota_result":0}\n')
@@ -148,13 +149,13 @@ def test_a_dead_instances_devices_are_not_online(tmp_path: Path) -> None:
 def test_a_push_nobody_picks_up_is_withdrawn_not_sent_late(tmp_path: Path) -> None:
     with device_on_b_with_b_relay_stopped(tmp_path) as (a, b, sock):
         relay_b = b.app.state.push_relay
-        relay_b._heartbeat([MAC])  # B still looks alive for stale_s, but does not poll its outbox
+        relay_b.sessions.heartbeat(relay_b.instance_id, [MAC], OUTBOX_KEEP_S)  # B still looks alive for stale_s, but does not poll its outbox
         a.app.state.push_relay.stale_s = 60.0  # however slow this machine, A sees B alive
         a.app.state.push_relay.wait_s = 0.5
         r = api(a, "POST", "/push", json={"devices": [MAC], "url": "http://10.0.0.1/late.bin"})
         result = r.json()["results"][MAC]
         assert result.startswith("error:") and "did not send it within 0.5 s" in result
-        assert relay_b._claim_one() is None  # B looking now finds nothing to send
+        assert relay_b.sessions.claim_one(relay_b.instance_id) is None  # B looking now finds nothing to send
         sock.settimeout(0.5)
         with pytest.raises(TimeoutError):
             sock.recv(4096)
@@ -203,7 +204,7 @@ def test_a_relay_failure_still_reports_the_local_sends(tmp_path: Path) -> None:
             def outage(*_: Any) -> None:
                 raise OSError("database unreachable")
 
-            a.app.state.push_relay._enqueue = outage
+            a.app.state.push_relay.sessions.enqueue = outage
             r = api(a, "POST", "/push", json={"devices": [local_mac, MAC], "url": "http://10.0.0.1/p.bin"})
             assert r.status_code == 200
             results = r.json()["results"]

@@ -60,15 +60,15 @@ def test_every_admin_command_runs_against_a_server(srv: RunningServer, tmp_path:
     assert code == 0, err
     rel = json.loads(out)
     assert rel["target_mode"] == "percent" and rel["percent"] == 50
-    assert srv.store.get_release(rel["id"])["sha256"] == rel["sha256"]  # it is in the server's store
+    assert srv.store.releases.get(rel["id"]).sha256 == rel["sha256"]  # it is in the server's store
     code, out, _ = run("product", "list", *r, "--json")
     assert [p["firmware_name"] for p in json.loads(out)] == [FW]
     assert run("product", "add", *r, "--project-key", "K2", "--firmware-name", "X_LuatOS-SoC_Air8101")[0] == 0
     assert run("release", "pause", *r, str(rel["id"]))[0] == 0
-    assert srv.store.get_release(rel["id"])["enabled"] is False
+    assert srv.store.releases.get(rel["id"]).enabled is False
     assert run("release", "enable", *r, str(rel["id"]))[0] == 0
     assert run("release", "target", *r, "--all", str(rel["id"]))[0] == 0
-    assert srv.store.get_release(rel["id"])["target_mode"] == "all"
+    assert srv.store.releases.get(rel["id"]).target_mode == "all"
     code, out, _ = run("release", "list", *r)
     assert code == 0 and "001.000.002" in out and "enabled" in out
     got = device_request(srv.port, f"/api/site/firmware_upgrade?mac={MAC}&project_key=K&firmware_name={FW}"
@@ -83,12 +83,12 @@ def test_every_admin_command_runs_against_a_server(srv: RunningServer, tmp_path:
     code, out, _ = run("device", "show", *r, MAC)  # human output by default
     assert code == 0 and re.search(r"^reported version +2001\.001\.000$", out, re.M), out
     assert run("device", "ban", *r, "--reason", "bench unit", MAC)[0] == 0
-    assert srv.store.get_device(MAC)["ban_code"] == 21
+    assert srv.store.devices.get(MAC).ban_code == 21
     code, out, _ = run("device", "list", *r, "--banned")
     assert MAC in out and "bench unit" in out
     assert run("device", "unban", *r, MAC)[0] == 0
     assert run("device", "pin", *r, MAC, str(rel["id"]))[0] == 0
-    assert srv.store.get_device(MAC)["pinned_release_id"] == rel["id"]
+    assert srv.store.devices.get(MAC).pinned_release_id == rel["id"]
     assert run("device", "pin", *r, MAC, "none")[0] == 0
     code, out, _ = run("audit", *r, "--device", MAC, "--json")
     events = [a["event"] for a in json.loads(out)]
@@ -156,7 +156,7 @@ def test_choosing_the_store(srv: RunningServer, tmp_path: Path) -> None:
     code, _, err = run("product", "list", "--server", "fota.example.com", "--token", "t")
     assert code == 2 and "http://" in err
     # From the environment: the server (CI style); --data in the environment wins over it.
-    srv.store.add_product("ENVK", FW)
+    srv.store.products.add("ENVK", FW)
     code, out, _ = run("product", "list", "--json",
                        env={"LUATOS_FOTA_SERVER": srv.base_url, "LUATOS_FOTA_TOKEN": TOKEN})
     assert code == 0 and json.loads(out)[0]["project_key"] == "ENVK"
@@ -173,7 +173,7 @@ def test_profiles(srv: RunningServer, tmp_path: Path) -> None:
     cfg = tmp_path / "config.toml"
     cfg.write_text(f'[profile.ci]\nserver = "{srv.base_url}"\ntoken_file = "{tok}"\n'
                    '[profile.broken]\nserver = "http://127.0.0.1:1"\ntokn = "x"\n')
-    srv.store.add_product("PROFK", FW)
+    srv.store.products.add("PROFK", FW)
     env = {"LUATOS_FOTA_CONFIG": str(cfg)}
     code, out, err = run("product", "list", "--profile", "ci", "--json", env=env)
     assert code == 0, err
@@ -193,14 +193,14 @@ def test_profiles(srv: RunningServer, tmp_path: Path) -> None:
 def test_upload_reports_progress_to_the_end(srv: RunningServer) -> None:
     seen: list[tuple[int, int]] = []
     st = RemoteStore(Target(srv.base_url, TOKEN), progress=lambda sent, total: seen.append((sent, total)))
-    p = st.add_product("PK", FW)
+    p = st.products.add("PK", FW)
     data = package("001.000.002", filler=3 << 20)
-    rel = st.add_release(data, product_id=p["id"], version="001.000.002", filename="big.bin")
-    assert rel["size"] == len(data)
+    rel = st.releases.add(data, product_id=p.id, version="001.000.002", filename="big.bin")
+    assert rel.size == len(data)
     sents = [s for s, _ in seen]
     assert len(seen) > 10 and sents == sorted(sents)
     assert seen[-1][0] == seen[-1][1] > len(data)  # the whole multipart body went out
-    assert srv.store.blobs.read(rel["sha256"]) == data
+    assert srv.store.blobs.read(rel.sha256) == data
 
 
 def test_ci_publish_is_one_command(srv: RunningServer, tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ def test_ci_publish_is_one_command(srv: RunningServer, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     rel = json.loads(res.stdout)
     assert rel["script_version"] == "001.000.003"  # taken from the Luatools file name
-    assert [r["id"] for r in srv.store.list_releases()] == [rel["id"]]
+    assert [r.id for r in srv.store.releases.all()] == [rel["id"]]
 
 
 def test_progress_bar_shows_only_for_large_uploads(capfd: pytest.CaptureFixture[str]) -> None:

@@ -139,13 +139,13 @@ def test_push_via_admin_api(tmp_path):
     hub = PushHub(min_gap=0)
     with running_server(tmp_path / "d", admin_token="s3cret", push_hub=hub, extra={"push_port": 0, "push_host": "127.0.0.1"}) as s:
         assert s.app.state.push_hub is hub and hub.address is not None
-        p = s.store.add_product(KEY, FW)
-        rel = s.store.add_release(PKG, product_id=p["id"], version="001.000.002")
+        p = s.store.products.add(KEY, FW)
+        rel = s.store.releases.add(PKG, product_id=p.id, version="001.000.002")
         dev = _login(hub.port, MAC)
         try:
             online = api(s, "GET", "/push/online").json()["online"]
             assert [o["device"] for o in online] == [MAC]
-            r = api(s, "POST", "/push", json={"release_id": rel["id"]})
+            r = api(s, "POST", "/push", json={"release_id": rel.id})
             assert r.status_code == 200 and r.json()["results"] == {MAC: "sent"}
             buf = b""
             while b"\n" not in buf:
@@ -153,8 +153,8 @@ def test_push_via_admin_api(tmp_path):
             cmd = json.loads(buf.split(b"\n")[0])
             assert cmd["fota"] == "true"
             # through the decision: a counted serve whose fota_sn rides in the URL
-            assert cmd["url"].startswith(f"###{s.base_url}/dl/{rel['sha256']}.bin?fota_sn=")
-            assert s.store.release_stats(rel["id"])[0]["serves"] == 1
+            assert cmd["url"].startswith(f"###{s.base_url}/dl/{rel.sha256}.bin?fota_sn=")
+            assert s.store.releases.stats(rel.id)[0].serves == 1
             r = api(s, "POST", "/push", json={"devices": ["OFFLINE1"], "url": "http://x/y.bin"})
             assert r.json()["results"] == {"OFFLINE1": "offline"}
         finally:

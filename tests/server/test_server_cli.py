@@ -173,7 +173,7 @@ def test_serve_subprocess_flushes_audit_on_sigterm(tmp_path, pkg):
     assert proc.returncode in (0, -signal.SIGTERM), out[-800:]
     assert "Application shutdown complete" in out
     st = Store(d)
-    assert len(st.query_audit(event_="checkin")) == 10
+    assert len(st.audit.query(event_="checkin")) == 10
     st.close()
 
 

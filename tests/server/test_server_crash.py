@@ -37,21 +37,21 @@ def _cmd(data_dir: Path, pkg: Path) -> list[str]:
 
 def _prepare(data_dir: Path) -> None:
     st = Store(data_dir)
-    st.add_product("K", "BIG_LuatOS-SoC_EC618")
+    st.products.add("K", "BIG_LuatOS-SoC_EC618")
     st.close()
 
 
 def _check_consistent(data_dir: Path) -> int:
     st = Store(data_dir)  # reopening also removes temp files of dead writers
     try:
-        rels = st.list_releases()
+        rels = st.releases.all()
         for r in rels:
-            blob = st.blobs.path(r["sha256"])
-            assert blob.is_file(), f"release {r['id']} references missing blob"
-            assert blob.stat().st_size == r["size"]
-            assert hashlib.sha256(blob.read_bytes()).hexdigest() == r["sha256"], "partial blob referenced"
-        for a in st.list_artifacts():
-            assert st.blobs.exists(a["sha256"])
+            blob = st.blobs.path(r.sha256)
+            assert blob.is_file(), f"release {r.id} references missing blob"
+            assert blob.stat().st_size == r.size
+            assert hashlib.sha256(blob.read_bytes()).hexdigest() == r.sha256, "partial blob referenced"
+        for a in st.releases.artifacts():
+            assert st.blobs.exists(a.sha256)
         assert list((data_dir / "blobs" / "tmp").iterdir()) == [], "temp file of a dead writer left"
         assert len(rels) <= 1
         return len(rels)

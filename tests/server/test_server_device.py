@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from luatos_common.packages import build_full
+from luatos_fota.records import Product, Release
 from luatos_fota.testing import RunningServer, device_request, running_server, script_package
 
 KEY = "prodkey123"
@@ -39,13 +40,13 @@ def srv(tmp_path: Path) -> Iterator[RunningServer]:
 
 
 @pytest.fixture
-def product(srv: RunningServer) -> dict:
-    return srv.store.add_product(KEY, FW)
+def product(srv: RunningServer) -> Product:
+    return srv.store.products.add(KEY, FW)
 
 
-def add(srv: RunningServer, product: dict, version: str, data: bytes | None = None, **kw) -> dict:
-    data = data if data is not None else script_package(product["firmware_name"], version)
-    rel = srv.store.add_release(data, product_id=product["id"],
+def add(srv: RunningServer, product: Product, version: str, data: bytes | None = None, **kw) -> Release:
+    data = data if data is not None else script_package(product.firmware_name, version)
+    rel = srv.store.releases.add(data, product_id=product.id,
                                 version=version, **kw)
     srv.app.fota.invalidate()
     return rel
@@ -66,8 +67,8 @@ def test_upgrade_with_glued_query_and_exact_headers(srv, product):
     assert r.header("Repr-Digest") == f"sha-256=:{base64.b64encode(sha).decode()}:"
     assert r.header("X-Fota-Version") == "2001.001.002"
     srv.flush()
-    serve = srv.store.query_audit(device=MAC, event_="serve")[0]
-    assert serve["detail"]["glued"] is True and serve["status"] == 200
+    serve = srv.store.audit.query(device_key=MAC, event_="serve")[0]
+    assert serve.detail["glued"] is True and serve.status == 200
 
 
 @pytest.mark.parametrize("base", ["/api/site/firmware_upgrade?", "/upgrade?", "/update", "/fota/check?"])
@@ -84,8 +85,8 @@ def test_device_key_variants(srv, product, idkey, dev):
     r = device_request(srv.port, q("2001.001.000", mac=dev, idkey=idkey))
     assert r.status == 200
     expected = dev.upper() if idkey == "mac" else dev
-    d = srv.store.get_device(expected)
-    assert d is not None and d["key_type"] == idkey
+    d = srv.store.devices.get(expected)
+    assert d is not None and d.key_type == idkey
 
 
 def test_libfota_v1_order_device_key_last_and_extra_params(srv, product):
@@ -105,15 +106,15 @@ def test_literal_nil_device_id_is_refused_with_code_3(srv, product):
 
 def test_nil_device_id_by_ip_when_configured(tmp_path):
     with running_server(tmp_path / "d", anonymous_devices="by_ip") as s:
-        p = s.store.add_product(KEY, FW)
+        p = s.store.products.add(KEY, FW)
         add(s, p, "001.000.002")
         assert device_request(s.port, q("2001.001.000", mac="nil")).status == 200
-        assert s.store.get_device("ip:127.0.0.1") is not None
+        assert s.store.devices.get("ip:127.0.0.1") is not None
 
 
 def test_raw_utf8_project_name(srv):
     fw = "温湿度_LuatOS-SoC_Air8101"
-    p = srv.store.add_product(KEY, fw)
+    p = srv.store.products.add(KEY, fw)
     add(srv, p, "001.000.002")
     r = device_request(srv.port, q("2001.001.000", fw=fw, base="/api/site/firmware_upgrade"))
     assert r.status == 200
@@ -155,21 +156,21 @@ def test_bad_version_is_code_3(srv, product):
 def test_operator_ban_code_21_and_unban(srv, product):
     add(srv, product, "001.000.002")
     device_request(srv.port, q("2001.001.002"))  # registers the device
-    srv.store.ban(MAC, "bench unit")
+    srv.store.devices.ban(MAC, "bench unit")
     srv.app.fota.invalidate()
     r = device_request(srv.port, q("2001.001.000"))
     assert (r.status, r.json()["code"]) == (403, 21)
-    srv.store.unban(MAC)
+    srv.store.devices.unban(MAC)
     srv.app.fota.invalidate()
     assert device_request(srv.port, q("2001.001.000")).status == 200
 
 
 def test_closed_product_refuses_unregistered_device_17(srv):
-    p = srv.store.add_product(KEY, FW, auto_register=False)
+    p = srv.store.products.add(KEY, FW, auto_register=False)
     add(srv, p, "001.000.002")
     r = device_request(srv.port, q("2001.001.000"))
     assert (r.status, r.json()["code"]) == (403, 17)
-    srv.store.register_device(MAC, p["id"])
+    srv.store.devices.register(MAC, p.id)
     srv.app.fota.invalidate()
     assert device_request(srv.port, q("2001.001.000")).status == 200
 
@@ -179,7 +180,7 @@ def test_numeric_compare_and_no_downgrade_unless_forced(srv, product):
     # 10 > 9 numerically (a string compare would say otherwise): device is newer -> no downgrade
     r = device_request(srv.port, q("2001.001.010"))
     assert r.status == 304
-    srv.store.update_release(rel["id"], forced=True)
+    srv.store.releases.update(rel.id, forced=True)
     srv.app.fota.invalidate()
     r = device_request(srv.port, q("2001.001.010"))
     assert r.status == 200 and r.header("X-Fota-Version") == "2001.001.009"
@@ -194,7 +195,7 @@ def test_highest_targeting_release_wins_and_pause(srv, product):
     add(srv, product, "001.000.002")
     r3 = add(srv, product, "001.000.003")
     assert device_request(srv.port, q("2001.001.000")).header("X-Fota-Version") == "2001.001.003"
-    srv.store.update_release(r3["id"], enabled=False)
+    srv.store.releases.update(r3.id, enabled=False)
     srv.app.fota.invalidate()
     assert device_request(srv.port, q("2001.001.000")).header("X-Fota-Version") == "2001.001.002"
 
@@ -202,7 +203,7 @@ def test_highest_targeting_release_wins_and_pause(srv, product):
 def test_full_release_names_its_core(srv, product):
     full = build_full("V2002", {"main.lua": b'PROJECT = "FOTA2_DEMO"\nVERSION = "001.000.002"\n'})
     rel = add(srv, product, "001.000.002", full)
-    assert rel["kind"] == "full" and rel["core_version"] == "V2002"
+    assert rel.kind == "full" and rel.core_version == "V2002"
     # same script on an older core: the full package brings the new core
     r = device_request(srv.port, q("2001.001.002"))
     assert r.status == 200 and r.header("X-Fota-Version") == "2002.001.002"
@@ -225,10 +226,10 @@ def test_pin_beats_latest(srv, product):
     r2 = add(srv, product, "001.000.002")
     add(srv, product, "001.000.003")
     device_request(srv.port, q("2001.001.001"))
-    srv.store.pin(MAC, r2["id"])
+    srv.store.devices.pin(MAC, r2.id)
     srv.app.fota.invalidate()
     r = device_request(srv.port, q("2001.001.001"))
-    assert r.header("X-Fota-Release") == str(r2["id"])
+    assert r.header("X-Fota-Release") == str(r2.id)
     assert device_request(srv.port, q("2001.001.002")).status == 304
 
 
@@ -237,18 +238,18 @@ def test_version_report_confirms_the_serve(srv, product):
     assert device_request(srv.port, q("2001.001.000")).status == 200
     assert device_request(srv.port, q("2001.001.002")).status == 304
     srv.flush()
-    st = srv.store.release_stats(rel["id"])[0]
-    assert (st["targeted"], st["served"], st["confirmed"]) == (1, 1, 1)
-    d = srv.store.get_device(MAC)
-    assert d["reported_version"] == "2001.001.002" and d["last_ip"] == "127.0.0.1"
+    st = srv.store.releases.stats(rel.id)[0]
+    assert (st.targeted, st.served, st.confirmed) == (1, 1, 1)
+    d = srv.store.devices.get(MAC)
+    assert d.reported_version == "2001.001.002" and d.last_ip == "127.0.0.1"
 
 
 def test_every_decision_is_audited_with_a_reason(srv, product):
     add(srv, product, "001.000.002", devices=["C8C2C68CD6EE"])
     device_request(srv.port, q("2001.001.000"))
     srv.flush()
-    a = srv.store.query_audit(device=MAC, event_="checkin")[0]
-    assert a["status"] == 304 and "no enabled release targets this device" in a["detail"]["reason"]
+    a = srv.store.audit.query(device_key=MAC, event_="checkin")[0]
+    assert a.status == 304 and "no enabled release targets this device" in a.detail["reason"]
 
 
 def test_root_without_path_explains(srv):
@@ -268,7 +269,7 @@ def test_keep_alive_connection_with_raw_utf8_targets(srv):
     import socket
 
     fw = "气象站_LuatOS-SoC_Air8101"
-    p = srv.store.add_product(KEY, fw)
+    p = srv.store.products.add(KEY, fw)
     add(srv, p, "001.000.002")
     statuses = []
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
@@ -300,11 +301,11 @@ def test_head_on_device_endpoint_sends_headers_only(srv, product):
 def test_writes_through_the_same_store_apply_at_once(tmp_path):
     """The pytest plugin adds releases via srv.store; no cache delay even with a long TTL."""
     with running_server(tmp_path / "d", cache_ttl_s=3600) as s:
-        p = s.store.add_product(KEY, FW)
+        p = s.store.products.add(KEY, FW)
         assert device_request(s.port, q("2001.001.000")).status == 304
-        s.store.add_release(pkg("001.000.002"), product_id=p["id"], version="001.000.002")
+        s.store.releases.add(pkg("001.000.002"), product_id=p.id, version="001.000.002")
         assert device_request(s.port, q("2001.001.000")).status == 200
-        s.store.ban(MAC)
+        s.store.devices.ban(MAC)
         assert device_request(s.port, q("2001.001.000")).json()["code"] == 21
 
 

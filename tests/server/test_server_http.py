@@ -26,8 +26,8 @@ def data() -> bytes:
 @pytest.fixture
 def srv(tmp_path: Path, data: bytes) -> Iterator[RunningServer]:
     with running_server(tmp_path / "d", admin_token="tok") as s:
-        p = s.store.add_product(KEY, FW)
-        s.store.add_release(data, product_id=p["id"], version="001.000.002")
+        p = s.store.products.add(KEY, FW)
+        s.store.releases.add(data, product_id=p.id, version="001.000.002")
         yield s
 
 
@@ -107,8 +107,8 @@ def test_v2_check_download_and_report(srv, data):
                          extra_headers=b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(payload),
                          body=payload)
     assert rep.status == 200 and rep.json()["code"] == 0
-    stats = srv.store.release_stats(1)[0]
-    assert stats["confirmed"] == 1
+    stats = srv.store.releases.stats(1)[0]
+    assert stats.confirmed == 1
     # now up to date
     r2 = device_request(srv.port, target.replace("001.000.000", "001.000.002"))
     assert r2.json()["code"] == 27 and r2.json()["url"] == ""
@@ -133,13 +133,13 @@ def test_v2_failure_result_is_not_confirmed(srv):
     rep = device_request(srv.port, "/api/site/turnkey_fota_result", method=b"POST",
                          extra_headers=b"Content-Length: %d\r\n" % len(payload), body=payload)
     assert rep.status == 200 and rep.json()["success"] is False
-    s = srv.store.release_stats(1)[0]
-    assert (s["served"], s["confirmed"], s["failed"]) == (1, 0, 1)
+    s = srv.store.releases.stats(1)[0]
+    assert (s.served, s.confirmed, s.failed) == (1, 0, 1)
 
 
 def test_rate_limit_per_device_429_with_retry_after(tmp_path):
     with running_server(tmp_path / "d", device_rate=0.001, device_burst=3) as s:
-        s.store.add_product(KEY, FW)
+        s.store.products.add(KEY, FW)
         codes = [device_request(s.port, CHECK.replace("2001.001.000", "2001.001.002")).status for _ in range(5)]
         assert codes[:3] == [304, 304, 304]
         r = device_request(s.port, CHECK)
@@ -150,7 +150,7 @@ def test_rate_limit_per_device_429_with_retry_after(tmp_path):
 
 def test_rate_limit_per_ip(tmp_path):
     with running_server(tmp_path / "d", ip_rate=0.001, ip_burst=2) as s:
-        s.store.add_product(KEY, FW)
+        s.store.products.add(KEY, FW)
         st = [device_request(s.port, CHECK.replace(MAC, f"C8C2C68CD6{i:02X}")).status for i in range(3)]
         assert st == [304, 304, 429]
 

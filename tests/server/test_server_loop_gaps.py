@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from luatos_fota.store import _decide_serves, _ServeItem, serves_worth, version_oscillation
+from luatos_fota.repo_devices import version_oscillation
+from luatos_fota.repo_serves import _decide_serves, _ServeItem, serves_worth
 from luatos_fota.testing import RunningServer, device_request, running_server, script_package
 
 KEY = "gapkey"
@@ -29,8 +30,8 @@ def check(version: str, mac: str = MAC) -> str:
 @pytest.fixture(params=["database", "memory"])
 def srv(request, tmp_path: Path) -> Iterator[RunningServer]:
     with running_server(tmp_path / "d", serve_counts=request.param) as s:
-        p = s.store.add_product(KEY, FW)
-        s.store.add_release(script_package(FW, "001.000.002", "-- " + "x" * 4000), product_id=p["id"],
+        p = s.store.products.add(KEY, FW)
+        s.store.releases.add(script_package(FW, "001.000.002", "-- " + "x" * 4000), product_id=p.id,
                             version="001.000.002")
         yield s
 
@@ -44,8 +45,8 @@ def test_range_from_byte_1_again_and_again_is_banned(srv: RunningServer) -> None
     # 8th request (k=7 before it: 6 worth) is refused
     assert statuses[:7] == [206] * 7
     assert statuses[7:] == [403] * 13
-    dev = srv.store.get_device(MAC)
-    assert dev is not None and dev["ban_code"] == 40 and "served 6 times" in dev["ban_reason"]
+    dev = srv.store.devices.get(MAC)
+    assert dev is not None and dev.ban_code == 40 and "served 6 times" in dev.ban_reason
 
 
 def test_fresh_range_from_0_is_a_whole_serve_each_time(srv: RunningServer) -> None:
@@ -55,8 +56,8 @@ def test_fresh_range_from_0_is_a_whole_serve_each_time(srv: RunningServer) -> No
                 for _ in range(9)]
     assert statuses == [206] * 6 + [403] * 3
     srv.flush()
-    serves = srv.store.query_audit(device=MAC, event_="serve", limit=100)
-    assert len(serves) == 6 and all(s["detail"]["mode"] == "full" for s in serves)
+    serves = srv.store.audit.query(device_key=MAC, event_="serve", limit=100)
+    assert len(serves) == 6 and all(s.detail["mode"] == "full" for s in serves)
 
 
 def test_half_closed_client_is_not_a_delivered_serve(srv: RunningServer) -> None:
@@ -76,22 +77,22 @@ def test_half_closed_client_is_not_a_delivered_serve(srv: RunningServer) -> None
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         srv.flush()
-        aborted = srv.store.query_audit(device=MAC, event_="serve_aborted", limit=100)
+        aborted = srv.store.audit.query(device_key=MAC, event_="serve_aborted", limit=100)
         if len(aborted) >= received.count(0):
             break
         time.sleep(0.05)
-    serves = srv.store.query_audit(device=MAC, event_="serve", limit=100)
+    serves = srv.store.audit.query(device_key=MAC, event_="serve", limit=100)
     # what the audit says matches what each client got: 0 bytes is never "delivered"
     assert len(aborted) == received.count(0) >= 1
-    assert all(a["detail"]["bytes_sent"] == 0 for a in aborted)
-    assert sum(1 for s in serves if s["detail"]["delivered"]) == sum(1 for n in received if n > 4000)
+    assert all(a.detail["bytes_sent"] == 0 for a in aborted)
+    assert sum(1 for s in serves if s.detail["delivered"]) == sum(1 for n in received if n > 4000)
     # hardly anything was delivered, so the device is not banned: a real download still works
-    dev = srv.store.get_device(MAC)
-    assert dev is not None and dev["ban_code"] == 0
+    dev = srv.store.devices.get(MAC)
+    assert dev is not None and dev.ban_code == 0
     r = device_request(srv.port, check("2001.001.000"))
     assert r.status == 200 and len(r.body) > 4000
     srv.flush()
-    assert srv.store.query_audit(device=MAC, event_="serve", limit=1)[0]["detail"]["delivered"] is True
+    assert srv.store.audit.query(device_key=MAC, event_="serve", limit=1)[0].detail["delivered"] is True
 
 
 def test_oscillating_versions_are_banned(srv: RunningServer) -> None:
@@ -101,24 +102,24 @@ def test_oscillating_versions_are_banned(srv: RunningServer) -> None:
     assert device_request(srv.port, check(old)).status == 200  # served
     assert device_request(srv.port, check(new)).status == 304  # came up on it
     assert device_request(srv.port, check(old)).status == 200  # fell back; served again
-    dev = srv.store.get_device(MAC)
-    assert dev is not None and dev["ban_code"] == 0  # one fall back is not yet a loop
+    dev = srv.store.devices.get(MAC)
+    assert dev is not None and dev.ban_code == 0  # one fall back is not yet a loop
     r = device_request(srv.port, check(new))  # up again: old -> new -> old -> new
     assert r.status == 403 and r.json()["code"] == 40
-    dev = srv.store.get_device(MAC)
-    assert dev["ban_code"] == 40 and f"{old} -> {new} -> {old} -> {new}" in dev["ban_reason"]
+    dev = srv.store.devices.get(MAC)
+    assert dev.ban_code == 40 and f"{old} -> {new} -> {old} -> {new}" in dev.ban_reason
     r = device_request(srv.port, check(old))
     assert r.status == 403 and r.json()["code"] == 40  # stays banned when it falls back again
     srv.flush()
-    (ban,) = srv.store.query_audit(device=MAC, event_="loop_ban", limit=10)
-    assert ban["detail"]["reason"] == "oscillation"
+    (ban,) = srv.store.audit.query(device_key=MAC, event_="loop_ban", limit=10)
+    assert ban.detail["reason"] == "oscillation"
 
 
 def test_steady_progress_is_not_oscillation(srv: RunningServer) -> None:
     for v in ("2001.001.000", "2001.001.001", "2001.001.002", "2001.001.001"):
         device_request(srv.port, check(v, mac="C8C2C68C0A0C"))
-    dev = srv.store.get_device("C8C2C68C0A0C")
-    assert dev is not None and dev["ban_code"] == 0
+    dev = srv.store.devices.get("C8C2C68C0A0C")
+    assert dev is not None and dev.ban_code == 0
 
 
 # ---------------------------------------------------------------- the rules as pure functions

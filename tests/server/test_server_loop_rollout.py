@@ -25,8 +25,8 @@ def check(version: str, mac: str = MAC) -> str:
 @pytest.fixture
 def srv(tmp_path: Path) -> Iterator[RunningServer]:
     with running_server(tmp_path / "d") as s:
-        p = s.store.add_product(KEY, FW)
-        s.store.add_release(script_package(FW, "001.000.002", "--2"), product_id=p["id"], version="001.000.002")
+        p = s.store.products.add(KEY, FW)
+        s.store.releases.add(script_package(FW, "001.000.002", "--2"), product_id=p.id, version="001.000.002")
         yield s
 
 
@@ -36,24 +36,24 @@ def test_loop_ban_after_six_serves_then_operator_unban(srv):
     r = device_request(srv.port, check("2001.001.000"))
     assert r.status == 403 and r.json()["code"] == 40
     assert device_request(srv.port, check("2001.001.000")).json()["code"] == 40  # stays banned
-    d = srv.store.get_device(MAC)
-    assert d["ban_code"] == 40 and "6 times" in d["ban_reason"]
-    bans = srv.store.query_audit(device=MAC, event_="loop_ban")
-    assert len(bans) == 1 and bans[0]["detail"]["serves"] == 6
-    srv.store.unban(MAC, actor="test")
+    d = srv.store.devices.get(MAC)
+    assert d.ban_code == 40 and "6 times" in d.ban_reason
+    bans = srv.store.audit.query(device_key=MAC, event_="loop_ban")
+    assert len(bans) == 1 and bans[0].detail["serves"] == 6
+    srv.store.devices.unban(MAC, actor="test")
     srv.app.fota.invalidate()
     assert device_request(srv.port, check("2001.001.000")).status == 200
-    unb = srv.store.query_audit(device=MAC, event_="unbanned")
-    assert unb and unb[0]["actor"] == "test"
+    unb = srv.store.audit.query(device_key=MAC, event_="unbanned")
+    assert unb and unb[0].actor == "test"
 
 
 def test_version_change_lifts_a_loop_ban(srv):
     for _ in range(7):
         device_request(srv.port, check("2001.001.000"))
-    assert srv.store.get_device(MAC)["ban_code"] == 40
+    assert srv.store.devices.get(MAC).ban_code == 40
     # the device managed to move (e.g. a manual flash to another version): ban lifted, counting restarts
     assert device_request(srv.port, check("2001.001.001")).status == 200
-    assert srv.store.get_device(MAC)["ban_code"] == 0
+    assert srv.store.devices.get(MAC).ban_code == 0
 
 
 def test_loop_guard_counts_per_device(srv):
@@ -64,8 +64,8 @@ def test_loop_guard_counts_per_device(srv):
 
 def test_loop_guard_configurable(tmp_path):
     with running_server(tmp_path / "d", loop_max_serves=2, loop_window_s=3600) as s:
-        p = s.store.add_product(KEY, FW)
-        s.store.add_release(script_package(FW, "001.000.002", "--2"), product_id=p["id"], version="001.000.002")
+        p = s.store.products.add(KEY, FW)
+        s.store.releases.add(script_package(FW, "001.000.002", "--2"), product_id=p.id, version="001.000.002")
         assert [device_request(s.port, check("2001.001.000")).status for _ in range(3)] == [200, 200, 403]
 
 
@@ -75,16 +75,16 @@ def test_loop_guard_window_slides(tmp_path):
     from luatos_fota import schema
 
     with running_server(tmp_path / "d", loop_max_serves=2, loop_window_s=3600) as s:
-        p = s.store.add_product(KEY, FW)
-        rel = s.store.add_release(script_package(FW, "001.000.002", "--2"), product_id=p["id"], version="001.000.002")
+        p = s.store.products.add(KEY, FW)
+        rel = s.store.releases.add(script_package(FW, "001.000.002", "--2"), product_id=p.id, version="001.000.002")
         assert device_request(s.port, check("2001.001.000"), method=b"HEAD").status == 200  # known, not served
-        dev = s.store.get_device(MAC)
+        dev = s.store.devices.get(MAC)
         now = time.time()
         with s.store.db.tx() as c:  # history: one serve 2 h ago (outside the window), one 30 min ago (inside)
-            c.execute(schema.devices.update().where(schema.devices.c.id == dev["id"])
+            c.execute(schema.devices.update().where(schema.devices.c.id == dev.id)
                       .values(version_changed_at=now - 5 * 3600))
             for i, age in enumerate((7200, 1800)):
-                c.execute(schema.serves.insert().values(fota_sn=f"old{i}", device_id=dev["id"], release_id=rel["id"],
+                c.execute(schema.serves.insert().values(fota_sn=f"old{i}", device_id=dev.id, release_id=rel.id,
                                                         channel="v1", from_version="2001.001.000",
                                                         served_at=now - age))
             s.store.db.bump(c, devices_only=True)
@@ -95,8 +95,8 @@ def test_loop_guard_window_slides(tmp_path):
 
 def _selected(tmp: Path, percent: float, n: int) -> set[str]:
     st = Store(tmp)
-    p = st.add_product(KEY, FW)
-    st.add_release(script_package(FW, "001.000.002", "--2"), product_id=p["id"], version="001.000.002",
+    p = st.products.add(KEY, FW)
+    st.releases.add(script_package(FW, "001.000.002", "--2"), product_id=p.id, version="001.000.002",
                    percent=percent)
     svc = FotaService(st, ServerConfig(new_device_ip_rate=0))  # 2000 new devices from one address
     chosen = set()
@@ -127,10 +127,10 @@ def test_buckets_differ_between_releases():
 
 
 def test_percent_via_http_and_stats(srv):
-    srv.store.set_release_target(1, "percent", percent=50)
+    srv.store.releases.set_target(1, "percent", percent=50)
     srv.app.fota.invalidate()
     statuses = [device_request(srv.port, check("2001.001.000", f"{0xC8C2C6000000 + i:012X}")).status
                 for i in range(40)]
     assert set(statuses) == {200, 304}
-    st = srv.store.release_stats(1)[0]
-    assert st["targeted"] == statuses.count(200) == st["served"]
+    st = srv.store.releases.stats(1)[0]
+    assert st.targeted == statuses.count(200) == st.served

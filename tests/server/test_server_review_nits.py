@@ -51,19 +51,19 @@ def test_clean_tmp_spares_other_hosts_and_live_writers(tmp_path):
 
 def test_blob_gc_removes_only_unreferenced_old_blobs(tmp_path):
     st = Store(tmp_path / "d")
-    p = st.add_product(KEY, FW)
-    rel = st.add_release(script_package(FW, "001.000.001", "--1"), product_id=p["id"], version="001.000.001")
+    p = st.products.add(KEY, FW)
+    rel = st.releases.add(script_package(FW, "001.000.001", "--1"), product_id=p.id, version="001.000.001")
     orphan = st.blobs.put(b"left behind by a crash between blob and commit")
     young = st.blobs.put(b"an upload whose transaction is still running")
     old = time.time() - 2 * 3600
     os.utime(st.blobs.path(orphan), (old, old))
-    os.utime(st.blobs.path(rel["sha256"]), (old, old))
+    os.utime(st.blobs.path(rel.sha256), (old, old))
     st.close()
     r = CliRunner().invoke(main, ["blobs", "gc", "--data", str(tmp_path / "d"), "--json"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["removed"] == [orphan]
     st = Store(tmp_path / "d")
-    assert st.blobs.exists(rel["sha256"]) and st.blobs.exists(young) and not st.blobs.exists(orphan)
+    assert st.blobs.exists(rel.sha256) and st.blobs.exists(young) and not st.blobs.exists(orphan)
     st.close()
 
 
@@ -78,14 +78,14 @@ def test_oversized_result_report_is_413(srv):
 
 def test_oversized_upload_is_413(tmp_path):
     with running_server(tmp_path / "d", admin_token="tok", max_upload_bytes=1000) as s:
-        p = s.store.add_product(KEY, FW)
+        p = s.store.products.add(KEY, FW)
         r = requests.post(f"{s.base_url}/admin/api/releases", headers={"Authorization": "Bearer tok"},
                           files={"file": ("x.bin", build_air8101_ota({"main.lua": b"-" * 3000}))},
-                          data={"product_id": str(p["id"]), "version": "001.000.001"}, timeout=10)
+                          data={"product_id": str(p.id), "version": "001.000.001"}, timeout=10)
         assert r.status_code == 413 and "1000" in r.json()["msg"]
         big = b"\0" * (200 << 10)  # refused from Content-Length alone, before the form is parsed
         r = requests.post(f"{s.base_url}/admin/api/releases", headers={"Authorization": "Bearer tok"},
-                          files={"file": ("x.bin", big)}, data={"product_id": str(p["id"])}, timeout=10)
+                          files={"file": ("x.bin", big)}, data={"product_id": str(p.id)}, timeout=10)
         assert r.status_code == 413 and "max_upload_bytes" in r.json()["msg"]
 
 
@@ -93,10 +93,10 @@ def test_oversized_upload_is_413(tmp_path):
 
 def test_vendor_file_name_chip_is_cut_at_the_first_dash(tmp_path):
     st = Store(tmp_path / "d")
-    p = st.add_product("k", "FOTA2_DEMO_LuatOS-SoC_Air8101")
-    rel = st.add_release(script_package("FOTA2_DEMO_LuatOS-SoC_Air8101", "001.000.003"), product_id=p["id"],
+    p = st.products.add("k", "FOTA2_DEMO_LuatOS-SoC_Air8101")
+    rel = st.releases.add(script_package("FOTA2_DEMO_LuatOS-SoC_Air8101", "001.000.003"), product_id=p.id,
                          filename="FOTA2_DEMO_V2001.1.3_LuatOS-SoC_Air8101-xx.bin")
-    assert (rel["script_x"], rel["script_z"]) == (1, 3)
+    assert (rel.script_x, rel.script_z) == (1, 3)
     st.close()
 
 
@@ -105,13 +105,13 @@ def test_vendor_file_name_chip_is_cut_at_the_first_dash(tmp_path):
 def test_download_auth_needs_a_fota_sn_or_the_token(tmp_path):
     with running_server(tmp_path / "d", admin_token="tok", download_auth=True,
                         private_downloads=False) as s:
-        p = s.store.add_product(KEY, FW)
-        rel = s.store.add_release(script_package(FW, "001.000.002", "--2"), product_id=p["id"],
+        p = s.store.products.add(KEY, FW)
+        rel = s.store.releases.add(script_package(FW, "001.000.002", "--2"), product_id=p.id,
                                   version="001.000.002")
-        path = f"/dl/{rel['sha256']}.bin"
+        path = f"/dl/{rel.sha256}.bin"
         r = device_request(s.port, path)
         assert r.status == 403 and "fota_sn" in r.json()["msg"]
-        assert device_request(s.port, f"/dl/artifact/{rel['artifact_id']}.bin").status == 403
+        assert device_request(s.port, f"/dl/artifact/{rel.artifact_id}.bin").status == 403
         assert device_request(s.port, path + "?fota_sn=madeup").status == 403
         assert device_request(s.port, path, extra_headers=b"Authorization: Bearer tok\r\n").status == 200
         served = device_request(s.port, check("2001.001.000"))
@@ -125,14 +125,14 @@ def test_download_auth_needs_a_fota_sn_or_the_token(tmp_path):
 # ---------------------------------------------------------------- 14: small ones
 
 def test_unicode_digits_in_version_are_refused(srv):
-    srv.store.add_product(KEY, FW)
+    srv.store.products.add(KEY, FW)
     r = device_request(srv.port, check("٢٠٠١.١.٠"))
     assert r.status == 400 and r.json()["code"] == 3
 
 
 def test_rate_limit_bucket_ignores_mac_spelling(tmp_path):
     with running_server(tmp_path / "d", device_rate=0.001, device_burst=2) as s:
-        s.store.add_product(KEY, FW)
+        s.store.products.add(KEY, FW)
         sts = [device_request(s.port, check("2001.001.000", mac=m)).status
                for m in ("c8c2c68cd602", "C8C2C68CD602", "c8:c2:c6:8c:d6:02")]
         assert sts == [304, 304, 429]
@@ -140,11 +140,11 @@ def test_rate_limit_bucket_ignores_mac_spelling(tmp_path):
 
 def test_method_not_allowed_and_overload_are_audited(tmp_path):
     with running_server(tmp_path / "d") as s:
-        s.store.add_product(KEY, FW)
+        s.store.products.add(KEY, FW)
         assert device_request(s.port, check("2001.001.000"), method=b"POST").status == 405
         s.flush()
-        assert s.store.query_audit(event_="bad_method", limit=5)
+        assert s.store.audit.query(event_="bad_method", limit=5)
     with running_server(tmp_path / "e", max_inflight=0) as s:
         assert device_request(s.port, check("2001.001.000")).status == 503
         s.flush()
-        assert s.store.query_audit(event_="overloaded", limit=5)
+        assert s.store.audit.query(event_="overloaded", limit=5)

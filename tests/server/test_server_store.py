@@ -37,11 +37,11 @@ def test_migrations_recorded_and_idempotent(tmp_path: Path):
 def test_generation_moves_on_every_decision_relevant_write(tmp_path: Path):
     st = Store(tmp_path)
     g0 = st.db.generation()
-    p = st.add_product(KEY, FW)
+    p = st.products.add(KEY, FW)
     g1 = st.db.generation()
-    st.add_release(script_package(FW, "001.000.002", "-- x"), product_id=p["id"], version="001.000.002")
+    st.releases.add(script_package(FW, "001.000.002", "-- x"), product_id=p.id, version="001.000.002")
     g2 = st.db.generation()
-    st.update_release(1, enabled=False)
+    st.releases.update(1, enabled=False)
     g3 = st.db.generation()
     assert g0 < g1 < g2 < g3
     st.close()
@@ -50,7 +50,7 @@ def test_generation_moves_on_every_decision_relevant_write(tmp_path: Path):
 def test_firmware_name_with_space_refused(tmp_path: Path):
     st = Store(tmp_path)
     with pytest.raises(ValueError, match="whitespace"):
-        st.add_product(KEY, "MY PROJ_LuatOS-SoC_Air8101")
+        st.products.add(KEY, "MY PROJ_LuatOS-SoC_Air8101")
     st.close()
 
 
@@ -60,16 +60,16 @@ def _two_instances(tmp_path: Path, db_url: str | None) -> None:
     with running_server(tmp_path / "a", **common) as a, running_server(tmp_path / "b", **common) as b:
         if db_url is None:  # SQLite: both on the same file
             pass
-        p = a.store.add_product(KEY, FW)
+        p = a.store.products.add(KEY, FW)
         data = script_package(FW, "001.000.002", "--m")
-        a.store.add_release(data, product_id=p["id"], version="001.000.002")
+        a.store.releases.add(data, product_id=p.id, version="001.000.002")
         b.store.blobs.put(data)  # separate data dirs share the DB, not the blob dir
         statuses = [device_request((a if i % 2 else b).port, CHECK).status for i in range(6)]
         assert statuses == [200] * 6
         r = device_request(b.port, CHECK)
         assert r.status == 403 and r.json()["code"] == 40
         assert device_request(a.port, CHECK).json()["code"] == 40  # the ban written by b holds on a
-        a.store.unban(MAC)
+        a.store.devices.unban(MAC)
         assert device_request(b.port, CHECK).status == 200
 
 
@@ -86,25 +86,25 @@ def test_two_instances_share_loop_guard_postgres(tmp_path: Path, pg_url: str):
 @pytest.mark.postgres
 def test_postgres_full_flow(tmp_path: Path, pg_url: str):
     with running_server(tmp_path / "d", db_url=pg_url) as s:
-        p = s.store.add_product(KEY, "温度_LuatOS-SoC_Air8101")
-        s.store.add_release(script_package("温度_LuatOS-SoC_Air8101", "001.000.002", "--pg"), product_id=p["id"], version="001.000.002")
+        p = s.store.products.add(KEY, "温度_LuatOS-SoC_Air8101")
+        s.store.releases.add(script_package("温度_LuatOS-SoC_Air8101", "001.000.002", "--pg"), product_id=p.id, version="001.000.002")
         t = CHECK.replace(FW, "温度_LuatOS-SoC_Air8101")
         assert device_request(s.port, t).status == 200
         assert device_request(s.port, t.replace("2001.001.000", "2001.001.002")).status == 304
         s.flush()
-        st = s.store.release_stats(1)[0]
-        assert (st["served"], st["confirmed"]) == (1, 1)
-        assert s.store.get_device(MAC)["check_ins"] == 2
+        st = s.store.releases.stats(1)[0]
+        assert (st.served, st.confirmed) == (1, 1)
+        assert s.store.devices.get(MAC).check_ins == 2
 
 
 def test_buffered_audit_flushed_on_clean_shutdown(tmp_path: Path):
     d = tmp_path / "d"
     with running_server(d, flush_interval_s=3600) as s:  # no periodic flush during the test
-        s.store.add_product(KEY, FW)
+        s.store.products.add(KEY, FW)
         for i in range(25):
             assert device_request(s.port, CHECK.replace(MAC, f"C8C2C68CD6{i:02X}")).status == 304
     st = Store(d)
-    rows = st.query_audit(event_="checkin", limit=100)
+    rows = st.audit.query(event_="checkin", limit=100)
     assert len(rows) == 25
     with st.db.ro() as c:
         assert c.execute(sa.select(sa.func.sum(schema.devices.c.check_ins))).scalar_one() == 25

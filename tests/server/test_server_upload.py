@@ -168,26 +168,26 @@ def test_full_package_core_must_match_the_file_name():
 
 def test_version_must_rise_above_what_devices_may_run(tmp_path: Path):
     st = Store(tmp_path)
-    p = st.add_product("K", "DEMO_LuatOS-SoC_Air8101")
+    p = st.products.add("K", "DEMO_LuatOS-SoC_Air8101")
     two = _air(b'PROJECT = "DEMO"\nVERSION = "001.000.002"\n')
     three = _air(b'PROJECT = "DEMO"\nVERSION = "001.000.003"\n')
-    st.add_release(three, product_id=p["id"])
+    st.releases.add(three, product_id=p.id)
     with pytest.raises(UploadError) as ei:
-        st.add_release(two, product_id=p["id"])
+        st.releases.add(two, product_id=p.id)
     assert ei.value.field == "version" and "release 1 (001.000.003, script)" in str(ei.value)
     # a device reporting a higher version than any release (flashed by hand) counts too
-    st.create_device("C8C2C68CD602", "mac", p["id"], "2001.001.009", "")
+    st.devices.create("C8C2C68CD602", "mac", p.id, "2001.001.009", "")
     four = _air(b'PROJECT = "DEMO"\nVERSION = "001.000.004"\n')
     with pytest.raises(UploadError, match="devices reporting 2001.001.009"):
-        st.add_release(four, product_id=p["id"])
-    assert [r["script_version"] for r in st.list_releases()] == ["001.000.003"]
+        st.releases.add(four, product_id=p.id)
+    assert [r.script_version for r in st.releases.all()] == ["001.000.003"]
     # the explicit downgrade flag publishes it and records why
-    rel = st.add_release(two, product_id=p["id"], allow_downgrade=True, actor="ops")
-    assert "published as a downgrade" in rel["notes"]
-    (entry,) = st.query_audit(event_="release_added", release_id=rel["id"])
-    assert entry["actor"] == "ops" and "devices reporting 2001.001.009" in entry["detail"]["downgrade"]
+    rel = st.releases.add(two, product_id=p.id, allow_downgrade=True, actor="ops")
+    assert "published as a downgrade" in rel.notes
+    (entry,) = st.audit.query(event_="release_added", release_id=rel.id)
+    assert entry.actor == "ops" and "devices reporting 2001.001.009" in entry.detail["downgrade"]
     ten = _air(b'PROJECT = "DEMO"\nVERSION = "001.000.010"\n')
-    assert st.add_release(ten, product_id=p["id"])["script_version"] == "001.000.010"
+    assert st.releases.add(ten, product_id=p.id).script_version == "001.000.010"
     st.close()
 
 
@@ -215,25 +215,25 @@ def test_lfta_is_gzip_payload():
 
 def test_store_is_content_addressed_and_refuses_duplicates(tmp_path: Path):
     st = Store(tmp_path)
-    p = st.add_product("K", "DEMO_LuatOS-SoC_Air8101")
-    r = st.add_release(AIR, product_id=p["id"], version="001.000.002")
+    p = st.products.add("K", "DEMO_LuatOS-SoC_Air8101")
+    r = st.releases.add(AIR, product_id=p.id, version="001.000.002")
     sha = hashlib.sha256(AIR).hexdigest()
-    assert r["sha256"] == sha
+    assert r.sha256 == sha
     assert (tmp_path / "blobs" / sha[:2] / sha).read_bytes() == AIR
     with pytest.raises(Conflict, match="already carries"):
-        st.add_release(LFTA, product_id=p["id"], version="001.000.002")
+        st.releases.add(LFTA, product_id=p.id, version="001.000.002")
     # same bytes as a release of another product: one blob, one artifact row
-    p2 = st.add_product("K2", "DEMO_LuatOS-SoC_Air8101")
-    r2 = st.add_release(AIR, product_id=p2["id"], version="001.000.002")
-    assert r2["artifact_id"] == r["artifact_id"]
+    p2 = st.products.add("K2", "DEMO_LuatOS-SoC_Air8101")
+    r2 = st.releases.add(AIR, product_id=p2.id, version="001.000.002")
+    assert r2.artifact_id == r.artifact_id
     assert list((tmp_path / "blobs" / "tmp").iterdir()) == []
     st.close()
 
 
 def test_refused_upload_leaves_nothing(tmp_path: Path):
     st = Store(tmp_path)
-    p = st.add_product("K", "DEMO_LuatOS-SoC_Air8101")
+    p = st.products.add("K", "DEMO_LuatOS-SoC_Air8101")
     with pytest.raises(UploadError):
-        st.add_release(BAD["taul block crc"][0], product_id=p["id"], version="001.000.002")
-    assert st.list_releases() == [] and st.blobs.all_digests() == []
+        st.releases.add(BAD["taul block crc"][0], product_id=p.id, version="001.000.002")
+    assert st.releases.all() == [] and st.blobs.all_digests() == []
     st.close()

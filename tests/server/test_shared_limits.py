@@ -69,23 +69,23 @@ def test_new_devices_through_two_instances_never_exceed_the_product_burst(
         tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
     db_url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
     with two_instances(tmp_path, db_url) as (a, b):
-        a.store.add_product(KEY, FW)
+        a.store.products.add(KEY, FW)
         for s in (a, b):
             s.app.fota.invalidate()
         statuses = flood_both([a.port, b.port])
         assert sorted(set(statuses)) == [304, 503], statuses
         assert statuses.count(304) == BURST  # exactly the burst, not BURST per instance
-        assert len(a.store.list_devices()) == BURST
-        tokens = a.store.rate_bucket(f"product:{a.store.find_product(KEY, FW)['id']}")
+        assert len(a.store.devices.all()) == BURST
+        tokens = a.store.rates.get(f"product:{a.store.products.find(KEY, FW).id}")
         assert tokens is not None and tokens[0] < 1.0
         # A device that exists is never refused by the new-device rate.
-        known = a.store.list_devices()[0]["device_key"]
+        known = a.store.devices.all()[0].device_key
         assert check_in(b.port, known).status == 304
 
 
 def test_refused_new_device_answer_is_a_retry(tmp_path: Path) -> None:
     with two_instances(tmp_path, None) as (a, b):
-        a.store.add_product(KEY, FW)
+        a.store.products.add(KEY, FW)
         for i in range(BURST):
             assert check_in((a, b)[i % 2].port, f"C8C2C6AA{i:04X}").status == 304
         got = check_in(b.port, "C8C2C6AAFFFF")
@@ -95,28 +95,28 @@ def test_refused_new_device_answer_is_a_retry(tmp_path: Path) -> None:
 def test_shared_bucket_refills_at_its_rate_and_rolls_back_with_the_insert(tmp_path: Path) -> None:
     st = Store(tmp_path)
     try:
-        p = st.add_product(KEY, FW)
+        p = st.products.add(KEY, FW)
         lim = [SharedRate("product:x", 10.0, 3)]
         for i in range(3):
-            st.create_device(f"D{i}", "mac", p["id"], "", "", limits=lim)
+            st.devices.create(f"D{i}", "mac", p.id, "", "", limits=lim)
         with pytest.raises(RateLimited) as e:
-            st.create_device("D9", "mac", p["id"], "", "", limits=lim)
+            st.devices.create("D9", "mac", p.id, "", "", limits=lim)
         assert 0 < e.value.wait_s <= 0.1
-        assert st.get_device("D9") is None  # refused: no row
+        assert st.devices.get("D9") is None  # refused: no row
         time.sleep(0.15)  # 10 tokens/s: one is back
-        st.create_device("D9", "mac", p["id"], "", "", limits=lim)
+        st.devices.create("D9", "mac", p.id, "", "", limits=lim)
         # An id that exists already costs no token (the transaction rolls back).
-        before = st.rate_bucket("product:x")
+        before = st.rates.get("product:x")
         assert before is not None
-        st.create_device("D9", "mac", p["id"], "", "", limits=lim)
-        after = st.rate_bucket("product:x")
+        st.devices.create("D9", "mac", p.id, "", "", limits=lim)
+        after = st.rates.get("product:x")
         assert after == before
         # Refilled buckets are dropped by the retention step; fresh ones are kept.
         m = Maintenance(st, ServerConfig(new_device_ip_rate=0, new_device_product_rate=10.0,
                                          new_device_product_burst=3))
         assert m.rate_bucket_idle_s() == pytest.approx(60.3)
-        assert st.prune_rate_buckets(3600) == 0 and st.rate_bucket("product:x") is not None
-        assert st.prune_rate_buckets(-1) == 1 and st.rate_bucket("product:x") is None
+        assert st.rates.prune(3600) == 0 and st.rates.get("product:x") is not None
+        assert st.rates.prune(-1) == 1 and st.rates.get("product:x") is None
     finally:
         st.close()
 
@@ -129,14 +129,14 @@ def test_per_ip_new_device_rate_is_shared_too(tmp_path: Path) -> None:
     st = [Store(tmp_path), Store(tmp_path)]
     svcs = [FotaService(s, conf) for s in st]
     try:
-        st[0].add_product(KEY, FW)
+        st[0].products.add(KEY, FW)
 
         def new(n: int, ip: str) -> int:
             q = Query("v1", "mac", f"C8C2C6BB{n:04X}", KEY, FW, "2001.001.000", ip)
             return svcs[n % 2].decide(q, count_serve=False).code
 
         codes = [new(n, "10.0.0.1") for n in range(10)]
-        assert codes.count(43) == 5 and len(st[0].list_devices()) == 5
+        assert codes.count(43) == 5 and len(st[0].devices.all()) == 5
         assert new(100, "10.0.0.2") != 43  # another address has its own bucket
     finally:
         for s in svcs:

@@ -236,7 +236,7 @@ async def releases(request: Request) -> Response:
         st.releases.add, data, product_id=pid, version=f.get("version") or None, core=f.get("core") or None,
         kind=f.get("kind") or None, filename=filename, notes=f.get("notes", ""),
         enabled=_bool(f.get("enabled", "true")), forced=_bool(f.get("forced", "false")),
-        percent=percent, devices=_devices_field(f.get("devices")),
+        percent=percent, device_keys=_devices_field(f.get("devices")),
         allow_downgrade=_bool(f.get("downgrade", "false")),
         preflight="skipped" if skip else "pending", actor="api")
     if not skip:
@@ -308,7 +308,7 @@ async def release_target(request: Request) -> Response:
     pct = body.get("percent")
     rel = await _call(_store(request).releases.set_target, int(request.path_params["rid"]), mode,
                                              percent=float(pct) if pct is not None else None,
-                                             devices=_devices_field(body.get("devices")), actor="api")
+                                             device_keys=_devices_field(body.get("devices")), actor="api")
     _changed(request)
     return _ok(rel)
 

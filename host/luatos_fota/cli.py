@@ -500,7 +500,7 @@ def release_add(data_dir: Path | None, db_url: str | None, product_id: int | Non
             pid = _product_id(st, None, project_key, firmware_name, create=True)
         rel = st.releases.add(data, product_id=pid, version=version, core=core, kind=kind,
                              filename=package.name, notes=notes, enabled=not paused, forced=forced,
-                             percent=percent, devices=_split(devices), allow_downgrade=downgrade,
+                             percent=percent, device_keys=_split(devices), allow_downgrade=downgrade,
                              preflight="skipped" if skip_preflight else "pending", actor="cli")
         if not skip_preflight and isinstance(st, Store):
             if hasattr(spinner, "update"):
@@ -592,7 +592,7 @@ def release_list(data_dir: Path | None, db_url: str | None, product_id: int | No
              r.preflight_status or "-",
              "forced" if r.forced else "",
              r.target_mode + (f" {r.percent:g}%" if r.target_mode == "percent" else
-                                 f" {len(r.devices)}" if r.target_mode == "devices" else ""),
+                                 f" {len(r.device_keys)}" if r.target_mode == "devices" else ""),
              r.size, r.sha256[:12]] for r in rows],
            ["ID", "FIRMWARE", "SCRIPT VERSION", "CORE", "KIND", "STATE", "PREFLIGHT", "", "TARGET", "SIZE",
             "SHA256"])
@@ -656,7 +656,7 @@ def release_target(data_dir: Path | None, db_url: str | None, all_: bool, percen
     mode = "all" if all_ else ("percent" if percent is not None else "devices")
     with _Guard():
         r = _open(data_dir, db_url).releases.set_target(release_id, mode, percent=percent,
-                                                       devices=_split(devices),
+                                                       device_keys=_split(devices),
                                                        actor="cli")
     if as_json:
         return _out(r)
@@ -730,11 +730,11 @@ def device_list(data_dir: Path | None, db_url: str | None, product_id: int | Non
 @store_opts
 @db_opt
 @json_opt
-@click.argument("device_id")
-def device_show(data_dir: Path | None, db_url: str | None, as_json: bool, device_id: str) -> None:
+@click.argument("device_key", metavar="DEVICE_ID")
+def device_show(data_dir: Path | None, db_url: str | None, as_json: bool, device_key: str) -> None:
     """One device: its version, last check-in, ban and pin (the audit has its history)."""
     with _Guard():
-        d = _open(data_dir, db_url).devices.require(device_id)
+        d = _open(data_dir, db_url).devices.require(device_key)
     if as_json:
         return _out(d)
     fields = d.to_json()
@@ -750,11 +750,11 @@ def device_show(data_dir: Path | None, db_url: str | None, as_json: bool, device
 @db_opt
 @click.option("--reason", default="", help="Why (shown in the audit and the dashboard).")
 @json_opt
-@click.argument("device_id")
-def device_ban(data_dir: Path | None, db_url: str | None, reason: str, as_json: bool, device_id: str) -> None:
+@click.argument("device_key", metavar="DEVICE_ID")
+def device_ban(data_dir: Path | None, db_url: str | None, reason: str, as_json: bool, device_key: str) -> None:
     """Bar a device from upgrades (it gets code 21)."""
     with _Guard():
-        d = _open(data_dir, db_url).devices.ban(device_id, reason, actor="cli")
+        d = _open(data_dir, db_url).devices.ban(device_key, reason, actor="cli")
     _out(d) if as_json else click.echo(f"device {d.device_key} banned")
 
 
@@ -762,11 +762,11 @@ def device_ban(data_dir: Path | None, db_url: str | None, reason: str, as_json: 
 @store_opts
 @db_opt
 @json_opt
-@click.argument("device_id")
-def device_unban(data_dir: Path | None, db_url: str | None, as_json: bool, device_id: str) -> None:
+@click.argument("device_key", metavar="DEVICE_ID")
+def device_unban(data_dir: Path | None, db_url: str | None, as_json: bool, device_key: str) -> None:
     """Lift an operator ban or a loop ban (code 40)."""
     with _Guard():
-        d = _open(data_dir, db_url).devices.unban(device_id, actor="cli")
+        d = _open(data_dir, db_url).devices.unban(device_key, actor="cli")
     _out(d) if as_json else click.echo(f"device {d.device_key} unbanned")
 
 
@@ -774,13 +774,13 @@ def device_unban(data_dir: Path | None, db_url: str | None, as_json: bool, devic
 @store_opts
 @db_opt
 @json_opt
-@click.argument("device_id")
+@click.argument("device_key", metavar="DEVICE_ID")
 @click.argument("release_id")
-def device_pin(data_dir: Path | None, db_url: str | None, as_json: bool, device_id: str, release_id: str) -> None:
+def device_pin(data_dir: Path | None, db_url: str | None, as_json: bool, device_key: str, release_id: str) -> None:
     """Pin DEVICE_ID to RELEASE_ID ('none' removes the pin)."""
     rid = None if release_id.lower() in ("none", "-", "0") else int(release_id)
     with _Guard():
-        d = _open(data_dir, db_url).devices.pin(device_id, rid, actor="cli")
+        d = _open(data_dir, db_url).devices.pin(device_key, rid, actor="cli")
     _out(d) if as_json else click.echo(f"device {d.device_key} pinned to {rid}")
 
 
@@ -789,20 +789,20 @@ def device_pin(data_dir: Path | None, db_url: str | None, as_json: bool, device_
 @main.command()
 @store_opts
 @db_opt
-@click.option("--device", default=None, help="Only this device.")
+@click.option("--device", "device_key", default=None, help="Only this device.")
 @click.option("--event", "event_", default=None, help="Only this event (serve, checkin, loop_ban, ...).")
 @click.option("--release-id", type=int, default=None, help="Only rows about this release.")
 @click.option("--limit", type=int, default=50, show_default=True, help="At most this many rows.")
 @json_opt
-def audit(data_dir: Path | None, db_url: str | None, device: str | None, event_: str | None,
+def audit(data_dir: Path | None, db_url: str | None, device_key: str | None, event_: str | None,
           release_id: int | None, limit: int, as_json: bool) -> None:
     """Why did a device get (or not get) a package? Newest first."""
     st = _open(data_dir, db_url)
-    rows = st.audit.query(device_key=device, event_=event_, release_id=release_id, limit=limit)
+    rows = st.audit.query(device_key=device_key, event_=event_, release_id=release_id, limit=limit)
     if as_json:
         return _out(rows)
     if not rows:
-        click.echo(_why_no_audit(st, device, event_, release_id), err=True)
+        click.echo(_why_no_audit(st, device_key, event_, release_id), err=True)
         return None
     for a in rows:
         d = a.detail if isinstance(a.detail, dict) else {"detail": a.detail}
@@ -811,17 +811,17 @@ def audit(data_dir: Path | None, db_url: str | None, device: str | None, event_:
                    f"rel={a.release_id or '-'} status={a.status or '-'} code={a.code if a.code is not None else '-'}  {why}")
 
 
-def _why_no_audit(st: Store, device: str | None, event_: str | None, release_id: int | None) -> str:
+def _why_no_audit(st: Store, device_key: str | None, event_: str | None, release_id: int | None) -> str:
     """Say why ``audit`` printed nothing, so an empty answer is never a puzzle."""
-    if device is not None:
+    if device_key is not None:
         try:
-            st.devices.require(device)
+            st.devices.require(device_key)
         except NotFound:
             known = [d.device_key for d in st.devices.all(limit=5)]
             hint = f" (devices it knows: {', '.join(known)})" if known else " (it knows no devices yet)"
-            return (f"no audit rows: device {device} has never checked in with this server"
+            return (f"no audit rows: device {device_key} has never checked in with this server"
                     f"{hint}; the id is the MAC (Air8101) or IMEI the device sends")
-    filters = [f"{k} {v}" for k, v in (("device", device), ("event", event_), ("release", release_id))
+    filters = [f"{k} {v}" for k, v in (("device", device_key), ("event", event_), ("release", release_id))
                if v is not None]
     if filters:
         return f"no audit rows for {', '.join(filters)}"

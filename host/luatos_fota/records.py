@@ -100,7 +100,7 @@ class Release:
     script_x: int
     script_z: int
     core_num: int | None
-    devices: tuple[str, ...]
+    device_keys: tuple[str, ...]  # the release's device list (target_mode "devices")
     preflight_result: dict[str, Any] | None
 
     @property
@@ -108,7 +108,7 @@ class Release:
         return f"/dl/{self.sha256}.bin"
 
     @classmethod
-    def from_row(cls, r: Any, devices: tuple[str, ...]) -> Release:
+    def from_row(cls, r: Any, device_keys: tuple[str, ...]) -> Release:
         sv = ScriptVersion.parse(r.script_version)
         result: dict[str, Any] | None = None
         if r.preflight:
@@ -121,7 +121,7 @@ class Release:
                    bool(r.enabled), bool(r.forced), r.target_mode, float(r.percent), float(r.created_at),
                    bool(r.archived), r.preflight_status, r.preflight or "", bool(r.enable_on_pass), r.sha256,
                    int(r.size), r.package_kind, r.project_key, r.firmware_name, sv.x, sv.z, r.core_version,
-                   devices, result)
+                   device_keys, result)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -136,7 +136,7 @@ class Release:
             "enable_on_pass": self.enable_on_pass, "sha256": self.sha256, "size": self.size,
             "package_kind": self.package_kind, "project_key": self.project_key,
             "firmware_name": self.firmware_name, "script_x": self.script_x, "script_z": self.script_z,
-            "core_num": self.core_num, "devices": list(self.devices), "download_path": self.download_path,
+            "core_num": self.core_num, "devices": list(self.device_keys), "download_path": self.download_path,
             "preflight_result": self.preflight_result})
         return d
 
@@ -145,7 +145,7 @@ class Release:
         """The record again from what :meth:`to_json` made (the remote CLI reads the API); a
         stored preflight result is not in the JSON as text, only parsed."""
         stored = d.get("preflight", json.dumps(d.get("preflight_result")))
-        return _from_fields(cls, d, devices=tuple(d["devices"]), preflight=stored)  # type: ignore[no-any-return]
+        return _from_fields(cls, d, device_keys=tuple(d["devices"]), preflight=stored)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)

@@ -239,7 +239,7 @@ class RemoteReleases:
     def add(self, data: bytes, *, product_id: int, version: str | None = None,
             core: str | int | None = None, kind: str | None = None, filename: str | None = None,
             notes: str = "", enabled: bool = True, forced: bool = False,
-            percent: float | None = None, devices: Iterable[str] | None = None,
+            percent: float | None = None, device_keys: Iterable[str] | None = None,
             allow_downgrade: bool = False, preflight: str = "pending",
             actor: str = "cli") -> Release:
         """Upload through the admin API; the server runs the preflight (``preflight`` is
@@ -250,8 +250,8 @@ class RemoteReleases:
         for k, v in (("version", version), ("core", core), ("kind", kind), ("percent", percent)):
             if v is not None:
                 fields[k] = str(v)
-        if devices:
-            fields["devices"] = ",".join(devices)
+        if device_keys:
+            fields["devices"] = ",".join(device_keys)
         head, tail, ctype = _multipart(fields, filename or "package.bin", data)
         body = _UploadBody(head, data, tail, self.progress)
         return Release.from_json(self._request("POST", "/releases", data=body, headers={"Content-Type": ctype}))
@@ -272,12 +272,12 @@ class RemoteReleases:
         return Release.from_json(self._request("POST", f"/releases/{int(release_id)}/archive"))
 
     def set_target(self, release_id: int, mode: str, *, percent: float | None = None,
-                   devices: Iterable[str] | None = None, actor: str = "cli") -> Release:
+                   device_keys: Iterable[str] | None = None, actor: str = "cli") -> Release:
         body: dict[str, Any] = {"mode": mode}
         if percent is not None:
             body["percent"] = percent
-        if devices is not None:
-            body["devices"] = list(devices)
+        if device_keys is not None:
+            body["devices"] = list(device_keys)
         return Release.from_json(self._request("POST", f"/releases/{int(release_id)}/target", body=body))
 
     def stats(self, release_id: int | None = None) -> list[ReleaseStats]:

@@ -47,10 +47,10 @@ def _release_query() -> sa.Select[Any]:
 
 
 def _release(c: Connection, row: Any) -> Release:
-    devices = tuple(x[0] for x in c.execute(
+    device_keys = tuple(x[0] for x in c.execute(
         sa.select(t.release_devices.c.device_key).where(t.release_devices.c.release_id == row.id)
         .order_by(t.release_devices.c.device_key)))
-    return Release.from_row(row, devices)
+    return Release.from_row(row, device_keys)
 
 
 def _refuse_duplicate(c: Connection, product_id: int, up: Any) -> None:
@@ -85,7 +85,7 @@ class ReleasesRepo:
     def add(self, data: bytes, *, product_id: int, version: str | None = None,
             core: str | int | None = None, kind: str | None = None, filename: str | None = None,
             notes: str = "", enabled: bool = True, forced: bool = False,
-            percent: float | None = None, devices: Iterable[str] | None = None,
+            percent: float | None = None, device_keys: Iterable[str] | None = None,
             allow_downgrade: bool = False, preflight: str = "",
             actor: str = "admin") -> Release:
         """Validate, store the blob durably, then insert artifact + release in one transaction.
@@ -103,7 +103,7 @@ class ReleasesRepo:
         product = self.products.get(product_id)
         up = check_upload(data, filename=filename, version=version, core=core, kind=kind,
                           firmware_name=product.firmware_name)
-        dev_list = sorted({normalize_device_id(d) for d in (devices or []) if d.strip()})
+        dev_list = sorted({normalize_device_id(d) for d in (device_keys or []) if d.strip()})
         if percent is not None and not (0 <= float(percent) <= 100):
             raise UploadError("percent", f"percent {percent} is outside 0..100")
         if dev_list and percent is not None:
@@ -200,11 +200,11 @@ class ReleasesRepo:
         return self.get(release_id)
 
     def set_target(self, release_id: int, mode: str, *, percent: float | None = None,
-                   devices: Iterable[str] | None = None, actor: str = "admin") -> Release:
+                   device_keys: Iterable[str] | None = None, actor: str = "admin") -> Release:
         if mode not in TARGET_MODES:
             raise ValueError(f"target mode {mode!r}: expected one of {', '.join(TARGET_MODES)}")
         self.get(release_id)
-        dev_list = sorted({normalize_device_id(d) for d in (devices or []) if d.strip()})
+        dev_list = sorted({normalize_device_id(d) for d in (device_keys or []) if d.strip()})
         if mode == "percent":
             if percent is None or not (0 <= float(percent) <= 100):
                 raise ValueError(f"percent {percent!r}: expected a number in 0..100")
@@ -349,7 +349,7 @@ class ReleasesRepo:
                 if rel.target_mode == "all":
                     targeted = len(keys)
                 elif rel.target_mode == "devices":
-                    targeted = len(rel.devices)
+                    targeted = len(rel.device_keys)
                 else:
                     limit = round(rel.percent * 100)
                     targeted = sum(1 for k in keys if rollout_bucket(k, rel.id) < limit)

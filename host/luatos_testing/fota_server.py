@@ -46,6 +46,8 @@ class FotaServer:
                     **kwargs: Any) -> dict[str, Any]:
         """Upload a package as the admin would (``kwargs``: version, percent, devices, ...)."""
         pid = self.product(project_key, firmware_name)["id"]
+        if "devices" in kwargs:  # this fixture's word for the release's device list
+            kwargs["device_keys"] = kwargs.pop("devices")
         return self.server.store.releases.add(data, product_id=pid, **kwargs).to_json()
 
     def publish_project(self, project: LuatosApp | str | Path, *, version: str,

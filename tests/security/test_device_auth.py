@@ -115,7 +115,7 @@ def test_packages_are_private(hmac_server: Any) -> None:
     assert device_request(s.port, f"{path}?mac={VICTIM}", extra_headers=_bearer(tok)).status == 200
     assert device_request(s.port, f"/dl/artifact/{rel.artifact_id}.bin", extra_headers=_bearer(TOKEN)).status == 200
     # a release not targeting the device is not downloadable by it
-    s.store.releases.set_target(rel.id, "devices", devices=["C8C2C6000001"])
+    s.store.releases.set_target(rel.id, "devices", device_keys=["C8C2C6000001"])
     s.app.fota.invalidate()
     assert device_request(s.port, f"{path}?mac={VICTIM}", extra_headers=_bearer(tok)).status == 403
 

@@ -217,7 +217,7 @@ def test_script_release_keeps_the_device_core(srv, product):
 
 
 def test_device_list_targeting(srv, product):
-    add(srv, product, "001.000.002", devices=["c8:c2:c6:8c:d6:02"])
+    add(srv, product, "001.000.002", device_keys=["c8:c2:c6:8c:d6:02"])
     assert device_request(srv.port, q("2001.001.000")).status == 200
     assert device_request(srv.port, q("2001.001.000", mac="C8C2C68CD699")).status == 304
 
@@ -245,7 +245,7 @@ def test_version_report_confirms_the_serve(srv, product):
 
 
 def test_every_decision_is_audited_with_a_reason(srv, product):
-    add(srv, product, "001.000.002", devices=["C8C2C68CD6EE"])
+    add(srv, product, "001.000.002", device_keys=["C8C2C68CD6EE"])
     device_request(srv.port, q("2001.001.000"))
     srv.flush()
     a = srv.store.audit.query(device_key=MAC, event_="checkin")[0]

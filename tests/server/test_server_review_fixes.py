@@ -166,7 +166,7 @@ def test_device_list_forced_rollback_beats_newer_release_for_all(srv):
     st = srv.store
     p = st.products.add(KEY, FW)
     st.releases.add(pkg("001.000.005"), product_id=p.id, version="001.000.005")
-    rel4 = st.releases.add(pkg("001.000.004"), product_id=p.id, version="001.000.004", devices=[MAC], forced=True,
+    rel4 = st.releases.add(pkg("001.000.004"), product_id=p.id, version="001.000.004", device_keys=[MAC], forced=True,
                           allow_downgrade=True)
     srv.app.fota.invalidate()
     r = device_request(srv.port, check("2001.001.005"))

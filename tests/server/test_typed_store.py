@@ -91,7 +91,7 @@ def test_to_json_is_the_admin_api_answer_and_keeps_its_keys(srv: RunningServer) 
     p = st.products.add(KEY, FW)
     plain = st.releases.add(script_package(FW, "001.000.002", "-- a"), product_id=p.id, version="001.000.002")
     targeted = st.releases.add(script_package(FW, "001.000.003", "-- b"), product_id=p.id, version="001.000.003",
-                               devices=[MAC], preflight="pending")
+                               device_keys=[MAC], preflight="pending")
     targeted = st.releases.record_preflight(targeted.id, {"status": "passed", "summary": "ok"})
     st.devices.register(MAC, p.id)
     banned = st.devices.ban(MAC, "stolen")

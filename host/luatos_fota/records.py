@@ -171,10 +171,11 @@ class Device:
 
     @classmethod
     def from_row(cls, r: Any) -> Device:
-        return cls(int(r.id), r.device_key, r.key_type, r.product_id, r.reported_version,
-                   float(r.version_changed_at), float(r.first_seen), float(r.last_seen), r.last_ip,
-                   int(r.check_ins), int(r.ban_code), r.ban_reason, r.banned_at, r.pinned_release_id,
-                   bool(r.registered))
+        # The devices table's columns are this record's fields, in order (checked here, so a
+        # schema change cannot shift them): a device read on the check-in path costs a tuple.
+        if r._fields == _DEVICE_FIELDS:
+            return cls(*r)
+        return cls(*(getattr(r, name) for name in _DEVICE_FIELDS))
 
     def to_json(self) -> dict[str, Any]:
         return _fields_json(self)
@@ -183,6 +184,9 @@ class Device:
     def from_json(cls, d: dict[str, Any]) -> Device:
         """The record again from what :meth:`to_json` made (the remote CLI reads the API)."""
         return _from_fields(cls, d)  # type: ignore[no-any-return]
+
+
+_DEVICE_FIELDS = tuple(f.name for f in fields(Device))
 
 
 @dataclass(frozen=True, slots=True)

@@ -197,3 +197,20 @@ def test_push_sessions_on_sqlite(tmp_path: Path) -> None:
 
 def test_push_sessions_on_postgres(tmp_path: Path, pg_url: str) -> None:
     _push_sessions_flow(tmp_path, pg_url)
+
+
+def test_device_from_a_row_in_any_column_order() -> None:
+    """The fast path (the devices table's columns are the record's fields) and the general
+    one (any row naming the columns) give the same record."""
+    from collections import namedtuple
+
+    from luatos_fota import schema
+
+    names = [c.name for c in schema.devices.columns]
+    assert names == DEVICE_KEYS  # the fast path's premise
+    values = dict(zip(names, (7, MAC, "mac", 1, "2001.001.000", 1.0, 2.0, 3.0, "10.0.0.1", 4, 0, "", None, None,
+                              True), strict=True))
+    in_order = namedtuple("Row", names)(**values)  # type: ignore[misc]
+    shuffled = namedtuple("Row", list(reversed(names)))(**values)  # type: ignore[misc]
+    a, b = records.Device.from_row(in_order), records.Device.from_row(shuffled)
+    assert a == b and a.id == 7 and a.device_key == MAC and a.registered is True

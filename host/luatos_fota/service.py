@@ -85,7 +85,7 @@ class Query:
 
     channel: str  # v1 | v2
     key_type: str | None
-    device_id: str | None
+    device_key: str | None  # what the device identifies itself by (mac/imei/uid value)
     project_key: str | None
     firmware_name: str | None
     version: str | None
@@ -120,7 +120,8 @@ class Outcome:
 
 
 class FotaService:
-    def __init__(self, store: Store, config: ServerConfig) -> None:
+    def __init__(self, store: Store, config: ServerConfig,
+                 blob_known: Callable[[str], bool] | None = None) -> None:
         self.store = store
         self.config = config
         self.writer = BufferedWriter(store, config.flush_interval_s, config.flush_batch,
@@ -143,7 +144,7 @@ class FotaService:
         self.memory_serves = config.serve_counts == "memory"
         self._serve_log: dict[tuple[int, int], list[list[Any]]] = {}  # [ts, bytes|None, sn]
         # Whether a package is known to be readable without touching the disk (the app's cache).
-        self.blob_known: Callable[[str], bool] = lambda sha: False
+        self.blob_known: Callable[[str], bool] = blob_known or (lambda sha: False)
         store.listeners.append(self.invalidate)
         store.pending_writers.append(self.writer.flush)
 
@@ -188,7 +189,7 @@ class FotaService:
     def audit(self, event: str, out: Outcome, q: Query, status: int, **detail: Any) -> None:
         if out.code == VendorCode.UNAUTHENTICATED:
             event = "unauthorized"
-        dev = out.device.key if out.device else (q.device_id or None)
+        dev = out.device.key if out.device else (q.device_key or None)
         metrics.checkin(q.channel, out.code)
         if event == "serve":
             metrics.serve(detail.get("mode", "full"))
@@ -365,7 +366,7 @@ class FotaService:
 
     @staticmethod
     def _key(q: Query) -> str:
-        k = (q.device_id or "").strip()
+        k = (q.device_key or "").strip()
         return normalize_device_key(k) if k and k != "nil" else ""
 
     def _decide(self, q: Query, db: bool) -> Outcome:
@@ -378,7 +379,7 @@ class FotaService:
         if q.problems:
             return Outcome(VendorCode.INVALID_DEVICE, "; ".join(q.problems), product=product,
                            reason="malformed request: " + "; ".join(q.problems))
-        key = (q.device_id or "").strip()
+        key = (q.device_key or "").strip()
         if not key or key == "nil":
             if self.config.anonymous_devices == "by_ip" and q.ip:
                 key = f"ip:{q.ip}"
@@ -567,11 +568,11 @@ class FotaService:
             return None, f"code {out.code}: {out.msg} ({out.reason})"
         return out, ""
 
-    def download_serve(self, sha256: str, device_id: str, ip: str, mode: str,
+    def download_serve(self, sha256: str, device_key: str, ip: str, mode: str,
                        nbytes: int | None = None) -> Outcome | None:
         """A ``/dl/`` download naming a known device (``?mac=``): count it like a check-in serve
         of that device's release carrying this package (blocking). None: not attributable."""
-        key = normalize_device_key(device_id.strip())
+        key = normalize_device_key(device_key.strip())
         if not key or key == "nil":
             return None
         cat = self.catalog()
@@ -594,11 +595,11 @@ class FotaService:
         with self._lock_for(key):
             return self._commit_serve(out, q, mode, nbytes=nbytes)
 
-    def device_may_download(self, sha256: str, device_id: str, credential: str) -> bool:
+    def device_may_download(self, sha256: str, device_key: str, credential: str) -> bool:
         """Whether an authenticated device may fetch this package: its credential proves it for
         its product, and a release of that product targeting it (or its pin) carries the package
         (blocking). Devices of products without authentication have no credential to show."""
-        key = normalize_device_key(device_id.strip())
+        key = normalize_device_key(device_key.strip())
         if not key or key == "nil" or not credential:
             return False
         cat = self.catalog()
@@ -615,14 +616,14 @@ class FotaService:
         return any(r.sha256 == sha256 and r.enabled and r.targets(key)
                    for r in cat.releases_by_product.get(product.id, ()))
 
-    def push_login_refusal(self, device_id: str, info: dict[str, str], credential: str | None) -> str | None:
-        """Why a push login may not speak for ``device_id``, or None (blocking).
+    def push_login_refusal(self, device_key: str, info: dict[str, str], credential: str | None) -> str | None:
+        """Why a push login may not speak for ``device_key``, or None (blocking).
 
         The products it may belong to: the one its check-ins registered it to, and those its
         login names. If any of them requires authentication, the credential must prove the
         device for one of those; a login naming no product while some product requires
         authentication is refused (it could otherwise impersonate any device)."""
-        key = normalize_device_key(device_id)
+        key = normalize_device_key(device_key)
         cat = self.catalog()
         cands: list[ProductInfo] = []
         row = self.store.get_device(key)
@@ -644,12 +645,12 @@ class FotaService:
             return None
         return "device credential missing or wrong (login field \"token\")"
 
-    def push_event(self, kind: str, device_id: str, data: dict[str, Any], ip: str | None = None) -> None:
+    def push_event(self, kind: str, device_key: str, data: dict[str, Any], ip: str | None = None) -> None:
         """``PushHub(on_event=...)`` hook: push-channel events go to the audit log (within the
         per-IP audit budget: a reconnect loop must not write rows as fast as it can connect)."""
         if ip is None:
             ip = str(data.get("peer") or "").rsplit(":", 1)[0] or None
-        self.writer.record(AuditEvent(f"push_{kind}", device_id, ip=ip, detail=detail_json(data)))
+        self.writer.record(AuditEvent(f"push_{kind}", device_key, ip=ip, detail=detail_json(data)))
 
     def seen(self, out: Outcome, ip: str) -> None:
         if out.device is not None:

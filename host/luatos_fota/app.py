@@ -30,7 +30,8 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from . import metrics
-from .admin import admin_routes
+from .admin import AdminApp, AdminContext, PushAccess
+from .admin import P as ADMIN_PREFIX
 from .admintoken import resolve_admin_token
 from .checkin import CheckIn
 from .codes import VendorCode
@@ -169,6 +170,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     svc = FotaService(st, config, blob_known=blob_cache.known)
     maintenance = Maintenance(st, config)
     relay_box: list[PushRelay] = []  # the relay exists once the hub listens (lifespan)
+    push_access = PushAccess(push_hub)
     if push_hub is not None:
         first_hook = getattr(push_hub, "on_event", None)
 
@@ -211,7 +213,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
             relay = PushRelay(st, hub, **config.extra.get("push_relay", {}))
             await relay.start()
             relay_box.append(relay)
-            app.state.push_relay = relay
+            app.state.push_relay = push_access.relay = relay
         app.preflight.resume_pending()
         try:
             yield
@@ -230,7 +232,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     routes: list[Any] = [
         Route("/", _root, methods=["GET", "HEAD"]),
         *ops_routes(),
-        *admin_routes(),
+        Mount(ADMIN_PREFIX, app=AdminApp(AdminContext(st, svc, edge, token, push_access))),
         Route(config.device_endpoint, _bare_endpoint, methods=["GET", "HEAD", "POST"]),
         Route(V2_RESULT, V2Result(edge), methods=["POST"]),
     ]

@@ -34,7 +34,8 @@ from .catalog import Catalog, ProductInfo, ReleaseInfo
 from .codes import VendorCode, status_for
 from .config import ServerConfig
 from .ratelimit import TokenBuckets
-from .store import RateLimited, SharedRate, Store, normalize_device_key, serves_worth
+from .releasepush import PushPlan, Session, login_version, plan_release_push, session_ip
+from .store import NotFound, RateLimited, SharedRate, Store, normalize_device_key, serves_worth
 from .writer import BufferedWriter
 
 
@@ -567,6 +568,26 @@ class FotaService:
         if not out.serve:
             return None, f"code {out.code}: {out.msg} ({out.reason})"
         return out, ""
+
+    def plan_release_push(self, release_id: int, product_id: int, sessions: list[Session],
+                          wanted: list[str] | None) -> PushPlan:
+        """Which of ``wanted`` (None: every online device) get release ``release_id`` now, each
+        a counted serve (releasepush.py; blocking: run it in a worker thread)."""
+        product = self.catalog().products.get(product_id)
+        if product is None:
+            raise NotFound(f"product {product_id} of release {release_id} is gone")
+
+        def decide(device_key: str, login: Session) -> tuple[str | None, str]:
+            out, why = self.push_decision(device_key, login_version(login), product, release_id, session_ip(login))
+            return (out.fota_sn, "") if out is not None and out.fota_sn else (None, why)
+
+        return plan_release_push(product.id, product.project_key, sessions, wanted, decide)
+
+    def audit_release_push(self, plan: PushPlan, release_id: int, results: dict[str, str]) -> None:
+        """The audit row of a release push: what each device was sent (or offline) and why the
+        others were skipped."""
+        self.writer.record(AuditEvent("push_release", product_id=plan.product_id, release_id=release_id,
+                                      actor="api", detail=detail_json({"sent": results, "skipped": plan.skipped})))
 
     def download_serve(self, sha256: str, device_key: str, ip: str, mode: str,
                        nbytes: int | None = None) -> Outcome | None:

@@ -455,7 +455,7 @@ async def push(request: Request) -> Response:
     from .push import fota_command
 
     body = await _json(request)
-    devices_ = _devices_field(body.get("devices"))
+    device_keys = _devices_field(body.get("devices"))
     rid = body.get("release_id")
     url = body.get("url")
     version = body.get("version")
@@ -469,14 +469,14 @@ async def push(request: Request) -> Response:
         raise ValueError("give release_id, url or message")
     if rel is None or body.get("message") or body.get("url"):
         # An operator's own message or URL goes out as given (nothing to decide on).
-        if devices_ is None:
+        if device_keys is None:
             raise ValueError("give devices, or release_id to push to its online targeted devices")
         message = body.get("message") or fota_command(str(url), version)
-        sent = await ctx.push.pusher().push(devices_, message)
+        sent = await ctx.push.pusher().push(device_keys, message)
         return _ok({"message": message, "results": sent, "skipped": {}})
     # A release push: the service decides per device (releasepush.py), each send a counted serve.
     plan = await _call(ctx.service.plan_release_push, rel["id"], rel["product_id"], await ctx.push.online(),
-                       devices_)
+                       device_keys)
     messages = {s.device_key: fota_command(ctx.edge.package_url(request.scope, rel["sha256"], s.fota_sn), version)
                 for s in plan.sends.values()}
     # Decided one by one (each a counted serve), sent all at once: a device on another instance

@@ -174,22 +174,22 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     if push_hub is not None:
         first_hook = getattr(push_hub, "on_event", None)
 
-        async def on_push_event(kind: str, device: str, data: dict[str, Any]) -> None:
+        async def on_push_event(kind: str, device_key: str, data: dict[str, Any]) -> None:
             if first_hook is None:
                 peer = str(data.get("peer") or "").rsplit(":", 1)[0]
-                ip = peer or (push_hub.peer_ip(device) if isinstance(push_hub, PushHub) else "")
-                svc.push_event(kind, device, data, ip or None)
+                ip = peer or (push_hub.peer_ip(device_key) if isinstance(push_hub, PushHub) else "")
+                svc.push_event(kind, device_key, data, ip or None)
             else:
-                result = first_hook(kind, device, data)
+                result = first_hook(kind, device_key, data)
                 if inspect.isawaitable(result):
                     await result
             for relay in relay_box:
-                await relay.on_hub_event(kind, device, data)
+                await relay.on_hub_event(kind, device_key, data)
 
         push_hub.on_event = on_push_event
         if getattr(push_hub, "authenticate", None) is None and isinstance(push_hub, PushHub):
-            async def authenticate(device: str, info: dict[str, str], credential: str | None) -> str | None:
-                return await anyio.to_thread.run_sync(svc.push_login_refusal, device, info, credential)
+            async def authenticate(device_key: str, info: dict[str, str], credential: str | None) -> str | None:
+                return await anyio.to_thread.run_sync(svc.push_login_refusal, device_key, info, credential)
 
             push_hub.authenticate = authenticate
 

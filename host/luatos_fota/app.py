@@ -89,15 +89,22 @@ class FotaApp(Starlette):
     """Starlette plus the device handlers in front of its routing; see the module docstring.
 
     Everything it needs comes in through the constructor: the :class:`DeviceEdge` shared by the
-    device handlers, and the objects exposed as ``app.state.*`` (``store``, ``service``,
-    ``config``, ``admin_token``, ``push_hub``, ``push_relay``, ``data_dir``, ``maintenance``)."""
+    device handlers, and the objects that tests, the CLI and the ops endpoints reach as
+    ``app.state.*``. ``app.state.push_relay`` is set by the lifespan once the relay runs."""
 
-    def __init__(self, edge: DeviceEdge, *, routes: list[Any], lifespan: Any = None, **state: Any) -> None:
+    def __init__(self, edge: DeviceEdge, *, routes: list[Any], lifespan: Any, store: Store,
+                 maintenance: Maintenance, data_dir: Path, push_hub: Any) -> None:
         super().__init__(routes=routes, lifespan=lifespan)
         self.edge = edge
         self.devices = DeviceDispatcher(edge)
-        for name, value in state.items():
-            setattr(self.state, name, value)
+        self.state.store = store
+        self.state.service = edge.service
+        self.state.config = edge.config
+        self.state.admin_token = edge.admin_token
+        self.state.maintenance = maintenance
+        self.state.data_dir = data_dir
+        self.state.push_hub = push_hub
+        self.state.push_relay = None
 
     # Public handles on the edge (tests, the CLI and the admin API use them).
     @property
@@ -239,5 +246,5 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     if STATIC_DIR.is_dir():
         routes.append(Mount("/dashboard", app=StaticFiles(directory=STATIC_DIR, html=True), name="dashboard"))
     metrics.watch_push_hub(push_hub)
-    return FotaApp(edge, routes=routes, lifespan=lifespan, store=st, service=svc, config=config,
-                   admin_token=token, push_hub=push_hub, push_relay=None, data_dir=data, maintenance=maintenance)
+    return FotaApp(edge, routes=routes, lifespan=lifespan, store=st, maintenance=maintenance, data_dir=data,
+                   push_hub=push_hub)

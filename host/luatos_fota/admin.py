@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,6 @@ from .service import FotaService
 from .store import Conflict, NotFound, Store, StoreBusy
 from .uploads import UploadError
 
-Handler = Callable[[Request], Awaitable[Response]]
 P = "/admin/api"  # where the admin app is mounted
 
 

@@ -30,7 +30,7 @@ V2_CHECK = "/api/site/turnkey_fota"
 V2_RESULT = "/api/site/turnkey_fota_result"
 
 
-def reported_version(core_version: str | None, script_version: str | None) -> str | None:
+def v2_reported_version(core_version: str | None, script_version: str | None) -> str | None:
     """The libfota2-style version (``core.x.z``) of a v2 check's core and script versions."""
     core = (core_version or "").strip().lstrip("Vv")
     script = (script_version or "").strip()
@@ -60,7 +60,7 @@ class V2Check:
         wait = edge.rate_limited(ip, device_key)
         if wait:
             return await edge.send_limited(send, wait)
-        version = reported_version(params.get("core_version"), params.get("script_version"))
+        version = v2_reported_version(params.get("core_version"), params.get("script_version"))
         problems = [f"parameter {k} is {len(params[k])} characters (at most {n})"
                     for k, n in FIELD_LIMITS.items() if len(params.get(k, "")) > n]
         if version and len(version) > FIELD_LIMITS["version"]:

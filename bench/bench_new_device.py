@@ -3,7 +3,7 @@
 
 Why: the per-product and per-IP new-device buckets live in the database so that instances
 sharing it hold one limit together (docs/deploy.md); each new device row then also updates two
-bucket rows in its transaction. This measures ``Store.create_device`` on SQLite with and
+bucket rows in its transaction. This measures ``store.devices.create`` on SQLite with and
 without those buckets, in one process, and prints the ratio. Existing devices never pay it.
 """
 

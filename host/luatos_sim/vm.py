@@ -115,6 +115,7 @@ class Boot:
         H.busy_loop = self._busy_loop
         H.fire = self._fire
         H.wdt_expired = lambda: None  # wdt's binding puts its check here
+        H.build_binding = self._build_binding
         self._events: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self._event_keys = 0
         H.c_error = self._c_error
@@ -161,11 +162,13 @@ class Boot:
               return finish(pcall(f, ...))
             end
           end
+          local module_table, rawset = RT.module_table, rawset
           local function install(name, funcs, consts)
-            local t = rawget(_G, name) or RT.firmware_table(name)
-            for k, f in pairs(funcs) do t[k] = wrap(f) end
-            if consts then for k, v in pairs(consts) do t[k] = v end end
-            _G[name] = t
+            local t, waiting = module_table(name)
+            if t == nil then t = RT.firmware_table(name) end
+            for k, f in pairs(funcs) do rawset(t, k, wrap(f)) end
+            if consts then for k, v in pairs(consts) do rawset(t, k, v) end end
+            if not waiting then _G[name] = t end
             return t
           end
           return wrap, install
@@ -185,6 +188,9 @@ class Boot:
         from .objects import FirmwareObjects
         self.objects = FirmwareObjects(self)  # firmware userdata types (zbuff, socket, ...)
 
+        self._lazy_module, self._on_main, self._build_now = (
+            self.RT.lazy_module, self.RT.on_main, self.RT.build_now)
+        self.platform.begin_boot(self.profile.modules)
         from .modules import install_modules
         install_modules(self)
         self._mark_absent()
@@ -220,6 +226,20 @@ class Boot:
         consts.update({lua_str(k): (lua_str(v) if isinstance(v, str) else v)
                        for k, v in (constants or {}).items()})
         return self._install_table(lua_str(name), funcs, self.lua.table_from(consts) if consts else None)
+
+    def lazy_module(self, name: str, binding: str) -> None:
+        """The global ``name`` gets its module table now; the binding registered as
+        ``binding`` (modules.MODULES) is built into it when the script first uses it."""
+        self._lazy_module(lua_str(name), lua_str(binding))
+
+    def _build_binding(self, binding: bytes) -> None:
+        # Called from Lua on whatever thread touched the module (often a task's coroutine):
+        # the build itself runs on the main state (RT.on_main; see the lupa caveat above).
+        self._on_main(self._install_binding, binding)
+
+    def _install_binding(self, binding: bytes) -> None:
+        from .modules import install_binding
+        install_binding(self, py_str(binding))
 
     def lua_function(self, fn: Callable[..., Any], name: str | None = None) -> Any:
         """A Lua function calling ``fn`` (for tables installed by hand, e.g. io extras); ``name``
@@ -305,6 +325,7 @@ class Boot:
             if t is None:
                 globals_[lua_str(module)] = True
             elif names and self.lua_type(t) == b"table":
+                self._build_now(lua_str(module))  # its fields are looked at, not used
                 missing = [n for n in names if rawget(t, lua_str(n)) is None]
                 if missing:
                     fields[lua_str(module)] = lua.table_from({lua_str(n): True for n in missing})

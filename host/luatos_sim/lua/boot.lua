@@ -458,6 +458,71 @@ end
 RT.firmware_table("rtos", rtos)
 RT.firmware_table("log", log)
 
+-- Firmware modules built on first use (modules/__init__.py, LAZY): the global is the module's
+-- table from the start (type, pairs(_G), identity as usual), and the host builds the binding
+-- into that same table the first time the script indexes it, assigns to it, iterates it or
+-- takes its length. A boot that never uses camera never pays for camera's binding.
+-- lazy[t] = the binding that fills t; lazy_global[name] = t until the binding is built.
+local lazy, lazy_global = {}, {}
+local gethook = debug.gethook
+local build_binding = H.build_binding
+
+local function build(t)
+  local binding = lazy[t]
+  if binding == nil then return end
+  build_binding(binding)
+  for other, b in pairs(lazy) do
+    if b == binding then lazy[other] = nil end
+  end
+  for name, other in pairs(lazy_global) do
+    if lazy[other] == nil then
+      lazy_global[name] = nil
+      RT.firmware_table(name, other)
+    end
+  end
+end
+
+local lazy_mt = {
+  __index = function(t, k) build(t); return t[k] end,
+  __newindex = function(t, k, v) build(t); t[k] = v end,
+  __pairs = function(t) build(t); return next, t, nil end,
+  __len = function(t) build(t); return #t end,
+}
+
+-- Give the global `name` its (empty) table now; `binding` fills it on first use.
+function RT.lazy_module(name, binding)
+  local t = setmetatable({}, lazy_mt)
+  lazy[t] = binding
+  lazy_global[name] = t
+  _G[name] = t
+end
+
+-- The table a binding installs into: the lazy global's own table while it waits (even if the
+-- script has since assigned something else to the global, as it would after an eager install).
+function RT.module_table(name)
+  local t = lazy_global[name]
+  if t ~= nil then return t, true end
+  return rawget(_G, name), false
+end
+
+-- Build `binding` now (a binding that must see another's table at install, mark_absent).
+function RT.build_now(name)
+  local t = lazy_global[name]
+  if t ~= nil then build(t) end
+end
+
+-- Runs a host function on the main state with the count hook off: building a binding is the
+-- firmware's own setup, not the script's Lua time (as an eager install before main is), and
+-- lupa gives Python reliable table reads and main-state values only when Lua calls it from the
+-- main state (vm.Boot).
+function RT.on_main(f, ...)
+  local h, mask, count = gethook()
+  sethook()
+  local ok, err = pcall(f, ...)
+  sethook(h, mask, count)
+  if not ok then error(err, 0) end
+end
+
 -- What the model's firmware has but the emulator does not install (a whole module such as
 -- i2c, or a function such as io.dexist): the first access names it once ("[luatos-sim] i2c is
 -- not emulated"), then the value is nil and the script meets the Lua error it meets.

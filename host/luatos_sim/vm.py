@@ -209,8 +209,8 @@ class Boot:
         from .objects import FirmwareObjects
         self.objects = FirmwareObjects(self)  # firmware userdata types (zbuff, socket, ...)
 
-        self._lazy_module, self._on_main, self._build_now = (
-            self.RT.lazy_module, self.RT.on_main, self.RT.build_now)
+        self._lazy_module, self._build_on_main, self._build_now = (
+            self.RT.lazy_module, self.RT.build_on_main, self.RT.build_now)
         self.platform.begin_boot(self.profile.modules)
         from .modules import install_modules
         install_modules(self)
@@ -260,8 +260,9 @@ class Boot:
 
     def _build_binding(self, binding: bytes) -> None:
         # Called from Lua on whatever thread touched the module (often a task's coroutine):
-        # the build itself runs on the main state (RT.on_main; see the lupa caveat above).
-        self._on_main(self._install_binding, binding)
+        # the build itself runs on the main state (RT.build_on_main), where lupa reads Lua
+        # tables reliably and the values it hands back are not tied to a task's stack.
+        self._build_on_main(self._install_binding, binding)
 
     def _install_binding(self, binding: bytes) -> None:
         from .modules import install_binding

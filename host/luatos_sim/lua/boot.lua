@@ -462,24 +462,16 @@ RT.firmware_table("log", log)
 -- table from the start (type, pairs(_G), identity as usual), and the host builds the binding
 -- into that same table the first time the script indexes it, assigns to it, iterates it or
 -- takes its length. A boot that never uses camera never pays for camera's binding.
--- lazy[t] = the binding that fills t; lazy_global[name] = t until the binding is built.
-local lazy, lazy_global = {}, {}
-local gethook = debug.gethook
+-- Until its binding is built: lazy[t] = the binding that fills table t, waiting[binding] =
+-- {global name = t}, pending[global name] = t.
+local lazy, waiting, pending = {}, {}, {}
 local build_binding = H.build_binding
 
+-- Runs on the thread that touched the module (often a task): only the few instructions
+-- that hand over to the host, which builds on the main state (RT.build_on_main).
 local function build(t)
   local binding = lazy[t]
-  if binding == nil then return end
-  build_binding(binding)
-  for other, b in pairs(lazy) do
-    if b == binding then lazy[other] = nil end
-  end
-  for name, other in pairs(lazy_global) do
-    if lazy[other] == nil then
-      lazy_global[name] = nil
-      RT.firmware_table(name, other)
-    end
-  end
+  if binding ~= nil then build_binding(binding) end
 end
 
 local lazy_mt = {
@@ -493,34 +485,42 @@ local lazy_mt = {
 function RT.lazy_module(name, binding)
   local t = setmetatable({}, lazy_mt)
   lazy[t] = binding
-  lazy_global[name] = t
+  local globals = waiting[binding]
+  if globals == nil then globals = {}; waiting[binding] = globals end
+  globals[name] = t
+  pending[name] = t
   _G[name] = t
 end
 
 -- The table a binding installs into: the lazy global's own table while it waits (even if the
 -- script has since assigned something else to the global, as it would after an eager install).
 function RT.module_table(name)
-  local t = lazy_global[name]
+  local t = pending[name]
   if t ~= nil then return t, true end
   return rawget(_G, name), false
 end
 
--- Build `binding` now (a binding that must see another's table at install, mark_absent).
+-- Build the binding behind global `name` now (mark_absent looks at a module's fields).
 function RT.build_now(name)
-  local t = lazy_global[name]
+  local t = pending[name]
   if t ~= nil then build(t) end
 end
 
--- Runs a host function on the main state with the count hook off: building a binding is the
--- firmware's own setup, not the script's Lua time (as an eager install before main is), and
--- lupa gives Python reliable table reads and main-state values only when Lua calls it from the
--- main state (vm.Boot).
-function RT.on_main(f, ...)
-  local h, mask, count = gethook()
-  sethook()
-  local ok, err = pcall(f, ...)
-  sethook(h, mask, count)
+-- The host's half of a build, on the main state: `install(binding)` fills the waiting tables,
+-- which then become ordinary firmware tables. The count hook charges nothing meanwhile
+-- (RT.host_setup): building is the firmware's own setup, as an install before main is.
+function RT.build_on_main(install, binding)
+  local globals = waiting[binding]
+  if globals == nil then return end
+  RT.host_setup = RT.host_setup + 1
+  local ok, err = pcall(install, binding)
+  RT.host_setup = RT.host_setup - 1
   if not ok then error(err, 0) end
+  waiting[binding] = nil
+  for name, t in pairs(globals) do
+    lazy[t], pending[name] = nil, nil
+    RT.firmware_table(name, t)
+  end
 end
 
 -- What the model's firmware has but the emulator does not install (a whole module such as
@@ -567,8 +567,9 @@ end
 -- The count hook covers them too, but only while the boot coroutine is active underneath them
 -- ("normal"): between steps, the host's own calls into Lua are not device code.
 local co_status = coroutine.status
+RT.host_setup = 0  -- >0 while the host builds a binding on the main state (RT.build_on_main)
 sethook(function()
-  if boot_co ~= nil and co_status(boot_co) == "normal" then hook() end
+  if boot_co ~= nil and RT.host_setup == 0 and co_status(boot_co) == "normal" then hook() end
 end, "", every)
 
 local PAUSE = RT.PAUSE

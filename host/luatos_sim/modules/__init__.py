@@ -22,8 +22,9 @@ from ..profiles import LUA_MODULES
 if TYPE_CHECKING:
     from ..vm import Boot
 
-# The one table: Lua global -> binding file in this package. Install order is table order
-# (a binding may read an earlier module's table at install time: pm reuses rtos.reboot).
+# The one table: Lua global -> binding file in this package. The bindings built at boot
+# (AT_BOOT) go in table order (a binding may read an earlier one's table at install time: pm
+# reuses rtos.reboot); the others when the script first touches them.
 MODULES: dict[str, str] = {
     "rtos": "rtos",
     "json": "json_mod",

@@ -1,5 +1,11 @@
 """Admin HTTP API under ``/admin/api`` (bearer token), plus its OpenAPI document.
 
+The API is its own Starlette app (:class:`AdminApp`, mounted at ``/admin/api``): the route table
+:func:`admin_routes` is the one source of what is served and of the OpenAPI document; the admin
+token is checked by one middleware (admintoken.RequireAdminToken) in front of every route but
+the OpenAPI document; store errors become JSON answers through the app's exception handlers
+(``ERROR_ANSWERS``). Handlers reach what they work on through :class:`AdminContext`.
+
 Every handler is a thin shell over :class:`luatos_fota.store.Store`, the same code the CLI
 uses, so the API and ``luatos-fota`` can never disagree about what a release or a ban is. After
 each write the app's in-memory caches are dropped, so the change applies to the next check-in
@@ -13,26 +19,56 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from luatos_common.version import VersionError, reported_version
-
-from .admintoken import check_token
+from .admintoken import RequireAdminToken
 from .apidoc import JSON_BODY, AdminRoute, Op, multipart_body, openapi_document
-from .audit import AuditEvent, detail_json
 from .blobs import BlobStoreUnavailable
 from .codes import VendorCode
+from .edge import DeviceEdge
 from .jsonlimits import loads_limited
-from .store import Conflict, NotFound, StoreBusy, normalize_device_key
+from .service import FotaService
+from .store import Conflict, NotFound, Store, StoreBusy
 from .uploads import UploadError
 
-Handler = Callable[[Request], Awaitable[Response]]
-P = "/admin/api"
+P = "/admin/api"  # where the admin app is mounted
+
+
+@dataclass
+class PushAccess:
+    """The push channel as the admin API reaches it: this instance's hub (None: no push port),
+    and the relay (devices on every instance sharing the database) once the lifespan started it."""
+
+    hub: Any = None
+    relay: Any = None
+
+    def pusher(self) -> Any:
+        """What sends pushes: the relay when it runs, else this instance's hub alone."""
+        return self.relay or self.hub
+
+    async def online(self) -> list[dict[str, Any]]:
+        if self.relay is not None:
+            return list(await self.relay.online())
+        return list(self.hub.online())
+
+
+@dataclass(frozen=True)
+class AdminContext:
+    """What the admin handlers work on (given to :class:`AdminApp` when it is built)."""
+
+    store: Store
+    service: FotaService
+    edge: DeviceEdge  # download links (package_url) and the preflight runner
+    admin_token: str
+    push: PushAccess = field(default_factory=PushAccess)
 
 
 def _err(status: int, msg: str, **extra: Any) -> JSONResponse:
@@ -43,30 +79,48 @@ def _ok(obj: Any, status: int = 200) -> JSONResponse:
     return JSONResponse(json.loads(json.dumps(obj, default=str)), status)
 
 
-def authed(fn: Handler) -> Handler:
-    async def wrapper(request: Request) -> Response:
-        if not check_token(request):
-            return JSONResponse({"code": 401, "msg": "missing or wrong admin token: send "
-                                 "'Authorization: Bearer <token>' (see DATA/admin_token)"}, 401,
-                                headers={"WWW-Authenticate": 'Bearer realm="luatos-fota"'})
-        try:
-            return await fn(request)
-        except UploadError as e:
-            return JSONResponse(e.as_json() | {"code": 422}, 422)
-        except NotFound as e:
-            return _err(404, str(e))
-        except Conflict as e:
-            return _err(409, str(e))
-        except StoreBusy as e:  # device traffic held the database longer than a write waits
-            return JSONResponse({"code": 503, "msg": f"{e}; retry later"}, 503, headers={"Retry-After": "5"})
-        except BlobStoreUnavailable as e:  # the object store is down: nothing was recorded
-            return JSONResponse({"code": 503, "msg": f"{e}; nothing was recorded, retry later"}, 503,
-                                headers={"Retry-After": "30"})
-        except (ValueError, TypeError) as e:
-            return _err(400, str(e))
-    wrapper.__name__ = fn.__name__
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
+# What a handler's exception answers (Starlette picks the most specific class of the exception):
+# errors are JSON {"code": <http status>, "msg": ...}.
+def _upload_refused(request: Request, e: Exception) -> Response:
+    assert isinstance(e, UploadError)
+    return JSONResponse(e.as_json() | {"code": 422}, 422)
+
+
+def _store_busy(request: Request, e: Exception) -> Response:  # device traffic held the database
+    return JSONResponse({"code": 503, "msg": f"{e}; retry later"}, 503, headers={"Retry-After": "5"})
+
+
+def _blobs_down(request: Request, e: Exception) -> Response:  # the object store is down
+    return JSONResponse({"code": 503, "msg": f"{e}; nothing was recorded, retry later"}, 503,
+                        headers={"Retry-After": "30"})
+
+
+ERROR_ANSWERS: dict[Any, Callable[[Request, Exception], Response]] = {
+    UploadError: _upload_refused,
+    NotFound: lambda request, e: _err(404, str(e)),
+    Conflict: lambda request, e: _err(409, str(e)),
+    StoreBusy: _store_busy,
+    BlobStoreUnavailable: _blobs_down,
+    ValueError: lambda request, e: _err(400, str(e)),
+    TypeError: lambda request, e: _err(400, str(e)),
+}
+
+
+class AdminApp(Starlette):
+    """The admin API as its own Starlette app (mounted at ``/admin/api``): the route table of
+    :func:`admin_routes`, the admin-token middleware, and the error answers above."""
+
+    def __init__(self, ctx: AdminContext) -> None:
+        routes = admin_routes()
+        super().__init__(routes=routes, exception_handlers=ERROR_ANSWERS,
+                         middleware=[Middleware(RequireAdminToken, token=ctx.admin_token, routes=routes)])
+        self.ctx = ctx
+
+
+def _ctx(request: Request) -> AdminContext:
+    app = request.app
+    assert isinstance(app, AdminApp)
+    return app.ctx
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -74,7 +128,7 @@ async def _json(request: Request) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        obj = loads_limited(raw, request.app.fota.config.json_max_depth)
+        obj = loads_limited(raw, _ctx(request).service.config.json_max_depth)
     except (ValueError, RecursionError) as e:
         raise ValueError(f"request body is not JSON: {e}") from None
     if not isinstance(obj, dict):
@@ -82,8 +136,8 @@ async def _json(request: Request) -> dict[str, Any]:
     return obj
 
 
-def _store(request: Request) -> Any:
-    return request.app.state.store
+def _store(request: Request) -> Store:
+    return _ctx(request).store
 
 
 async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -92,7 +146,7 @@ async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def _changed(request: Request) -> None:
-    request.app.fota.invalidate()
+    _ctx(request).service.invalidate()
 
 
 def _bool(v: Any) -> bool:
@@ -123,7 +177,6 @@ def _devices_field(v: Any) -> list[str] | None:
 
 # ---------------------------------------------------------------------------- products
 
-@authed
 async def products(request: Request) -> Response:
     st = _store(request)
     if request.method == "GET":
@@ -138,7 +191,6 @@ async def products(request: Request) -> Response:
     return _ok(p, 201)
 
 
-@authed
 async def product_one(request: Request) -> Response:
     st = _store(request)
     pid = int(request.path_params["pid"])
@@ -155,7 +207,6 @@ async def product_one(request: Request) -> Response:
     return _ok(p)
 
 
-@authed
 async def product_tokens(request: Request) -> Response:
     """Import per-device tokens: JSON ``{"tokens": [{"device": id, "token": secret}, ...]}`` or a
     CSV body (``device,token`` per line, header optional)."""
@@ -194,16 +245,15 @@ def parse_token_csv(text: str) -> list[tuple[str, str]]:
 
 # ---------------------------------------------------------------------------- releases
 
-@authed
 async def releases(request: Request) -> Response:
     st = _store(request)
     if request.method == "GET":
         rels = await _call(st.list_releases, _int_param(request, "product_id"))
         if _bool(request.query_params.get("links", "")):  # the dashboard's links: packages are
             for r in rels:                                   # private, so signed and short-lived
-                r["download_link"] = request.app.package_url(request.scope, r["sha256"])
+                r["download_link"] = _ctx(request).edge.package_url(request.scope, r["sha256"])
         return _ok({"releases": rels})
-    cap = request.app.fota.config.max_upload_bytes
+    cap = _ctx(request).service.config.max_upload_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap + (64 << 10):  # + room for the form fields
         return _err(413, f"upload of {declared} bytes; packages over {cap} bytes (max_upload_bytes) are refused")
@@ -244,12 +294,11 @@ async def releases(request: Request) -> Response:
             base_path = st.data_dir / "preflight" / f"baseline-{rel['id']}.bin"
             base_path.parent.mkdir(exist_ok=True)
             await run_in_threadpool(base_path.write_bytes, baseline)
-        request.app.preflight.submit(rel["id"], baseline=base_path)
+        _ctx(request).edge.preflight.submit(rel["id"], baseline=base_path)
     _changed(request)
     return _ok(rel, 201)
 
 
-@authed
 async def release_preflight(request: Request) -> Response:
     """Run the release's preflight again (e.g. after one that could not run); answers at once."""
     st = _store(request)
@@ -258,12 +307,11 @@ async def release_preflight(request: Request) -> Response:
     if rel["preflight_status"] == "running":
         return _err(409, f"release {rid}: a preflight is already running")
     await _call(st.request_preflight, rid, actor="api")
-    request.app.preflight.submit(rid)
+    _ctx(request).edge.preflight.submit(rid)
     _changed(request)
     return _ok(await _call(st.get_release, rid), 202)
 
 
-@authed
 async def release_one(request: Request) -> Response:
     st = _store(request)
     rid = int(request.path_params["rid"])
@@ -277,28 +325,24 @@ async def release_one(request: Request) -> Response:
     return _ok(rel)
 
 
-@authed
 async def release_enable(request: Request) -> Response:
     rel = await _call(_store(request).update_release, int(request.path_params["rid"]), enabled=True, actor="api")
     _changed(request)
     return _ok(rel)
 
 
-@authed
 async def release_pause(request: Request) -> Response:
     rel = await _call(_store(request).update_release, int(request.path_params["rid"]), enabled=False, actor="api")
     _changed(request)
     return _ok(rel)
 
 
-@authed
 async def release_archive(request: Request) -> Response:
     rel = await _call(_store(request).archive_release, int(request.path_params["rid"]), actor="api")
     _changed(request)
     return _ok(rel)
 
 
-@authed
 async def release_target(request: Request) -> Response:
     body = await _json(request)
     mode = body.get("mode")
@@ -312,14 +356,12 @@ async def release_target(request: Request) -> Response:
     return _ok(rel)
 
 
-@authed
 async def artifacts(request: Request) -> Response:
     return _ok({"artifacts": await _call(_store(request).list_artifacts)})
 
 
 # ---------------------------------------------------------------------------- devices
 
-@authed
 async def devices(request: Request) -> Response:
     st = _store(request)
     if request.method == "POST":
@@ -337,12 +379,10 @@ async def devices(request: Request) -> Response:
     return _ok({"devices": rows})
 
 
-@authed
 async def device_one(request: Request) -> Response:
     return _ok(await _call(_store(request).require_device, request.path_params["key"]))
 
 
-@authed
 async def device_ban(request: Request) -> Response:
     body = await _json(request)
     d = await _call(_store(request).ban, request.path_params["key"], body.get("reason", ""), actor="api")
@@ -350,14 +390,12 @@ async def device_ban(request: Request) -> Response:
     return _ok(d)
 
 
-@authed
 async def device_unban(request: Request) -> Response:
     d = await _call(_store(request).unban, request.path_params["key"], actor="api")
     _changed(request)
     return _ok(d)
 
 
-@authed
 async def device_pin(request: Request) -> Response:
     body = await _json(request)
     rid = body.get("release_id")
@@ -368,9 +406,8 @@ async def device_pin(request: Request) -> Response:
 
 # ---------------------------------------------------------------------------- audit and stats
 
-@authed
 async def audit(request: Request) -> Response:
-    await _call(request.app.fota.writer.flush)  # show what was decided up to now, not up to the last flush
+    await _call(_ctx(request).service.writer.flush)  # show what was decided up to now, not up to the last flush
     rows = await _call(_store(request).query_audit,
         device=request.query_params.get("device") or None, event_=request.query_params.get("event") or None,
         release_id=_int_param(request, "release_id"), limit=_int_param(request, "limit", 200) or 200,
@@ -385,116 +422,71 @@ def _seconds(body: dict[str, Any], name: str) -> float:
     return float(v)
 
 
-@authed
 async def audit_prune(request: Request) -> Response:
     n = await _call(_store(request).prune_audit, _seconds(await _json(request), "older_than_s"), actor="api")
     return _ok({"deleted": n})
 
 
-@authed
 async def blobs_gc(request: Request) -> Response:
     removed = await _call(_store(request).gc_blobs, _seconds(await _json(request), "min_age_s"))
     return _ok({"removed": removed})
 
 
-@authed
 async def stats(request: Request) -> Response:
-    await _call(request.app.fota.writer.flush)
+    await _call(_ctx(request).service.writer.flush)
     return _ok({"releases": await _call(_store(request).release_stats, _int_param(request, "release_id"))})
 
 
 # ---------------------------------------------------------------------------- push
 
-def _hub(request: Request) -> Any:
-    return request.app.state.push_hub
-
-
-def _pusher(request: Request) -> Any:
-    """What sends pushes: the relay (devices on every instance sharing the database) when it
-    runs, else this instance's hub alone."""
-    return getattr(request.app.state, "push_relay", None) or _hub(request)
-
-
-async def _online(request: Request) -> list[dict[str, Any]]:
-    relay = getattr(request.app.state, "push_relay", None)
-    if relay is not None:
-        return list(await relay.online())
-    return list(_hub(request).online())
-
-
-@authed
 async def push_online(request: Request) -> Response:
-    hub = _hub(request)
-    if hub is None:
+    access = _ctx(request).push
+    if access.hub is None:
         return _err(503, "push channel not running (start the server with --push-port)")
-    return _ok({"online": await _online(request)})
+    return _ok({"online": await access.online()})
 
 
-@authed
 async def push(request: Request) -> Response:
     """Push a FOTA command; by default the ``###`` download URL of the release's package."""
-    hub = _hub(request)
-    if hub is None:
+    ctx = _ctx(request)
+    if ctx.push.hub is None:
         return _err(503, "push channel not running (start the server with --push-port)")
     from .push import fota_command
 
     body = await _json(request)
-    st = _store(request)
-    devices_ = _devices_field(body.get("devices"))
+    device_keys = _devices_field(body.get("devices"))
     rid = body.get("release_id")
     url = body.get("url")
     version = body.get("version")
     rel = None
     if rid is not None:
-        rel = await _call(st.get_release, int(rid))
+        rel = await _call(ctx.store.get_release, int(rid))
         version = version or rel["script_version"]
         if not url:
-            url = request.app.package_url(request.scope, rel["sha256"])
+            url = ctx.edge.package_url(request.scope, rel["sha256"])
     if not url and not body.get("message"):
         raise ValueError("give release_id, url or message")
     if rel is None or body.get("message") or body.get("url"):
         # An operator's own message or URL goes out as given (nothing to decide on).
-        if devices_ is None:
+        if device_keys is None:
             raise ValueError("give devices, or release_id to push to its online targeted devices")
         message = body.get("message") or fota_command(str(url), version)
-        sent = await _pusher(request).push(devices_, message)
+        sent = await ctx.push.pusher().push(device_keys, message)
         return _ok({"message": message, "results": sent, "skipped": {}})
-    # A release push goes through the check-in decision for each device (review finding 5):
-    # up to date, banned, pinned elsewhere, downgrade refused and the loop guard all apply, and
-    # each push is a counted serve whose fota_sn rides in the URL.
-    svc = request.app.fota
-    cat = await _call(svc.catalog)
-    product = cat.products.get(rel["product_id"])
-    if product is None:
-        raise NotFound(f"product {rel['product_id']} of release {rel['id']} is gone")
-    online = {normalize_device_key(o["device"]): o for o in await _online(request)}
-    wanted = [normalize_device_key(d) for d in devices_] if devices_ is not None else list(online)
-    results: dict[str, str] = {}
-    skipped: dict[str, str] = {}
-    messages: dict[str, Any] = {}
-    for key in wanted:
-        o = online.get(key)
-        if o is None:
-            results[key] = "offline"
-            continue
-        if o.get("project_key") and o["project_key"] != product.project_key:
-            skipped[key] = f"logged in for project_key {o['project_key']!r}, not this release's product"
-            continue
-        out, why = await _call(svc.push_decision, key, _login_version(o), product, rel["id"],
-                               (o.get("peer") or "").rsplit(":", 1)[0])
-        if out is None:
-            skipped[key] = why
-            continue
-        messages[key] = fota_command(request.app.package_url(request.scope, rel["sha256"], out.fota_sn), version)
+    # A release push: the service decides per device (releasepush.py), each send a counted serve.
+    plan = await _call(ctx.service.plan_release_push, rel["id"], rel["product_id"], await ctx.push.online(),
+                       device_keys)
+    messages = {s.device_key: fota_command(ctx.edge.package_url(request.scope, rel["sha256"], s.fota_sn), version)
+                for s in plan.sends.values()}
     # Decided one by one (each a counted serve), sent all at once: a device on another instance
     # costs a relay round trip, and a thousand of them must not queue behind each other.
-    pusher = _pusher(request)
-    sent = await asyncio.gather(*(pusher.push([online[key]["device"]], msg) for key, msg in messages.items()))
-    for one in sent:
+    pusher = ctx.push.pusher()
+    results: dict[str, str] = dict.fromkeys(plan.offline, "offline")
+    for one in await asyncio.gather(*(pusher.push([s.session_device], messages[s.device_key])
+                                      for s in plan.sends.values())):
         results.update(one)
-    svc.writer.record(AuditEvent("push_release", product_id=product.id, release_id=rel["id"], actor="api",
-                                 detail=detail_json({"sent": results, "skipped": skipped})))
-    return _ok({"message": next(iter(messages.values()), None), "results": results, "skipped": skipped})
+    ctx.service.audit_release_push(plan, rel["id"], results)
+    return _ok({"message": next(iter(messages.values()), None), "results": results, "skipped": plan.skipped})
 
 
 # ---------------------------------------------------------------------------- routes and openapi
@@ -516,65 +508,53 @@ def admin_routes() -> list[AdminRoute]:
     """The admin API: each route with its documentation (the OpenAPI document is built from this)."""
     target = Op("Targeting {mode: all|devices|percent, percent?, devices?}", JSON_BODY)
     return [
-        AdminRoute(f"{P}/openapi.json", openapi, {"get": Op("This document")}),
-        AdminRoute(f"{P}/products", products, {
+        AdminRoute("/openapi.json", openapi, {"get": Op("This document")}, public=True),
+        AdminRoute("/products", products, {
             "get": Op("List products"),
             "post": Op("Create a product {project_key, firmware_name, name?, auto_register?}", JSON_BODY, status=201)}),
-        AdminRoute(f"{P}/products/{{pid:int}}", product_one, {
+        AdminRoute("/products/{pid:int}", product_one, {
             "get": Op("One product"),
             "patch": Op("Update {name?, auto_register?, auth_mode?, auth_secret?}", JSON_BODY)}),
-        AdminRoute(f"{P}/products/{{pid:int}}/tokens", product_tokens, {
+        AdminRoute("/products/{pid:int}/tokens", product_tokens, {
             "post": Op('Import per-device tokens {"tokens": [{"device", "token"}]}, or CSV lines '
                        "device,token", TOKENS_BODY)}),
-        AdminRoute(f"{P}/releases", releases, {
+        AdminRoute("/releases", releases, {
             "get": Op("List releases", params=("product_id", "links")),
             "post": Op("Upload a release (multipart: file, version?, core?, kind?, percent?, devices?, enabled?, "
                        "forced?, downgrade?, skip_preflight?, baseline? (file)); 422 with field+msg when refused; "
                        "the release stays disabled until its preflight passes (preflight_status, "
                        "preflight_result)", RELEASE_UPLOAD, status=201)}),
-        AdminRoute(f"{P}/releases/{{rid:int}}", release_one, {
+        AdminRoute("/releases/{rid:int}", release_one, {
             "get": Op("One release"),
             "patch": Op("Update {enabled?, forced?, notes?}", JSON_BODY)}),
-        AdminRoute(f"{P}/releases/{{rid:int}}/enable", release_enable, {"post": Op("Enable (resume) a release")}),
-        AdminRoute(f"{P}/releases/{{rid:int}}/pause", release_pause, {"post": Op("Pause a release")}),
-        AdminRoute(f"{P}/releases/{{rid:int}}/archive", release_archive, {
+        AdminRoute("/releases/{rid:int}/enable", release_enable, {"post": Op("Enable (resume) a release")}),
+        AdminRoute("/releases/{rid:int}/pause", release_pause, {"post": Op("Pause a release")}),
+        AdminRoute("/releases/{rid:int}/archive", release_archive, {
             "post": Op("Archive a release: paused for good, listed apart")}),
-        AdminRoute(f"{P}/releases/{{rid:int}}/preflight", release_preflight, {
+        AdminRoute("/releases/{rid:int}/preflight", release_preflight, {
             "post": Op("Run the release's preflight again", status=202)}),
-        AdminRoute(f"{P}/releases/{{rid:int}}/target", release_target, {"post": target, "put": target}),
-        AdminRoute(f"{P}/artifacts", artifacts, {"get": Op("Stored packages")}),
-        AdminRoute(f"{P}/devices", devices, {
+        AdminRoute("/releases/{rid:int}/target", release_target, {"post": target, "put": target}),
+        AdminRoute("/artifacts", artifacts, {"get": Op("Stored packages")}),
+        AdminRoute("/devices", devices, {
             "get": Op("Devices with versions, last seen, ban state", params=("product_id", "banned", "limit", "offset")),
             "post": Op("Pre-register a device {device, product_id?, key_type?}", JSON_BODY, status=201)}),
-        AdminRoute(f"{P}/devices/{{key}}", device_one, {"get": Op("One device")}),
-        AdminRoute(f"{P}/devices/{{key}}/ban", device_ban, {
+        AdminRoute("/devices/{key}", device_one, {"get": Op("One device")}),
+        AdminRoute("/devices/{key}/ban", device_ban, {
             "post": Op(f"Bar a device (code {int(VendorCode.NOT_ALLOWED)}) {{reason?}}", JSON_BODY)}),
-        AdminRoute(f"{P}/devices/{{key}}/unban", device_unban, {"post": Op("Lift a ban (operator or loop ban)")}),
-        AdminRoute(f"{P}/devices/{{key}}/pin", device_pin, {"post": Op("Pin to a release {release_id|null}", JSON_BODY)}),
-        AdminRoute(f"{P}/audit", audit, {
+        AdminRoute("/devices/{key}/unban", device_unban, {"post": Op("Lift a ban (operator or loop ban)")}),
+        AdminRoute("/devices/{key}/pin", device_pin, {"post": Op("Pin to a release {release_id|null}", JSON_BODY)}),
+        AdminRoute("/audit", audit, {
             "get": Op("Audit log, newest first", params=("device", "event", "release_id", "limit", "before_id"))}),
-        AdminRoute(f"{P}/audit/prune", audit_prune, {"post": Op("Delete audit rows {older_than_s}", JSON_BODY)}),
-        AdminRoute(f"{P}/blobs/gc", blobs_gc, {
+        AdminRoute("/audit/prune", audit_prune, {"post": Op("Delete audit rows {older_than_s}", JSON_BODY)}),
+        AdminRoute("/blobs/gc", blobs_gc, {
             "post": Op("Delete packages no release references {min_age_s}", JSON_BODY)}),
-        AdminRoute(f"{P}/stats", stats, {
+        AdminRoute("/stats", stats, {
             "get": Op("Rollout progress per release (targeted/served/confirmed)", params=("release_id",))}),
-        AdminRoute(f"{P}/push/online", push_online, {"get": Op("Devices connected to the push channel")}),
-        AdminRoute(f"{P}/push", push, {
+        AdminRoute("/push/online", push_online, {"get": Op("Devices connected to the push channel")}),
+        AdminRoute("/push", push, {
             "post": Op('Push {"devices":[...]|"release_id":N, "url"?, "version"?, "message"?}', JSON_BODY)}),
     ]
 
 
 def openapi_doc() -> dict[str, Any]:
-    return openapi_document(admin_routes(), "luatos-fota admin API")
-
-
-def _login_version(login: dict[str, Any]) -> str | None:
-    """A push login states VERSION and the core separately (device/ sends "001.000.001" and
-    "V2001"); decisions compare what libfota2 would report ("2001.001.001")."""
-    version = login.get("version")
-    if not version:
-        return None
-    try:
-        return str(reported_version(str(version), login.get("core")))
-    except VersionError:
-        return str(version)
+    return openapi_document(admin_routes(), "luatos-fota admin API", prefix=P)

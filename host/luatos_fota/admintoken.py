@@ -1,8 +1,8 @@
 """The admin token: where a server gets it, and how a request shows it holds it.
 
 Its own module because three places need it that must not need each other: the app (operator
-downloads of private packages), the admin API (every route) and the CLI (``init``, ``token``).
-Kept here, the app and the admin API do not import each other.
+downloads of private packages), the admin API (its auth middleware) and the CLI (``init``,
+``token``). Kept here, the app and the admin API do not import each other.
 """
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
-from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 TOKEN_ENV = "LUATOS_FOTA_TOKEN"
 TOKEN_FILE = "admin_token"
@@ -49,6 +52,34 @@ def bearer_matches(authorization: bytes | str | None, token: str) -> bool:
     return hmac.compare_digest(tok.encode(), token.encode())
 
 
-def check_token(request: Request) -> bool:
-    """The request carries this server's admin token."""
-    return bearer_matches(request.headers.get("authorization"), request.app.state.admin_token)
+UNAUTHORIZED = 401  # an HTTP status: the admin API's "code" is the status, not a vendor code
+UNAUTHORIZED_MSG = "missing or wrong admin token: send 'Authorization: Bearer <token>' (see DATA/admin_token)"
+
+
+class RequireAdminToken:
+    """ASGI middleware of the admin API: a request for one of ``routes`` must carry the admin
+    token, else 401 JSON with ``WWW-Authenticate`` (nothing else runs). A route whose ``public``
+    attribute is true (the OpenAPI document) needs none. A path or method no route takes passes
+    through, so the router answers 404/405 as it would without the middleware."""
+
+    def __init__(self, app: ASGIApp, token: str, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        self._token = token
+        self._routes = routes
+
+    def _guarded(self, scope: Scope) -> bool:
+        for route in self._routes:
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return not getattr(route, "public", False)
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self._guarded(scope):
+            auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+            if not bearer_matches(auth, self._token):
+                response = JSONResponse({"code": UNAUTHORIZED, "msg": UNAUTHORIZED_MSG}, UNAUTHORIZED,
+                                        headers={"WWW-Authenticate": 'Bearer realm="luatos-fota"'})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -54,9 +54,11 @@ class Op:
 class AdminRoute(Route):
     """A Starlette route whose methods are the keys of ``ops`` (each documented by its Op)."""
 
-    def __init__(self, path: str, endpoint: Callable[..., Any], ops: Mapping[str, Op]) -> None:
+    def __init__(self, path: str, endpoint: Callable[..., Any], ops: Mapping[str, Op], *,
+                 public: bool = False) -> None:
         super().__init__(path, endpoint, methods=[m.upper() for m in ops])
         self.ops = {m.lower(): op for m, op in ops.items()}
+        self.public = public  # served without the admin token (admintoken.RequireAdminToken)
 
     @property
     def openapi_path(self) -> str:
@@ -69,14 +71,15 @@ class AdminRoute(Route):
                 for name, conv in self.param_convertors.items()}
 
 
-def openapi_document(routes: Iterable[Route], title: str, version: str = "1") -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``routes`` (every one must be an :class:`AdminRoute`)."""
+def openapi_document(routes: Iterable[Route], title: str, version: str = "1", prefix: str = "") -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``routes`` (every one must be an :class:`AdminRoute`), served
+    under ``prefix`` (where they are mounted)."""
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         if not isinstance(route, AdminRoute):
-            raise TypeError(f"route {route.path} carries no documentation: declare it as an AdminRoute")
+            raise TypeError(f"route {prefix}{route.path} carries no documentation: declare it as an AdminRoute")
         types = route.path_param_types()
-        entry = paths.setdefault(route.openapi_path, {})
+        entry = paths.setdefault(prefix + route.openapi_path, {})
         for method, op in route.ops.items():
             entry[method] = op.operation(types)
     return {"openapi": "3.1.0",

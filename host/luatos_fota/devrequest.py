@@ -33,7 +33,7 @@ class DeviceRequest:
     glued: bool  # True when the query was glued to the path without "?"
     params: dict[str, str] = field(default_factory=dict)
     key_type: str | None = None
-    device_id: str | None = None
+    device_key: str | None = None  # the value of mac=, imei= or uid=
     project_key: str | None = None
     firmware_name: str | None = None
     version: str | None = None
@@ -103,7 +103,7 @@ def parse_device_request(target: bytes) -> DeviceRequest:
     for name in DEVICE_KEY_NAMES:
         if name in req.params:
             req.key_type = name
-            req.device_id = req.params[name].strip()
+            req.device_key = req.params[name].strip()
             break
     req.project_key = req.params.get("project_key")
     req.firmware_name = req.params.get("firmware_name")

@@ -137,35 +137,35 @@ def parse_login(obj: Any) -> tuple[str, dict[str, str]]:
             f'"login" must be an object like {{"device":"C8C2C68CD602","version":"..."}}, '
             f"got {type(body).__name__}"
         )
-    device = None
+    device_key = None
     for key in DEVICE_ID_KEYS:
         if body.get(key) not in (None, ""):
-            device = body[key]
+            device_key = body[key]
             break
-    if device is None:
+    if device_key is None:
         raise ValueError(f"login has no device id (one of {', '.join(DEVICE_ID_KEYS)})")
     token = body.get("token")
     if token is not None and (not isinstance(token, str) or len(token) > 200):
         raise ValueError("login token must be a string of at most 200 characters")
-    if not isinstance(device, str):
-        raise ValueError(f"login device id must be a string, got {type(device).__name__}")
-    device = device.strip()
+    if not isinstance(device_key, str):
+        raise ValueError(f"login device id must be a string, got {type(device_key).__name__}")
+    device_key = device_key.strip()
     if (
-        not device
-        or len(device) > MAX_DEVICE_ID_LEN
-        or any(c.isspace() or not c.isprintable() for c in device)
+        not device_key
+        or len(device_key) > MAX_DEVICE_ID_LEN
+        or any(c.isspace() or not c.isprintable() for c in device_key)
     ):
         raise ValueError(
-            f"login device id {device[:80]!r} must be 1..{MAX_DEVICE_ID_LEN} printable characters "
+            f"login device id {device_key[:80]!r} must be 1..{MAX_DEVICE_ID_LEN} printable characters "
             "without spaces"
         )
-    device = normalize_device_id(device)
+    device_key = normalize_device_id(device_key)
     info: dict[str, str] = {}
     for key in LOGIN_INFO_KEYS:
         value = body.get(key)
         if value is not None:
             info[key] = value if isinstance(value, str) else json.dumps(value)
-    return device, info
+    return device_key, info
 
 
 @dataclass(eq=False)
@@ -174,7 +174,7 @@ class _Connection:
     writer: asyncio.StreamWriter
     peer: str
     connected_at: float
-    device: str | None = None
+    device_key: str | None = None
     info: dict[str, str] = field(default_factory=dict)
     last_seen: float = 0.0
     last_write: float = 0.0
@@ -289,12 +289,12 @@ class PushHub:
     def online(self) -> list[dict[str, Any]]:
         """Logged-in devices, sorted by device id."""
         result = []
-        for device, conn in sorted(self._by_device.items()):
-            answers = self._answers.get(device)
+        for device_key, conn in sorted(self._by_device.items()):
+            answers = self._answers.get(device_key)
             last = answers[-1] if answers else None
             result.append(
                 {
-                    "device": device,
+                    "device": device_key,
                     **{k: conn.info.get(k) for k in LOGIN_INFO_KEYS},
                     "peer": conn.peer,
                     "connected_at": iso_utc(conn.connected_at),
@@ -305,9 +305,9 @@ class PushHub:
             )
         return result
 
-    def peer_ip(self, device_id: str) -> str:
+    def peer_ip(self, device_key: str) -> str:
         """The address a logged-in device connects from ("" when offline)."""
-        conn = self._by_device.get(normalize_device_id(device_id))
+        conn = self._by_device.get(normalize_device_id(device_key))
         return conn.ip if conn is not None else ""
 
     @property
@@ -315,18 +315,18 @@ class PushHub:
         """How many devices are logged in (cheap: for metrics scrapes)."""
         return len(self._by_device)
 
-    def is_online(self, device_id: str) -> bool:
-        return normalize_device_id(device_id) in self._by_device
+    def is_online(self, device_key: str) -> bool:
+        return normalize_device_id(device_key) in self._by_device
 
-    def answers(self, device_id: str) -> list[dict[str, Any]]:
+    def answers(self, device_key: str) -> list[dict[str, Any]]:
         """Answers the device sent (also after it went offline), oldest first:
         ``[{"at": iso-time, "message": {...}}, ...]``."""
         return [{"at": e["at"], "message": e["message"]}
-                for e in self._answers.get(normalize_device_id(device_id), ())]
+                for e in self._answers.get(normalize_device_id(device_key), ())]
 
     # ------------------------------------------------------------------ pushing
 
-    async def push(self, device_ids: list[str], message: dict[str, Any]) -> dict[str, str]:
+    async def push(self, device_keys: list[str], message: dict[str, Any]) -> dict[str, str]:
         """Send one command to each device; result per device: "sent", "offline" or "error: ...".
 
         Devices are written concurrently, so a slow one delays only its own result (at most
@@ -334,28 +334,28 @@ class PushHub:
         could take.
         """
         data = encode_command(message)
-        if isinstance(device_ids, str):
+        if isinstance(device_keys, str):
             raise TypeError("push device_ids must be a list of ids, not one string")
         # One write per device, even when the caller names it twice in different spellings.
-        normalized = {given: normalize_device_id(given) for given in device_ids}
+        normalized = {given: normalize_device_id(given) for given in device_keys}
         unique = list(dict.fromkeys(normalized.values()))
         results = await asyncio.gather(*(self._push_one(d, data) for d in unique))
         by_device = dict(zip(unique, results, strict=True))
-        for device, result in by_device.items():
-            await self._emit("push", device, {"message": message, "result": result})
+        for device_key, result in by_device.items():
+            await self._emit("push", device_key, {"message": message, "result": result})
         return {given: by_device[norm] for given, norm in normalized.items()}
 
     def push_threadsafe(
-        self, device_ids: list[str], message: dict[str, Any], timeout: float = 60.0
+        self, device_keys: list[str], message: dict[str, Any], timeout: float = 60.0
     ) -> dict[str, str]:
         """push() from a thread that is not the hub's event loop thread."""
         if self._loop is None:
             raise RuntimeError("PushHub not started")
-        future = asyncio.run_coroutine_threadsafe(self.push(device_ids, message), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self.push(device_keys, message), self._loop)
         return future.result(timeout)
 
-    async def _push_one(self, device: str, data: bytes) -> str:
-        conn = self._by_device.get(device)
+    async def _push_one(self, device_key: str, data: bytes) -> str:
+        conn = self._by_device.get(device_key)
         if conn is None or conn.closed:
             return "offline"
         return await self._send(conn, data)
@@ -438,11 +438,11 @@ class PushHub:
     async def _serve(self, conn: _Connection) -> None:
         bad_lines = 0
         while not conn.closed:
-            timeout = self.login_timeout if conn.device is None else self.idle_timeout
+            timeout = self.login_timeout if conn.device_key is None else self.idle_timeout
             try:
                 line = await asyncio.wait_for(conn.reader.readuntil(b"\n"), timeout)
             except TimeoutError:
-                what = "no login" if conn.device is None else "idle"
+                what = "no login" if conn.device_key is None else "idle"
                 await self._close_with(conn, f"{what} timeout after {timeout:g} s", "timeout")
                 return
             except asyncio.LimitOverrunError:
@@ -474,7 +474,7 @@ class PushHub:
             ok = await self._line(conn, line)
             bad_lines = 0 if ok else bad_lines + 1
             if bad_lines >= MAX_BAD_LINES:
-                what = "without a login" if conn.device is None else "in a row"
+                what = "without a login" if conn.device_key is None else "in a row"
                 await self._close_with(conn, f"{bad_lines} bad lines {what}", "too_many_errors")
                 return
 
@@ -500,15 +500,15 @@ class PushHub:
             return await self._protocol_error(
                 conn, f"expected a JSON object, got {type(obj).__name__}", "not_object"
             )
-        if conn.device is None or "login" in obj:
+        if conn.device_key is None or "login" in obj:
             return await self._login(conn, obj)
         if "ping" in obj and len(obj) == 1:
             await self._reply(conn, {"pong": obj["ping"]})
             return True
         if not any(k in obj for k in RESULT_KEYS):
             return True  # a heartbeat or anything else: a sign of life, never recorded
-        self._record_answer(conn.device, obj)
-        await self._emit("answer", conn.device, obj)
+        self._record_answer(conn.device_key, obj)
+        await self._emit("answer", conn.device_key, obj)
         return True
 
     def _take_line_token(self, conn: _Connection) -> bool:
@@ -524,26 +524,26 @@ class PushHub:
 
     async def _login(self, conn: _Connection, obj: dict[str, Any]) -> bool:
         try:
-            device, info = parse_login(obj)
+            device_key, info = parse_login(obj)
         except ValueError as exc:
             return await self._protocol_error(conn, f"bad login: {exc}", "bad_login")
-        if conn.device is not None and device != conn.device:
+        if conn.device_key is not None and device_key != conn.device_key:
             return await self._protocol_error(
                 conn,
-                f"already logged in as {conn.device!r}, cannot log in as {device!r}",
+                f"already logged in as {conn.device_key!r}, cannot log in as {device_key!r}",
                 "bad_login",
             )
         body = obj.get("login", obj)
         credential = body.get("token") if isinstance(body, dict) else None
         if self.authenticate is not None:
-            refused = await self.authenticate(device, info, credential)
+            refused = await self.authenticate(device_key, info, credential)
             if refused:
-                await self._emit("protocol_error", device, {"peer": conn.peer, "error": f"login refused: {refused}"})
+                await self._emit("protocol_error", device_key, {"peer": conn.peer, "error": f"login refused: {refused}"})
                 await self._close_with(conn, f"login refused: {refused}", "unauthorized")
                 return False
-        previous = self._by_device.get(device)
+        previous = self._by_device.get(device_key)
         if previous is not None and previous is not conn and not same_secret(previous.credential, credential):
-            await self._emit("protocol_error", device, {"peer": conn.peer,
+            await self._emit("protocol_error", device_key, {"peer": conn.peer,
                                                         "error": "login refused: session held with another credential"})
             await self._close_with(conn, "login refused: this device is logged in with another credential",
                                    "unauthorized")
@@ -552,18 +552,18 @@ class PushHub:
             await self._close_with(
                 previous, "replaced by a new login of the same device", "replaced"
             )
-            await self._emit("replaced", device, {"old_peer": previous.peer, "new_peer": conn.peer})
-        conn.device = device
+            await self._emit("replaced", device_key, {"old_peer": previous.peer, "new_peer": conn.peer})
+        conn.device_key = device_key
         conn.info = info
         conn.credential = credential
-        self._by_device[device] = conn
+        self._by_device[device_key] = conn
         await self._reply(conn, {"login": "ok"})
-        await self._emit("login", device, {"peer": conn.peer, **info})
+        await self._emit("login", device_key, {"peer": conn.peer, **info})
         return True
 
     async def _protocol_error(self, conn: _Connection, message: str, code: str) -> bool:
         await self._reply(conn, {"error": message, "code": code})
-        await self._emit("protocol_error", conn.device or "", {"peer": conn.peer, "error": message})
+        await self._emit("protocol_error", conn.device_key or "", {"peer": conn.peer, "error": message})
         return False
 
     async def _close_with(self, conn: _Connection, reason: str, code: str) -> None:
@@ -593,17 +593,17 @@ class PushHub:
             transport.close()  # flushes what is buffered, then closes
         else:
             transport.abort()
-        if conn.device is not None and self._by_device.get(conn.device) is conn:
-            del self._by_device[conn.device]
+        if conn.device_key is not None and self._by_device.get(conn.device_key) is conn:
+            del self._by_device[conn.device_key]
             if self._loop is not None and not self._loop.is_closed():
                 task = self._loop.create_task(
-                    self._emit("disconnect", conn.device, {"peer": conn.peer, "reason": reason})
+                    self._emit("disconnect", conn.device_key, {"peer": conn.peer, "reason": reason})
                 )
                 self._background.add(task)  # keep a reference until it ran
                 task.add_done_callback(self._background.discard)
-        log.info("push connection %s (%s) closed: %s", conn.peer, conn.device, reason)
+        log.info("push connection %s (%s) closed: %s", conn.peer, conn.device_key, reason)
 
-    def _record_answer(self, device: str, obj: dict[str, Any]) -> None:
+    def _record_answer(self, device_key: str, obj: dict[str, Any]) -> None:
         """Keep the answer in memory, bounded: at most ANSWER_KEPT_BYTES of each (a longer one is
         kept as its result fields only) and ``answers_bytes`` over all devices (oldest go)."""
         size = len(json.dumps(obj, ensure_ascii=False, default=str))
@@ -611,13 +611,13 @@ class PushHub:
             obj = {k: obj[k] for k in RESULT_KEYS if k in obj and len(str(obj[k])) <= 100}
             obj["truncated"] = size
             size = len(json.dumps(obj, default=str))
-        entries = self._answers.get(device)
+        entries = self._answers.get(device_key)
         if entries is None:
-            entries = self._answers[device] = deque(maxlen=self.answers_kept)
+            entries = self._answers[device_key] = deque(maxlen=self.answers_kept)
             while len(self._answers) > self.devices_remembered:
                 self._forget_oldest()
         else:
-            self._answers.move_to_end(device)
+            self._answers.move_to_end(device_key)
         if len(entries) == entries.maxlen and entries:
             self._answer_bytes -= entries[0]["size"]
         entries.append({"at": iso_utc(time.time()), "message": obj, "size": size})
@@ -629,15 +629,15 @@ class PushHub:
         _, gone = self._answers.popitem(last=False)
         self._answer_bytes -= sum(e["size"] for e in gone)
 
-    async def _emit(self, kind: str, device: str, data: dict[str, Any]) -> None:
+    async def _emit(self, kind: str, device_key: str, data: dict[str, Any]) -> None:
         if self.on_event is None:
             return
         try:
-            result = self.on_event(kind, device, data)
+            result = self.on_event(kind, device_key, data)
             if inspect.isawaitable(result):
                 await result
         except Exception:  # an audit hook must not break the channel
-            log.exception("push on_event(%s, %s) failed", kind, device)
+            log.exception("push on_event(%s, %s) failed", kind, device_key)
 
 
 def set_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> None:

@@ -34,14 +34,15 @@ from .catalog import Catalog, ProductInfo, ReleaseInfo
 from .codes import VendorCode, status_for
 from .config import ServerConfig
 from .ratelimit import TokenBuckets
-from .store import RateLimited, SharedRate, Store, normalize_device_key, serves_worth
+from .releasepush import PushPlan, Session, login_version, plan_release_push, session_ip
+from .store import NotFound, RateLimited, SharedRate, Store, normalize_device_key, serves_worth
 from .writer import BufferedWriter
 
 
 @dataclass
 class DeviceState:
-    id: int
-    key: str
+    id: int  # the devices row
+    device_key: str
     product_id: int | None
     reported_version: str
     version_changed_at: float
@@ -85,7 +86,7 @@ class Query:
 
     channel: str  # v1 | v2
     key_type: str | None
-    device_id: str | None
+    device_key: str | None  # what the device identifies itself by (mac/imei/uid value)
     project_key: str | None
     firmware_name: str | None
     version: str | None
@@ -120,7 +121,8 @@ class Outcome:
 
 
 class FotaService:
-    def __init__(self, store: Store, config: ServerConfig) -> None:
+    def __init__(self, store: Store, config: ServerConfig,
+                 blob_known: Callable[[str], bool] | None = None) -> None:
         self.store = store
         self.config = config
         self.writer = BufferedWriter(store, config.flush_interval_s, config.flush_batch,
@@ -133,7 +135,7 @@ class FotaService:
         self._checked_at = 0.0
         self._stale = False
         self._devices: dict[str, DeviceState] = {}
-        self._tokens: dict[str, tuple[int, str] | None] = {}  # device key -> imported token hash
+        self._tokens: dict[str, tuple[int, str] | None] = {}  # device_key -> imported token hash
         self._device_generation = 0
         # Decisions that touch the DB run in worker threads; one device's run is serialised so
         # two concurrent requests cannot both slip under the loop guard's limit.
@@ -143,7 +145,7 @@ class FotaService:
         self.memory_serves = config.serve_counts == "memory"
         self._serve_log: dict[tuple[int, int], list[list[Any]]] = {}  # [ts, bytes|None, sn]
         # Whether a package is known to be readable without touching the disk (the app's cache).
-        self.blob_known: Callable[[str], bool] = lambda sha: False
+        self.blob_known: Callable[[str], bool] = blob_known or (lambda sha: False)
         store.listeners.append(self.invalidate)
         store.pending_writers.append(self.writer.flush)
 
@@ -188,12 +190,12 @@ class FotaService:
     def audit(self, event: str, out: Outcome, q: Query, status: int, **detail: Any) -> None:
         if out.code == VendorCode.UNAUTHENTICATED:
             event = "unauthorized"
-        dev = out.device.key if out.device else (q.device_id or None)
+        device_key = out.device.device_key if out.device else (q.device_key or None)
         metrics.checkin(q.channel, out.code)
         if event == "serve":
             metrics.serve(detail.get("mode", "full"))
         self.writer.record(AuditEvent(
-            event, dev, out.product.id if out.product else None, out.release.id if out.release else None,
+            event, device_key, out.product.id if out.product else None, out.release.id if out.release else None,
             status, out.code, q.ip or None,
             detail=detail_json({"msg": out.msg, "reason": out.reason, "channel": q.channel, "version": q.version,
                                 **detail})))
@@ -226,16 +228,16 @@ class FotaService:
         return None, Outcome(VendorCode.INVALID_FIRMWARE, f"unknown firmware_name {q.firmware_name!r} for this project_key",
                              reason="known firmware names: " + ", ".join(sorted(p.firmware_name for p in candidates)))
 
-    def _lock_for(self, key: str) -> threading.Lock:
-        return self._locks[hash(key) % len(self._locks)]
+    def _lock_for(self, device_key: str) -> threading.Lock:
+        return self._locks[hash(device_key) % len(self._locks)]
 
-    def _device(self, key: str, q: Query, product: ProductInfo, version: str, db: bool) -> DeviceState | None:
-        st = self._devices.get(key)
+    def _device(self, device_key: str, q: Query, product: ProductInfo, version: str, db: bool) -> DeviceState | None:
+        st = self._devices.get(device_key)
         if st is not None:
             return st
         if not db:
             raise NeedsDatabase
-        row = self.store.get_device(key)
+        row = self.store.get_device(device_key)
         if row is None:
             if not product.auto_register:
                 return None
@@ -245,14 +247,14 @@ class FotaService:
             if self.new_device_ip.take(q.ip or "") or self.new_device_product.take(str(product.id)):
                 raise NewDeviceLimited
             try:
-                row = self.store.create_device(key, q.key_type or "mac", product.id, version, q.ip,
+                row = self.store.create_device(device_key, q.key_type or "mac", product.id, version, q.ip,
                                                limits=self._new_device_limits(product.id, q.ip))
             except RateLimited:
                 raise NewDeviceLimited from None
         st = DeviceState.from_row(row)
         if len(self._devices) > 200_000:
             self._devices.clear()
-        self._devices[key] = st
+        self._devices[device_key] = st
         return st
 
     def _new_device_limits(self, product_id: int, ip: str) -> list[SharedRate]:
@@ -262,8 +264,8 @@ class FotaService:
             out.append(SharedRate(f"ip:{ip[:100]}", c.new_device_ip_rate, c.new_device_ip_burst))
         return out
 
-    def authenticated(self, product: ProductInfo, key: str, credential: str | None, db: bool = True) -> bool:
-        """Whether ``credential`` proves device ``key`` for ``product`` (raises NeedsDatabase
+    def authenticated(self, product: ProductInfo, device_key: str, credential: str | None, db: bool = True) -> bool:
+        """Whether ``credential`` proves ``device_key`` for ``product`` (raises NeedsDatabase
         when a per-device token is not cached and ``db`` is False)."""
         if product.auth_mode == "none":
             return True
@@ -271,17 +273,17 @@ class FotaService:
             return False
         stored = None
         if product.auth_mode == "token":
-            if key in self._tokens:
-                hit = self._tokens[key]
+            if device_key in self._tokens:
+                hit = self._tokens[device_key]
             elif not db:
                 raise NeedsDatabase
             else:
-                hit = self.store.device_token_hash(key)
+                hit = self.store.device_token_hash(device_key)
                 if len(self._tokens) > 200_000:
                     self._tokens.clear()
-                self._tokens[key] = hit
+                self._tokens[device_key] = hit
             stored = hit[1] if hit is not None and hit[0] == product.id else None
-        return deviceauth.check(product.auth_mode, product.auth_secret, key, credential, stored)
+        return deviceauth.check(product.auth_mode, product.auth_secret, device_key, credential, stored)
 
     def choose_release(self, cat: Catalog, product: ProductInfo, dev: DeviceState,
                        fv: FotaVersion) -> tuple[ReleaseInfo | None, str]:
@@ -291,7 +293,7 @@ class FotaService:
                 if not r.enabled:
                     return None, f"pinned to release {r.id}, which is paused"
                 return r, f"pinned to release {r.id}"
-        cands = [r for r in cat.releases_by_product.get(product.id, ()) if r.enabled and r.targets(dev.key)]
+        cands = [r for r in cat.releases_by_product.get(product.id, ()) if r.enabled and r.targets(dev.device_key)]
         if not cands:
             total = len(cat.releases_by_product.get(product.id, ()))
             return None, ("no release for this product" if not total
@@ -305,8 +307,8 @@ class FotaService:
         With ``count_serve`` an upgrade is recorded as a serve (loop guard, ``fota_sn``) at once;
         the device endpoint passes False and calls :meth:`commit_serve` once the package is
         open, so a failed read never counts."""
-        key = self._key(q)
-        lock = self._lock_for(key) if key else None
+        device_key = self._device_key(q)
+        lock = self._lock_for(device_key) if device_key else None
         if lock is None:
             return self._decide(q, db=True)
         with lock:
@@ -330,7 +332,7 @@ class FotaService:
         """:meth:`commit_serve` from memory only (counts in memory, no ban to write), or None."""
         if not self.memory_serves:
             return None
-        lock = self._lock_for(out.device.key if out.device else "")
+        lock = self._lock_for(out.device.device_key if out.device else "")
         if not lock.acquire(blocking=False):
             return None
         try:
@@ -346,8 +348,8 @@ class FotaService:
         Range from 0), ``continuation`` (a Range from N>0), ``head`` (apply the guard, record
         nothing). ``nbytes``: what this serve sends (default: the whole package); the loop
         guard adds these up per device and release (store.serves_worth)."""
-        key = out.device.key if out.device else ""
-        with self._lock_for(key):
+        device_key = out.device.device_key if out.device else ""
+        with self._lock_for(device_key):
             return self._commit_serve(out, q, mode, nbytes=nbytes)
 
     def serve_not_delivered(self, out: Outcome, q: Query, sent: int, planned: int) -> None:
@@ -359,13 +361,13 @@ class FotaService:
             for entry in self._serve_log.get((out.device.id, out.release.id), ()):
                 if entry[2] == out.fota_sn:
                     entry[1] = sent
-        self.store.serve_not_delivered(out.fota_sn, sent, device_key=out.device.key if out.device else None,
+        self.store.serve_not_delivered(out.fota_sn, sent, device_key=out.device.device_key if out.device else None,
                                        release_id=out.release.id if out.release else None, ip=q.ip,
                                        planned=planned)
 
     @staticmethod
-    def _key(q: Query) -> str:
-        k = (q.device_id or "").strip()
+    def _device_key(q: Query) -> str:
+        k = (q.device_key or "").strip()
         return normalize_device_key(k) if k and k != "nil" else ""
 
     def _decide(self, q: Query, db: bool) -> Outcome:
@@ -378,18 +380,18 @@ class FotaService:
         if q.problems:
             return Outcome(VendorCode.INVALID_DEVICE, "; ".join(q.problems), product=product,
                            reason="malformed request: " + "; ".join(q.problems))
-        key = (q.device_id or "").strip()
-        if not key or key == "nil":
+        device_key = (q.device_key or "").strip()
+        if not device_key or device_key == "nil":
             if self.config.anonymous_devices == "by_ip" and q.ip:
-                key = f"ip:{q.ip}"
+                device_key = f"ip:{q.ip}"
             else:
-                what = "the literal nil" if key == "nil" else "missing"
+                what = "the literal nil" if device_key == "nil" else "missing"
                 return Outcome(VendorCode.INVALID_DEVICE, f"device id is {what}: send mac=, imei= or uid= "
                                "(set opts.imei in libfota2 for models it does not know)", product=product,
                                reason=f"device id {what}")
         else:
-            key = normalize_device_key(key)
-        if product.auth_mode != "none" and not q.trusted and not self.authenticated(product, key, q.credential, db):
+            device_key = normalize_device_key(device_key)
+        if product.auth_mode != "none" and not q.trusted and not self.authenticated(product, device_key, q.credential, db):
             return Outcome(VendorCode.UNAUTHENTICATED, "device credential missing or wrong: send "
                            "Authorization: Bearer <device token>", product=product,
                            reason=f"product requires {product.auth_mode} device authentication")
@@ -404,24 +406,24 @@ class FotaService:
         except VersionError as e:
             return Outcome(VendorCode.INVALID_DEVICE, str(e), product=product, reason="unparseable version")
         try:
-            dev = self._device(key, q, product, fv.raw, db)
+            dev = self._device(device_key, q, product, fv.raw, db)
         except NewDeviceLimited:
             return Outcome(VendorCode.WAIT, "too many new devices right now; retry later", product=product,
                            reason="new device id over the per-IP or per-product rate")
         if dev is None:
-            return Outcome(VendorCode.NO_PERMISSION, f"device {key} is not registered for this product",
+            return Outcome(VendorCode.NO_PERMISSION, f"device {device_key} is not registered for this product",
                            product=product, reason="product does not auto-register devices")
         if dev.product_id != product.id:
             if dev.registered and dev.product_id is not None:
-                return Outcome(VendorCode.NO_PERMISSION, f"device {key} is registered to another product",
+                return Outcome(VendorCode.NO_PERMISSION, f"device {device_key} is registered to another product",
                                product=product, device=dev,
                                reason=f"device registered to product {dev.product_id}, not {product.id}")
             if not product.auto_register and not dev.registered:
-                return Outcome(VendorCode.NO_PERMISSION, f"device {key} is not registered for this product",
+                return Outcome(VendorCode.NO_PERMISSION, f"device {device_key} is not registered for this product",
                                product=product, device=dev,
                                reason="closed product; device not registered to it")
         elif not product.auto_register and not dev.registered:
-            return Outcome(VendorCode.NO_PERMISSION, f"device {key} is not registered for this product",
+            return Outcome(VendorCode.NO_PERMISSION, f"device {device_key} is not registered for this product",
                            product=product, device=dev, reason="closed product; device not registered to it")
         old = dev.reported_fv
         if old is None or fv != old or dev.product_id != product.id:
@@ -510,7 +512,7 @@ class FotaService:
             if mode != "head":  # HEAD answers what GET would, without side effects
                 if not db:
                     raise NeedsDatabase
-                dev.ban_reason = self.store.loop_ban(dev.id, dev.key, release.id, n, self.config.loop_window_s,
+                dev.ban_reason = self.store.loop_ban(dev.id, dev.device_key, release.id, n, self.config.loop_window_s,
                                                      dev.reported_version, q.ip)
                 dev.ban_code = VendorCode.LOOP
                 metrics.loop_ban()
@@ -523,13 +525,13 @@ class FotaService:
     def _note_version(self, dev: DeviceState, product: ProductInfo, fv: FotaVersion,
                       old: FotaVersion | None, q: Query) -> None:
         if old is not None and fv == old:  # only the product changed (an unregistered device moved)
-            self.store.update_device_product(dev.id, product.id, device_key=dev.key,
+            self.store.update_device_product(dev.id, product.id, device_key=dev.device_key,
                                              old_product_id=dev.product_id, ip=q.ip)
             dev.product_id = product.id
             return
         rose = old is None or fv > old
         lift = dev.ban_code == VendorCode.LOOP and rose
-        ban = self.store.device_version_changed(dev.id, dev.key, product.id, dev.reported_version, fv.raw,
+        ban = self.store.device_version_changed(dev.id, dev.device_key, product.id, dev.reported_version, fv.raw,
                                                 fv, q.ip, lift, rose=rose,
                                                 window_s=self.config.loop_window_s)
         dev.reported_version = fv.raw
@@ -554,8 +556,8 @@ class FotaService:
         if not version:
             return None, "version unknown (not in the push login, never checked in)"
         q = Query("push", "mac", device_key, product.project_key, product.firmware_name, version, ip, trusted=True)
-        key = self._key(q)
-        with self._lock_for(key):
+        device_key = self._device_key(q)
+        with self._lock_for(device_key):
             out = self._decide(q, db=True)
             if not out.serve:
                 return None, f"code {out.code}: {out.msg} ({out.reason})"
@@ -567,17 +569,37 @@ class FotaService:
             return None, f"code {out.code}: {out.msg} ({out.reason})"
         return out, ""
 
-    def download_serve(self, sha256: str, device_id: str, ip: str, mode: str,
+    def plan_release_push(self, release_id: int, product_id: int, sessions: list[Session],
+                          wanted: list[str] | None) -> PushPlan:
+        """Which of ``wanted`` (None: every online device) get release ``release_id`` now, each
+        a counted serve (releasepush.py; blocking: run it in a worker thread)."""
+        product = self.catalog().products.get(product_id)
+        if product is None:
+            raise NotFound(f"product {product_id} of release {release_id} is gone")
+
+        def decide(device_key: str, login: Session) -> tuple[str | None, str]:
+            out, why = self.push_decision(device_key, login_version(login), product, release_id, session_ip(login))
+            return (out.fota_sn, "") if out is not None and out.fota_sn else (None, why)
+
+        return plan_release_push(product.id, product.project_key, sessions, wanted, decide)
+
+    def audit_release_push(self, plan: PushPlan, release_id: int, results: dict[str, str]) -> None:
+        """The audit row of a release push: what each device was sent (or offline) and why the
+        others were skipped."""
+        self.writer.record(AuditEvent("push_release", product_id=plan.product_id, release_id=release_id,
+                                      actor="api", detail=detail_json({"sent": results, "skipped": plan.skipped})))
+
+    def download_serve(self, sha256: str, device_key: str, ip: str, mode: str,
                        nbytes: int | None = None) -> Outcome | None:
         """A ``/dl/`` download naming a known device (``?mac=``): count it like a check-in serve
         of that device's release carrying this package (blocking). None: not attributable."""
-        key = normalize_device_key(device_id.strip())
-        if not key or key == "nil":
+        device_key = normalize_device_key(device_key.strip())
+        if not device_key or device_key == "nil":
             return None
         cat = self.catalog()
-        row = self._devices.get(key)
+        row = self._devices.get(device_key)
         if row is None:
-            r = self.store.get_device(key)
+            r = self.store.get_device(device_key)
             if r is None:
                 return None
             row = DeviceState.from_row(r)
@@ -586,46 +608,46 @@ class FotaService:
         if not rels:
             return None
         product = cat.products[rels[0].product_id]
-        q = Query("dl", "mac", key, product.project_key, product.firmware_name, dev.reported_version, ip)
+        q = Query("dl", "mac", device_key, product.project_key, product.firmware_name, dev.reported_version, ip)
         core = dev.reported_fv.core if dev.reported_fv else 0
         rel = max(rels, key=lambda r: r.id)
         out = Outcome(VendorCode.OK, "download", product=product, device=dev, release=rel, target=rel.target_for(core),
                       reason="download by an identified device")
-        with self._lock_for(key):
+        with self._lock_for(device_key):
             return self._commit_serve(out, q, mode, nbytes=nbytes)
 
-    def device_may_download(self, sha256: str, device_id: str, credential: str) -> bool:
+    def device_may_download(self, sha256: str, device_key: str, credential: str) -> bool:
         """Whether an authenticated device may fetch this package: its credential proves it for
         its product, and a release of that product targeting it (or its pin) carries the package
         (blocking). Devices of products without authentication have no credential to show."""
-        key = normalize_device_key(device_id.strip())
-        if not key or key == "nil" or not credential:
+        device_key = normalize_device_key(device_key.strip())
+        if not device_key or device_key == "nil" or not credential:
             return False
         cat = self.catalog()
-        row = self.store.get_device(key)
+        row = self.store.get_device(device_key)
         if row is None or row["product_id"] is None:
             return False
         product = cat.products.get(row["product_id"])
-        if product is None or product.auth_mode == "none" or not self.authenticated(product, key, credential):
+        if product is None or product.auth_mode == "none" or not self.authenticated(product, device_key, credential):
             return False
         pin = row["pinned_release_id"]
         if pin is not None:
             rel = cat.releases.get(pin)
             return rel is not None and rel.sha256 == sha256
-        return any(r.sha256 == sha256 and r.enabled and r.targets(key)
+        return any(r.sha256 == sha256 and r.enabled and r.targets(device_key)
                    for r in cat.releases_by_product.get(product.id, ()))
 
-    def push_login_refusal(self, device_id: str, info: dict[str, str], credential: str | None) -> str | None:
-        """Why a push login may not speak for ``device_id``, or None (blocking).
+    def push_login_refusal(self, device_key: str, info: dict[str, str], credential: str | None) -> str | None:
+        """Why a push login may not speak for ``device_key``, or None (blocking).
 
         The products it may belong to: the one its check-ins registered it to, and those its
         login names. If any of them requires authentication, the credential must prove the
         device for one of those; a login naming no product while some product requires
         authentication is refused (it could otherwise impersonate any device)."""
-        key = normalize_device_key(device_id)
+        device_key = normalize_device_key(device_key)
         cat = self.catalog()
         cands: list[ProductInfo] = []
-        row = self.store.get_device(key)
+        row = self.store.get_device(device_key)
         if row is not None and row["product_id"] in cat.products:
             cands.append(cat.products[row["product_id"]])
         pkey = info.get("project_key")
@@ -640,16 +662,16 @@ class FotaService:
             return None
         if not secured:
             return None
-        if any(self.authenticated(p, key, credential) for p in secured):
+        if any(self.authenticated(p, device_key, credential) for p in secured):
             return None
         return "device credential missing or wrong (login field \"token\")"
 
-    def push_event(self, kind: str, device_id: str, data: dict[str, Any], ip: str | None = None) -> None:
+    def push_event(self, kind: str, device_key: str, data: dict[str, Any], ip: str | None = None) -> None:
         """``PushHub(on_event=...)`` hook: push-channel events go to the audit log (within the
         per-IP audit budget: a reconnect loop must not write rows as fast as it can connect)."""
         if ip is None:
             ip = str(data.get("peer") or "").rsplit(":", 1)[0] or None
-        self.writer.record(AuditEvent(f"push_{kind}", device_id, ip=ip, detail=detail_json(data)))
+        self.writer.record(AuditEvent(f"push_{kind}", device_key, ip=ip, detail=detail_json(data)))
 
     def seen(self, out: Outcome, ip: str) -> None:
         if out.device is not None:

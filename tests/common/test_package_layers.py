@@ -105,6 +105,24 @@ def test_the_server_modules_import_no_circle() -> None:
     assert not found, "import circles: " + "; ".join(" <-> ".join(sorted(c)) for c in found)
 
 
+def test_the_server_edge_layers() -> None:
+    # The device handlers share one DeviceEdge (edge.py) and one package answer; app.py puts them
+    # in front of Starlette routing and mounts the admin app. Nothing below app.py imports it,
+    # the edge knows no handler, and the release-push rule needs no service or database.
+    graph = module_imports(HOST / "luatos_fota")
+    handlers = {"checkin", "v2", "downloads"}
+    assert handlers | {"edge", "packageanswer", "releasepush"} <= graph.keys()
+    for m in (*handlers, "edge", "packageanswer", "admin", "service", "releasepush"):
+        assert "app" not in graph[m], f"{m} imports app"
+    for m in (*handlers, "edge", "packageanswer"):
+        assert "admin" not in graph[m], f"{m} imports admin"
+    assert not graph["edge"] & (handlers | {"packageanswer"})
+    assert not graph["packageanswer"] & handlers
+    assert not graph["admin"] & handlers
+    assert not graph["releasepush"] & {"service", "admin", "edge", *handlers}
+    assert "admintoken" in graph["admin"] and "admintoken" in graph["edge"]  # the token check, shared
+
+
 def test_the_circle_check_sees_a_lazy_import(tmp_path: Path) -> None:
     pkg = tmp_path / "pkg"
     pkg.mkdir()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import requests
-from starlette.routing import Match, Route
+from starlette.routing import Match, Mount, Route
 
 from luatos_fota.admin import openapi_doc
 from luatos_fota.apidoc import AdminRoute, Op, openapi_document
@@ -27,13 +27,22 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Any:
     a.state.store.close()
 
 
+def admin_mount(app: Any) -> Mount:
+    """The mounted admin app (the API is a sub-app at PREFIX)."""
+    mounts = [r for r in app.router.routes if isinstance(r, Mount) and r.path == PREFIX]
+    assert len(mounts) == 1, f"no admin app mounted at {PREFIX}"
+    return mounts[0]
+
+
 def served_admin_routes(app: Any) -> dict[str, set[str]]:
     """OpenAPI-spelled path -> methods (HEAD aside: Starlette adds it to every GET)."""
     out: dict[str, set[str]] = {}
-    for r in app.router.routes:
-        if isinstance(r, Route) and r.path.startswith(PREFIX):
-            path = re.sub(r"\{(\w+):\w+\}", r"{\1}", r.path)
+    for r in admin_mount(app).routes:
+        if isinstance(r, Route):
+            path = PREFIX + re.sub(r"\{(\w+):\w+\}", r"{\1}", r.path)
             out.setdefault(path, set()).update(m.lower() for m in (r.methods or ()) if m != "HEAD")
+    assert not any(isinstance(r, Route) and r.path.startswith(PREFIX) for r in app.router.routes), \
+        "an admin route outside the admin app (it would bypass the token middleware)"
     return out
 
 
@@ -56,7 +65,11 @@ def test_every_documented_operation_reaches_a_route(app: Any) -> None:
         assert "{" not in concrete, f"{path}: a path parameter is not declared"
         for method in ops:
             scope = {"type": "http", "path": concrete, "method": method.upper(), "root_path": ""}
-            matches = [r.matches(scope)[0] for r in app.router.routes]
+            mount = admin_mount(app)
+            match, child = mount.matches(scope)
+            assert match == Match.FULL, f"{path} is documented outside the admin app"
+            scope.update(child)
+            matches = [r.matches(scope)[0] for r in mount.routes]
             assert Match.FULL in matches, f"{method.upper()} {path} is documented but no route takes it"
 
 

@@ -94,6 +94,51 @@ def test_half_closed_client_is_not_a_delivered_serve(srv: RunningServer) -> None
     assert srv.store.query_audit(device=MAC, event_="serve", limit=1)[0]["detail"]["delivered"] is True
 
 
+@pytest.fixture(params=["database", "memory"])
+def public_srv(request, tmp_path: Path) -> Iterator[RunningServer]:
+    with running_server(tmp_path / "d", serve_counts=request.param, private_downloads=False) as s:
+        p = s.store.add_product(KEY, FW)
+        s.store.add_release(script_package(FW, "001.000.002", "-- " + "x" * 4000), product_id=p["id"],
+                            version="001.000.002")
+        yield s
+
+
+def test_half_closed_download_by_a_named_device_is_not_delivered_either(public_srv: RunningServer) -> None:
+    """``/dl/<sha>.bin?mac=`` of a known device is a counted serve, sent through the same package
+    answer as a check-in: a client that hangs up before any byte leaves ``serve_aborted``."""
+    srv = public_srv
+    assert device_request(srv.port, check("2001.002.000")).status == 304  # known, up to date
+    sha = srv.store.list_releases()[0]["sha256"]
+    target = f"/dl/{sha}.bin?mac={MAC}".encode()
+    received = []
+    for _ in range(3):
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(b"GET " + target + b" HTTP/1.1\r\nConnection: Close\r\nHost: x\r\n\r\n")
+            s.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := s.recv(65536):
+                got += chunk
+        received.append(len(got.partition(b"\r\n\r\n")[2]))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        srv.flush()
+        aborted = srv.store.query_audit(device=MAC, event_="serve_aborted", limit=100)
+        if len(aborted) >= received.count(0):
+            break
+        time.sleep(0.05)
+    assert len(aborted) == received.count(0) >= 1
+    assert all(a["detail"]["bytes_sent"] == 0 for a in aborted)
+    # an anonymous download counts nothing, so nothing is aborted for it
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(b"GET /dl/" + sha.encode() + b".bin HTTP/1.1\r\nConnection: Close\r\nHost: x\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        while s.recv(65536):
+            pass
+    time.sleep(0.3)
+    srv.flush()
+    assert len(srv.store.query_audit(event_="serve_aborted", limit=100)) == len(aborted)
+
+
 def test_oscillating_versions_are_banned(srv: RunningServer) -> None:
     """old -> new -> old -> new: the package installs, the device falls back, downloads again.
     Each rise restarts the serve count, so only the version path shows the loop."""

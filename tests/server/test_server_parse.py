@@ -20,7 +20,7 @@ def test_split_glued_and_question_mark():
 def test_parse_fields_first_occurrence_wins_and_utf8():
     r = parse_device_request("/x?mac=nil&project_key=K&firmware_name=温度_LuatOS-SoC_Air8101&version=2001.001.000"
                              "&mac=OTHER&model=Air8101".encode())
-    assert (r.key_type, r.device_id, r.project_key, r.version) == ("mac", "nil", "K", "2001.001.000")
+    assert (r.key_type, r.device_key, r.project_key, r.version) == ("mac", "nil", "K", "2001.001.000")
     assert r.firmware_name == "温度_LuatOS-SoC_Air8101" and r.params["model"] == "Air8101"
     assert r.problems == []
 
@@ -83,4 +83,4 @@ def test_plan_range_never_out_of_bounds(start, total):
 def test_user_base_url_with_its_own_query_glued():
     # opts.url = "http://h/upgrade?token=abc" -> libfota2 appends "mac=..." right after "abc"
     r = parse_device_request(b"/upgrade?token=abcmac=C8C2C68CD602&project_key=K&firmware_name=F&version=1.2.3")
-    assert (r.params["token"], r.device_id, r.project_key) == ("abc", "C8C2C68CD602", "K")
+    assert (r.params["token"], r.device_key, r.project_key) == ("abc", "C8C2C68CD602", "K")

@@ -196,19 +196,12 @@ def c_function(fn: Callable[..., Any], name: str | None = None,
         def rebound(*args: Any) -> Any:
             return raw(*[main_state(a) if isinstance(a, _LuaObject) else a for a in args])
         return rebound
-    n, variadic, string_args, int_args, params = (spec.n, spec.variadic, spec.string_args,
-                                                  spec.int_args, spec.params)
-
-    def explain(args: tuple[Any, ...]) -> str | None:
-        if name is None:
-            return None
-        for i, p in enumerate(params):
-            problem = _problem(p, args, i)
-            if problem is not None:
-                return f"bad argument #{i + 1} to '{name}' ({problem})"
-        return None
+    # Every boot wraps each firmware function it builds, so the closure keeps few cells (a
+    # boot's wrappers are garbage the cyclic collector has to walk when the boot is gone).
+    shape = (spec.n, spec.variadic, spec.string_args, spec.int_args)
 
     def call(*args: Any) -> Any:
+        n, variadic, string_args, int_args = shape
         if not variadic and len(args) > n:
             args = args[:n]
         if main_state is not None:
@@ -230,13 +223,23 @@ def c_function(fn: Callable[..., Any], name: str | None = None,
         except (TypeError, ValueError, AttributeError, OverflowError) as e:
             if isinstance(e, BadArgument):
                 raise
-            text = explain(args)
+            text = _explain(name, spec, args)
             if text is None:
                 raise
             raise BadArgument(text) from e
 
-    call.__wrapped__ = fn  # type: ignore[attr-defined]
     return call
+
+
+def _explain(name: str | None, spec: _Spec, args: tuple[Any, ...]) -> str | None:
+    """The luaL_argerror text for the first bad argument of a failed call, if any."""
+    if name is None:
+        return None
+    for i, p in enumerate(spec.params):
+        problem = _problem(p, args, i)
+        if problem is not None:
+            return f"bad argument #{i + 1} to '{name}' ({problem})"
+    return None
 
 
 def error_message(err: Any) -> tuple[str, bool] | None:

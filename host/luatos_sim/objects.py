@@ -47,7 +47,7 @@ class FirmwareObjects:
         self._kinds: dict[type, Any] = {}
         H = boot.lua.table()
         H[b"object_kind"] = self._kind_of
-        self._enable_gc = boot.lua.execute(_OBJECTS_SRC, H, _Probe())
+        self._enable_gc = boot.execute(_OBJECTS_SRC, H, _Probe())
         self._closed = False
 
     def close(self) -> None:

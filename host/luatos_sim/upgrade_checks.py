@@ -140,4 +140,4 @@ def install(boot: Boot) -> None:
     hooks[b"started"] = started
     hooks[b"result"] = result
     hooks[b"callback"] = lambda ret=None, *_: boot.trace("libfota2_cb", ret=ret)
-    boot.lua.execute(b"debug.getregistry().luatos_sim = ...", hooks)
+    boot.execute(b"debug.getregistry().luatos_sim = ...", hooks)

@@ -53,6 +53,27 @@ end
 """
 
 
+_COMPILED: dict[bytes, bytes] = {}
+_compile_lock = threading.Lock()
+_compiler: list[Any] = []
+
+
+def compiled(src: bytes) -> bytes:
+    """``src`` as a Lua binary chunk, parsed once per process.
+
+    Every boot runs the same emulator Lua (rt.lua, boot.lua, the bindings' Lua halves), and
+    parsing it anew was about 0.8 ms of each boot. The chunk keeps lupa's chunk name and the
+    line numbers, so an error inside it reads exactly as from source."""
+    chunk = _COMPILED.get(src)
+    if chunk is None:
+        with _compile_lock:
+            if not _compiler:
+                _compiler.append(lua53.LuaRuntime(encoding=None).eval(
+                    "function(s) return string.dump(assert(load(s, '<python>'))) end"))
+            chunk = _COMPILED[src] = _compiler[0](src)
+    return chunk
+
+
 class BootHalted(Exception):
     """Raised into Lua when a halted boot calls back into the firmware."""
 
@@ -115,6 +136,7 @@ class Boot:
         H.busy_loop = self._busy_loop
         H.fire = self._fire
         H.wdt_expired = lambda: None  # wdt's binding puts its check here
+        H.build_binding = self._build_binding
         self._events: dict[int, tuple[Callable[..., Any], tuple[Any, ...]]] = {}
         self._event_keys = 0
         H.c_error = self._c_error
@@ -122,13 +144,13 @@ class Boot:
         H.heap_recall = self._heap_recall
         H.halted_error = self.lua.eval(
             "setmetatable({}, {__tostring = function() return 'device rebooted' end})")
-        self.RT = self.lua.execute(_RT_SRC, H)
-        self.lua.execute(_BOOT_SRC, H, self.RT)
+        self.RT = self.execute(_RT_SRC, H)
+        self.execute(_BOOT_SRC, H, self.RT)
         # lupa returns garbage when Python *reads* a Lua table wrapper made on the main thread
         # while a coroutine runs, so everything Python needs during a boot is bound here, once,
         # as a Lua function (calls are safe from any context).
         (self._get_now, self._rt_post, self._rt_post_at, self._io_add, self._pub, self._send,
-         self._cw, self._watch_add) = self.lua.execute(b"""
+         self._cw, self._watch_add) = self.execute(b"""
           local RT = ...
           return RT.get_now, RT.post, RT.post_at, RT.add_io,
             function(...) return sys_pub(...) end,
@@ -140,7 +162,7 @@ class Boot:
         # Firmware functions are C functions on the device: type(f) == "function". lupa shows a
         # Python callable as userdata, so each one is wrapped in a Lua closure, which also
         # refuses to run once the boot has halted (no Lua after a reboot, whatever pcalls).
-        self._lua_wrap, self._install_table = self.lua.execute(b"""
+        self._lua_wrap, self._install_table = self.execute(b"""
           local RT, H = ...
           local type, error, pcall = type, error, pcall
           local halted_error, c_error = H.halted_error, H.c_error
@@ -161,11 +183,13 @@ class Boot:
               return finish(pcall(f, ...))
             end
           end
+          local module_table, rawset = RT.module_table, rawset
           local function install(name, funcs, consts)
-            local t = rawget(_G, name) or RT.firmware_table(name)
-            for k, f in pairs(funcs) do t[k] = wrap(f) end
-            if consts then for k, v in pairs(consts) do t[k] = v end end
-            _G[name] = t
+            local t, waiting = module_table(name)
+            if t == nil then t = RT.firmware_table(name) end
+            for k, f in pairs(funcs) do rawset(t, k, wrap(f)) end
+            if consts then for k, v in pairs(consts) do rawset(t, k, v) end end
+            if not waiting then _G[name] = t end
             return t
           end
           return wrap, install
@@ -185,11 +209,14 @@ class Boot:
         from .objects import FirmwareObjects
         self.objects = FirmwareObjects(self)  # firmware userdata types (zbuff, socket, ...)
 
+        self._lazy_module, self._build_on_main, self._build_now = (
+            self.RT.lazy_module, self.RT.build_on_main, self.RT.build_now)
+        self.platform.begin_boot(self.profile.modules)
         from .modules import install_modules
         install_modules(self)
         self._mark_absent()
 
-        main_fn = self.lua.execute(_MAIN_SRC, H)
+        main_fn = self.execute(_MAIN_SRC, H)
         self.RT.start_main(main_fn)
 
     # -- helpers for firmware modules -----------------------------------------------------------
@@ -220,6 +247,26 @@ class Boot:
         consts.update({lua_str(k): (lua_str(v) if isinstance(v, str) else v)
                        for k, v in (constants or {}).items()})
         return self._install_table(lua_str(name), funcs, self.lua.table_from(consts) if consts else None)
+
+    def execute(self, src: bytes, *args: Any) -> Any:
+        """Run a chunk of the emulator's own Lua in this VM (``lua.execute``, but parsed once
+        per process: :func:`compiled`)."""
+        return self.lua.execute(compiled(src), *args)
+
+    def lazy_module(self, name: str, binding: str) -> None:
+        """The global ``name`` gets its module table now; the binding registered as
+        ``binding`` (modules.MODULES) is built into it when the script first uses it."""
+        self._lazy_module(lua_str(name), lua_str(binding))
+
+    def _build_binding(self, binding: bytes) -> None:
+        # Called from Lua on whatever thread touched the module (often a task's coroutine):
+        # the build itself runs on the main state (RT.build_on_main), where lupa reads Lua
+        # tables reliably and the values it hands back are not tied to a task's stack.
+        self._build_on_main(self._install_binding, binding)
+
+    def _install_binding(self, binding: bytes) -> None:
+        from .modules import install_binding
+        install_binding(self, py_str(binding))
 
     def lua_function(self, fn: Callable[..., Any], name: str | None = None) -> Any:
         """A Lua function calling ``fn`` (for tables installed by hand, e.g. io extras); ``name``
@@ -305,6 +352,7 @@ class Boot:
             if t is None:
                 globals_[lua_str(module)] = True
             elif names and self.lua_type(t) == b"table":
+                self._build_now(lua_str(module))  # its fields are looked at, not used
                 missing = [n for n in names if rawget(t, lua_str(n)) is None]
                 if missing:
                     fields[lua_str(module)] = lua.table_from({lua_str(n): True for n in missing})

@@ -92,25 +92,47 @@ class MosquittoBroker:
         return conf
 
     def start(self, timeout: float = 10.0) -> None:
+        """Start mosquitto and return once *it* listens on its ports.
+
+        A port that merely accepts connections is not proof: another test's server may have
+        taken the port between ``free_port()`` and mosquitto's bind, and then a client would
+        talk to that server instead. Mosquitto logs ``running`` only after it opened every
+        listener, so readiness is that line plus a live process; a lost port race (mosquitto
+        exits) is retried on fresh ports, at most three times."""
         if self.running:
             return
-        if not self.port:
-            self.port = free_port()
+        chosen = bool(self.port)
+        for attempt in range(3):
+            if not chosen or attempt:
+                self.port = free_port()
+                if self.tls_port:
+                    self.tls_port = free_port()
+            error = self._start_once(timeout)
+            if error is None:
+                return
+            if "in use" not in error or chosen:
+                raise BrokerError(error)
+        raise BrokerError(f"mosquitto lost the race for a free port three times\n{error}")
+
+    def _start_once(self, timeout: float) -> str | None:
+        """None once running, else why it did not start."""
         conf = self._config()
+        logged_before = len(self.log_text())  # a restart appends to the same log
         self._proc = subprocess.Popen([str(self.binary), "-c", str(conf)],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-                raise BrokerError(f"mosquitto exited with {self._proc.returncode}: {err.strip()}"
-                                  f"\n{self.log_tail()}")
-            if _listening(self.port) and (not self.tls_port or _listening(self.tls_port)):
-                return
+                code = self._proc.returncode
+                self._proc = None
+                return f"mosquitto exited with {code}: {err.strip()}\n{self.log_tail()}"
+            if " running" in self.log_text()[logged_before:] and _listening(self.port) \
+                    and (not self.tls_port or _listening(self.tls_port)):
+                return None
             time.sleep(0.01)
         self.stop()
-        raise BrokerError(f"mosquitto did not listen on 127.0.0.1:{self.port} within "
-                          f"{timeout:.0f} s\n{self.log_tail()}")
+        return f"mosquitto did not listen on 127.0.0.1:{self.port} within {timeout:.0f} s\n{self.log_tail()}"
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None

@@ -226,3 +226,34 @@ def test_socket_tls_refuses_a_server_behind_another_ca(boot, pki: Pki, tls_serve
 def test_socket_tls_without_a_ca_checks_nothing(boot, tls_server) -> None:
     assert socket_result(boot, tls_server(raw=b"echo:"), "") == ["I/user.online true 0",
                                                                  "I/user.rx true 7 echo:hi"]
+
+
+def test_socket_tls_handshake_with_a_silent_peer_times_out_like_a_connect(boot) -> None:
+    """A peer that accepts TCP and never answers the ClientHello: the device's stack gives up
+    after its connect timeout and reports a failed connect, in bounded wall time (before, the
+    handshake waited forever and held the virtual clock with it)."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    taker = threading.Thread(target=lambda: held.append(silent.accept()[0]), daemon=True)
+    taker.start()
+    try:
+        dev = boot(f"""
+            sys.taskInit(function()
+              wlan.init(); wlan.connect("ap", "pw"); sys.waitUntil("IP_READY")
+              local c = socket.create(nil, function(ctrl, ev, p) sys.publish("SEV", ev, p) end)
+              socket.config(c, nil, nil, true)
+              local t0 = mcu.ticks()
+              socket.connect(c, "{HOST}", 8883)
+              local _, ev, p = sys.waitUntil("SEV", 60000)
+              log.info("online", ev == socket.ON_LINE, p, mcu.ticks() - t0 >= 1000)
+            end)
+            sys.run()
+        """)
+        dev.net.timings.connect_timeout_ms = 1000
+        dev.net.map_address(f"{HOST}:8883", f"127.0.0.1:{silent.getsockname()[1]}")
+        assert dev.run_until(r"I/user\.online", within="5m").line == "I/user.online true -1 true"
+        assert [t.detail["why"] for t in dev.trace if t.kind == "socket_connect_failed"] == ["timeout"]
+    finally:
+        for s in held:
+            s.close()
+        silent.close()

@@ -458,6 +458,71 @@ end
 RT.firmware_table("rtos", rtos)
 RT.firmware_table("log", log)
 
+-- Firmware modules built on first use (modules/__init__.py, LAZY): the global is the module's
+-- table from the start (type, pairs(_G), identity as usual), and the host builds the binding
+-- into that same table the first time the script indexes it, assigns to it, iterates it or
+-- takes its length. A boot that never uses camera never pays for camera's binding.
+-- Until its binding is built: lazy[t] = the binding that fills table t, waiting[binding] =
+-- {global name = t}, pending[global name] = t.
+local lazy, waiting, pending = {}, {}, {}
+local build_binding = H.build_binding
+
+-- Runs on the thread that touched the module (often a task): only the few instructions
+-- that hand over to the host, which builds on the main state (RT.build_on_main).
+local function build(t)
+  local binding = lazy[t]
+  if binding ~= nil then build_binding(binding) end
+end
+
+local lazy_mt = {
+  __index = function(t, k) build(t); return t[k] end,
+  __newindex = function(t, k, v) build(t); t[k] = v end,
+  __pairs = function(t) build(t); return next, t, nil end,
+  __len = function(t) build(t); return #t end,
+}
+
+-- Give the global `name` its (empty) table now; `binding` fills it on first use.
+function RT.lazy_module(name, binding)
+  local t = setmetatable({}, lazy_mt)
+  lazy[t] = binding
+  local globals = waiting[binding]
+  if globals == nil then globals = {}; waiting[binding] = globals end
+  globals[name] = t
+  pending[name] = t
+  _G[name] = t
+end
+
+-- The table a binding installs into: the lazy global's own table while it waits (even if the
+-- script has since assigned something else to the global, as it would after an eager install).
+function RT.module_table(name)
+  local t = pending[name]
+  if t ~= nil then return t, true end
+  return rawget(_G, name), false
+end
+
+-- Build the binding behind global `name` now (mark_absent looks at a module's fields).
+function RT.build_now(name)
+  local t = pending[name]
+  if t ~= nil then build(t) end
+end
+
+-- The host's half of a build, on the main state: `install(binding)` fills the waiting tables,
+-- which then become ordinary firmware tables. The count hook charges nothing meanwhile
+-- (RT.host_setup): building is the firmware's own setup, as an install before main is.
+function RT.build_on_main(install, binding)
+  local globals = waiting[binding]
+  if globals == nil then return end
+  RT.host_setup = RT.host_setup + 1
+  local ok, err = pcall(install, binding)
+  RT.host_setup = RT.host_setup - 1
+  if not ok then error(err, 0) end
+  waiting[binding] = nil
+  for name, t in pairs(globals) do
+    lazy[t], pending[name] = nil, nil
+    RT.firmware_table(name, t)
+  end
+end
+
 -- What the model's firmware has but the emulator does not install (a whole module such as
 -- i2c, or a function such as io.dexist): the first access names it once ("[luatos-sim] i2c is
 -- not emulated"), then the value is nil and the script meets the Lua error it meets.
@@ -502,8 +567,9 @@ end
 -- The count hook covers them too, but only while the boot coroutine is active underneath them
 -- ("normal"): between steps, the host's own calls into Lua are not device code.
 local co_status = coroutine.status
+RT.host_setup = 0  -- >0 while the host builds a binding on the main state (RT.build_on_main)
 sethook(function()
-  if boot_co ~= nil and co_status(boot_co) == "normal" then hook() end
+  if boot_co ~= nil and RT.host_setup == 0 and co_status(boot_co) == "normal" then hook() end
 end, "", every)
 
 local PAUSE = RT.PAUSE

@@ -58,4 +58,4 @@ bit = RT.firmware_table("bit", t)
 
 
 def install(boot: Boot) -> None:
-    boot.lua.execute(_SRC, boot.RT)
+    boot.execute(_SRC, boot.RT)

@@ -114,8 +114,7 @@ def install(boot: Boot) -> None:
         def peer_advertised(self, peer: Peer) -> None:
             pass
 
-    radio.attach_host(None)
-    radio.attach_host(Host())
+    radio.attach_host(Host())  # detached at boot: Platform.begin_boot
     boot.closers.append(lambda: radio.attach_host(None))
 
     def field(t: Any, key: str) -> Any:

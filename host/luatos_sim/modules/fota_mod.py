@@ -113,7 +113,7 @@ def install(boot: Boot) -> None:
 def _trace_wlan_disconnect(boot: Boot) -> None:
     """Trace wlan.disconnect (the PSM sequence's first step) so a test can order it against
     the FOTA callback, the dtimer and the sleep. wlan is installed before fota."""
-    boot.lua.execute(b"""
+    boot.execute(b"""
       local trace = ...
       if wlan and rawget(wlan, "disconnect") then
         local disconnect = wlan.disconnect

@@ -120,7 +120,7 @@ def install(boot: Boot) -> None:
         zb.buf[offset:offset + len(data)] = data
         return len(data)
 
-    boot.lua.execute(_FILE_FILL, boot.lua_function(zb_room), boot.lua_function(zb_put))
+    boot.execute(_FILE_FILL, boot.lua_function(zb_room), boot.lua_function(zb_put))
 
     io = boot.G.io
     extras: dict[str, Callable[..., Any]] = {"exists": exists, "fileSize": file_size, "readFile": read_file,

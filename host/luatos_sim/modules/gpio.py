@@ -212,7 +212,7 @@ def install(boot: Boot) -> None:
     }, {**CONSTANTS, **CHIP_CONSTANTS.get(boot.profile.chip, {})})
     # setup's return conventions (a setter / getter closure, nil on a bad pin) in Lua, so the
     # values are real Lua functions and `gpio.count` works as a mode.
-    boot.lua.execute(b"""
+    boot.execute(b"""
       local raw = gpio._setup
       gpio._setup = nil
       local set, get = gpio.set, gpio.get

@@ -331,7 +331,7 @@ def _quiet_close(sock: pysocket.socket) -> None:
 def install(boot: Boot) -> None:
     net = boot.platform.net
     bn = net.boot_net(boot)
-    set_cb, invoke = boot.lua.execute(_CALLBACKS)
+    set_cb, invoke = boot.execute(_CALLBACKS)
     servers: dict[tuple[int, int], HttpServer] = {}
     keys = iter(range(1, 1 << 30))
     debug = [False]

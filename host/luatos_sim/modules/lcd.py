@@ -88,8 +88,7 @@ def _int(v: Any, default: int | None = None) -> int | None:
 
 
 def install(boot: Boot) -> None:
-    screen: Screen = boot.platform.lcd
-    screen.power_off()
+    screen: Screen = boot.platform.lcd  # powered off at boot: Platform.begin_boot
     boot.closers.append(screen.power_off)
     colors = {"back": WHITE, "fore": BLACK}
     current_font: dict[str, LcdFont] = {"font": FONTS[2]}

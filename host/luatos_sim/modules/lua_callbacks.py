@@ -26,5 +26,5 @@ return set, invoke
 
 def callback_slots(boot: Boot) -> tuple[Any, Any]:
     """``(set(key, cb), invoke(key, ud, event, ...))`` for one module of one boot."""
-    set_cb, invoke = boot.lua.execute(_SLOTS)
+    set_cb, invoke = boot.execute(_SLOTS)
     return set_cb, invoke

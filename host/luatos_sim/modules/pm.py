@@ -153,7 +153,7 @@ def install(boot: Boot) -> None:
     }, CONSTANTS)
     boot.G.pm[b"reboot"] = boot.G.rtos[b"reboot"]
     # Like rtos.reboot, shutdown is immediate: nothing after it runs.
-    boot.lua.execute(b"""
+    boot.execute(b"""
       local H = ...
       local off = pm.shutdown
       pm.shutdown = function(...) off(...); error(H.halted_error, 0) end

@@ -30,8 +30,7 @@ class _Conf:
 
 
 def install(boot: Boot) -> None:
-    bench: PwmBench = boot.platform.pwm
-    bench.reset()
+    bench: PwmBench = boot.platform.pwm  # reset at boot: Platform.begin_boot
     confs: dict[int, _Conf] = {}
     generation: dict[int, int] = {}
 

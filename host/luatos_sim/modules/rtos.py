@@ -52,7 +52,7 @@ def install(boot: Boot) -> None:
     })
     # rtos.setPaths validates like the device and raises a Lua error on a bad template.
     boot.G.rtos[b"_setPaths"] = set_paths
-    boot.lua.execute(b"""
+    boot.execute(b"""
       local H = ...
       local set = rtos._setPaths
       rtos._setPaths = nil

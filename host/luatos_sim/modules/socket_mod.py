@@ -68,6 +68,20 @@ NWCTRL_TYPE = "NWCTRL*"  # the ctrl's metatable name in the firmware
 SEGMENT = 1460  # bytes per delivery when a bandwidth limit stretches a transfer
 
 
+def _tls_handshake(ctx: ssl.SSLContext, sock: pysocket.socket, host: str, timeout_s: float) -> ssl.SSLSocket:
+    """The TLS handshake, bounded by the connect timeout as the device's stack bounds it: a peer
+    that accepts TCP but never answers the ClientHello is a connect timeout, not a thread that
+    holds the virtual clock forever."""
+    sock.settimeout(timeout_s)
+    try:
+        tls = ctx.wrap_socket(sock, server_hostname=host)
+    except TimeoutError:
+        sock.close()
+        raise NetError("timeout", f"TLS handshake with {host} timed out") from None
+    tls.settimeout(None)
+    return tls
+
+
 class SockCtrl:
     """One socket.create() handle (a userdata on the Lua side)."""
 
@@ -178,7 +192,7 @@ class SockCtrl:
                     except TlsSetupError as e:
                         sock.close()
                         raise OSError(str(e)) from None
-                    sock = ctx.wrap_socket(sock, server_hostname=host)
+                    sock = _tls_handshake(ctx, sock, host, timeout_s)
                 boot.post_from_thread(self._connected, gen, sock, cut)
             except NetError as e:
                 boot.post_from_thread(self._connect_failed, gen, e.kind, str(e))

@@ -47,9 +47,7 @@ class _SoftPort(_Port):
 
 
 def install(boot: Boot) -> None:
-    buses: SpiBuses = boot.platform.spi
-    for bus in buses.all():
-        bus.reset()
+    buses: SpiBuses = boot.platform.spi  # reset at boot: Platform.begin_boot
     opened: dict[int, _Port] = {}
     noted: set[str] = set()
 

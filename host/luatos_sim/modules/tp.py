@@ -26,8 +26,7 @@ class _Touch:
 
 
 def install(boot: Boot) -> None:
-    panel: TouchPanel = boot.platform.touch
-    panel.listener = None
+    panel: TouchPanel = boot.platform.touch  # no listener at boot: Platform.begin_boot
 
     def forget() -> None:
         panel.listener = None

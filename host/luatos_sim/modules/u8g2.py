@@ -24,8 +24,7 @@ ON, OFF = (255, 255, 255), (0, 0, 0)
 
 
 def install(boot: Boot) -> None:
-    screen: Screen = boot.platform.oled
-    screen.power_off()
+    screen: Screen = boot.platform.oled  # powered off at boot: Platform.begin_boot
     boot.closers.append(screen.power_off)
     state: dict[str, Any] = {"font": FONTS[2], "color": 1, "transparent": False}
 

@@ -83,6 +83,25 @@ class Platform:
             rtc=RtcClock(device.epoch_at_power_on),
         ).wired()
 
+    def begin_boot(self, modules: frozenset[str]) -> None:
+        """What a reboot resets on the parts of the model's modules (``modules``: the Lua
+        globals its firmware has), whether or not the new boot's script ever uses them: a
+        binding is built only when the script first touches its module (modules/__init__.py),
+        and the bench a test set up before the boot must already see the reset."""
+        if "spi" in modules:
+            for bus in self.spi.all():
+                bus.reset()  # every chip select released
+        if "pwm" in modules:
+            self.pwm.reset()  # every output stops
+        if "lcd" in modules:
+            self.lcd.power_off()  # the controller forgets its setup
+        if "u8g2" in modules:
+            self.oled.power_off()
+        if "tp" in modules:
+            self.touch.listener = None
+        if "bluetooth" in modules:
+            self.ble.attach_host(None)  # links drop
+
     def wired(self) -> Platform:
         """Connections between parts: a GPIO the script drives may be an SPI chip select."""
         self.gpio.watchers.append(self.spi.gpio_changed)

@@ -78,8 +78,30 @@ def _tls_handshake(ctx: ssl.SSLContext, sock: pysocket.socket, host: str, timeou
     except TimeoutError:
         sock.close()
         raise NetError("timeout", f"TLS handshake with {host} timed out") from None
-    tls.settimeout(None)
+    # Non-blocking from here on: the reader thread and the script's writes share one OpenSSL
+    # object, which must never sit inside SSL_read while another thread calls SSL_write. A
+    # blocking read could do exactly that (a TLS 1.3 session ticket makes the socket readable
+    # with no data behind it) and then held the reader's lock until the peer hung up.
+    tls.setblocking(False)
     return tls
+
+
+def _tls_write(sock: ssl.SSLSocket, lock: Any, payload: bytes, wall_limit_s: float) -> None:
+    """Write all of ``payload`` to a non-blocking TLS socket, one OpenSSL call at a time under
+    the reader's ``lock``; waits for room outside it. Bounded: a peer that takes nothing for
+    ``wall_limit_s`` is a failed write."""
+    view = memoryview(payload)
+    deadline = time.monotonic() + wall_limit_s
+    while view:
+        with lock:
+            try:
+                view = view[sock.send(view):]
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+                pass
+        if view:
+            if time.monotonic() > deadline:
+                raise OSError(f"TLS write stalled: {len(view)} bytes not taken in {wall_limit_s:g} s")
+            select.select([], [sock], [], 0.05)
 
 
 class SockCtrl:
@@ -464,7 +486,10 @@ class SockCtrl:
         if self.state != S_ONLINE or self.sock is None:
             return False
         try:
-            self.sock.sendall(payload)
+            if isinstance(self.sock, ssl.SSLSocket):
+                _tls_write(self.sock, self.rlock, payload, self.net.timings.connect_timeout_ms / 1000)
+            else:
+                self.sock.sendall(payload)
         except OSError:
             return False
         if expect_reply:

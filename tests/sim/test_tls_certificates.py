@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,3 +258,51 @@ def test_socket_tls_handshake_with_a_silent_peer_times_out_like_a_connect(boot) 
         for s in held:
             s.close()
         silent.close()
+
+
+def test_socket_tls_write_after_the_session_ticket_arrived(boot, pki: Pki) -> None:
+    """TLS 1.3 servers send session tickets right after the handshake, so the socket turns
+    readable with no application data behind it. The device then writes first and the server
+    answers. Before, the emulator's reader sat inside a blocking SSL_read holding its lock,
+    and the device froze until the server gave up (about 95 s with Mosquitto)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki.server_cert, pki.server_key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(20)
+
+    def serve() -> None:
+        try:
+            conn, _ = listener.accept()
+            conn.settimeout(5)  # bounded: without the device's write, give up after 5 s
+            with ctx.wrap_socket(conn, server_side=True) as c:
+                c.sendall(b"echo:" + c.recv(100))
+        except OSError:
+            pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        dev = boot(f"""
+            sys.taskInit(function()
+              wlan.init(); wlan.connect("ap", "pw"); sys.waitUntil("IP_READY")
+              local c = socket.create(nil, function(ctrl, ev, p) sys.publish("SEV", ev, p) end)
+              socket.config(c, nil, nil, true)
+              socket.connect(c, "{HOST}", 8883)
+              local _, ev, p = sys.waitUntil("SEV", 30000)
+              log.info("online", ev == socket.ON_LINE, p)
+              sys.wait(500)
+              socket.tx(c, "hi")
+              repeat _, ev, p = sys.waitUntil("SEV", 30000) until ev == socket.EVENT or ev == nil
+              local zb = zbuff.create(64)
+              local ok, n = socket.rx(c, zb)
+              log.info("rx", ok, n, zb:query())
+            end)
+            sys.run()
+        """)
+        dev.net.map_address(f"{HOST}:8883", f"127.0.0.1:{listener.getsockname()[1]}")
+        assert dev.run_until(r"I/user\.online", within="1m").line == "I/user.online true 0"
+        time.sleep(0.3)  # wall time for the tickets to reach the device's reader thread
+        started = time.monotonic()
+        assert dev.run_until(r"I/user\.rx", within="1m").line == "I/user.rx true 7 echo:hi"
+        assert time.monotonic() - started < 4
+    finally:
+        listener.close()

@@ -19,7 +19,7 @@ from .audit import AuditEvent, detail_json
 from .codes import VendorCode
 from .deviceauth import credential_from_header
 from .devrequest import parse_device_request, raw_target
-from .edge import DeviceEdge, Receive, Scope, Send, client_ip
+from .edge import EdgeHandler, Receive, Scope, Send, client_ip
 from .httpio import header, send_bytes, send_json
 from .packageanswer import Sent, answer_package
 from .service import Outcome, Query
@@ -27,11 +27,8 @@ from .service import Outcome, Query
 LATEST_HEADER = str(int(VendorCode.LATEST)).encode()  # x-fota-code of a 304
 
 
-class CheckIn:
+class CheckIn(EdgeHandler):
     """ASGI handler of a libfota2 check-in."""
-
-    def __init__(self, edge: DeviceEdge) -> None:
-        self.edge = edge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         edge = self.edge

@@ -20,7 +20,7 @@ from .audit import AuditEvent, detail_json
 from .codes import VendorCode
 from .deviceauth import credential_from_header
 from .devrequest import FIELD_LIMITS
-from .edge import DeviceEdge, Receive, Scope, Send, client_ip
+from .edge import EdgeHandler, Receive, Scope, Send, client_ip
 from .httpio import header, send_json
 from .packageanswer import Sent, answer_package
 from .records import Artifact
@@ -34,11 +34,8 @@ def named_device_key(qs: dict[str, str]) -> str:
     return (qs.get("mac") or qs.get("imei") or qs.get("uid") or "")[:FIELD_LIMITS["mac"]]
 
 
-class Download:
+class Download(EdgeHandler):
     """ASGI handler of ``/dl/`` (dispatched before Starlette routing)."""
-
-    def __init__(self, edge: DeviceEdge) -> None:
-        self.edge = edge
 
     async def _artifact(self, name: str) -> Artifact | None:
         """The artifact row a ``/dl/`` name points at (cached for good: artifacts are immutable)."""

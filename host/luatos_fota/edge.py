@@ -89,6 +89,14 @@ def client_ip(scope: Any) -> str:
     return c[0] if c else ""
 
 
+class EdgeHandler:
+    """A device endpoint: an ASGI callable (``__call__(scope, receive, send)``) over the one
+    shared :class:`DeviceEdge`, which it gets in its constructor."""
+
+    def __init__(self, edge: DeviceEdge) -> None:
+        self.edge = edge
+
+
 class InflightGuard:
     """At most ``max_inflight`` device requests at once (more: 503 + ``Retry-After``, audited as
     ``overloaded``), and a handler's failure (database unreachable, disk error) answered 503 +

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Self
 
 from luatos_common.version import ScriptVersion, format_core
 
@@ -23,8 +23,22 @@ def _from_fields(cls: Any, d: dict[str, Any], **override: Any) -> Any:
     return cls(**{f.name: override[f.name] if f.name in override else d[f.name] for f in fields(cls)})
 
 
+class Record:
+    """What every record shares: its JSON is its fields in order, and it can be read back from
+    that JSON (the remote CLI reads the admin API). A record whose JSON differs overrides both."""
+
+    __slots__ = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return _fields_json(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Self:
+        return _from_fields(cls, d)  # type: ignore[no-any-return]
+
+
 @dataclass(frozen=True, slots=True)
-class Product:
+class Product(Record):
     """A product: what a device's project_key + firmware_name select, and its device auth."""
 
     id: int
@@ -41,17 +55,9 @@ class Product:
         return cls(int(r.id), r.project_key, r.firmware_name, r.name, bool(r.auto_register), float(r.created_at),
                    r.auth_mode, r.auth_secret)
 
-    def to_json(self) -> dict[str, Any]:
-        return _fields_json(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Product:
-        """The record again from what :meth:`to_json` made (the remote CLI reads the API)."""
-        return _from_fields(cls, d)  # type: ignore[no-any-return]
-
 
 @dataclass(frozen=True, slots=True)
-class Artifact:
+class Artifact(Record):
     """A stored package (content-addressed by ``sha256``); releases point at one."""
 
     id: int
@@ -68,12 +74,9 @@ class Artifact:
         return cls(int(r.id), r.sha256, int(r.size), r.kind, r.core_version, r.details, r.filename,
                    float(r.created_at))
 
-    def to_json(self) -> dict[str, Any]:
-        return _fields_json(self)
-
 
 @dataclass(frozen=True, slots=True)
-class Release:
+class Release(Record):
     """A published package of a product, with its targeting, preflight state and package facts."""
 
     id: int
@@ -149,7 +152,7 @@ class Release:
 
 
 @dataclass(frozen=True, slots=True)
-class Device:
+class Device(Record):
     """A device the server knows. ``id`` is the row id; ``device_key`` what the device calls
     itself (its MAC, IMEI or unique id, normalised)."""
 
@@ -177,20 +180,12 @@ class Device:
             return cls(*r)
         return cls(*(getattr(r, name) for name in _DEVICE_FIELDS))
 
-    def to_json(self) -> dict[str, Any]:
-        return _fields_json(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Device:
-        """The record again from what :meth:`to_json` made (the remote CLI reads the API)."""
-        return _from_fields(cls, d)  # type: ignore[no-any-return]
-
 
 _DEVICE_FIELDS = tuple(f.name for f in fields(Device))
 
 
 @dataclass(frozen=True, slots=True)
-class Serve:
+class Serve(Record):
     """One serve of a package to a device (``fota_sn``), with the device and package it names."""
 
     id: int
@@ -214,12 +209,9 @@ class Serve:
                    float(r.served_at), r.result_code, r.reported_at, r.confirmed_at, r.bytes, r.device_key,
                    int(r.ban_code), r.sha256)
 
-    def to_json(self) -> dict[str, Any]:
-        return _fields_json(self)
-
 
 @dataclass(frozen=True, slots=True)
-class FotaResult:
+class FotaResult(Record):
     """A device's report of how an upgrade went (the result of one serve)."""
 
     fota_sn: str
@@ -227,12 +219,9 @@ class FotaResult:
     device_key: str
     success: bool
 
-    def to_json(self) -> dict[str, Any]:
-        return _fields_json(self)
-
 
 @dataclass(frozen=True, slots=True)
-class AuditRecord:
+class AuditRecord(Record):
     """An audit-log row as read back (``detail`` parsed from its JSON; kept as text if it is not)."""
 
     id: int
@@ -257,17 +246,9 @@ class AuditRecord:
         return cls(int(r.id), float(r.ts), r.event, r.device_key, r.product_id, r.release_id, r.status, r.code,
                    r.ip, r.actor, detail)
 
-    def to_json(self) -> dict[str, Any]:
-        return _fields_json(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> AuditRecord:
-        """The record again from what :meth:`to_json` made (the remote CLI reads the API)."""
-        return _from_fields(cls, d)  # type: ignore[no-any-return]
-
 
 @dataclass(frozen=True, slots=True)
-class ReleaseStats:
+class ReleaseStats(Record):
     """Rollout progress of one release (``luatos-fota release stats``, ``/admin/api/stats``)."""
 
     release_id: int
@@ -285,16 +266,9 @@ class ReleaseStats:
     confirmed: int
     failed: int
 
-    def to_json(self) -> dict[str, Any]:
-        return _fields_json(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> ReleaseStats:
-        return _from_fields(cls, d)  # type: ignore[no-any-return]
-
 
 @dataclass(frozen=True, slots=True)
-class PushSession:
+class PushSession(Record):
     """A device's push-channel login as the database knows it (any instance's)."""
 
     device_key: str
@@ -312,7 +286,7 @@ class PushSession:
 
 
 @dataclass(frozen=True, slots=True)
-class OutboxItem:
+class OutboxItem(Record):
     """A push waiting in the outbox for the instance that holds the device's socket."""
 
     id: int

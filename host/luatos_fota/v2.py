@@ -20,7 +20,7 @@ from starlette.types import Send as StarletteSend
 from .codes import VendorCode
 from .deviceauth import credential_from_header
 from .devrequest import FIELD_LIMITS
-from .edge import DeviceEdge, Receive, Scope, Send, client_ip
+from .edge import EdgeHandler, Receive, Scope, Send, client_ip
 from .httpio import header, send_json
 from .jsonlimits import loads_limited
 from .service import Query
@@ -40,11 +40,8 @@ def v2_reported_version(core_version: str | None, script_version: str | None) ->
     return f"{core}.{parts[0]}.{parts[-1]}" if len(parts) == 3 else f"{core}.{script}"
 
 
-class V2Check:
+class V2Check(EdgeHandler):
     """ASGI handler of ``GET /api/site/turnkey_fota`` (dispatched before Starlette routing)."""
-
-    def __init__(self, edge: DeviceEdge) -> None:
-        self.edge = edge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         edge = self.edge
@@ -89,11 +86,8 @@ class V2Check:
         await send_json(send, 200, body)
 
 
-class V2Result:
+class V2Result(EdgeHandler):
     """ASGI handler of ``POST /api/site/turnkey_fota_result`` (a Starlette route: no hot path)."""
-
-    def __init__(self, edge: DeviceEdge) -> None:
-        self.edge = edge
 
     async def __call__(self, scope: StarletteScope, receive: StarletteReceive, send: StarletteSend) -> None:
         request = Request(scope, receive)

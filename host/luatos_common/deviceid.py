@@ -11,7 +11,7 @@ from __future__ import annotations
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
-def normalize_device_id(device: str) -> str:
+def normalize_device_key(device: str) -> str:
     text = device.strip()
     compact = text.replace(":", "").replace("-", "")
     if len(compact) == 12 and all(c in _HEX for c in compact):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from .records import Artifact
 from .service import FotaService, Outcome, Query
 from .store import normalize_device_key
 
-log = logging.getLogger("luatos_fota.app")
+log = logging.getLogger(__name__)
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -54,6 +55,7 @@ class BlobCache:
         self.max_bytes = max_bytes
         self._d: OrderedDict[str, bytes] = OrderedDict()
         self._size = 0
+        self._lock = threading.Lock()  # worker threads fill it at the same time
 
     def peek(self, sha: str) -> bytes | None:
         """The package if it is in memory (no disk access: safe on the event loop)."""
@@ -76,11 +78,13 @@ class BlobCache:
             log.error("package %s cannot be read: %s", sha, e)
             return None
         if len(b) <= self.max_bytes // 4:
-            self._d[sha] = b
-            self._size += len(b)
-            while self._size > self.max_bytes:
-                _, old = self._d.popitem(last=False)
-                self._size -= len(old)
+            with self._lock:
+                if sha not in self._d:  # two threads that both missed add it once
+                    self._d[sha] = b
+                    self._size += len(b)
+                while self._size > self.max_bytes and self._d:
+                    _, old = self._d.popitem(last=False)
+                    self._size -= len(old)
         return b
 
 

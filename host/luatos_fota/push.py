@@ -38,7 +38,7 @@ Wire protocol (UTF-8, one JSON object per line, lines end with "\\n"):
 
 Robustness: a device that stops reading cannot stall anyone else; each write is bounded by
 ``max_buffer`` bytes queued and ``write_timeout`` seconds of draining, after which that device
-is dropped. The hub has no database: ``on_event(kind, device_id, data)`` lets the server core
+is dropped. The hub has no database: ``on_event(kind, device_key, data)`` lets the server core
 write audit entries (kinds: login, replaced, disconnect, answer, push, protocol_error).
 """
 
@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from luatos_common.deviceid import normalize_device_id
+from luatos_common.deviceid import normalize_device_key
 
 from .deviceauth import same_secret
 from .jsonlimits import loads_limited
@@ -128,7 +128,7 @@ def encode_command(message: dict[str, Any]) -> bytes:
 
 
 def parse_login(obj: Any) -> tuple[str, dict[str, str]]:
-    """Return (device_id, info) from a login object, or raise ValueError saying what is wrong."""
+    """Return (device_key, info) from a login object, or raise ValueError saying what is wrong."""
     if not isinstance(obj, dict):
         raise ValueError(f"login must be a JSON object, got {type(obj).__name__}")
     body = obj.get("login", obj)
@@ -159,7 +159,7 @@ def parse_login(obj: Any) -> tuple[str, dict[str, str]]:
             f"login device id {device_key[:80]!r} must be 1..{MAX_DEVICE_ID_LEN} printable characters "
             "without spaces"
         )
-    device_key = normalize_device_id(device_key)
+    device_key = normalize_device_key(device_key)
     info: dict[str, str] = {}
     for key in LOGIN_INFO_KEYS:
         value = body.get(key)
@@ -307,7 +307,7 @@ class PushHub:
 
     def peer_ip(self, device_key: str) -> str:
         """The address a logged-in device connects from ("" when offline)."""
-        conn = self._by_device.get(normalize_device_id(device_key))
+        conn = self._by_device.get(normalize_device_key(device_key))
         return conn.ip if conn is not None else ""
 
     @property
@@ -316,13 +316,13 @@ class PushHub:
         return len(self._by_device)
 
     def is_online(self, device_key: str) -> bool:
-        return normalize_device_id(device_key) in self._by_device
+        return normalize_device_key(device_key) in self._by_device
 
     def answers(self, device_key: str) -> list[dict[str, Any]]:
         """Answers the device sent (also after it went offline), oldest first:
         ``[{"at": iso-time, "message": {...}}, ...]``."""
         return [{"at": e["at"], "message": e["message"]}
-                for e in self._answers.get(normalize_device_id(device_key), ())]
+                for e in self._answers.get(normalize_device_key(device_key), ())]
 
     # ------------------------------------------------------------------ pushing
 
@@ -335,9 +335,9 @@ class PushHub:
         """
         data = encode_command(message)
         if isinstance(device_keys, str):
-            raise TypeError("push device_ids must be a list of ids, not one string")
+            raise TypeError("push device_keys must be a list of device keys, not one string")
         # One write per device, even when the caller names it twice in different spellings.
-        normalized = {given: normalize_device_id(given) for given in device_keys}
+        normalized = {given: normalize_device_key(given) for given in device_keys}
         unique = list(dict.fromkeys(normalized.values()))
         results = await asyncio.gather(*(self._push_one(d, data) for d in unique))
         by_device = dict(zip(unique, results, strict=True))

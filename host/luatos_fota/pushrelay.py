@@ -25,7 +25,7 @@ import time
 import uuid
 from typing import Any
 
-from luatos_common.deviceid import normalize_device_id
+from luatos_common.deviceid import normalize_device_key
 
 from .push import LOGIN_INFO_KEYS, PushHub, encode_command, iso_utc
 from .repo_push import PushSessionsRepo
@@ -156,7 +156,7 @@ class PushRelay:
         encode_command(message)  # refuse a bad message before anything is queued
         if isinstance(device_keys, str):
             raise TypeError("push device_keys must be a list of ids, not one string")
-        normalized = {given: normalize_device_id(given) for given in device_keys}
+        normalized = {given: normalize_device_key(given) for given in device_keys}
         unique = list(dict.fromkeys(normalized.values()))
         local = [d for d in unique if self.hub.is_online(d)]
         results: dict[str, str] = {}

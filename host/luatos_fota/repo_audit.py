@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from luatos_common.deviceid import normalize_device_id
+from luatos_common.deviceid import normalize_device_key
 
 from . import schema as t
 from .audit import AuditEvent, detail_json
@@ -68,7 +68,7 @@ class AuditRepo:
               before_id: int | None = None) -> list[AuditRecord]:
         q = sa.select(t.audit).order_by(t.audit.c.id.desc()).limit(max(1, min(limit, 10000)))
         if device_key:
-            q = q.where(t.audit.c.device_key == normalize_device_id(device_key))
+            q = q.where(t.audit.c.device_key == normalize_device_key(device_key))
         if event_:
             q = q.where(t.audit.c.event == event_)
         if release_id is not None:

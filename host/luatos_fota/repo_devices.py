@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from luatos_common.deviceid import normalize_device_id
+from luatos_common.deviceid import normalize_device_key
 from luatos_common.version import FotaVersion, ScriptVersion, VersionError
 
 from . import schema as t
@@ -26,9 +26,6 @@ from .repo_audit import audit_change, insert_audit, version_changes
 from .repo_products import ProductsRepo
 from .repo_rates import SharedRate, take_tokens
 from .repo_releases import ReleasesRepo
-
-# One rule for every part that names a device (store, push hub, admin API).
-normalize_device_key = normalize_device_id
 
 # Hot-path statements built once: SQLAlchemy memoises their cache keys on the object.
 _Q_DEVICE = sa.select(t.devices).where(t.devices.c.device_key == sa.bindparam("k"))

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from luatos_common.deviceid import normalize_device_id
+from luatos_common.deviceid import normalize_device_key
 
 from . import schema as t
 from .db import Database
@@ -108,7 +108,7 @@ class ProductsRepo:
         self.get(product_id)
         rows = {}
         for n, (given, tok) in enumerate(tokens, 1):
-            device_key, tok = normalize_device_id(str(given).strip()), str(tok).strip()
+            device_key, tok = normalize_device_key(str(given).strip()), str(tok).strip()
             if not device_key or len(device_key) > 64:
                 raise ValueError(f"row {n}: device id {given!r} must be 1..64 characters")
             if len(tok) < 16 or len(tok) > MAX_TOKEN_LEN:

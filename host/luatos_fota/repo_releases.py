@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from luatos_common.deviceid import normalize_device_id
+from luatos_common.deviceid import normalize_device_key
 from luatos_common.version import ScriptVersion
 
 from . import schema as t
@@ -103,7 +103,7 @@ class ReleasesRepo:
         product = self.products.get(product_id)
         up = check_upload(data, filename=filename, version=version, core=core, kind=kind,
                           firmware_name=product.firmware_name)
-        dev_list = sorted({normalize_device_id(d) for d in (device_keys or []) if d.strip()})
+        dev_list = sorted({normalize_device_key(d) for d in (device_keys or []) if d.strip()})
         if percent is not None and not (0 <= float(percent) <= 100):
             raise UploadError("percent", f"percent {percent} is outside 0..100")
         if dev_list and percent is not None:
@@ -204,7 +204,7 @@ class ReleasesRepo:
         if mode not in TARGET_MODES:
             raise ValueError(f"target mode {mode!r}: expected one of {', '.join(TARGET_MODES)}")
         self.get(release_id)
-        dev_list = sorted({normalize_device_id(d) for d in (device_keys or []) if d.strip()})
+        dev_list = sorted({normalize_device_key(d) for d in (device_keys or []) if d.strip()})
         if mode == "percent":
             if percent is None or not (0 <= float(percent) <= 100):
                 raise ValueError(f"percent {percent!r}: expected a number in 0..100")

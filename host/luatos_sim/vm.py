@@ -262,6 +262,9 @@ class Boot:
         # Called from Lua on whatever thread touched the module (often a task's coroutine):
         # the build itself runs on the main state (RT.build_on_main), where lupa reads Lua
         # tables reliably and the values it hands back are not tied to a task's stack.
+        # A halted boot builds nothing (its Lua may still run inside a pcall after a reboot).
+        if self.halted is not None:
+            raise BootHalted("device rebooted")
         self._build_on_main(self._install_binding, binding)
 
     def _install_binding(self, binding: bytes) -> None:

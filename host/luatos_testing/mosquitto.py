@@ -125,6 +125,8 @@ class MosquittoBroker:
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
                 code = self._proc.returncode
+                if self._proc.stderr:
+                    self._proc.stderr.close()
                 self._proc = None
                 return f"mosquitto exited with {code}: {err.strip()}\n{self.log_tail()}"
             if " running" in self.log_text()[logged_before:] and _listening(self.port) \

@@ -413,7 +413,7 @@ async def test_one_write_per_device_whatever_the_spelling() -> None:
         assert await dev.recv() == {"n": 1}
         await dev.send({"ping": "after"})
         assert await dev.recv() == {"pong": "after"}  # and not a second {"n": 1}
-        with pytest.raises(TypeError, match="list of ids"):
+        with pytest.raises(TypeError, match="list of device keys"):
             await hub.push("C8C2C68CD602", {"n": 2})  # type: ignore[arg-type]
     finally:
         await hub.stop()

@@ -72,12 +72,15 @@ def _tls_handshake(ctx: ssl.SSLContext, sock: pysocket.socket, host: str, timeou
     """The TLS handshake, bounded by the connect timeout as the device's stack bounds it: a peer
     that accepts TCP but never answers the ClientHello is a connect timeout, not a thread that
     holds the virtual clock forever."""
-    sock.settimeout(timeout_s)
+    sock.settimeout(max(0.05, timeout_s))
     try:
         tls = ctx.wrap_socket(sock, server_hostname=host)
     except TimeoutError:
         sock.close()
         raise NetError("timeout", f"TLS handshake with {host} timed out") from None
+    except OSError:
+        sock.close()  # a refused certificate, an alert, a reset: no descriptor left behind
+        raise
     # Non-blocking from here on: the reader thread and the script's writes share one OpenSSL
     # object, which must never sit inside SSL_read while another thread calls SSL_write. A
     # blocking read could do exactly that (a TLS 1.3 session ticket makes the socket readable
@@ -93,15 +96,21 @@ def _tls_write(sock: ssl.SSLSocket, lock: Any, payload: bytes, wall_limit_s: flo
     view = memoryview(payload)
     deadline = time.monotonic() + wall_limit_s
     while view:
+        wants_read = False
         with lock:
             try:
                 view = view[sock.send(view):]
-            except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError):
+            except ssl.SSLWantReadError:
+                wants_read = True
+            except (ssl.SSLWantWriteError, BlockingIOError):
                 pass
         if view:
             if time.monotonic() > deadline:
                 raise OSError(f"TLS write stalled: {len(view)} bytes not taken in {wall_limit_s:g} s")
-            select.select([], [sock], [], 0.05)
+            if wants_read:
+                select.select([sock], [], [], 0.05)
+            else:
+                select.select([], [sock], [], 0.05)
 
 
 class SockCtrl:
@@ -204,6 +213,7 @@ class SockCtrl:
         boot.begin_io()
 
         def work() -> None:
+            started = time.monotonic()  # the connect timeout bounds TCP and TLS together
             try:
                 sock = connect_host(net, host, port, timeout_s, udp=self.udp)
                 if not self.udp:
@@ -214,7 +224,7 @@ class SockCtrl:
                     except TlsSetupError as e:
                         sock.close()
                         raise OSError(str(e)) from None
-                    sock = _tls_handshake(ctx, sock, host, timeout_s)
+                    sock = _tls_handshake(ctx, sock, host, timeout_s - (time.monotonic() - started))
                 boot.post_from_thread(self._connected, gen, sock, cut)
             except NetError as e:
                 boot.post_from_thread(self._connect_failed, gen, e.kind, str(e))
@@ -279,7 +289,7 @@ class SockCtrl:
                             continue
                         data = sock.recv(65536)
                         _quickack(sock)
-                    except (BlockingIOError, ssl.SSLWantReadError):
+                    except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
                         continue
                     except OSError:
                         data = b""

@@ -154,6 +154,11 @@ class Database:
         with self.read_engine.connect() as c:
             yield c
 
+    def ping(self) -> None:
+        """One round trip to the database (``/readyz``): raises when it cannot be reached."""
+        with self.ro() as c:
+            c.execute(sa.text("SELECT 1")).scalar()
+
     def drain(self) -> None:
         """Make buffered rows of this process (serves, audit) durable before reading them."""
         for fn in list(self.pending_writers):

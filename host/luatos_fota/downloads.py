@@ -43,15 +43,15 @@ class Download(EdgeHandler):
         art = edge.artifacts.get(name)
         if art is not None:
             return art
-        store = edge.service.store
+        svc = edge.service
         if name.startswith("artifact/"):
             ident = name[len("artifact/"):].removesuffix(".bin")
             if ident.isdigit() and len(ident) < 12:
-                art = await edge.offload(store.releases.artifact_by_id, int(ident))
+                art = await edge.offload(svc.artifact_by_id, int(ident))
         else:
             sha = name.removesuffix(".bin").lower()
             if len(sha) == 64 and all(c in "0123456789abcdef" for c in sha):
-                art = await edge.offload(store.releases.artifact_by_sha, sha)
+                art = await edge.offload(svc.artifact_by_sha, sha)
         if art is not None and len(edge.artifacts) < 10_000:
             edge.artifacts[name] = art
         return art
@@ -76,7 +76,7 @@ class Download(EdgeHandler):
         if cfg.download_auth:
             sn = qs.get("fota_sn")
             if sn and len(sn) <= 64:
-                row = await edge.offload(edge.service.store.serves.by_sn, sn)
+                row = await edge.offload(edge.service.serve_by_sn, sn)
                 if row and row.sha256 == sha and time.time() - row.served_at <= cfg.download_sn_ttl_s:
                     return None
             return "downloads need the fota_sn this server issued with the URL (or the admin token)"

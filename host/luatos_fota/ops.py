@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 import anyio
-import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -38,16 +37,11 @@ async def healthz(request: Request) -> Response:
                          "audit_suppressed": app.fota.writer.suppressed_total})
 
 
-def _check_database(store: Any) -> None:
-    with store.db.ro() as c:
-        c.execute(sa.text("SELECT 1")).scalar()
-
-
 async def readyz(request: Request) -> Response:
     app: Any = request.app
     store = app.state.store
     checks: dict[str, str] = {}
-    for name, probe in (("database", lambda: _check_database(store)), ("blobs", store.blobs.check)):
+    for name, probe in (("database", store.db.ping), ("blobs", store.blobs.check)):
         try:
             with anyio.fail_after(READY_TIMEOUT_S):
                 await app.offload(probe)

@@ -300,6 +300,15 @@ class ReleasesRepo:
             r = c.execute(sa.select(t.artifacts).where(t.artifacts.c.sha256 == sha.lower())).first()
         return Artifact.from_row(r) if r else None
 
+    def artifact_refs(self) -> tuple[list[tuple[int, str, int]], list[tuple[int, int]]]:
+        """``([(artifact id, sha256, size)], [(release id, artifact id)])``: what ``luatos-fota
+        check`` compares with the blob store, read in one go."""
+        with self.db.ro() as c:
+            arts = [(int(r[0]), str(r[1]), int(r[2])) for r in c.execute(
+                sa.select(t.artifacts.c.id, t.artifacts.c.sha256, t.artifacts.c.size))]
+            rels = [(int(r[0]), int(r[1])) for r in c.execute(sa.select(t.releases.c.id, t.releases.c.artifact_id))]
+        return arts, rels
+
     def gc_blobs(self, min_age_s: float = 3600.0) -> list[str]:
         """Delete stored packages no artifact row references (left by a crash between the blob
         rename and the commit) once older than ``min_age_s``; returns their digests."""

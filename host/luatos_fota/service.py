@@ -34,7 +34,7 @@ from .catalog import Catalog, ProductInfo, ReleaseInfo
 from .codes import VendorCode, status_for
 from .config import ServerConfig
 from .ratelimit import TokenBuckets
-from .records import Device
+from .records import Artifact, Device, FotaResult, Serve
 from .releasepush import PushPlan, Session, login_version, plan_release_push, session_ip
 from .store import NotFound, RateLimited, SharedRate, Store, normalize_device_key, serves_worth
 from .writer import BufferedWriter
@@ -615,6 +615,21 @@ class FotaService:
                       reason="download by an identified device")
         with self._lock_for(device_key):
             return self._commit_serve(out, q, mode, nbytes=nbytes)
+
+    # The device handlers read the store through the service, like every other read they make.
+
+    def artifact_by_id(self, artifact_id: int) -> Artifact | None:
+        return self.store.releases.artifact_by_id(artifact_id)
+
+    def artifact_by_sha(self, sha256: str) -> Artifact | None:
+        return self.store.releases.artifact_by_sha(sha256)
+
+    def serve_by_sn(self, fota_sn: str) -> Serve | None:
+        return self.store.serves.by_sn(fota_sn)
+
+    def record_result(self, fota_sn: str, result_code: int, ip: str = "") -> FotaResult:
+        """A device's upgrade result (v2 ``turnkey_fota_result``); NotFound for an unknown ``fota_sn``."""
+        return self.store.serves.record_result(fota_sn, result_code, ip)
 
     def device_may_download(self, sha256: str, device_key: str, credential: str) -> bool:
         """Whether an authenticated device may fetch this package: its credential proves it for

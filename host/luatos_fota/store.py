@@ -27,9 +27,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
-from . import schema as t
 from .blobs import BLOBS_ENV, Blobs, open_blobs
 from .db import Database, sqlite_url
 from .errors import Conflict, NotFound, RateLimited, StoreBusy
@@ -79,10 +76,7 @@ class Store:
         ``blobs/quarantine/`` (the release answers "temporarily unavailable" instead of serving
         a bad package), pauses releases whose package is missing or corrupt, and deletes
         unreferenced blobs and dead temp files."""
-        with self.db.ro() as c:
-            arts = [(int(r[0]), str(r[1]), int(r[2])) for r in c.execute(
-                sa.select(t.artifacts.c.id, t.artifacts.c.sha256, t.artifacts.c.size))]
-            rels = [(int(r[0]), int(r[1])) for r in c.execute(sa.select(t.releases.c.id, t.releases.c.artifact_id))]
+        arts, rels = self.releases.artifact_refs()
         missing, corrupt = [], []
         for _aid, sha, size in arts:
             path = self.blobs.path(sha)

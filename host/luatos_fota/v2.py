@@ -116,7 +116,7 @@ class V2Result(EdgeHandler):
         except (TypeError, ValueError):
             return JSONResponse({"code": VendorCode.ERROR, "msg": f"result_code {obj['result_code']!r} is not an integer"}, 400)
         try:
-            res = await edge.offload(edge.service.store.serves.record_result, str(obj["fota_sn"])[:100], rc,
+            res = await edge.offload(edge.service.record_result, str(obj["fota_sn"])[:100], rc,
                                      client_ip(request.scope))
         except NotFound as e:
             return JSONResponse({"code": VendorCode.ERROR, "msg": str(e)}, 404)

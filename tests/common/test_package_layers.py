@@ -161,7 +161,7 @@ def test_repositories_records_and_db_stay_below_the_store() -> None:
 def test_no_sql_outside_the_storage_layer() -> None:
     root = HOST / "luatos_fota"
     for name in ("records", "errors", "pushrelay", "service", "admin", "app", "edge", "checkin", "v2", "downloads",
-                 "packageanswer", "releasepush"):
+                 "packageanswer", "releasepush", "store", "ops", "cli", "maintenance", "preflight", "remote"):
         assert not _sql_imports(root / f"{name}.py"), f"{name}.py writes SQL; it belongs in a repository"
 
 

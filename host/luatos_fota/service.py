@@ -579,7 +579,11 @@ class FotaService:
 
         def decide(device_key: str, login: Session) -> tuple[str | None, str]:
             out, why = self.push_decision(device_key, login_version(login), product, release_id, session_ip(login))
-            return (out.fota_sn, "") if out is not None and out.fota_sn else (None, why)
+            if out is None:
+                return None, why
+            if not out.fota_sn:  # never expected: a counted serve always carries its fota_sn
+                return None, "serve counted without a fota_sn; not pushed"
+            return out.fota_sn, ""
 
         return plan_release_push(product.id, product.project_key, sessions, wanted, decide)
 

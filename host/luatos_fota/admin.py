@@ -36,6 +36,7 @@ from .blobs import BlobStoreUnavailable
 from .codes import VendorCode
 from .edge import DeviceEdge
 from .jsonlimits import loads_limited
+from .preflight import PreflightRunner
 from .service import FotaService
 from .store import Conflict, NotFound, Store, StoreBusy
 from .uploads import UploadError
@@ -67,7 +68,8 @@ class AdminContext:
 
     store: Store
     service: FotaService
-    edge: DeviceEdge  # download links (package_url) and the preflight runner
+    edge: DeviceEdge  # download links (package_url)
+    preflight: PreflightRunner
     admin_token: str
     push: PushAccess = field(default_factory=PushAccess)
 
@@ -296,7 +298,7 @@ async def releases(request: Request) -> Response:
             base_path = st.data_dir / "preflight" / f"baseline-{rel.id}.bin"
             base_path.parent.mkdir(exist_ok=True)
             await run_in_threadpool(base_path.write_bytes, baseline)
-        _ctx(request).edge.preflight.submit(rel.id, baseline=base_path)
+        _ctx(request).preflight.submit(rel.id, baseline=base_path)
     _changed(request)
     return _ok(rel, 201)
 
@@ -309,7 +311,7 @@ async def release_preflight(request: Request) -> Response:
     if rel.preflight_status == "running":
         return _err(409, f"release {rid}: a preflight is already running")
     await _call(st.releases.request_preflight, rid, actor="api")
-    _ctx(request).edge.preflight.submit(rid)
+    _ctx(request).preflight.submit(rid)
     _changed(request)
     return _ok(await _call(st.releases.get, rid), 202)
 

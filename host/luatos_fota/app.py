@@ -93,9 +93,10 @@ class FotaApp(Starlette):
     ``app.state.*``. ``app.state.push_relay`` is set by the lifespan once the relay runs."""
 
     def __init__(self, edge: DeviceEdge, *, routes: list[Any], lifespan: Any, store: Store,
-                 maintenance: Maintenance, data_dir: Path, push_hub: Any) -> None:
+                 maintenance: Maintenance, data_dir: Path, push_hub: Any, preflight: PreflightRunner) -> None:
         super().__init__(routes=routes, lifespan=lifespan)
         self.edge = edge
+        self.preflight = preflight
         self.devices = DeviceDispatcher(edge)
         self.state.store = store
         self.state.service = edge.service
@@ -115,9 +116,6 @@ class FotaApp(Starlette):
     def blob_cache(self) -> BlobCache:
         return self.edge.blob_cache
 
-    @property
-    def preflight(self) -> PreflightRunner:
-        return self.edge.preflight
 
     @property
     def inflight(self) -> int:
@@ -176,8 +174,7 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
     blob_cache = BlobCache(st.blobs)
     svc = FotaService(st, config, blob_known=blob_cache.known)
     maintenance = Maintenance(st, config)
-    relay_box: list[PushRelay] = []  # the relay exists once the hub listens (lifespan)
-    push_access = PushAccess(push_hub)
+    push_access = PushAccess(push_hub)  # holds the relay once the hub listens (lifespan)
     if push_hub is not None:
         first_hook = getattr(push_hub, "on_event", None)
 
@@ -190,8 +187,8 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
                 result = first_hook(kind, device_key, data)
                 if inspect.isawaitable(result):
                     await result
-            for relay in relay_box:
-                await relay.on_hub_event(kind, device_key, data)
+            if push_access.relay is not None:
+                await push_access.relay.on_hub_event(kind, device_key, data)
 
         push_hub.on_event = on_push_event
         if getattr(push_hub, "authenticate", None) is None and isinstance(push_hub, PushHub):
@@ -219,27 +216,26 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
         if isinstance(hub, PushHub) and hub.address is not None:
             relay = PushRelay(st.push_sessions, hub, **config.extra.get("push_relay", {}))
             await relay.start()
-            relay_box.append(relay)
             app.state.push_relay = push_access.relay = relay
         app.preflight.resume_pending()
         try:
             yield
         finally:
             if relay is not None:
-                relay_box.clear()
+                app.state.push_relay = push_access.relay = None
                 await relay.stop()
             if started_hub:
                 await hub.stop()
             await maintenance.stop()
             svc.close()
 
-    edge = DeviceEdge(svc, blob_cache, token,
-                      PreflightRunner(st, PreflightSettings(wall_limit_s=config.preflight_wall_s,
-                                                            window_s=config.preflight_window_s)))
+    edge = DeviceEdge(svc, blob_cache, token)
+    preflight = PreflightRunner(st, PreflightSettings(wall_limit_s=config.preflight_wall_s,
+                                                      window_s=config.preflight_window_s))
     routes: list[Any] = [
         Route("/", _root, methods=["GET", "HEAD"]),
         *ops_routes(),
-        Mount(ADMIN_PREFIX, app=AdminApp(AdminContext(st, svc, edge, token, push_access))),
+        Mount(ADMIN_PREFIX, app=AdminApp(AdminContext(st, svc, edge, preflight, token, push_access))),
         Route(config.device_endpoint, _bare_endpoint, methods=["GET", "HEAD", "POST"]),
         Route(V2_RESULT, V2Result(edge), methods=["POST"]),
     ]
@@ -247,4 +243,4 @@ def create_app(data_dir: str | os.PathLike[str] | Path, db_url: str | None = Non
         routes.append(Mount("/dashboard", app=StaticFiles(directory=STATIC_DIR, html=True), name="dashboard"))
     metrics.watch_push_hub(push_hub)
     return FotaApp(edge, routes=routes, lifespan=lifespan, store=st, maintenance=maintenance, data_dir=data,
-                   push_hub=push_hub)
+                   push_hub=push_hub, preflight=preflight)

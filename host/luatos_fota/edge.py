@@ -33,7 +33,6 @@ from .blobs import Blobs
 from .codes import VendorCode
 from .config import ServerConfig
 from .httpio import header, send_json
-from .preflight import PreflightRunner
 from .ratelimit import TokenBuckets, retry_after_seconds
 from .records import Artifact
 from .service import FotaService, Outcome, Query
@@ -147,7 +146,6 @@ class DeviceEdge:
     service: FotaService
     blob_cache: BlobCache
     admin_token: str
-    preflight: PreflightRunner
     device_buckets: TokenBuckets = field(init=False)
     ip_buckets: TokenBuckets = field(init=False)
     url_key: bytes = field(init=False)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..cfunc import require_ints
 from ..httpsrv_wire import BadRequest, Request, TooLarge, parse
 from ..platform.network import ADAPTER_MAX, BootNet
-from .socket_mod import accept_clients
+from .socket_mod import accept_clients, loopback_listener
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -126,14 +126,9 @@ class HttpServer:
         return self.listener is not None and not self.bn.closed
 
     def start(self) -> bool:
-        try:
-            srv = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
-            srv.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
-            srv.bind(("127.0.0.1", 0))
-            srv.listen(8)
-        except OSError:
+        srv = loopback_listener()
+        if srv is None:
             return False
-        srv.setblocking(False)
         self.listener = srv
         self.net.listeners[self.port] = int(srv.getsockname()[1])
         self.boot.watch(1)  # a client may arrive any time: look before virtual time moves

@@ -410,12 +410,8 @@ class SockCtrl:
 
     def start_listen(self) -> bool:
         """Bind a loopback server for the device's local port; clients arrive as ON_LINE."""
-        try:
-            srv = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
-            srv.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
-            srv.bind(("127.0.0.1", 0))
-            srv.listen(8)
-        except OSError:
+        srv = loopback_listener()
+        if srv is None:
             return False
         self.close_socket()
         self.gen += 1
@@ -428,8 +424,6 @@ class SockCtrl:
         self.boot.trace("socket_listen", id=self.id, port=self.lport,
                                      host_port=self.net.listeners[self.lport])
         boot = self.boot
-
-        srv.setblocking(False)
 
         def arrived(client: pysocket.socket) -> None:
             boot.post_from_thread(self._client_arrived, gen, client)
@@ -519,6 +513,20 @@ class SockCtrl:
 def _is_ip(host: str) -> bool:
     from ..platform.network import is_ip_literal
     return is_ip_literal(host)
+
+
+def loopback_listener() -> pysocket.socket | None:
+    """The real listener behind a device-side server (``socket.listen``, ``httpsrv``): any free
+    loopback port, non-blocking for :func:`accept_clients`; None when the host refuses one."""
+    try:
+        srv = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
+        srv.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+    except OSError:
+        return None
+    srv.setblocking(False)
+    return srv
 
 
 def accept_clients(srv: pysocket.socket, lock: Any,

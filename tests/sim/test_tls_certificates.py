@@ -96,6 +96,7 @@ def tls_server(pki: Pki) -> Iterator[Callable[..., int]]:
                 except OSError:
                     return
                 try:
+                    conn.settimeout(10)  # bounded: a client that never writes is dropped
                     with ctx.wrap_socket(conn, server_side=True) as c:
                         got = c.recv(4000)
                         c.sendall(raw + got if raw is not None
@@ -189,8 +190,12 @@ def test_libfota2_passes_server_cert_to_the_request(boot, pki: Pki, tls_server) 
     assert results == ["I/user.fota 1", "I/user.fota 4"]
 
 
-def socket_result(boot: Callable[..., Device], port: int, config_args: str) -> list[str]:
-    """A TLS socket in callback mode: connect, send "hi", read the echo."""
+def socket_result(boot: Callable[..., Device], port: int, config_args: str, *,
+                  settle_before_tx_s: float = 0.0) -> list[str]:
+    """A TLS socket in callback mode: connect, send "hi", read the echo. ``settle_before_tx_s``:
+    once online, the device idles that long in wall time (and 500 ms in virtual time) before it
+    writes, so whatever the server sent after the handshake has reached its reader."""
+    pause = "sys.wait(500)" if settle_before_tx_s else ""
     dev = boot(f"""
         sys.taskInit(function()
           wlan.init(); wlan.connect("ap", "pw"); sys.waitUntil("IP_READY")
@@ -200,6 +205,7 @@ def socket_result(boot: Callable[..., Device], port: int, config_args: str) -> l
           local _, ev, p = sys.waitUntil("SEV", 30000)
           log.info("online", ev == socket.ON_LINE, p)
           if p ~= 0 then return end
+          {pause}
           socket.tx(c, "hi")
           repeat _, ev, p = sys.waitUntil("SEV", 30000) until ev == socket.EVENT
           local zb = zbuff.create(64)
@@ -209,6 +215,9 @@ def socket_result(boot: Callable[..., Device], port: int, config_args: str) -> l
         sys.run()
     """)
     dev.net.map_address(f"{HOST}:8883", f"127.0.0.1:{port}")
+    if settle_before_tx_s:
+        dev.run_until(r"I/user\.online", within="5m")
+        time.sleep(settle_before_tx_s)
     dev.run_until(r"I/user\.(rx|online false|online true -1)", within="5m")
     return [ln for ln in dev.lines() if ln.startswith(("I/user.online", "I/user.rx"))]
 
@@ -260,49 +269,12 @@ def test_socket_tls_handshake_with_a_silent_peer_times_out_like_a_connect(boot) 
         silent.close()
 
 
-def test_socket_tls_write_after_the_session_ticket_arrived(boot, pki: Pki) -> None:
+def test_socket_tls_write_after_the_session_ticket_arrived(boot, tls_server) -> None:
     """TLS 1.3 servers send session tickets right after the handshake, so the socket turns
     readable with no application data behind it. The device then writes first and the server
     answers. Before, the emulator's reader sat inside a blocking SSL_read holding its lock,
     and the device froze until the server gave up (about 95 s with Mosquitto)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pki.server_cert, pki.server_key)
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(20)
-
-    def serve() -> None:
-        try:
-            conn, _ = listener.accept()
-            conn.settimeout(5)  # bounded: without the device's write, give up after 5 s
-            with ctx.wrap_socket(conn, server_side=True) as c:
-                c.sendall(b"echo:" + c.recv(100))
-        except OSError:
-            pass
-
-    threading.Thread(target=serve, daemon=True).start()
-    try:
-        dev = boot(f"""
-            sys.taskInit(function()
-              wlan.init(); wlan.connect("ap", "pw"); sys.waitUntil("IP_READY")
-              local c = socket.create(nil, function(ctrl, ev, p) sys.publish("SEV", ev, p) end)
-              socket.config(c, nil, nil, true)
-              socket.connect(c, "{HOST}", 8883)
-              local _, ev, p = sys.waitUntil("SEV", 30000)
-              log.info("online", ev == socket.ON_LINE, p)
-              sys.wait(500)
-              socket.tx(c, "hi")
-              repeat _, ev, p = sys.waitUntil("SEV", 30000) until ev == socket.EVENT or ev == nil
-              local zb = zbuff.create(64)
-              local ok, n = socket.rx(c, zb)
-              log.info("rx", ok, n, zb:query())
-            end)
-            sys.run()
-        """)
-        dev.net.map_address(f"{HOST}:8883", f"127.0.0.1:{listener.getsockname()[1]}")
-        assert dev.run_until(r"I/user\.online", within="1m").line == "I/user.online true 0"
-        time.sleep(0.3)  # wall time for the tickets to reach the device's reader thread
-        started = time.monotonic()
-        assert dev.run_until(r"I/user\.rx", within="1m").line == "I/user.rx true 7 echo:hi"
-        assert time.monotonic() - started < 4
-    finally:
-        listener.close()
+    started = time.monotonic()
+    lines = socket_result(boot, tls_server(raw=b"echo:"), "", settle_before_tx_s=0.3)
+    assert lines == ["I/user.online true 0", "I/user.rx true 7 echo:hi"]
+    assert time.monotonic() - started < 4  # the server gives up after 10 s

@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,27 +61,35 @@ def test_fresh_range_from_0_is_a_whole_serve_each_time(srv: RunningServer) -> No
     assert len(serves) == 6 and all(s.detail["mode"] == "full" for s in serves)
 
 
+def half_closed_get(port: int, target: bytes) -> int:
+    """GET ``target`` and half-close at once (a client that hangs up): the body bytes it got."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET " + target + b" HTTP/1.1\r\nConnection: Close\r\nHost: x\r\n\r\n")
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+    return len(got.partition(b"\r\n\r\n")[2])
+
+
+def aborted_serves(srv: RunningServer, expected: int) -> list[Any]:
+    """The device's ``serve_aborted`` rows once there are ``expected`` (the server finishes a
+    request after its client saw the close), or what there is after 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        srv.flush()
+        aborted = srv.store.audit.query(device_key=MAC, event_="serve_aborted", limit=100)
+        if len(aborted) >= expected or time.monotonic() > deadline:
+            return aborted
+        time.sleep(0.05)
+
+
 def test_half_closed_client_is_not_a_delivered_serve(srv: RunningServer) -> None:
     """A client that sends its request and half-closes its socket gets 0 bytes: the serve is
     audited as not delivered (``serve_aborted``), and it does not count for the loop guard."""
     target = check("2001.001.000").encode()
-    received = []
-    for _ in range(5):  # below the loop limit even if every one were delivered
-        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-            s.sendall(b"GET " + target + b" HTTP/1.1\r\nConnection: Close\r\nHost: x\r\n\r\n")
-            s.shutdown(socket.SHUT_WR)
-            got = b""
-            while chunk := s.recv(65536):
-                got += chunk
-        received.append(len(got.partition(b"\r\n\r\n")[2]))
-    # the server finishes each request after the client saw the close: wait for its records
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        srv.flush()
-        aborted = srv.store.audit.query(device_key=MAC, event_="serve_aborted", limit=100)
-        if len(aborted) >= received.count(0):
-            break
-        time.sleep(0.05)
+    received = [half_closed_get(srv.port, target) for _ in range(5)]  # below the loop limit
+    aborted = aborted_serves(srv, received.count(0))
     serves = srv.store.audit.query(device_key=MAC, event_="serve", limit=100)
     # what the audit says matches what each client got: 0 bytes is never "delivered"
     assert len(aborted) == received.count(0) >= 1
@@ -113,22 +122,10 @@ def test_half_closed_download_by_a_named_device_is_not_delivered_either(public_s
     target = f"/dl/{sha}.bin?mac={MAC}".encode()
     received: list[int] = []
     for _ in range(20):  # bounded; on a loaded machine the server may send it all before it sees the hangup
-        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-            s.sendall(b"GET " + target + b" HTTP/1.1\r\nConnection: Close\r\nHost: x\r\n\r\n")
-            s.shutdown(socket.SHUT_WR)
-            got = b""
-            while chunk := s.recv(65536):
-                got += chunk
-        received.append(len(got.partition(b"\r\n\r\n")[2]))
+        received.append(half_closed_get(srv.port, target))
         if len(received) >= 3 and 0 in received:
             break
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        srv.flush()
-        aborted = srv.store.audit.query(device_key=MAC, event_="serve_aborted", limit=100)
-        if len(aborted) >= received.count(0):
-            break
-        time.sleep(0.05)
+    aborted = aborted_serves(srv, received.count(0))
     assert len(aborted) == received.count(0) >= 1
     assert all(a.detail["bytes_sent"] == 0 for a in aborted)
     # an anonymous download counts nothing, so nothing is aborted for it

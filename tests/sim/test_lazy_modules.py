@@ -117,19 +117,25 @@ def test_building_a_module_inside_a_task_costs_no_virtual_time(
     assert int(took[0]) == 0  # no build ran on the script's clock
 
 
-def test_a_reboot_stops_pwm_even_when_the_next_boot_never_touches_pwm(
-        boot: Callable[..., Device]) -> None:
-    dev = boot("""
+def boot_twice(boot: Callable[..., Device], first_boot_only: str) -> Device:
+    """A project that runs ``first_boot_only`` (which logs ``I/user.first true``) and reboots;
+    the second boot never touches that module."""
+    return boot(f"""
         if fskv.init() and fskv.get("second") then
             log.info("second", "boot")
         else
             fskv.set("second", true)
-            log.info("open", pwm.open(1, 1000, 50))
+            log.info("first", {first_boot_only})
             sys.timerStart(rtos.reboot, 100)
         end
         sys.run()
     """)
-    dev.run_until("I/user.open true", within="2s")
+
+
+def test_a_reboot_stops_pwm_even_when_the_next_boot_never_touches_pwm(
+        boot: Callable[..., Device]) -> None:
+    dev = boot_twice(boot, "pwm.open(1, 1000, 50)")
+    dev.run_until("I/user.first true", within="2s")
     assert 1 in dev.pwm.outputs
     dev.run_until("I/user.second boot", within="5s")
     assert dev.pwm.outputs == {}
@@ -137,17 +143,8 @@ def test_a_reboot_stops_pwm_even_when_the_next_boot_never_touches_pwm(
 
 def test_a_reboot_powers_the_lcd_off_when_the_next_boot_never_touches_lcd(
         boot: Callable[..., Device]) -> None:
-    dev = boot("""
-        if fskv.init() and fskv.get("second") then
-            log.info("second", "boot")
-        else
-            fskv.set("second", true)
-            log.info("init", lcd.init("st7796", {w = 320, h = 480}))
-            sys.timerStart(rtos.reboot, 100)
-        end
-        sys.run()
-    """)
-    dev.run_until("I/user.init true", within="2s")
+    dev = boot_twice(boot, 'lcd.init("st7796", {w = 320, h = 480})')
+    dev.run_until("I/user.first true", within="2s")
     assert dev.lcd.controller is not None
     dev.run_until("I/user.second boot", within="5s")
     assert dev.lcd.controller is None

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from luatos_common.ports import free_port
+
 GOAL_CHECKINS = 2000.0
 GOAL_RATIO = 0.5
 NGINX = "/usr/sbin/nginx"
@@ -45,12 +47,6 @@ FIRMWARE = "BENCH_LuatOS-SoC_Air8101"
 CORE = "V2001"
 LATEST = "2001.002.000"  # what the release carries; check-ins report it -> 304
 OLDER = "2001.001.000"  # check-ins reporting this get the package
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(

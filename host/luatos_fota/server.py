@@ -153,6 +153,18 @@ class EdgeProtocol(HttpToolsProtocol):
                 lim.open_by_ip.pop(self._ip, None)
         super().connection_lost(exc)
 
+    def eof_received(self) -> None:
+        """A client that half-closes before its answer is complete has hung up. asyncio closes
+        the transport at once and from then on silently drops writes, but ``connection_lost``
+        (which marks the delivery lost) runs only on the next loop turn; a send in between would
+        be taken as delivered. So mark it here, unless written bytes are still queued: then the
+        transport flushes them and ``connection_lost`` runs right as the queue empties."""
+        cycle = self.cycle
+        if (self._delivery is not None and cycle is not None and not cycle.response_complete
+                and not self.transport.get_write_buffer_size()):
+            self._delivery.lost = True
+        super().eof_received()  # returns nothing: the transport closes itself
+
     def _arm(self, delay: float, fn: Any) -> None:
         self._disarm()
         self._timer = self.loop.call_later(delay, fn)

@@ -64,12 +64,6 @@ class RunningServer:
         return self.base_url
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running_server(data_dir: str | os.PathLike[str], host: str = "127.0.0.1",
                    **kwargs: Any) -> Iterator[RunningServer]:

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from luatos_common.ports import free_port
+
 SETUP_HINT = "Mosquitto not installed: run make sysdeps (Debian package mosquitto)"
 DEFAULT_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
@@ -40,12 +42,6 @@ def find_mosquitto() -> Path | None:
             return Path(cand)
     found = shutil.which("mosquitto")
     return Path(found) if found else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

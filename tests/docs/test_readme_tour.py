@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from luatos_common.ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 BLOCK_RE = re.compile(r"^<!-- tour:(?P<name>[\w-]+) -->\n```sh\n(?P<body>.*?)^```$", re.M | re.S)
@@ -29,12 +31,6 @@ TOUR_PORT = "8000"  # what the README writes; the test substitutes a free port
 
 def tour_blocks(text: str) -> dict[str, str]:
     return {m["name"]: m["body"] for m in BLOCK_RE.finditer(text)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def on_port(block: str, port: int) -> str:

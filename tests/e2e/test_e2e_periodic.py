@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from luatos_common.logline import SIM
+from luatos_common.ports import free_port
 from luatos_fota.uploads import UploadError
 from luatos_sim.device import RebootLoopError
 from luatos_testing.dut import SimDut
@@ -16,7 +17,6 @@ from .conftest import (
     Fota,
     booted,
     count_lines,
-    free_port,
     package,
     project,
     result_codes,

@@ -19,17 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from luatos_common.ports import free_port
+
 TOKEN = "security-admin-token"
 KEY = "SEC_KEY"
 FW = "SEC_LuatOS-SoC_Air8101"
 VICTIM = "C8C2C68CD602"
 _TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _toml(cfg: dict[str, Any]) -> str:

@@ -14,12 +14,13 @@ import atexit
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from luatos_common.ports import free_port
 
 SETUP_HINT = "PostgreSQL not installed: run make sysdeps"
 DEFAULT_BIN_DIRS = ("/usr/lib/postgresql/15/bin",)
@@ -37,12 +38,6 @@ def find_bin_dir() -> Path | None:
     if which and shutil.which("initdb"):
         return Path(which).parent
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PgError(RuntimeError):
@@ -153,7 +148,7 @@ def start_cluster(bin_dir: Path | None = None, attempts: int = 3) -> PgCluster:
         cluster._run("mkdir", "-p", str(cluster.socket_dir))
         last: Exception | None = None
         for _ in range(attempts):
-            cluster.port = _free_port()
+            cluster.port = free_port()
             options = (
                 f"-p {cluster.port} -k {cluster.socket_dir} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "

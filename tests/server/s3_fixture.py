@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from luatos_common.ports import free_port
+
 SETUP_HINT = "moto[server] is not installed: pip install -e '.[dev]'"
 ACCESS_KEY = "fota-test-key"
 SECRET_KEY = "fota-test-secret"
@@ -29,12 +31,6 @@ CREDENTIAL_ENV = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECR
 
 def available() -> bool:
     return all(importlib.util.find_spec(m) is not None for m in ("moto", "flask", "boto3"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -74,7 +70,7 @@ class S3Server:
 
 def start_server(timeout_s: float = 30.0) -> S3Server:
     """Start moto's S3 server on loopback and wait until it answers."""
-    port = _free_port()
+    port = free_port()
     log = Path(tempfile.mkstemp(prefix="moto-", suffix=".log")[1])
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -28,6 +28,7 @@ import yaml
 from click.testing import CliRunner
 
 from luatos_common.packages import build_air8101_ota
+from luatos_common.ports import free_port
 from luatos_fota.cli import main as cli_main
 from luatos_fota.push import PushHub
 from luatos_fota.testing import device_request, running_server
@@ -45,12 +46,6 @@ def need(ok: bool, reason: str) -> None:
         if os.environ.get("CI"):
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:

@@ -41,6 +41,7 @@ from .platform import Platform
 from .platform.adc import AdcBench
 from .platform.ble import BleRadio
 from .platform.camera import CameraBench
+from .platform.errdump import ErrDumpLogs
 from .platform.fota_area import FotaArea
 from .platform.gpio import GpioBank
 from .platform.i2c import I2cBuses
@@ -208,6 +209,11 @@ class Device:
     def uart(self) -> UartBus:
         """Serial ports and the host's end of the cable (``console``, ``tx``)."""
         return self.platform.uart
+
+    @property
+    def errdump(self) -> ErrDumpLogs:
+        """errDump's logs in flash (``sys_log``, ``usr_log``)."""
+        return self.platform.errdump
 
     @property
     def spi(self) -> SpiBuses:
@@ -577,6 +583,7 @@ class Device:
             text = boot.error_text(res.error)
             self.emit_c("E", "main", "Luat: ")
             self.emit_c("E", "main", text)
+            self.platform.errdump.lua_error(text)  # report() saves it when errDump records
             self._explain_missing(text, boot, self.clock.now)
             info.error = text
             outcome = BootOutcome.ERROR

@@ -21,6 +21,7 @@ from ..upgrade_checks import UpgradeChecks
 from .adc import AdcBench
 from .ble import BleRadio
 from .camera import CameraBench
+from .errdump import ErrDumpLogs
 from .fota_area import FotaArea
 from .gpio import GpioBank
 from .i2c import I2cBuses
@@ -58,6 +59,7 @@ class Platform:
     camera: CameraBench  # what the camera sees
     upgrade_checks: UpgradeChecks  # emulator diagnostics about FOTA code (not hardware)
     rtc: RtcClock  # the wall clock (os.time, rtc.set)
+    errdump: ErrDumpLogs  # errDump's system and user logs (flash)
 
     @classmethod
     def build(cls, device: Device) -> Platform:
@@ -81,6 +83,7 @@ class Platform:
             camera=CameraBench(device),
             upgrade_checks=UpgradeChecks(device),
             rtc=RtcClock(device.epoch_at_power_on),
+            errdump=ErrDumpLogs(device.state_dir / "errdump"),
         ).wired()
 
     def begin_boot(self, modules: frozenset[str]) -> None:
@@ -101,6 +104,8 @@ class Platform:
             self.touch.listener = None
         if "bluetooth" in modules:
             self.ble.attach_host(None)  # links drop
+        if "errDump" in modules:
+            self.errdump.begin_boot()  # recording is off until errDump.config(true, ...)
 
     def wired(self) -> Platform:
         """Connections between parts: a GPIO the script drives may be an SPI chip select."""

@@ -1,9 +1,9 @@
 """errDump: the firmware's error logs, and their upload to a log server over UDP.
 
-Written from the module's API documentation and luat_lib_errdump.c (docs/behaviour.md,
-"errDump"). Two logs, kept in flash by the platform part (``dev.errdump``, 4 KB each, newest
-kept): the system log gets the message of a Lua error that ends the VM, the user log what the
-script gives ``errDump.record``. Nothing is recorded until ``errDump.config(true, ...)`` in this
+Written from the module's API documentation and luat_lib_errdump.c (docs/behaviour.md §2.7).
+Two logs, kept in flash by the platform part (``dev.errdump``, 4 KB each, newest kept): the
+system log gets the message of a Lua error that ends the VM, the user log what the script gives
+``errDump.record``. Nothing is recorded until ``errDump.config(true, ...)`` in this
 boot.
 
 With a period, the module uploads: 2 s after ``config`` (and 2 s after each record) it sends

@@ -341,3 +341,40 @@ def test_an_unknown_host_keeps_the_logs_and_the_script_runs(boot: Callable[..., 
     assert "errDump:errdump fail, after 60 second retry" in dev.lines()
     assert dev.errdump.usr_log == b"r1;"
     assert not crashes(dev)
+
+
+def test_a_crash_is_uploaded_by_the_next_boot(
+        boot: Callable[..., Device], log_server: Callable[[bytes | None], LogServer]) -> None:
+    """The vendor's own-server demo: user records every 15 s, a typo kills the VM at 60 s; the
+    boot after the reset sends the error with power-on reason 3 and the "OK" clears it."""
+    srv = log_server(b"OK")
+    dev = boot("""
+PROJECT = "dumpdemo"
+VERSION = "1.0.0"
+sys = require("sys")
+sys.taskInit(function()
+  while not socket.adapter(socket.dft()) do sys.waitUntil("IP_READY", 1000) end
+  errDump.config(true, 600, nil, nil, "112.125.89.8", 47816)
+  while true do
+    sys.wait(15000)
+    errDump.record("user note;")
+  end
+end)
+sys.taskInit(function()
+  sys.wait(60000)
+  lllllllllog.info("never")
+end)
+sys.run()
+""", model="Air780E")
+    dev.net.map_address("112.125.89.8:47816", f"127.0.0.1:{srv.port}")
+    dev.run_until("errDump:errdump ok!", within="40s")  # the first boot's first upload
+    dev.run_for("90s")  # the crash at 61 s, 15 s to the reset, the next boot's upload
+    assert len(dev.boots) == 2 and dev.boots[0].outcome == "error"
+    error = dev.boots[0].error
+    assert error is not None and "lllllllllog" in error
+    assert srv.got[0].endswith(b",864536071234561,,\r\npoweron reason:0\r\n")
+    assert b"user note;\r\n" in srv.got[1]
+    last = srv.got[-1]
+    assert last == (b"dumpdemo_LuatOS-SoC_V1112_EC618,1.0.0,864536071234561,,\r\n"
+                    b"poweron reason:3\r\n" + error.encode() + b"\r\n")
+    assert dev.errdump.sys_log == b""

@@ -35,13 +35,21 @@ CLIENT_ID_MAX, USER_NAME_MAX, PASSWORD_MAX = 191, 191, 255  # the firmware's buf
 SIGNED_TEXT_MAX = 99  # tuya's and baidu's 100-byte buffer for the signed text
 ONENET_KEY_MAX, QCLOUD_PSK_MAX = 64, 48  # decoded-key buffers
 
-# OneNET token fields: these characters are percent-encoded, nothing else (not even "%" twice).
+# The OneNET token percent-encodes these characters of res and sign, and nothing else.
 _ONENET_ESCAPES = {ord(c): f"%{ord(c):02X}".encode() for c in "+ /?%#&="}
 _B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
 class _Unsupported(Exception):
     """A method the cloud's signing does not know."""
+
+
+class _Partial(_Unsupported):
+    """An unsupported method after the firmware already wrote some of the strings."""
+
+    def __init__(self, *written: bytes) -> None:
+        super().__init__()
+        self.written = written
 
 
 def _cstr(v: bytes) -> bytes:
@@ -213,14 +221,6 @@ def baidu(core_id: bytes, device_key: bytes, secret: bytes, method: bytes,
         (stamp + b"|" if ts else b"") + name
     signed = (device_key + b"&" + stamp + b"&" + name + secret)[:SIGNED_TEXT_MAX]
     return client_id, user_name[:USER_NAME_MAX], _hex(hashlib.new(digest, signed).digest())
-
-
-class _Partial(_Unsupported):
-    """An unsupported method after the firmware already wrote some of the strings."""
-
-    def __init__(self, *written: bytes) -> None:
-        super().__init__()
-        self.written = written
 
 
 def install(boot: Boot) -> None:

@@ -73,6 +73,7 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "mqtt": _functions("create auth keepalive on connect autoreconn publish subscribe "
                        "unsubscribe disconnect close ready will debug state"),
     "errDump": _functions("config dump record"),
+    "iotauth": _functions("aliyun onenet iotda qcloud tuya baidu"),
 })
 
 # Modules the firmware has that the emulator does not emulate yet (no binding): their tables
@@ -84,7 +85,6 @@ NOT_EMULATED_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "xxtea": _functions("encrypt decrypt"),
     "rsa": _functions("encrypt decrypt sign verify"),
     "protobuf": _functions("load encode decode clear"),
-    "iotauth": _functions("aliyun onenet iotda qcloud tuya baidu"),
     "pins": _functions("setup loadjson"),
     "iperf": _functions("server client abort"),
     "lora2": _functions("init"),

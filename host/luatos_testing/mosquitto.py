@@ -53,6 +53,9 @@ class MosquittoBroker:
     port: int = 0
     tls_port: int | None = None
     tls_files: tuple[Path, Path] | None = None  # (certificate, key) for a TLS listener
+    # Clients must log in with a user and password listed here (mosquitto_passwd format),
+    # as a cloud checks the credentials a device computed; re-read on restart().
+    password_file: Path | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -66,7 +69,7 @@ class MosquittoBroker:
     def _config(self) -> Path:
         lines = [
             "per_listener_settings false",
-            "allow_anonymous true",
+            "allow_anonymous false" if self.password_file else "allow_anonymous true",
             "persistence false",
             f"log_dest file {self.log_file}",
             "log_type error",
@@ -80,6 +83,8 @@ class MosquittoBroker:
             # Started as root, mosquitto drops to the "mosquitto" user, which cannot read the
             # test's temp files (log, certificates): stay the user who started it.
             lines.insert(0, "user root")
+        if self.password_file:
+            lines.append(f"password_file {self.password_file}")
         if self.tls_port and self.tls_files:
             cert, key = self.tls_files
             lines += [f"listener {self.tls_port} 127.0.0.1", f"certfile {cert}", f"keyfile {key}"]
@@ -166,6 +171,26 @@ class MosquittoBroker:
             return ""
 
 
+def write_password_file(path: Path, users: dict[str, str]) -> Path:
+    """A password file for ``MosquittoBroker.password_file`` (user -> password), written by
+    ``mosquitto_passwd`` from the same Debian package as the broker; BrokerError (with the
+    hint) when that tool is missing."""
+    tool = shutil.which("mosquitto_passwd") or next(
+        (c for c in ("/usr/bin/mosquitto_passwd", "/usr/local/bin/mosquitto_passwd")
+         if os.access(c, os.X_OK)), None)
+    if tool is None:
+        raise BrokerError(SETUP_HINT)
+    path.write_text("", encoding="utf-8")
+    path.chmod(0o600)
+    for user, password in users.items():
+        done = subprocess.run([tool, "-b", str(path), user, password], capture_output=True,
+                              timeout=10, check=False)
+        if done.returncode != 0:
+            raise BrokerError(f"mosquitto_passwd failed for user {user!r}: "
+                              f"{done.stderr.decode(errors='replace').strip()}")
+    return path
+
+
 def _listening(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.2):
@@ -174,22 +199,23 @@ def _listening(port: int) -> bool:
         return False
 
 
-def start_broker(base: Path | None = None, *, tls_files: tuple[Path, Path] | None = None
-                 ) -> MosquittoBroker:
+def start_broker(base: Path | None = None, *, tls_files: tuple[Path, Path] | None = None,
+                 password_file: Path | None = None) -> MosquittoBroker:
     """Start a broker; raises BrokerError (with the hint) when Mosquitto is missing."""
     binary = find_mosquitto()
     if binary is None:
         raise BrokerError(SETUP_HINT)
     base = base or Path(tempfile.mkdtemp(prefix="luatos-mosquitto-"))
     broker = MosquittoBroker(binary, base, tls_files=tls_files,
-                             tls_port=free_port() if tls_files else None)
+                             tls_port=free_port() if tls_files else None,
+                             password_file=password_file)
     broker.start()
     return broker
 
 
 @contextlib.contextmanager
-def broker_for_test(base: Path, *, tls_files: tuple[Path, Path] | None = None
-                    ) -> Iterator[MosquittoBroker]:
+def broker_for_test(base: Path, *, tls_files: tuple[Path, Path] | None = None,
+                    password_file: Path | None = None) -> Iterator[MosquittoBroker]:
     """The ``mqtt_broker`` fixture's body: skip locally with the reason when Mosquitto is
     missing, fail when CI is set (CI must run every test)."""
     import pytest
@@ -198,7 +224,7 @@ def broker_for_test(base: Path, *, tls_files: tuple[Path, Path] | None = None
         if os.environ.get("CI"):
             pytest.fail(SETUP_HINT, pytrace=False)
         pytest.skip(SETUP_HINT)
-    broker = start_broker(base, tls_files=tls_files)
+    broker = start_broker(base, tls_files=tls_files, password_file=password_file)
     try:
         yield broker
     finally:

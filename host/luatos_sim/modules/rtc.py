@@ -2,7 +2,8 @@
 virtual time as ``RTC_IRQ``).
 
 The clock is the device's: a set survives a soft reboot (the RTC keeps running). ``rtc.get`` and ``rtc.set`` work in UTC,
-as the firmware's do; ``rtc.timezone`` only stores the zone for the script to read back.
+as the firmware's do; ``rtc.timezone`` stores the zone (``RtcClock.zone_quarters``): the script
+reads it back, and C code that asks for local time (iotauth.iotda) uses it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ def install(boot: Boot) -> None:
     clock = boot.platform.rtc
     set_epoch = boot.RT.set_epoch
     alarm_gen = [0]
-    zone = [32]  # quarter hours east of UTC (UTC+8)
 
     def now_s() -> int:
         return clock.now_s(boot.now)
@@ -72,8 +72,8 @@ def install(boot: Boot) -> None:
 
     def timezone(tz: Any = None, *_: Any) -> int:
         if isinstance(tz, int) and not isinstance(tz, bool) and -48 <= tz <= 56:
-            zone[0] = tz
-        return int(zone[0])
+            clock.zone_quarters = tz
+        return int(clock.zone_quarters)
 
     boot.firmware_module("rtc", {
         "set": rtc_set, "get": rtc_get, "timerStart": timer_start, "timerStop": timer_stop,

@@ -28,7 +28,7 @@ from .i2c import I2cBuses
 from .network import Network
 from .power import PowerControl
 from .pwm import PwmBench
-from .rtc import RtcClock
+from .rtc import DEFAULT_ZONE_QUARTERS, RtcClock
 from .screen import Screen, TouchPanel
 from .spi import SpiBuses
 from .uart import UartBus
@@ -91,6 +91,7 @@ class Platform:
         globals its firmware has), whether or not the new boot's script ever uses them: a
         binding is built only when the script first touches its module (modules/__init__.py),
         and the bench a test set up before the boot must already see the reset."""
+        self.rtc.zone_quarters = DEFAULT_ZONE_QUARTERS  # the zone is RAM state, not the RTC's
         if "spi" in modules:
             for bus in self.spi.all():
                 bus.reset()  # every chip select released

@@ -72,6 +72,7 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "gmssl": _functions("sm3 sm3hmac sm4encrypt sm4decrypt"),
     "mqtt": _functions("create auth keepalive on connect autoreconn publish subscribe "
                        "unsubscribe disconnect close ready will debug state"),
+    "xxtea": _functions("encrypt decrypt"),
 })
 
 # Modules the firmware has that the emulator does not emulate yet (no binding): their tables
@@ -80,7 +81,6 @@ NOT_EMULATED_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "fatfs": _functions("mount unmount getfree debug"),
     "bit64": _functions("to32 to64 plus minus multi pide shift show strtoll"),
     "fastlz": _functions("compress uncompress"),
-    "xxtea": _functions("encrypt decrypt"),
     "rsa": _functions("encrypt decrypt sign verify"),
     "protobuf": _functions("load encode decode clear"),
     "errDump": _functions("config dump record"),

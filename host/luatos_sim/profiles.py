@@ -73,13 +73,13 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "mqtt": _functions("create auth keepalive on connect autoreconn publish subscribe "
                        "unsubscribe disconnect close ready will debug state"),
     "xxtea": _functions("encrypt decrypt"),
+    "bit64": _functions("to32 to64 plus minus multi pide shift show strtoll"),
 })
 
 # Modules the firmware has that the emulator does not emulate yet (no binding): their tables
 # exist and every call is reported "not emulated" (see modules/__init__.py).
 NOT_EMULATED_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "fatfs": _functions("mount unmount getfree debug"),
-    "bit64": _functions("to32 to64 plus minus multi pide shift show strtoll"),
     "fastlz": _functions("compress uncompress"),
     "rsa": _functions("encrypt decrypt sign verify"),
     "protobuf": _functions("load encode decode clear"),

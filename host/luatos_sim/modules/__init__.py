@@ -64,6 +64,7 @@ MODULES: dict[str, str] = {
     "pack": "pack_mod",
     "gtfont": "gtfont",
     "xxtea": "xxtea",
+    "bit64": "bit64",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

@@ -74,6 +74,7 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
                        "unsubscribe disconnect close ready will debug state"),
     "xxtea": _functions("encrypt decrypt"),
     "bit64": _functions("to32 to64 plus minus multi pide shift show strtoll"),
+    "rsa": _functions("encrypt decrypt sign verify"),
 })
 
 # Modules the firmware has that the emulator does not emulate yet (no binding): their tables
@@ -81,7 +82,6 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
 NOT_EMULATED_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "fatfs": _functions("mount unmount getfree debug"),
     "fastlz": _functions("compress uncompress"),
-    "rsa": _functions("encrypt decrypt sign verify"),
     "protobuf": _functions("load encode decode clear"),
     "errDump": _functions("config dump record"),
     "iotauth": _functions("aliyun onenet iotda qcloud tuya baidu"),

@@ -65,6 +65,7 @@ MODULES: dict[str, str] = {
     "gtfont": "gtfont",
     "xxtea": "xxtea",
     "bit64": "bit64",
+    "rsa": "rsa",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

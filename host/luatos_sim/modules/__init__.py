@@ -66,6 +66,7 @@ MODULES: dict[str, str] = {
     "xxtea": "xxtea",
     "bit64": "bit64",
     "rsa": "rsa",
+    "fastlz": "fastlz",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from ..cfunc import lua_integer
+from ..cfunc import check_integer
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -259,15 +259,3 @@ def _key_size(private: Any) -> int:
         return (private.curve.key_size + 7) // 8
     return 0
 
-
-def check_integer(value: Any) -> int:
-    """luaL_checkinteger: an integer, a float with an integer value or a numeric string."""
-    if isinstance(value, bytes):
-        try:
-            value = float(value) if b"." in value or b"e" in value.lower() else int(value, 0)
-        except ValueError:
-            pass
-    number = lua_integer(value)
-    if number is None:
-        raise TypeError("integer expected")  # c_function words it as luaL_argerror does
-    return number

@@ -29,7 +29,7 @@ def test_to64_to32_and_show(boot: Callable[..., Device]) -> None:
     lines = run(boot, """
 log.info("to64", h(bit64.to64(-2)), h(bit64.to64(1.5)), h(bit64.to64("7")), h(bit64.to64(nil)))
 log.info("to32", bit64.to32(bit64.to64(-2)), bit64.to32(bit64.to64(1.5)),
-  math.type(bit64.to32(bit64.to64(3))), bit64.to32("\\1\\2"))
+  math.type(bit64.to32(bit64.to64(3))), bit64.to32("\\1\\2"), bit64.to32(bit64.to64(5) .. "junk"))
 local big = bit64.strtoll("864040064024194")
 log.info("show", bit64.show(big), bit64.show(big, 16), bit64.show(bit64.to64(-1), 10, true),
   bit64.show(bit64.to64(-1)), bit64.show(bit64.to64(2.25)), bit64.show(bit64.to64(2.5e10)))
@@ -38,7 +38,8 @@ log.info("show16", bit64.show(bit64.to64(1.0), 16), bit64.show(bit64.to64(-1), 2
 log.info("bad base", pcall(bit64.show, big, 1.5))
 """)
     assert f"to64 {i64(-2)} {f64(1.5)} {f64(7.0)} {'00' * 9}" in lines
-    assert "to32 -2 1.5 integer 513" in lines  # a short string reads as zero-filled
+    # a short string reads as zero-filled; a longer one by its first 9 bytes
+    assert "to32 -2 1.5 integer 513 5" in lines
     assert (f"show 864040064024194 {864040064024194:#x} 18446744073709551615 -1 2.250000 "
             "2.500000e+10") in lines
     # hex of a double prints its bits; the base is a uint8_t (272 is 16)

@@ -165,6 +165,19 @@ def lua_integer(v: Any) -> int | None:
     return None
 
 
+def check_integer(value: Any) -> int:
+    """``luaL_checkinteger``: an integer, a float with an integer value, or a string Lua reads
+    as one. Anything else fails the call, and :func:`c_function` words it as the firmware
+    would (the parameter must be annotated ``int``)."""
+    if isinstance(value, (bytes, str)):
+        number = _as_number(value)
+        value = number if number is not None else value
+    integer = lua_integer(value)
+    if integer is None:
+        raise TypeError("integer expected")
+    return integer
+
+
 def require_ints(*values: Any) -> None:
     """For bindings whose firmware calls luaL_checkinteger: a value that is not an integer
     fails the call, and :func:`c_function` words it as the firmware would."""

@@ -74,16 +74,16 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
                        "unsubscribe disconnect close ready will debug state"),
     "errDump": _functions("config dump record"),
     "iotauth": _functions("aliyun onenet iotda qcloud tuya baidu"),
+    "xxtea": _functions("encrypt decrypt"),
+    "bit64": _functions("to32 to64 plus minus multi pide shift show strtoll"),
+    "rsa": _functions("encrypt decrypt sign verify"),
+    "fastlz": _functions("compress uncompress"),
 })
 
 # Modules the firmware has that the emulator does not emulate yet (no binding): their tables
 # exist and every call is reported "not emulated" (see modules/__init__.py).
 NOT_EMULATED_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "fatfs": _functions("mount unmount getfree debug"),
-    "bit64": _functions("to32 to64 plus minus multi pide shift show strtoll"),
-    "fastlz": _functions("compress uncompress"),
-    "xxtea": _functions("encrypt decrypt"),
-    "rsa": _functions("encrypt decrypt sign verify"),
     "protobuf": _functions("load encode decode clear"),
     "pins": _functions("setup loadjson"),
     "iperf": _functions("server client abort"),

@@ -65,6 +65,10 @@ MODULES: dict[str, str] = {
     "gtfont": "gtfont",
     "errDump": "errdump",
     "iotauth": "iotauth",
+    "xxtea": "xxtea",
+    "bit64": "bit64",
+    "rsa": "rsa",
+    "fastlz": "fastlz",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

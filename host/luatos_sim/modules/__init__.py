@@ -63,6 +63,7 @@ MODULES: dict[str, str] = {
     "u8g2": "u8g2",
     "pack": "pack_mod",
     "gtfont": "gtfont",
+    "libgnss": "libgnss",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

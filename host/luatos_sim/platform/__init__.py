@@ -22,6 +22,7 @@ from .adc import AdcBench
 from .ble import BleRadio
 from .camera import CameraBench
 from .fota_area import FotaArea
+from .gnss import GnssBench
 from .gpio import GpioBank
 from .i2c import I2cBuses
 from .network import Network
@@ -58,10 +59,12 @@ class Platform:
     camera: CameraBench  # what the camera sees
     upgrade_checks: UpgradeChecks  # emulator diagnostics about FOTA code (not hardware)
     rtc: RtcClock  # the wall clock (os.time, rtc.set)
+    gnss: GnssBench  # GNSS receivers on UARTs
 
     @classmethod
     def build(cls, device: Device) -> Platform:
         """The one place a device's parts are created."""
+        uart = UartBus(device)
         return cls(
             fs=DeviceFS(device.fs_root, device.image_dir),
             fskv=FskvStore(device.state_dir / "fskv.json"),
@@ -69,7 +72,7 @@ class Platform:
             gpio=GpioBank(device),
             fota=FotaArea(device),
             net=Network(device),
-            uart=UartBus(device),
+            uart=uart,
             spi=SpiBuses(device),
             i2c=I2cBuses(device),
             adc=AdcBench(device),
@@ -81,6 +84,7 @@ class Platform:
             camera=CameraBench(device),
             upgrade_checks=UpgradeChecks(device),
             rtc=RtcClock(device.epoch_at_power_on),
+            gnss=GnssBench(device, uart),
         ).wired()
 
     def begin_boot(self, modules: frozenset[str]) -> None:

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from . import metrics
 from .admin import AdminApp, AdminContext, PushAccess
@@ -39,7 +40,7 @@ from .config import ServerConfig
 from .devrequest import looks_like_device_request, raw_target
 from .downloads import PREFIX as DL_PREFIX
 from .downloads import Download
-from .edge import BlobCache, DeviceEdge, Handler, Scope
+from .edge import BlobCache, DeviceEdge, Handler
 from .maintenance import Maintenance
 from .ops import ops_routes
 from .preflight import PreflightRunner, PreflightSettings

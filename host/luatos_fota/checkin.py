@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.types import Receive, Scope, Send
+
 from . import metrics
 from .audit import AuditEvent, detail_json
 from .codes import VendorCode
 from .deviceauth import credential_from_header
 from .devrequest import parse_device_request, raw_target
-from .edge import EdgeHandler, Receive, Scope, Send, client_ip
+from .edge import EdgeHandler, client_ip
 from .httpio import header, send_bytes, send_json
 from .packageanswer import Sent, answer_package
 from .service import Outcome, Query

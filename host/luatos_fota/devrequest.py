@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from starlette.types import Scope
+
 DEVICE_KEY_NAMES = ("mac", "imei", "uid")
 KNOWN_PARAMS = (*DEVICE_KEY_NAMES, "project_key", "firmware_name", "version")
 # Where the glued parameters start when the base URL had no "?".
@@ -49,7 +51,7 @@ class DeviceRequest:
         return d if d != v else None
 
 
-def raw_target(scope: dict) -> bytes:
+def raw_target(scope: Scope) -> bytes:
     """The request target as sent: our protocol subclass keeps it; otherwise rebuild it."""
     t = scope.get("luatos.raw_target")
     if t:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qsl
 
+from starlette.types import Receive, Scope, Send
+
 from . import metrics, signedurl
 from .audit import AuditEvent, detail_json
 from .codes import VendorCode
 from .deviceauth import credential_from_header
 from .devrequest import FIELD_LIMITS
-from .edge import EdgeHandler, Receive, Scope, Send, client_ip
+from .edge import EdgeHandler, client_ip
 from .httpio import header, send_json
 from .packageanswer import Sent, answer_package
 from .records import Artifact

@@ -25,6 +25,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+from starlette.types import Message, Receive, Scope, Send
 
 from . import metrics, signedurl
 from .admintoken import bearer_matches
@@ -40,9 +41,6 @@ from .store import normalize_device_key
 
 log = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -122,7 +120,7 @@ class InflightGuard:
         self.count += 1
         started = [False]
 
-        async def tracking_send(message: dict[str, Any]) -> None:
+        async def tracking_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 started[0] = True
             await send(message)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from starlette.types import Scope, Send
+
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 STREAM_CHUNK = 64 * 1024 * 1024  # above this, send in pieces to bound one write
 
@@ -44,7 +44,7 @@ async def send_json(send: Send, status: int, obj: Any, extra: list[tuple[bytes, 
     await send_bytes(send, status, headers + (extra or []), body, head=head)
 
 
-def header(scope: dict, name: bytes) -> bytes | None:
+def header(scope: Scope, name: bytes) -> bytes | None:
     for k, v in scope["headers"]:
         if k == name:
             return v
@@ -103,7 +103,7 @@ def package_headers(sha256_hex: str, total: int, extra: list[tuple[bytes, bytes]
             (b"cache-control", cache), *(extra or [])]
 
 
-async def send_package(send: Send, scope: dict, data: bytes, sha256_hex: str,
+async def send_package(send: Send, scope: Scope, data: bytes, sha256_hex: str,
                        extra: list[tuple[bytes, bytes]] | None = None, *, head: bool = False,
                        cache: bytes = b"no-store") -> int:
     """Send a package honouring Range/If-Range; returns the status sent."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,6 +26,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.types import Message, Send
 
 from .codes import outcome_label
 
@@ -154,9 +155,6 @@ def endpoint_of(path: str) -> str:
     return "device"
 
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
 def observe_response(path: str, send: Send) -> Send:
     """Wrap an ASGI ``send`` so the response's body bytes and its time to the last byte are
     recorded under the endpoint of ``path``."""
@@ -164,7 +162,7 @@ def observe_response(path: str, send: Send) -> Send:
     endpoint = endpoint_of(path)
     status = ["0"]
 
-    async def counting_send(message: dict[str, Any]) -> None:
+    async def counting_send(message: Message) -> None:
         await send(message)
         kind = message["type"]
         if kind == "http.response.start":

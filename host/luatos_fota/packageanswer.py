@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
-from .edge import DeviceEdge, Scope, Send
+from starlette.types import Message, Scope, Send
+
+from .edge import DeviceEdge
 from .httpio import RangePlan, header, plan_range, send_package
 from .service import Outcome, Query
 
@@ -42,12 +43,12 @@ class CountingSend:
     """An ASGI ``send`` that counts the body bytes handed over while the client was still
     connected (uvicorn drops what is sent after the connection went: see server.Delivery)."""
 
-    def __init__(self, send: Any, scope: dict) -> None:
+    def __init__(self, send: Send, scope: Scope) -> None:
         self._send = send
         self._delivery = scope.get("luatos.delivery")
         self.body_bytes = 0
 
-    async def __call__(self, message: dict[str, Any]) -> None:
+    async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.body" and not self.lost:
             self.body_bytes += len(message.get("body", b""))
         await self._send(message)

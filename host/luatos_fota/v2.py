@@ -13,14 +13,12 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive as StarletteReceive
-from starlette.types import Scope as StarletteScope
-from starlette.types import Send as StarletteSend
+from starlette.types import Receive, Scope, Send
 
 from .codes import VendorCode
 from .deviceauth import credential_from_header
 from .devrequest import FIELD_LIMITS
-from .edge import EdgeHandler, Receive, Scope, Send, client_ip
+from .edge import EdgeHandler, client_ip
 from .httpio import header, send_json
 from .jsonlimits import loads_limited
 from .service import Query
@@ -89,7 +87,7 @@ class V2Check(EdgeHandler):
 class V2Result(EdgeHandler):
     """ASGI handler of ``POST /api/site/turnkey_fota_result`` (a Starlette route: no hot path)."""
 
-    async def __call__(self, scope: StarletteScope, receive: StarletteReceive, send: StarletteSend) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         response = await self.answer(request)
         await response(scope, receive, send)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from luatos_common.ports import free_port
 from luatos_fota.cli import main
 from luatos_fota.testing import device_request, running_server, script_package
 
@@ -149,9 +150,7 @@ def test_serve_subprocess_flushes_audit_on_sigterm(tmp_path, pkg):
 
     d = Path(init(tmp_path / "data"))
     assert run("product", "add", "--data", str(d), "--project-key", "K", "--firmware-name", FW)[0] == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "luatos_fota.cli", "serve", "--data", str(d), "--host", "127.0.0.1",
                              "--port", str(port), "--admin-token", "t"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -15,6 +15,8 @@ acceptance rules rather than a general NMEA library's, because a script can tell
 
 from __future__ import annotations
 
+import operator
+import re
 import struct
 from dataclasses import dataclass
 from functools import reduce
@@ -28,7 +30,7 @@ KNOWN_TYPES = frozenset({"GBS", "GGA", "GLL", "GSA", "GST", "GSV", "RMC", "VTG",
 
 def checksum(body: str) -> int:
     """XOR of the characters between ``$`` and ``*``."""
-    return reduce(lambda acc, ch: acc ^ ord(ch), body, 0)
+    return reduce(operator.xor, body.encode("latin-1"), 0)
 
 
 def sentence(body: str) -> bytes:
@@ -86,18 +88,20 @@ def _hex(ch: str) -> int:
     return int(ch, 16) if ch in "0123456789abcdefABCDEF" else -1
 
 
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+
+
 def check(line: str) -> bool:
     """The firmware's non-strict minmea_check."""
     if not line.startswith("$"):
         return False
-    i, acc = 1, 0
-    while i < len(line) and line[i] != "*" and line[i].isprintable() and ord(line[i]) < 127:
-        acc ^= ord(line[i])
-        i += 1
+    end = _PRINTABLE.match(line, 1).end()  # type: ignore[union-attr]
+    star = line.find("*", 1, end)
+    i = star if star != -1 else end
     if i < len(line) and line[i] == "*":
         hi = _hex(line[i + 1]) if i + 1 < len(line) else -1
         lo = _hex(line[i + 2]) if i + 2 < len(line) else -1
-        if hi < 0 or lo < 0 or acc != (hi << 4 | lo):
+        if hi < 0 or lo < 0 or checksum(line[1:i]) != (hi << 4 | lo):
             return False
         i += 3
     return line[i:].strip("\r\n") == ""

@@ -396,9 +396,8 @@ def test_gnss_bench_refuses_a_second_receiver_on_a_uart(boot):
     assert dev.gnss(2).uart == 2
 
 
-def test_device_options_epoch_is_the_receivers_time(tmp_path):
-    from tests.sim.conftest import write_project
-    proj = write_project(tmp_path / "p", {"main.lua": """
+def test_device_options_epoch_is_the_receivers_time(boot):
+    dev = boot("""
         sys = require("sys")
         sys.taskInit(function()
             uart.setup(2, 115200)
@@ -406,16 +405,16 @@ def test_device_options_epoch_is_the_receivers_time(tmp_path):
             sys.wait(1500)
             local z = libgnss.getZda()
             log.info("zda", z.year, z.month, z.day, z.hour, z.min, z.sec)
+            local r = libgnss.getRmc()
+            log.info("rmc", r.year)
         end)
         sys.run()
-    """})
-    dev = Device(proj, model="Air8000", options=DeviceOptions(epoch_at_power_on=0))
-    try:
-        dev.gnss.attach(uart=2)
-        dev.run_for("3s")
-        assert user(dev, "zda") == ["1970 1 1 0 0 2"]
-    finally:
-        dev.close()
+    """, model="Air8000", options=DeviceOptions(epoch_at_power_on=0))
+    dev.gnss.attach(uart=2)
+    dev.run_for("3s")
+    assert user(dev, "zda") == ["1970 1 1 0 0 2"]
+    # RMC's two-digit year 70 is read as 2070 (below 80 is 20xx, as minmea does)
+    assert user(dev, "rmc") == ["2070"]
 
 
 def test_receiver_talks_to_each_boot_and_libgnss_starts_over(boot):

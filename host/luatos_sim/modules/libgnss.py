@@ -130,6 +130,11 @@ def _char(v: object) -> bytes:
     return v.encode("latin-1") if isinstance(v, str) and v else b"\x00"
 
 
+def _tail(buf: bytearray) -> bytearray:
+    n = len(buf)
+    return buf if n <= LINE_BUFFER else buf[n - ((n - 1) % LINE_BUFFER + 1):]
+
+
 def install(boot: Boot) -> None:
     st = GnssState()
     bus = boot.platform.uart
@@ -242,17 +247,20 @@ def install(boot: Boot) -> None:
             call_back("other", raw)
 
     def parse_data(data: bytes) -> None:
+        # The firmware's line buffer: bytes up to LF; one that would be the 121st starts the
+        # buffer over, so an overlong run keeps only its tail.
         buf = st.partial
         if b"\0" in buf:
             del buf[buf.index(b"\0"):]
-        for byte in data:
-            if len(buf) >= LINE_BUFFER:
-                buf.clear()
-            if byte == 0x0A:
-                parse_line(bytes(buf))
-                buf.clear()
-            else:
-                buf.append(byte)
+        *lines, rest = data.split(b"\n")
+        for segment in lines:
+            buf += segment
+            parse_line(bytes(_tail(buf)))
+            buf.clear()
+        buf += rest
+        kept = _tail(buf)
+        if len(kept) != len(buf):
+            st.partial = bytearray(kept)
 
     def uart_received(uid: int) -> None:
         while True:

@@ -1,4 +1,4 @@
-"""libgnss over a simulated GNSS receiver on a UART, in virtual time (behaviour.md §14).
+"""libgnss over a simulated GNSS receiver on a UART, in virtual time (docs/defaults.md, "libgnss").
 
 Expected numbers are worked out here from the NMEA text, not read back from the emulator:
 checksums by an XOR over the bytes, coordinates from the DDMM.MMMMM fields.

@@ -439,3 +439,56 @@ def test_receiver_talks_to_each_boot_and_libgnss_starts_over(boot):
     assert user(dev, "start")[:2] == ["false", "false"]
     assert [e for e, _ in events(dev)][:2] == ["FIXED", "FIXED"]
     assert rx.sent >= 8 and rx.lost == 0
+
+
+def test_the_other_getters_and_clear(boot):
+    txt = "$GPTXT,01,01,01,ANTENNA OK*35\r\n"  # the libgnss documentation's example
+    assert nmea("GPTXT,01,01,01,ANTENNA OK") == txt
+    gll = nmea("GNGLL,4916.45,N,12311.12,W,225444.50,A,A")
+    zda = nmea("GPZDA,201530.00,04,07,2002,05,30")
+    vtg = nmea("GPVTG,054.7,T,034.4,M,005.5,N,010.2,K,A")
+    dev = boot(f"""
+        sys = require("sys")
+        sys.taskInit(function()
+            libgnss.on("txt", function(line) log.info("txtcb", line) end)
+            libgnss.parse({lua_str(txt + gll + zda + vtg)})
+            log.info("txt", libgnss.getTxt())
+            local g = libgnss.getGll(2)
+            log.info("gll", g.latitude, g.longitude, g.status, g.mode, g.hour, g.min, g.sec, g.us)
+            local z = libgnss.getZda()
+            log.info("zda", z.year, z.month, z.day, z.hour, z.min, z.sec, z.hour_offset,
+                     z.minute_offset)
+            local v = libgnss.getVtg()
+            log.info("vtg", v.true_track_degrees, v.magnetic_track_degrees, v.speed_knots,
+                     v.speed_kph, #libgnss.getVtg(3))
+            log.info("gsa_before", libgnss.getGsa(1)[1], #libgnss.getGsa().sats)
+            uart.setup(2, 115200)
+            libgnss.bind(2)   -- clears what parse stored
+            log.info("cleared", libgnss.getTxt() == "", libgnss.getGga(), libgnss.getVtg(3) == "",
+                     libgnss.getZda().year)
+            sys.wait(1600)
+            local sets = libgnss.getGsa(1)
+            log.info("gsa1", #sets, sets[1].sysid, #sets[1].sats, sets[2].sysid, #sets[2].sats,
+                     sets[1].fix_type)
+        end)
+        sys.run()
+    """, model="Air780E")
+    dev.gnss.attach(uart=2).set(Fix(1.0, 2.0, satellites=12))
+    dev.run_for("3s")
+    assert user(dev, "txt") == ["ANTENNA OK"]
+    assert user(dev, "txtcb") == [txt.rstrip("\n")]
+    lat, lng, *rest = user(dev, "gll")[0].split()
+    assert float(lat) == pytest.approx(49 + 16.45 / 60, abs=1e-5)
+    assert float(lng) == pytest.approx(-(123 + 11.12 / 60), abs=1e-5)
+    assert rest == ["A", "A", "22", "54", "44", "500000"]
+    assert user(dev, "zda") == ["2002 7 4 20 15 30 5 30"]
+    t, m, kn, kph, raw_len = user(dev, "vtg")[0].split()
+    assert (float(t), float(m), float(kn), float(kph)) == (
+        pytest.approx(54.7), pytest.approx(34.4), pytest.approx(5.5), pytest.approx(10.2))
+    assert int(raw_len) == len(vtg) - 1  # the stored line keeps its CR
+    assert user(dev, "gsa_before") == ["nil 0"]
+    # bind clears the stored sentences but keeps their slots: a getter parses the empty text
+    # (getZda: the zeroed frame, year 2000), while getGga, never fed a GGA, is still nil
+    assert user(dev, "cleared") == ["true nil true 2000"]
+    # one GSA per constellation in the last second: 8 GPS + 4 BeiDou satellites used
+    assert user(dev, "gsa1") == ["2 1 8 4 4 3"]

@@ -217,7 +217,7 @@ def install(boot: Boot) -> None:
             return
         if values[1] == 1:  # a new cycle of this talker: forget its previous one
             for i, slot in enumerate(st.gsv):
-                if slot is not None and ("$" + slot.text[1:6] if slot.text else "") == line[:6]:
+                if slot is not None and slot.text and slot.text[:6] == line[:6]:
                     st.gsv[i] = Stored()
         for i, slot in enumerate(st.gsv):
             if slot is None or not slot.text:

@@ -150,7 +150,8 @@ class GnssReceiver:
     baud: int = 115200
     state: Fix | None = None
     sent: int = 0  # bursts that reached an open port
-    lost: int = 0  # bursts sent while the port was closed or the device between boots
+    lost: int = 0  # bursts sent while the script had the port closed (between boots the
+    # receiver is not run at all: nothing could hear it, and a sleeping device costs nothing)
     _generation: int = 0
     _changes: list[ScheduledEvent] = field(default_factory=list)
     _noted_baud: bool = False

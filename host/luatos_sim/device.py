@@ -43,6 +43,7 @@ from .platform.ble import BleRadio
 from .platform.camera import CameraBench
 from .platform.errdump import ErrDumpLogs
 from .platform.fota_area import FotaArea
+from .platform.gnss import GnssBench
 from .platform.gpio import GpioBank
 from .platform.i2c import I2cBuses
 from .platform.network import Network
@@ -259,6 +260,11 @@ class Device:
     def camera(self) -> CameraBench:
         """What the camera sees (``attach(image)``)."""
         return self.platform.camera
+
+    @property
+    def gnss(self) -> GnssBench:
+        """GNSS receivers on UARTs (``attach(uart=2).track([...])``)."""
+        return self.platform.gnss
 
     @property
     def upgrade_checks(self) -> UpgradeChecks:

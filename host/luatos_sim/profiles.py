@@ -97,6 +97,10 @@ MOBILE_API = _functions("csq flymode iccid imei imsi rssi status")
 TP_API = _functions("init")
 BLUETOOTH_API = _functions("init")
 CAMERA_API = _functions("capture close init on start stop")
+# libgnss: the NMEA parser of the models that carry a GNSS receiver (docs/defaults.md: which
+# models have it is UNCONFIRMED). casic_aid is listed and not emulated.
+LIBGNSS_API = _functions("parse isFix getIntLocation getRmc getGsv getGsa getVtg getGga getGll "
+                         "getZda getTxt locStr rtcAuto on debug clear bind casic_aid")
 BLE_API = _functions("adv_create adv_start adv_stop gatt_create write_notify write_indicate "
                      "write_value read_value scan_create scan_start scan_stop connect disconnect "
                      "notify_enable")
@@ -110,7 +114,6 @@ BLE_API = _functions("adv_create adv_start adv_stop gatt_create write_notify wri
 # function is named when it is called.
 ABSENT_COMMON: Mapping[str, frozenset[str]] = MappingProxyType({
     "eink": frozenset(), "airui": frozenset(), "lvgl": frozenset(), "audio": frozenset(),
-    "libgnss": frozenset(),
 })
 ABSENT_CELLULAR: Mapping[str, frozenset[str]] = MappingProxyType(
     {**ABSENT_COMMON, "sms": frozenset()})
@@ -193,7 +196,7 @@ AIR780E = ModelProfile(
     rom_build="Jun 20 2024 10:00:00", bits=32, lua_heap=1_048_568, psram=0,
     lua_instructions_per_ms=3_000,
     imei="864536071234561", uid=bytes.fromhex("3C3A1B9F77A0C1D2"),
-    api=api_with(mobile=MOBILE_API), absent_api=ABSENT_CELLULAR,
+    api=api_with(mobile=MOBILE_API, libgnss=LIBGNSS_API), absent_api=ABSENT_CELLULAR,
     fota_formats=("ec", "luatos-full"),
 )
 
@@ -203,7 +206,8 @@ AIR8000 = ModelProfile(
     lua_instructions_per_ms=4_000,
     mac="C8C2C68CE001", uid=bytes.fromhex("5A17C0FFEE0102"),
     api=api_with(mobile=MOBILE_API, wlan=WLAN_API, tp=TP_API, bluetooth=BLUETOOTH_API,
-                 ble=BLE_API), absent_api=ABSENT_CELLULAR, fota_formats=("ec", "luatos-full"),
+                 ble=BLE_API, libgnss=LIBGNSS_API), absent_api=ABSENT_CELLULAR,
+    fota_formats=("ec", "luatos-full"),
 )
 
 PROFILES: dict[str, ModelProfile] = {p.model: p for p in (AIR8101, AIR780E, AIR8000)}

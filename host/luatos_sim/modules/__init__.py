@@ -69,6 +69,7 @@ MODULES: dict[str, str] = {
     "bit64": "bit64",
     "rsa": "rsa",
     "fastlz": "fastlz",
+    "libgnss": "libgnss",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

@@ -45,7 +45,6 @@ def install(boot: Boot) -> None:
 
     def write(uid: Any, data: Any = None, *_: Any) -> int:
         i = uid_of(uid)
-        port = bus.ports.get(i)
         if data is None:
             return 0
         if isinstance(data, int | float):
@@ -53,24 +52,15 @@ def install(boot: Boot) -> None:
         if not isinstance(data, bytes):
             raise TypeError(f"bad argument #2 to 'write' (string expected, got "
                             f"{boot.lua_type(data).decode()})")
-        if port is None:
+        if not bus.transmit(i, data, boot.now):
             return 0
-        bus.tx.setdefault(i, bytearray()).extend(data)
-        if i == bus.console:
-            bus.console_out(data, boot.now)
         sent = bus.callbacks.get(i, {}).get("sent")
         if sent is not None:
             boot.post(0, sent, i)
         return len(data)
 
     def read(uid: Any, length: Any = None, *_: Any) -> bytes:
-        port = bus.ports.get(uid_of(uid))
-        if port is None:
-            return b""
-        n = len(port.rx) if not isinstance(length, int | float) else max(0, int(length))
-        out = bytes(port.rx[:n])
-        del port.rx[:n]
-        return out
+        return bus.read(uid_of(uid), int(length) if isinstance(length, int | float) else None)
 
     def rx(uid: Any, zb: Any = None, *_: Any) -> int:
         """uart.rx(id, zbuff): everything received, appended at the zbuff's pointer."""

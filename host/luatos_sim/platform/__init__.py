@@ -23,6 +23,7 @@ from .ble import BleRadio
 from .camera import CameraBench
 from .errdump import ErrDumpLogs
 from .fota_area import FotaArea
+from .gnss import GnssBench
 from .gpio import GpioBank
 from .i2c import I2cBuses
 from .network import Network
@@ -60,10 +61,12 @@ class Platform:
     upgrade_checks: UpgradeChecks  # emulator diagnostics about FOTA code (not hardware)
     rtc: RtcClock  # the wall clock (os.time, rtc.set)
     errdump: ErrDumpLogs  # errDump's system and user logs (flash)
+    gnss: GnssBench  # GNSS receivers on UARTs
 
     @classmethod
     def build(cls, device: Device) -> Platform:
         """The one place a device's parts are created."""
+        uart = UartBus(device)
         return cls(
             fs=DeviceFS(device.fs_root, device.image_dir),
             fskv=FskvStore(device.state_dir / "fskv.json"),
@@ -71,7 +74,7 @@ class Platform:
             gpio=GpioBank(device),
             fota=FotaArea(device),
             net=Network(device),
-            uart=UartBus(device),
+            uart=uart,
             spi=SpiBuses(device),
             i2c=I2cBuses(device),
             adc=AdcBench(device),
@@ -84,6 +87,7 @@ class Platform:
             upgrade_checks=UpgradeChecks(device),
             rtc=RtcClock(device.epoch_at_power_on),
             errdump=ErrDumpLogs(device.state_dir / "errdump"),
+            gnss=GnssBench(device, uart),
         ).wired()
 
     def begin_boot(self, modules: frozenset[str]) -> None:

@@ -13,8 +13,9 @@ per-device setting (``dev.uart.console``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from luatos_common.logline import OTHER, LogRecord
 
@@ -32,6 +33,14 @@ class Port:
     rx: bytearray = field(default_factory=bytearray)
 
 
+class UartPeer(Protocol):
+    """Something wired to a UART that runs while a boot has the ports (a GNSS receiver)."""
+
+    def boot_started(self) -> None: ...
+
+    def boot_ended(self) -> None: ...
+
+
 @dataclass
 class UartBus:
     """``dev.uart``: the ports of the running boot and the host's end of the cable. Ports
@@ -43,6 +52,10 @@ class UartBus:
     # uart.on callbacks (Lua functions) per id and event; may be set before uart.setup
     callbacks: dict[int, dict[str, Any]] = field(default_factory=dict)
     tx: dict[int, bytearray] = field(default_factory=dict)  # everything written, per UART
+    # A firmware library that reads a UART itself (libgnss.bind): called instead of the
+    # script's "receive" callback when bytes arrive. Per boot.
+    app_receivers: dict[int, Callable[[], None]] = field(default_factory=dict)
+    peers: list[UartPeer] = field(default_factory=list)  # parts wired to a UART
     dropped: int = 0  # host bytes that arrived while the console UART was closed
     boot: Boot | None = None
     _line: bytearray = field(default_factory=bytearray)
@@ -51,7 +64,10 @@ class UartBus:
         self.boot = boot
         self.ports = {}
         self.callbacks = {}
+        self.app_receivers = {}
         boot.closers.append(lambda: self.detach(boot))
+        for peer in self.peers:
+            peer.boot_started()
 
     def detach(self, boot: Boot) -> None:
         if self.boot is boot:
@@ -59,6 +75,9 @@ class UartBus:
             self.boot = None
             self.ports = {}
             self.callbacks = {}
+            self.app_receivers = {}
+            for peer in self.peers:
+                peer.boot_ended()
 
     def console_out(self, data: bytes, ms: int) -> None:
         """Bytes the script wrote to the console UART become log lines, one per ``\\n``."""
@@ -82,25 +101,59 @@ class UartBus:
         """The host sends ``data`` down the cable: it reaches the script at the device's next
         step. If the script has not opened that UART (or the device is between boots) the
         bytes are lost, as on a board, and an emulator diagnostic says so."""
-        device = self.device
-
         def deliver() -> None:
-            uid = self.console if uart_id is None else uart_id
-            boot = self.boot
-            port = self.ports.get(uid) if boot is not None else None
-            if boot is None or port is None:
-                self.dropped += len(data)
+            self.receive(self.console if uart_id is None else uart_id, data)
+
+        self.device.schedule(0, deliver, "uart rx from host")
+
+    def port_baud(self, uart_id: int) -> int | None:
+        """The baud rate the running boot opened ``uart_id`` at; None when it is closed."""
+        port = self.ports.get(uart_id) if self.boot is not None else None
+        return port.baud if port is not None else None
+
+    def receive(self, uid: int, data: bytes, *, quiet: bool = False) -> bool:
+        """Bytes arrive on the RX line of ``uid`` now. Lost (False) when the script has not
+        opened the port or the device is between boots; ``quiet`` skips the diagnostic (a
+        receiver that talks every second would repeat it)."""
+        device = self.device
+        boot = self.boot
+        port = self.ports.get(uid) if boot is not None else None
+        if boot is None or port is None:
+            self.dropped += len(data)
+            if not quiet:
                 device.emit_sim(f"uart{uid}: {len(data)} byte(s) from the host dropped: the "
                                 f"script has not called uart.setup({uid}, ...)")
-                return
-            room = max(0, port.buffer_size - len(port.rx))
-            if room < len(data):
-                device.emit_sim(f"uart{uid}: receive buffer full ({port.buffer_size} bytes); "
-                                f"{len(data) - room} byte(s) lost")
-            port.rx += data[:room]
-            device.trace_event("uart_rx", id=uid, bytes=len(data))
+            return False
+        room = max(0, port.buffer_size - len(port.rx))
+        if room < len(data):
+            device.emit_sim(f"uart{uid}: receive buffer full ({port.buffer_size} bytes); "
+                            f"{len(data) - room} byte(s) lost")
+        port.rx += data[:room]
+        device.trace_event("uart_rx", id=uid, bytes=len(data))
+        app = self.app_receivers.get(uid)
+        if app is not None:
+            boot.post(0, app)
+        else:
             cb = self.callbacks.get(uid, {}).get("receive")
             if cb is not None:
                 boot.post(0, cb, uid, len(port.rx))
+        return True
 
-        device.schedule(0, deliver, "uart rx from host")
+    def read(self, uid: int, limit: int | None = None) -> bytes:
+        """Take up to ``limit`` received bytes (all when None) off the port's buffer."""
+        port = self.ports.get(uid)
+        if port is None:
+            return b""
+        n = len(port.rx) if limit is None else max(0, limit)
+        out = bytes(port.rx[:n])
+        del port.rx[:n]
+        return out
+
+    def transmit(self, uid: int, data: bytes, ms: int) -> bool:
+        """The boot sends ``data`` out of ``uid`` (False: the port is not open)."""
+        if uid not in self.ports:
+            return False
+        self.tx.setdefault(uid, bytearray()).extend(data)
+        if uid == self.console:
+            self.console_out(data, ms)
+        return True

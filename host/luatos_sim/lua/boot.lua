@@ -509,18 +509,23 @@ end
 -- The host's half of a build, on the main state: `install(binding)` fills the waiting tables,
 -- which then become ordinary firmware tables. The count hook charges nothing meanwhile
 -- (RT.host_setup): building is the firmware's own setup, as an install before main is.
-function RT.build_on_main(install, binding)
+local function finish_build(install, binding)
   local globals = waiting[binding]
   if globals == nil then return end
-  RT.host_setup = RT.host_setup + 1
-  local ok, err = pcall(install, binding)
-  RT.host_setup = RT.host_setup - 1
-  if not ok then error(err, 0) end
+  install(binding)
   waiting[binding] = nil
   for name, t in pairs(globals) do
     lazy[t], pending[name] = nil, nil
     RT.firmware_table(name, t)
   end
+end
+function RT.build_on_main(install, binding)
+  -- Raised first and lowered last: the bookkeeping around install is setup too, and on a
+  -- script at one instruction per ms even a few dozen instructions a module add up.
+  RT.host_setup = RT.host_setup + 1
+  local ok, err = pcall(finish_build, install, binding)
+  RT.host_setup = RT.host_setup - 1
+  if not ok then error(err, 0) end
 end
 
 -- What the model's firmware has but the emulator does not install (a whole module such as

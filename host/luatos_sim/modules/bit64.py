@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..ctext import c_string
+
 if TYPE_CHECKING:
     from ..vm import Boot
 
@@ -25,7 +27,7 @@ _SPACE = b" \t\n\v\f\r"
 def strtoll(text: bytes, base: int) -> int:
     """C ``strtoll``: leading space, a sign, ``0x`` for base 16 or 0, digits up to the first
     that does not belong (or a NUL); out of range saturates; a base C refuses gives 0."""
-    s = text.split(b"\0", 1)[0].lstrip(_SPACE)
+    s = c_string(text).lstrip(_SPACE)
     negative = s[:1] == b"-"
     if s[:1] in (b"+", b"-"):
         s = s[1:]

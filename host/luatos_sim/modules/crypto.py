@@ -10,9 +10,20 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ..crypto_algos import CIPHERS, CRC16, CipherError, cipher, crc7, crc_generic, totp
+from ..ctext import Base64Invalid, mbedtls_b64decode
 
 if TYPE_CHECKING:
     from ..vm import Boot
+
+
+def from_base64(data: bytes) -> bytes:
+    """``string.fromBase64`` and ``crypto.base64_decode`` (one C function in the firmware): the
+    mbedtls decoder into a buffer one byte longer than the text, which always fits; text it
+    refuses gives an empty string, not an error (docs/defaults.md, "base64 decoding")."""
+    try:
+        return mbedtls_b64decode(data)
+    except Base64Invalid:
+        return b""
 
 
 def _hexdigest(name: str) -> Any:
@@ -184,13 +195,12 @@ def install(boot: Boot) -> None:
         "md_file": md_file,
         "trng": lambda n=16, *_: os.urandom(int(n)),
         "base64_encode": lambda data=b"", *_: base64.b64encode(data),
-        "base64_decode": lambda data=b"", *_: base64.b64decode(data + b"=" * (-len(data) % 4)),
+        "base64_decode": lambda data=b"", *_: from_base64(data),
     })
     # The string extensions that need the host (base64) live here, next to crypto.
     string = boot.G.string
     string[b"toBase64"] = boot.lua_function(lambda data: base64.b64encode(data))
-    string[b"fromBase64"] = boot.lua_function(
-        lambda data: base64.b64decode(data + b"=" * (-len(data) % 4)))
+    string[b"fromBase64"] = boot.lua_function(from_base64)
     string[b"toURLBase64"] = boot.lua_function(
         lambda data: base64.urlsafe_b64encode(data).rstrip(b"="))
     string[b"toBase32"] = boot.lua_function(lambda data: base64.b32encode(data), "toBase32")

@@ -130,10 +130,7 @@ class Uploader:
 
     def connect(self) -> None:
         self.close_socket()
-        adapter = self.bn.last_registered
-        sc = SockCtrl(self.boot, self.bn, adapter, self.on_net, None)
-        sc.udp = True
-        self.bn.sockets.append(sc)
+        sc = SockCtrl.open(self.boot, self.bn, self.bn.last_registered, self.on_net, udp=True)
         self.sock = sc
         self.uploading = True
         self.network_timer.start(CONNECT_WAIT_MS, self.reply_timeout, 0)
@@ -144,10 +141,8 @@ class Uploader:
             host, port = DEFAULT_HOST, DEFAULT_PORT
         self.target = (host, port)
         self.boot.trace("errdump_connect", host=host, port=port)
-        if self.bn.is_ready(adapter):
+        if sc.wait_link_up():  # else the connect waits for LINK (and the 30 s timer)
             sc.start_connect(host, port)
-        else:
-            sc.want_link = True  # the connect waits for the adapter (and the 30 s timer)
 
     def on_net(self, sc: SockCtrl, event: int, param: int) -> None:
         if sc is not self.sock:
@@ -225,10 +220,10 @@ class Uploader:
         self.retry_later()
 
     def answer(self) -> None:
-        sc = self.sock
-        if sc is None or not sc.dgrams:
+        got = self.sock.take_datagram() if self.sock is not None else None
+        if got is None:
             return
-        data = sc.dgrams.pop(0)[0][:ANSWER_READ]
+        data = got[0][:ANSWER_READ]
         shown = py_str(data)
         if len(data) in (len(ACK_JSON), len(ACK_OK)):
             if data not in (ACK_JSON, ACK_OK):
@@ -257,10 +252,7 @@ class Uploader:
         sc, self.sock = self.sock, None
         self.packet = None
         if sc is not None:
-            sc.close_now()
-            sc.released = True
-            if sc in self.bn.sockets:
-                self.bn.sockets.remove(sc)
+            sc.release()
 
 
 def install(boot: Boot) -> None:

@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..cfunc import BadArgument, lua_integer, lua_type_name
+from ..ctext import Base64BufferTooSmall, Base64Invalid, c_string, mbedtls_b64decode
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -37,7 +38,6 @@ ONENET_KEY_MAX, QCLOUD_PSK_MAX = 64, 48  # decoded-key buffers
 
 # The OneNET token percent-encodes these characters of res and sign, and nothing else.
 _ONENET_ESCAPES = {ord(c): f"%{ord(c):02X}".encode() for c in "+ /?%#&="}
-_B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
 class _Unsupported(Exception):
@@ -52,58 +52,29 @@ class _Partial(_Unsupported):
         self.written = written
 
 
-def _cstr(v: bytes) -> bytes:
-    """What C sees of a Lua string: up to its first byte 0."""
-    return v.split(b"\0", 1)[0]
-
-
 def _hex(digest: bytes, upper: bool = False) -> bytes:
     text = digest.hex().encode()
     return text.upper() if upper else text
 
 
-def _mbedtls_b64decode(src: bytes, capacity: int) -> bytes:
-    """The firmware's base64 decoder (mbedtls rules): spaces and line ends around lines are
-    skipped, anything else invalid gives an empty key, and only whole groups of four count.
-    A key longer than the buffer leaves the buffer unwritten while the length is still
-    reported, so the HMAC gets that many bytes of zeroed buffer (UNCONFIRMED past the buffer:
-    the firmware reads beyond it)."""
-    chars = bytearray()
-    pads = i = 0
-    while i < len(src):
-        spaces = 0
-        while i < len(src) and src[i] == 0x20:
-            i += 1
-            spaces += 1
-        if i == len(src):
-            break
-        if src[i] == 0x0A or (src[i] == 0x0D and src[i + 1:i + 2] == b"\n"):
-            i += 1
-            continue
-        c = src[i]
-        if spaces or (c == 0x3D and pads >= 2):
-            return b""
-        if c == 0x3D:
-            pads += 1
-        elif c not in _B64 or pads:
-            return b""
-        chars.append(c)
-        i += 1
-    n = len(chars)
-    if n == 0:
+def _decoded_key(src: bytes, capacity: int) -> bytes:
+    """The key as the firmware's fixed buffer holds it after its base64 decode: text the
+    decoder refuses gives an empty key; a key longer than the buffer leaves the buffer
+    unwritten while the decoder still reports the length, so the HMAC gets that many bytes of
+    zeroed buffer (UNCONFIRMED past the buffer: the firmware reads beyond it)."""
+    try:
+        return mbedtls_b64decode(src, capacity)
+    except Base64Invalid:
         return b""
-    size = 6 * (n >> 3) + ((6 * (n & 7) + 7) >> 3) - pads
-    if size > capacity:
-        return bytes(size)
-    whole = bytes(chars[:n - n % 4])
-    return base64.b64decode(whole) if whole else b""
+    except Base64BufferTooSmall as e:
+        return bytes(e.needed)
 
 
 def _c_string_arg(v: Any) -> bytes:
     """luaL_checklstring after c_function converted numbers: bytes or a failed call."""
     if not isinstance(v, bytes):
         raise TypeError("string expected")
-    return _cstr(v)
+    return c_string(v)
 
 
 def _number_or_default(v: Any, default: int, n: int, fname: str) -> tuple[int, bool]:
@@ -167,7 +138,7 @@ def onenet_token(product_id: bytes, device_name: bytes, key: bytes, method: byte
     resource = res if res is not None else b"products/" + product_id + b"/devices/" + device_name
     et_text = str(et).encode()
     signed = b"\n".join((et_text, method, resource, version))
-    secret = _mbedtls_b64decode(key, ONENET_KEY_MAX)
+    secret = _decoded_key(key, ONENET_KEY_MAX)
     sign = base64.b64encode(hmac.new(secret, signed, digest).digest())
     token = (b"version=" + version + b"&res=" + _onenet_escape(resource) + b"&et=" + et_text
              + b"&method=" + method + b"&sign=" + _onenet_escape(sign))
@@ -193,7 +164,7 @@ def qcloud(product_id: bytes, device_name: bytes, secret: bytes, method: bytes, 
         digest = _method(method, {b"sha1": "sha1", b"sha256": "sha256"})
     except _Unsupported:
         raise _Partial(client_id, user_name, b"") from None
-    psk = _mbedtls_b64decode(secret, QCLOUD_PSK_MAX)
+    psk = _decoded_key(secret, QCLOUD_PSK_MAX)
     sign = _hex(hmac.new(psk, user_name, digest).digest())
     return client_id, user_name, (sign + b";hmac" + digest.encode())[:PASSWORD_MAX]
 
@@ -237,7 +208,7 @@ def install(boot: Boot) -> None:
                  method: bytes | None = None, ts: Any = None, tls: Any = None,
                  *_: Any) -> tuple[bytes, bytes, bytes]:
         pk, dn, ds = (_c_string_arg(v) for v in (product_key, device_name, secret))
-        m = _cstr(method) if method is not None else b"hmacmd5"
+        m = c_string(method) if method is not None else b"hmacmd5"
         stamp, _given = _number_or_default(ts, FAR_FUTURE, 5, "aliyun")
         try:
             return aliyun(pk, dn, ds, m, stamp, tls is True)
@@ -248,9 +219,9 @@ def install(boot: Boot) -> None:
                  _ts: Any = None, version: bytes | None = None, res: Any = None,
                  *_: Any) -> tuple[bytes, bytes, bytes]:
         pid, dn, k = (_c_string_arg(v) for v in (product_id, device_name, key))
-        m = _cstr(method) if method is not None else b"md5"
-        ver = _cstr(version) if version is not None else b"2018-10-31"
-        resource = _cstr(res) if isinstance(res, bytes) else None  # a string only, not a number
+        m = c_string(method) if method is not None else b"md5"
+        ver = c_string(version) if version is not None else b"2018-10-31"
+        resource = c_string(res) if isinstance(res, bytes) else None  # a string only, not a number
         try:
             token = onenet_token(pid, dn, k, m, ver, resource, FAR_FUTURE)
         except _Unsupported as e:
@@ -273,9 +244,9 @@ def install(boot: Boot) -> None:
                  method: bytes | None = None, ts: Any = None, appid: bytes | None = None,
                  *_: Any) -> tuple[bytes, bytes, bytes]:
         pid, dn, ds = (_c_string_arg(v) for v in (product_id, device_name, secret))
-        m = _cstr(method) if method is not None else b"sha256"
+        m = c_string(method) if method is not None else b"sha256"
         stamp, _given = _number_or_default(ts, FAR_FUTURE, 5, "qcloud")
-        app = _cstr(appid) if appid is not None else b"12010126"
+        app = c_string(appid) if appid is not None else b"12010126"
         conn_id = bytes(0x61 + b % 26 for b in os.urandom(5))  # the firmware's TRNG, a-z
         try:
             return qcloud(pid, dn, ds, m, stamp, app, conn_id)
@@ -291,7 +262,7 @@ def install(boot: Boot) -> None:
     def l_baidu(core_id: bytes, device_key: bytes, secret: bytes, method: bytes | None = None,
                 ts: Any = None, *_: Any) -> tuple[bytes, bytes, bytes]:
         cid, dk, ds = (_c_string_arg(v) for v in (core_id, device_key, secret))
-        m = _cstr(method) if method is not None else b"MD5"
+        m = c_string(method) if method is not None else b"MD5"
         stamp = _opt_integer(ts, 0, 5, "baidu")
         try:
             return baidu(cid, dk, ds, m, stamp)

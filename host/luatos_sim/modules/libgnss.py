@@ -471,7 +471,7 @@ def install(boot: Boot) -> None:
         uid = int(uart_id)
         st.clear()
         if uid in UART_IDS:
-            bus.app_receivers[uid] = lambda: uart_received(uid)
+            bus.set_app_receiver(uid, lambda: uart_received(uid))
         if isinstance(next_id, int) and not isinstance(next_id, bool):
             st.route_uart = next_id
 

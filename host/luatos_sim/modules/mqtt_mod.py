@@ -78,16 +78,12 @@ class MqttClient:
     def __init__(self, boot: Boot, bn: BootNet, adapter: int, host: bytes, port: int,
                  tls: TlsSettings | None, rx_size: int, conn_timeout_s: int) -> None:
         self.boot = boot
-        self.bn = bn
         self.adapter = adapter
         self.host = host
         self.port = port
         self.rx_size = rx_size
         self.conn_timeout_s = conn_timeout_s
-        self.sock = SockCtrl(boot, bn, adapter, self._on_net, None)
-        self.sock.tls = tls is not None
-        self.sock.tls_settings = tls or TlsSettings()
-        bn.sockets.append(self.sock)
+        self.sock = SockCtrl.open(boot, bn, adapter, self._on_net, tls=tls)
         self.address = next(_addresses)
         self.invoke: Any = None  # Lua: invoke(key, ud, event, ...) calls the callback
         self.state = STATE_DISCONNECT
@@ -160,10 +156,8 @@ class MqttClient:
         self.parser.reset()
         self.state = STATE_SCONNECT
         self.start_timer("conn", self.conn_timeout_s * 1000, self._conn_timeout)
-        if self.bn.is_ready(self.adapter):
+        if self.sock.wait_link_up():  # else network_connect goes on at LINK
             self.sock.start_connect(self.host.decode(errors="replace"), self.port)
-        else:
-            self.sock.want_link = True  # network_connect waits for the link, then goes on
 
     def _conn_timeout(self) -> None:
         self.log("W", f"connect timeout {self.host.decode(errors='replace')} {self.port}!! "
@@ -337,10 +331,7 @@ class MqttClient:
         self.released = True
         for k in self.gen:
             self.gen[k] += 1
-        self.sock.close_now()
-        self.sock.released = True
-        if self.sock in self.bn.sockets:
-            self.bn.sockets.remove(self.sock)
+        self.sock.release()
 
 
 def install(boot: Boot) -> None:

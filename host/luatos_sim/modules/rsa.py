@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from ..cfunc import check_integer
+from ..ctext import c_string
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -70,12 +71,8 @@ class MbedtlsError(Exception):
         self.code = code
 
 
-def _c_string(key: bytes) -> bytes:
-    return key.split(b"\0", 1)[0]  # mbedtls reads the PEM as a C string
-
-
 def load_public(key: bytes) -> Any:
-    text = _c_string(key)
+    text = c_string(key)  # mbedtls reads the PEM as a C string
     if not any(h in text for h in _PUBLIC_HEADERS):
         raise MbedtlsError(ERR_PK_PUBKEY_NOT_FOUND)
     try:
@@ -85,7 +82,7 @@ def load_public(key: bytes) -> Any:
 
 
 def load_private(key: bytes, password: bytes) -> Any:
-    text = _c_string(key)
+    text = c_string(key)  # mbedtls reads the PEM as a C string
     if not any(h in text for h in _PRIVATE_HEADERS):
         raise MbedtlsError(ERR_PK_KEY_INVALID_FORMAT)
     encrypted = any(m in text for m in _ENCRYPTED_MARKS)

@@ -152,6 +152,42 @@ class SockCtrl:
         # Wall-clock time until which an answer to the last tx is expected (see sync_hook).
         self.reply_deadline = 0.0
 
+    @classmethod
+    def open(cls, boot: Boot, bn: BootNet, adapter: int, cb: Any, task: bytes | None = None, *,
+             udp: bool = False, tls: TlsSettings | None = None) -> SockCtrl:
+        """A new ctrl the boot's network tracks (network_alloc_ctrl): adapter events reach it
+        and a reboot closes it. The firmware libraries that open their own connection (mqtt,
+        websocket, errDump) get theirs here too, with a Python ``cb``; ``tls`` settings make
+        it a TLS connection."""
+        sc = cls(boot, bn, adapter, cb, task)
+        sc.udp = udp
+        if tls is not None:
+            sc.tls = True
+            sc.tls_settings = tls
+        bn.add_socket(sc)
+        return sc
+
+    def release(self) -> None:
+        """network_release_ctrl: closed at once, no event ever again, forgotten by the boot's
+        network. Releasing twice is harmless."""
+        if self.released:
+            return
+        self.close_now()
+        self.released = True
+        self.bn.drop_socket(self)
+
+    def wait_link_up(self) -> bool:
+        """network_wait_link_up: True when the adapter is ready now; otherwise False, and a
+        LINK event follows once it is."""
+        if self.bn.is_ready(self.adapter):
+            return True
+        self.want_link = True
+        return False
+
+    def take_datagram(self) -> tuple[bytes, str, int] | None:
+        """The oldest received datagram and its sender (ip, port); None when none is waiting."""
+        return self.dgrams.pop(0) if self.dgrams else None
+
     # -- events --------------------------------------------------------------------------------
 
     def emit(self, event: int, param: int) -> None:
@@ -647,9 +683,7 @@ def install(boot: Boot) -> None:
             return None
         func = cb if boot.lua_type(cb) == b"function" else None
         task = cb if isinstance(cb, bytes) else None
-        sc = SockCtrl(boot, bn, a, func, task)
-        bn.sockets.append(sc)
-        return sc
+        return SockCtrl.open(boot, bn, a, func, task)
 
     def debug(c: Any, on: Any = None, *_: Any) -> None:
         ctrl_of(c).debug = bool(on)
@@ -669,11 +703,7 @@ def install(boot: Boot) -> None:
         return True
 
     def linkup(c: Any, *_: Any) -> tuple[bool, bool]:
-        sc = ctrl_of(c)
-        if bn.is_ready(sc.adapter):
-            return True, True
-        sc.want_link = True
-        return True, False
+        return True, ctrl_of(c).wait_link_up()
 
     def connect(c: Any, host: Any = None, port: Any = None, *_: Any) -> tuple[bool, bool]:
         sc = ctrl_of(c)
@@ -719,9 +749,10 @@ def install(boot: Boot) -> None:
         if sc.udp:
             if not isinstance(zb, ZBuff):
                 return True, len(sc.dgrams[0][0]) if sc.dgrams else 0
-            if not sc.dgrams:
+            got = sc.take_datagram()
+            if got is None:
                 return (True, 0) if sc.state == S_ONLINE else (False, 0)
-            data, ip, port = sc.dgrams.pop(0)
+            data, ip, port = got
             data = data[:cap] if cap is not None else data
             zb.append(data)
             return True, len(data), raw_ip(ip), port
@@ -740,9 +771,10 @@ def install(boot: Boot) -> None:
     def read(c: Any, n: Any = None, *_: Any) -> Any:
         sc = ctrl_of(c)
         if sc.udp:
-            if not sc.dgrams:
+            got = sc.take_datagram()
+            if got is None:
                 return sc.state == S_ONLINE, b""
-            data, ip, port = sc.dgrams.pop(0)
+            data, ip, port = got
             if isinstance(n, int) and n > 0:
                 data = data[:n]
             return True, data, raw_ip(ip), port
@@ -773,11 +805,8 @@ def install(boot: Boot) -> None:
         ctrl_of(c).close_now()
 
     def release(c: Any, *_: Any) -> None:
-        if isinstance(c, SockCtrl) and not c.released:
-            c.close_now()
-            c.released = True
-            if c in bn.sockets:
-                bn.sockets.remove(c)
+        if isinstance(c, SockCtrl):
+            c.release()
 
     def close_all(adapter: Any = None, *_: Any) -> None:
         for sc in list(bn.sockets):
@@ -859,8 +888,7 @@ def install(boot: Boot) -> None:
             return None
         func = cb if boot.lua_type(cb) == b"function" else None
         task = cb if isinstance(cb, bytes) else None
-        new = SockCtrl(boot, bn, sc.adapter, func, task)
-        bn.sockets.append(new)
+        new = SockCtrl.open(boot, bn, sc.adapter, func, task)
         new.adopt(client)
         return new
 

@@ -38,16 +38,14 @@ class WsClient:
     def __init__(self, boot: Boot, bn: BootNet, adapter: int, url: str, keepalive_s: int,
                  invoke: Any) -> None:
         parts = urlsplit(url)
-        self.boot, self.bn, self.url = boot, bn, url
+        self.boot, self.url = boot, url
         self.host = parts.hostname or ""
         self.port = parts.port or (443 if parts.scheme == "wss" else 80)
         self.keepalive_s = keepalive_s
         self.key = next(_keys)
         self.invoke = invoke
-        self.sock = SockCtrl(boot, bn, adapter, self._on_net, None)
-        self.sock.tls = parts.scheme == "wss"
-        self.sock.tls_settings = TlsSettings()
-        bn.sockets.append(self.sock)
+        self.sock = SockCtrl.open(boot, bn, adapter, self._on_net,
+                                  tls=TlsSettings() if parts.scheme == "wss" else None)
         self.extra_headers: list[tuple[str, str]] = []
         self.proto: ClientProtocol | None = None
         self.ready = False
@@ -68,10 +66,8 @@ class WsClient:
         self.active = True
         self.continuing = False
         self.proto = ClientProtocol(parse_uri(self.url))
-        if self.bn.is_ready(self.sock.adapter):
+        if self.sock.wait_link_up():  # else the connect goes on at LINK
             self.sock.start_connect(self.host, self.port)
-        else:
-            self.sock.want_link = True
 
     def _flush(self, expect_reply: bool = True) -> bool:
         if self.proto is None:
@@ -177,10 +173,7 @@ class WsClient:
         self.ready = False
         self.reconnect = False
         self.gen += 1
-        self.sock.close_now()
-        self.sock.released = True
-        if self.sock in self.bn.sockets:
-            self.bn.sockets.remove(self.sock)
+        self.sock.release()
 
 
 def install(boot: Boot) -> None:

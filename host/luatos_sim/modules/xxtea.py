@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import xxtea as xxtea_cipher
 
+from ..ctext import c_string
+
 if TYPE_CHECKING:
     from ..vm import Boot
 
 
 def firmware_key(key: bytes) -> bytes:
     """The 16 key bytes the firmware uses: up to the first NUL, at most 16, zero-filled."""
-    return key.split(b"\0", 1)[0][:16].ljust(16, b"\0")
+    return c_string(key)[:16].ljust(16, b"\0")
 
 
 def encrypt(data: bytes, key: bytes) -> bytes | None:

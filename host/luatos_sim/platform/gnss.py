@@ -229,9 +229,7 @@ class GnssBench:
             raise ValueError(f"a GNSS receiver is already attached to uart{uart}")
         rx = GnssReceiver(self.device, self.bus, uart, baud)
         self.receivers[uart] = rx
-        self.bus.peers.append(rx)
-        if self.bus.boot is not None:
-            rx.boot_started()
+        self.bus.add_peer(rx)
         return rx
 
     def __call__(self, uart: int = 2) -> GnssReceiver:

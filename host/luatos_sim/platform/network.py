@@ -375,6 +375,15 @@ class BootNet:
         self.lose_listeners: list[Callable[[int], None]] = []
         self.closed = False
 
+    def add_socket(self, sock: Any) -> None:
+        """Track a socket ctrl: adapter events reach it and the boot's end closes it."""
+        self.sockets.append(sock)
+
+    def drop_socket(self, sock: Any) -> None:
+        """Forget a released socket ctrl (no-op when it is not tracked)."""
+        if sock in self.sockets:
+            self.sockets.remove(sock)
+
     def register(self, adapter: int) -> None:
         if adapter not in self.registered:
             self.registered.append(adapter)

@@ -69,6 +69,17 @@ class UartBus:
         for peer in self.peers:
             peer.boot_started()
 
+    def add_peer(self, peer: UartPeer) -> None:
+        """Wire ``peer`` to the bus; it starts at once when a boot is running."""
+        self.peers.append(peer)
+        if self.boot is not None:
+            peer.boot_started()
+
+    def set_app_receiver(self, uid: int, fn: Callable[[], None]) -> None:
+        """A firmware library takes over UART ``uid``'s input for this boot: ``fn`` runs
+        (posted) when bytes arrive, instead of the script's "receive" callback."""
+        self.app_receivers[uid] = fn
+
     def detach(self, boot: Boot) -> None:
         if self.boot is boot:
             self.flush_console(boot.now)

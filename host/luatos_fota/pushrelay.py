@@ -204,8 +204,10 @@ class PushRelay:
         while True:
             try:
                 if time.monotonic() >= next_beat:
-                    await asyncio.to_thread(self.sessions.heartbeat, self.instance_id,
-                                            sorted(o["device"] for o in self.hub.online()), OUTBOX_KEEP_S)
+                    here = {o["device"]: (str(o.get("peer") or ""),
+                                          {k: o[k] for k in LOGIN_INFO_KEYS if o.get(k) is not None})
+                            for o in self.hub.online()}
+                    await asyncio.to_thread(self.sessions.heartbeat, self.instance_id, here, OUTBOX_KEEP_S)
                     next_beat = time.monotonic() + self.heartbeat_s
                 # One row at a time: a row is "sending" only while it is really being sent, so
                 # an asker that gives up can still withdraw every row behind it.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,10 +41,13 @@ class PushSessionsRepo:
                       .values(state="done", result="offline", done_at=time.time()))
             c.execute(t.push_instances.delete().where(i_.instance_id == instance_id))
 
-    def heartbeat(self, instance_id: str, here: list[str], outbox_keep_s: float) -> None:
-        """Beat, and make the instance's session rows match ``here`` (the device keys its hub
-        holds), which repairs whatever an outage or a lost event left behind; finished outbox
-        rows older than ``outbox_keep_s`` go."""
+    def heartbeat(self, instance_id: str, here: Mapping[str, tuple[str, dict[str, Any]]],
+                  outbox_keep_s: float) -> None:
+        """Beat, and make the instance's session rows match ``here`` (device key -> peer and login
+        info, as its hub holds them), which repairs whatever an outage or a lost event left
+        behind; finished outbox rows older than ``outbox_keep_s`` go. A repaired row carries the
+        hub's login info: a beat that wins the race with the login's own write (or deletes that
+        write, under READ COMMITTED) must not leave a row that forgot the device's version."""
         now = time.time()
         with self.db.tx() as c:
             res = c.execute(t.push_instances.update().where(i_.instance_id == instance_id)
@@ -59,8 +63,9 @@ class PushSessionsRepo:
             if missing:  # the device's row is ours now, wherever it pointed before
                 c.execute(t.push_sessions.delete().where(s_.device_key.in_(missing)))
                 c.execute(t.push_sessions.insert(), [
-                    {"device_key": k, "instance_id": instance_id, "peer": "", "info": "{}",
-                     "connected_at": now} for k in missing])
+                    {"device_key": k, "instance_id": instance_id, "peer": here[k][0][:100],
+                     "info": json.dumps(here[k][1], ensure_ascii=False), "connected_at": now}
+                    for k in missing])
             c.execute(t.push_outbox.delete().where(o_.created_at < now - outbox_keep_s))
 
     # ------------------------------------------------------------------ sessions

@@ -149,7 +149,7 @@ def test_a_dead_instances_devices_are_not_online(tmp_path: Path) -> None:
 def test_a_push_nobody_picks_up_is_withdrawn_not_sent_late(tmp_path: Path) -> None:
     with device_on_b_with_b_relay_stopped(tmp_path) as (a, b, sock):
         relay_b = b.app.state.push_relay
-        relay_b.sessions.heartbeat(relay_b.instance_id, [MAC], OUTBOX_KEEP_S)  # B still looks alive for stale_s, but does not poll its outbox
+        relay_b.sessions.heartbeat(relay_b.instance_id, {MAC: ("", {})}, OUTBOX_KEEP_S)  # B still looks alive for stale_s, but does not poll its outbox
         a.app.state.push_relay.stale_s = 60.0  # however slow this machine, A sees B alive
         a.app.state.push_relay.wait_s = 0.5
         r = api(a, "POST", "/push", json={"devices": [MAC], "url": "http://10.0.0.1/late.bin"})

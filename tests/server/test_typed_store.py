@@ -178,8 +178,13 @@ def _push_sessions_flow(tmp_path: Path, db_url: str | None) -> None:
         ra.withdraw([late], "error: not picked up in time")
         assert rb.claim_one("B") is None and ra.results([late]) == {late: "error: not picked up in time"}
         # The heartbeat makes B's rows match its hub; a stale instance's sessions are not live.
-        rb.heartbeat("B", ["C8C2C68CD7A2"], outbox_keep_s=3600)
-        assert [x.device_key for x in ra.live(stale_s=60)] == ["C8C2C68CD7A2"]
+        # A row the beat repairs carries the hub's login info (a beat racing the login's own
+        # write must not leave a session that forgot the device's version).
+        rb.heartbeat("B", {"C8C2C68CD7A2": ("10.0.0.7:4001", {"project_key": KEY, "version": "2001.001.003"})},
+                     outbox_keep_s=3600)
+        (repaired,) = ra.live(stale_s=60)
+        assert (repaired.device_key, repaired.peer, repaired.info) == (
+            "C8C2C68CD7A2", "10.0.0.7:4001", {"project_key": KEY, "version": "2001.001.003"})
         time.sleep(0.05)
         assert ra.live(stale_s=0.01) == []
         # Leaving: B's sessions go and what was still queued for it is answered "offline".

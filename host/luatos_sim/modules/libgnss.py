@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..cfunc import opt_integer
+from ..ctext import c_string
 from ..nmea import Clock, Date, Fixed, f32, scan, sentence_type
 from .zbuff import ZBuff
 
@@ -215,7 +216,7 @@ def install(boot: Boot) -> None:
                 break
 
     def parse_line(raw: bytes) -> None:
-        raw = raw.split(b"\0", 1)[0]
+        raw = c_string(raw)
         if len(raw) > MAX_LINE - 1:
             return
         line = raw.decode("latin-1")

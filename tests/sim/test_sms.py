@@ -261,3 +261,29 @@ def test_air8101_has_no_sms(boot: Callable[..., Device]) -> None:
     assert "I/user.sms nil" in dev.lines()
     with pytest.raises(ValueError, match="order"):
         dev.sms.deliver("10086", "x", order=[2])  # a one-part SMS has no part 2
+
+
+def test_refused_number_and_status_reports(boot: Callable[..., Device]) -> None:
+    dev = boot(HEAD + """
+sys.subscribe("SMS_SENT", function(ok, rp, rp_str, ref, err, refs)
+    log.info("sent", ok, rp, rp_str, err, table.concat(refs, ","))
+end)
+sms.setReportCb(function(ref, status, status_str, phone, when)
+    log.info("report", ref, status, status_str, phone, when)
+end)
+sys.taskInit(function()
+    sys.waitUntil("IP_READY")
+    sms.send("13900000000", "nobody")
+    sys.waitUntil("SMS_SENT")
+    sms.send("13800138000", string.rep("z", 200), true, true)
+end)
+sys.run()
+""", model="Air780E")
+    dev.sms.refuse("+8613900000000", rp_cause=1)
+    dev.run_for("30s")
+    assert _user(dev, "I/user.sent") == ["I/user.sent false 1 UNASSIGNED_NUMBER 500 1",
+                                         "I/user.sent true 0 SUCCESS 0 2,3"]
+    reports = _user(dev, "I/user.report")
+    assert [r.split()[1:5] for r in reports] == [["2", "0", "SUCCESS", "8613800138000"],
+                                                 ["3", "0", "SUCCESS", "8613800138000"]]
+    assert [s.to for s in dev.sms.sent] == ["+8613800138000"]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..lua_text import py_str
 from ..platform.network import LWIP_GP
-from ..platform.sms import SEND_OK
+from ..platform.sms import SEND_OK, UNKNOWN_ERROR
 from ..sms_pdu import (
     TOA_INTERNATIONAL,
     UCS2,
@@ -41,8 +41,14 @@ if TYPE_CHECKING:
 TAG = "sms"
 SLOTS = 128  # LONG_SMS_CMAX
 CLEARED_SLOTS = 16  # the firmware clears a finished long SMS from the first 16 slots only
-RP_CAUSES = {0: "SUCCESS", 1: "UNASSIGNED_NUMBER", 30: "UNKNOWN_SUBSCRIBER",
-             50: "REQUESTED_FACILITY_NOT_SUBSCRIBED"}
+# RP-Cause names (3GPP TS 24.011 E.2) in SMS_SENT; the firmware's own spellings are UNCONFIRMED.
+RP_CAUSES = {0: "SUCCESS", 1: "UNASSIGNED_NUMBER", 8: "OPERATOR_DETERMINED_BARRING",
+             10: "CALL_BARRED", 21: "SM_TRANSFER_REJECTED", 27: "DESTINATION_OUT_OF_SERVICE",
+             28: "UNIDENTIFIED_SUBSCRIBER", 29: "FACILITY_REJECTED", 30: "UNKNOWN_SUBSCRIBER",
+             38: "NETWORK_OUT_OF_ORDER", 41: "TEMPORARY_FAILURE", 42: "CONGESTION",
+             47: "RESOURCES_UNAVAILABLE", 50: "REQUESTED_FACILITY_NOT_SUBSCRIBED"}
+# TP-Status names in SMS_REPORT (3GPP TS 23.040 9.2.3.15), by range.
+TP_STATUS = {0: "SUCCESS", 1: "FORWARDED_UNCONFIRMED", 2: "REPLACED"}
 
 # The Lua half: the callbacks live in Lua (as registry references do on the device), and each
 # receiver gets its own metas table.
@@ -65,7 +71,13 @@ local function sent(ok, rp, rp_str, ref, err, refs)
   local pub = sys_pub
   if pub then pub("SMS_SENT", ok, rp, rp_str, ref, err, refs) end
 end
-return set_cb, set_report, incoming, sent, metas
+local function report(ref, status, status_str, phone, when)
+  local pub = sys_pub
+  if pub == nil then return end
+  pub("SMS_REPORT", ref, status, status_str, phone, when)
+  if report_cb then report_cb(ref, status, status_str, phone, when) end
+end
+return set_cb, set_report, incoming, sent, metas, report
 """
 
 
@@ -82,8 +94,8 @@ class SmsModem:
     def __init__(self, boot: Boot) -> None:
         self.boot = boot
         self.bench = boot.platform.sms
-        self.set_cb, self.set_report, self.incoming, self.sent_pub, self.metas = \
-            boot.execute(_LUA)
+        self.set_cb, self.set_report, self.incoming, self.sent_pub, self.metas, \
+            self.report_pub = boot.execute(_LUA)
         self.auto_long = True
         self.slots: list[_Fragment | None] = [None] * SLOTS
         self.ref_idx = 254
@@ -116,46 +128,56 @@ class SmsModem:
         first = submit_pdu(number, toa, plan, 1)
         self.log("D", f"pdu len {len(first)}")
         self.sending = {"plan": plan, "number": number, "toa": toa, "pdus": [first],
-                        "refs": [], "seq": 1}
+                        "refs": [], "seq": 1, "report": report is True,
+                        "to": ("+" if toa == TOA_INTERNATIONAL else "") + number}
         self.boot.trace("sms_submit", to=number, parts=plan.count, ucs2=plan.dcs == UCS2)
         self.submit()
         return SEND_OK
 
     def submit(self) -> None:
-        result = self.bench.submit_result(self.boot)
-        if result != SEND_OK:
-            self.boot.post(self.bench.fail_ms, self.acked, result)
-        else:
-            self.boot.post(self.bench.submit_ms, self.acked, SEND_OK)
+        assert self.sending is not None
+        result, rp = self.bench.submit_result(self.boot, self.sending["to"])
+        delay = self.bench.submit_ms if result in (SEND_OK, UNKNOWN_ERROR) else self.bench.fail_ms
+        self.boot.post(delay, self.acked, result, rp)
 
-    def acked(self, result: int) -> None:
+    def acked(self, result: int, rp: int) -> None:
         s = self.sending
         if s is None:
             return
-        if result == SEND_OK:
+        if result in (SEND_OK, UNKNOWN_ERROR):  # the network answered: a reference was used
             self.msg_ref = (self.msg_ref + 1) % 256
-        ref = self.msg_ref if result == SEND_OK else 0
+        ref = self.msg_ref if result in (SEND_OK, UNKNOWN_ERROR) else 0
         s["refs"].append(ref)
         if result != SEND_OK:
-            self.done(False, result, ref)
+            self.done(False, result, ref, rp)
             return
+        if s["report"]:
+            self.boot.post(self.bench.report_ms, self.status_report, ref, s["number"])
         plan = s["plan"]
         if s["seq"] == plan.count:
             self.bench.received(s["pdus"], self.boot.now)
-            self.done(True, 0, ref)
+            self.done(True, 0, ref, 0)
             return
         s["seq"] += 1
         s["pdus"].append(submit_pdu(s["number"], s["toa"], plan, s["seq"]))
         self.submit()
 
-    def done(self, ok: bool, error: int, ref: int) -> None:
+    def done(self, ok: bool, error: int, ref: int, rp: int) -> None:
         s, self.sending = self.sending, None
         assert s is not None
         if self.waiter is not None:
             topic, self.waiter = self.waiter, None
             self.boot.sys_pub(topic, ok)
         refs = self.boot.table(*s["refs"])
-        self.sent_pub(ok, 0, RP_CAUSES[0], ref, error, refs)
+        self.sent_pub(ok, rp, RP_CAUSES.get(rp, "UNKNOWN"), ref, error, refs)
+
+    def status_report(self, ref: int, number: str) -> None:
+        """The recipient's handset took the part: the network's status report comes in."""
+        status = self.bench.report_status
+        name = TP_STATUS.get(status) or (f"FAILED_TEMP_{status}" if status < 0x40
+                                         else f"FAILED_PERM_{status}")
+        when = self.bench.clock_text(self.boot.now)
+        self.report_pub(ref, status, name, number, when)
 
     # -- receiving -------------------------------------------------------------------------------
 

@@ -30,8 +30,8 @@ from .network import Network
 from .power import PowerControl
 from .pwm import PwmBench
 from .rtc import DEFAULT_ZONE_QUARTERS, RtcClock
-from .sms import SmsNetwork
 from .screen import Screen, TouchPanel
+from .sms import SmsNetwork
 from .spi import SpiBuses
 from .uart import UartBus
 

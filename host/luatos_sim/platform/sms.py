@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 SEND_OK = 0
 USIM_NOT_INSERTED = 310
 NO_NETWORK_SERVICE = 331
+UNKNOWN_ERROR = 500
 
 CHINA_TZ_QUARTERS = 32  # +08:00 in the SMS timestamp's quarter hours
 
@@ -74,6 +75,10 @@ class SmsNetwork:
     held_ms: int = 3000  # after registration, until held SMS arrive (ours)
     # An international sender reaches the script as "+<digits>" (UNCONFIRMED; False: digits).
     plus_international: bool = True
+    report_ms: int = 5000  # a part's acceptance to its status report, when asked for (ours)
+    report_status: int = 0  # TP-Status in the reports (0: delivered)
+    # Destination -> RP-Cause: the network refuses messages to these numbers (1: unassigned).
+    refusals: dict[str, int] = field(default_factory=dict)
     sent: list[SentSms] = field(default_factory=list)
     held: list[Incoming] = field(default_factory=list)
     dropped: list[Incoming] = field(default_factory=list)
@@ -116,6 +121,12 @@ class SmsNetwork:
                                     lambda inc=inc: self._arrive(inc), label)  # type: ignore[misc]
         return n
 
+    def refuse(self, to: str, rp_cause: int = 1) -> None:
+        """The network rejects messages to ``to`` (as the device addresses it: ``+86...`` for an
+        international number) with ``rp_cause`` (3GPP TS 24.011: 1 unassigned number, 50
+        service not subscribed)."""
+        self.refusals[to] = rp_cause
+
     def remove_sim(self) -> None:
         self.sim_present = False
 
@@ -123,6 +134,11 @@ class SmsNetwork:
         self.sim_present = True
 
     # -- the network's side ----------------------------------------------------------------------
+
+    def clock_text(self, ms: int, tz_quarters: int = CHINA_TZ_QUARTERS) -> str:
+        """The network's local time at ``ms`` as a status report carries it."""
+        t = self._wall_clock(ms) + timedelta(minutes=15 * tz_quarters)
+        return t.strftime("%y-%m-%d %H:%M:%S")
 
     def _wall_clock(self, ms: int) -> datetime:
         return datetime.fromtimestamp(self.device.epoch_at_power_on + ms // 1000, UTC)
@@ -166,13 +182,15 @@ class SmsNetwork:
                 self.held.pop(0)
         boot.post(self.held_ms, flush)
 
-    def submit_result(self, boot: Boot) -> int:
-        """What the modem reports for a submission now: 0, or the error code."""
+    def submit_result(self, boot: Boot, to: str) -> tuple[int, int]:
+        """What the modem reports for a submission to ``to`` now: (error code, RP-Cause)."""
         if not self.sim_present:
-            return USIM_NOT_INSERTED
+            return USIM_NOT_INSERTED, 0
         if not self.registered(boot):
-            return NO_NETWORK_SERVICE
-        return SEND_OK
+            return NO_NETWORK_SERVICE, 0
+        if to in self.refusals:
+            return UNKNOWN_ERROR, self.refusals[to]
+        return SEND_OK, 0
 
     def received(self, pdus: list[bytes], ms: int) -> None:
         """The network accepted every part of a message: what the recipient reads."""

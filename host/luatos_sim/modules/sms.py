@@ -1,7 +1,7 @@
 """sms: short messages on the Cat.1 models (Air780E, Air8000); nil on the Air8101.
 
 Written from the module's API documentation and components/sms/luat_lib_sms.c (docs/behaviour.md
-has the contract). Sending: ``sms.send(phone, text, auto_phone_fix, need_report)`` encodes the
+§8.4 is the contract). Sending: ``sms.send(phone, text, auto_phone_fix, need_report)`` encodes the
 text (GSM 7-bit when every byte is in the ASCII subset the firmware maps, else UCS-2), splits a
 long one (153 septets / 134 bytes per part), fixes the number (``+86...``, ``86...``, an
 11-digit mainland mobile gets ``86``), hands the first part to the modem and returns true; the

@@ -287,3 +287,16 @@ sys.run()
     assert [r.split()[1:5] for r in reports] == [["2", "0", "SUCCESS", "8613800138000"],
                                                  ["3", "0", "SUCCESS", "8613800138000"]]
     assert [s.to for s in dev.sms.sent] == ["+8613800138000"]
+
+
+def test_seven_bit_text_reaches_the_script_as_the_firmware_maps_it(
+        boot: Callable[..., Device]) -> None:
+    """GSM 7-bit letters outside ASCII come out as their base letter (é -> e), the rest as ?;
+    the extension characters the firmware knows come out as themselves."""
+    dev = boot(HEAD + "sys.subscribe('SMS_INC', function(n, t) log.info('inc', t) end)\n"
+               "sys.run()\n", model="Air780E")
+    dev.sms.deliver("10010", "café Ünïcode? {x}|€ §", at="8s")  # ï is not GSM: UCS-2
+    dev.sms.deliver("10010", "café Über {x}|€ §", at="9s")
+    dev.run_for("15s")
+    assert _user(dev, "I/user.inc") == ["I/user.inc café Ünïcode? {x}|€ §",
+                                        "I/user.inc cafe Uber {x}|e ?"]

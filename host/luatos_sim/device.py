@@ -50,6 +50,7 @@ from .platform.network import Network
 from .platform.power import PowerControl
 from .platform.pwm import PwmBench
 from .platform.screen import Screen, TouchPanel
+from .platform.sms import SmsNetwork
 from .platform.spi import SpiBuses
 from .platform.uart import UartBus
 from .profiles import ModelProfile, get_profile
@@ -215,6 +216,11 @@ class Device:
     def errdump(self) -> ErrDumpLogs:
         """errDump's logs in flash (``sys_log``, ``usr_log``)."""
         return self.platform.errdump
+
+    @property
+    def sms(self) -> SmsNetwork:
+        """The cellular network's SMS side (``deliver``, ``sent``, ``remove_sim``)."""
+        return self.platform.sms
 
     @property
     def spi(self) -> SpiBuses:

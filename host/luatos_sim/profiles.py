@@ -94,6 +94,7 @@ WLAN_API = _functions("init scan scanResult mode setMode ready connect disconnec
                       "getIP getInfo getMac setMac hostname setHostname powerSave staIp "
                       "createAP stopAP autoreconn")
 MOBILE_API = _functions("csq flymode iccid imei imsi rssi status")
+SMS_API = _functions("send sendLong setNewSmsCb setReportCb autoLong clearLong unpack debug")
 TP_API = _functions("init")
 BLUETOOTH_API = _functions("init")
 CAMERA_API = _functions("capture close init on start stop")
@@ -115,8 +116,7 @@ BLE_API = _functions("adv_create adv_start adv_stop gatt_create write_notify wri
 ABSENT_COMMON: Mapping[str, frozenset[str]] = MappingProxyType({
     "eink": frozenset(), "airui": frozenset(), "lvgl": frozenset(), "audio": frozenset(),
 })
-ABSENT_CELLULAR: Mapping[str, frozenset[str]] = MappingProxyType(
-    {**ABSENT_COMMON, "sms": frozenset()})
+ABSENT_CELLULAR: Mapping[str, frozenset[str]] = MappingProxyType({**ABSENT_COMMON})
 
 # Lua-side modules every build has (set up by boot.lua, not by a binding).
 LUA_MODULES = frozenset({"log", "os"})
@@ -196,7 +196,8 @@ AIR780E = ModelProfile(
     rom_build="Jun 20 2024 10:00:00", bits=32, lua_heap=1_048_568, psram=0,
     lua_instructions_per_ms=3_000,
     imei="864536071234561", uid=bytes.fromhex("3C3A1B9F77A0C1D2"),
-    api=api_with(mobile=MOBILE_API, libgnss=LIBGNSS_API), absent_api=ABSENT_CELLULAR,
+    api=api_with(mobile=MOBILE_API, libgnss=LIBGNSS_API, sms=SMS_API),
+    absent_api=ABSENT_CELLULAR,
     fota_formats=("ec", "luatos-full"),
 )
 
@@ -206,7 +207,7 @@ AIR8000 = ModelProfile(
     lua_instructions_per_ms=4_000,
     mac="C8C2C68CE001", uid=bytes.fromhex("5A17C0FFEE0102"),
     api=api_with(mobile=MOBILE_API, wlan=WLAN_API, tp=TP_API, bluetooth=BLUETOOTH_API,
-                 ble=BLE_API, libgnss=LIBGNSS_API), absent_api=ABSENT_CELLULAR,
+                 ble=BLE_API, libgnss=LIBGNSS_API, sms=SMS_API), absent_api=ABSENT_CELLULAR,
     fota_formats=("ec", "luatos-full"),
 )
 

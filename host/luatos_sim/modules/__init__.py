@@ -70,6 +70,7 @@ MODULES: dict[str, str] = {
     "rsa": "rsa",
     "fastlz": "fastlz",
     "libgnss": "libgnss",
+    "sms": "sms",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these
@@ -88,6 +89,7 @@ AT_BOOT = ALWAYS | {
     # socket adds netdrv.ping; fota's upgrade checks watch wlan from the start.
     "wlan", "netdrv", "socket", "http", "fota",
     "bit",  # written in Lua (no Python objects to save) and makes its own table
+    "sms",  # the modem takes incoming SMS (SMS_INC) whether or not the script touched sms
 }
 
 # A binding that installs more globals than its own.

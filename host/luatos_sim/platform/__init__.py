@@ -31,6 +31,7 @@ from .power import PowerControl
 from .pwm import PwmBench
 from .rtc import DEFAULT_ZONE_QUARTERS, RtcClock
 from .screen import Screen, TouchPanel
+from .sms import SmsNetwork
 from .spi import SpiBuses
 from .uart import UartBus
 
@@ -62,6 +63,7 @@ class Platform:
     rtc: RtcClock  # the wall clock (os.time, rtc.set)
     errdump: ErrDumpLogs  # errDump's system and user logs (flash)
     gnss: GnssBench  # GNSS receivers on UARTs
+    sms: SmsNetwork  # the cellular network's SMS side
 
     @classmethod
     def build(cls, device: Device) -> Platform:
@@ -88,6 +90,7 @@ class Platform:
             rtc=RtcClock(device.epoch_at_power_on),
             errdump=ErrDumpLogs(device.state_dir / "errdump"),
             gnss=GnssBench(device, uart),
+            sms=SmsNetwork(device),
         ).wired()
 
     def begin_boot(self, modules: frozenset[str]) -> None:

@@ -70,6 +70,7 @@ MODULES: dict[str, str] = {
     "rsa": "rsa",
     "fastlz": "fastlz",
     "libgnss": "libgnss",
+    "protobuf": "protobuf",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

@@ -4,6 +4,8 @@ by the emulator; the firmware library's own corners (field order, proto3 zeros, 
 
 from __future__ import annotations
 
+import random
+import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -258,3 +260,109 @@ def test_errors_are_lua_errors_named_like_the_firmware(run: Callable[..., list[s
     got = {tag: value(lines, tag) for tag in expect}
     for tag, text in expect.items():
         assert text in got[tag], (tag, got[tag])
+
+
+def wide_set() -> descriptor_pb2.FileDescriptorSet:
+    """40 fields with scattered numbers (pb.h's table grows from 8 slots to 64) and a message
+    that holds itself."""
+    fs = descriptor_pb2.FileDescriptorSet()
+    f = fs.file.add(name="wide.proto", syntax="proto3")
+    w = f.message_type.add(name="Wide")
+    for i in range(40):
+        w.field.add(name=f"f{i}", number=i * 37 + 1, type=F.TYPE_INT32, label=OPT)
+    n = f.message_type.add(name="Node")
+    n.field.add(name="next", number=1, type=F.TYPE_MESSAGE, label=OPT, type_name=".Node")
+    n.field.add(name="v", number=2, type=F.TYPE_INT32, label=OPT)
+    return fs
+
+
+def test_a_wide_message_and_deep_nesting(run: Callable[..., list[str]]) -> None:
+    fs = wide_set()
+    nested = message_class(fs, "Node")()
+    cur = nested
+    for _ in range(150):
+        cur = cur.next
+    cur.v = 1
+    lines = run('''
+        protobuf.load(io.readFile("/luadb/wide.pb"))
+        local t = {}
+        for i = 0, 39 do t["f" .. i] = i + 1 end
+        log.info("wide", protobuf.encode("Wide", t):toHex())
+        local loop = {v = 1}
+        loop.next = loop
+        log.info("loop", pcall(protobuf.encode, "Node", loop))
+        log.info("deep", pcall(protobuf.decode, "Node", io.readFile("/luadb/deep.bin")))
+        local n = protobuf.decode("Node", protobuf.encode("Node", {next = {next = {v = 5}}}))
+        log.info("three", n.next.next.v, n.v, n.next.next.next)
+    ''', {"wide.pb": fs.SerializeToString(), "deep.bin": nested.SerializeToString()})
+    wide = message_class(fs, "Wide").FromString(bytes.fromhex(value(lines, "wide").split()[0]))
+    assert [getattr(wide, f"f{i}") for i in range(40)] == list(range(1, 41))
+    assert "stack overflow (message too many levels)" in value(lines, "loop")
+    assert "stack overflow (too many levels)" in value(lines, "deep")
+    assert value(lines, "three") == "5 0 nil"
+
+
+def test_clear_reload_and_a_reboot_forget_or_keep_types(run: Callable[..., list[str]]) -> None:
+    fs = person_set()
+    lines = run('''
+        local pb = io.readFile("/luadb/person.pb")
+        protobuf.load(pb)
+        log.info("twice", protobuf.load(pb))
+        log.info("again", protobuf.encode("Person", {name = "a", id = 1}):toHex())
+        protobuf.clear("Person", "id")
+        log.info("nofield", protobuf.encode("Person", {name = "a", id = 1}):toHex())
+        protobuf.clear(".Person")
+        log.info("notype", pcall(protobuf.encode, "Person", {}))
+        protobuf.load(pb)
+        log.info("back", protobuf.encode("Person", {id = 2}):toHex())
+    ''', {"person.pb": fs.SerializeToString()})
+    assert value(lines, "twice").startswith("true ")
+    assert value(lines, "again") == "0A01611001 10"
+    assert value(lines, "nofield") == "0A0161 6"
+    assert "type 'Person' does not exists" in value(lines, "notype")
+    assert value(lines, "back") == "1002 4"
+
+
+def test_random_bytes_decode_or_fail_cleanly(run: Callable[..., list[str]]) -> None:
+    rnd = random.Random(11)
+    blobs = b"".join(len(b).to_bytes(1, "big") + b for b in
+                     (bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 40)))
+                      for _ in range(200)))
+    lines = run('''
+        protobuf.load(io.readFile("/luadb/dev.pb"))
+        local all, i, ok_n, err_n = io.readFile("/luadb/blobs.bin"), 1, 0, 0
+        while i <= #all do
+            local n = all:byte(i)
+            local ok, r = pcall(protobuf.decode, "dev.Report", all:sub(i + 1, i + n))
+            if ok and type(r) == "table" then ok_n = ok_n + 1
+            elseif not ok and type(r) == "string" then err_n = err_n + 1 end
+            i = i + n + 1
+        end
+        log.info("fuzz", ok_n + err_n, err_n > 0, ok_n > 0)
+    ''', {"dev.pb": rich_set().SerializeToString(), "blobs.bin": blobs})
+    assert value(lines, "fuzz") == "200 true true"
+
+
+def test_decode_corners_unpacked_lists_replaced_messages_and_optional(
+        run: Callable[..., list[str]]) -> None:
+    fs = rich_set()
+    r = fs.file[0].message_type[1]
+    r.oneof_decl.add(name="_level")
+    r.field.add(name="level", number=15, type=F.TYPE_INT32, label=OPT, oneof_index=1,
+                proto3_optional=True)
+    # samples (5) unpacked twice, then packed once; pos (4) twice: the second replaces.
+    wire = (bytes([0x28, 0x03, 0x28, 0x04, 0x2A, 0x01, 0x05])
+            + bytes([0x22, 0x09, 0x09]) + struct.pack("<d", 1.5)
+            + bytes([0x22, 0x05, 0x15]) + struct.pack("<f", 2.0))
+    lines = run('''
+        protobuf.load(io.readFile("/luadb/dev.pb"))
+        local t = protobuf.decode("dev.Report", io.readFile("/luadb/msg.bin"))
+        log.info("list", table.concat(t.samples, ","))
+        log.info("pos", t.pos.lat, t.pos.lng)
+        local mine = {keep = "me"}
+        local back = protobuf.decode("dev.Report", protobuf.encode("dev.Report", {level = 0}), mine)
+        log.info("into", back == mine, mine.keep, mine.level, mine._level, mine.result)
+    ''', {"dev.pb": fs.SerializeToString(), "msg.bin": wire})
+    assert value(lines, "list") == "-2,2,-3"
+    assert value(lines, "pos") == "0.0 2.0"
+    assert value(lines, "into") == "true me 0 level nil"

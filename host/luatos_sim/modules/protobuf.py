@@ -67,7 +67,7 @@ from ..pb_schema import (
 if TYPE_CHECKING:
     from ..vm import Boot
 
-MAX_DEPTH = 200  # nesting before "too many levels" (ours: the device runs out of C stack)
+MAX_DEPTH = 100  # nesting before "too many levels" (ours: the device runs out of C stack first)
 MAX_BYTES_LEN = MASK32 - 100  # pb.h's PB_MAX_SIZET on the 32-bit chips
 _NOTHING = object()
 _INT_TYPES = {INT64, UINT64, INT32, FIXED64_T, FIXED32_T, UINT32, SFIXED32, SFIXED64, SINT32,

@@ -309,7 +309,7 @@ def test_clear_reload_and_a_reboot_forget_or_keep_types(run: Callable[..., list[
         protobuf.load(pb)
         log.info("twice", protobuf.load(pb))
         log.info("again", protobuf.encode("Person", {name = "a", id = 1}):toHex())
-        protobuf.clear("Person", "id")
+        log.info("count", select("#", protobuf.clear("Person", 2)))
         log.info("nofield", protobuf.encode("Person", {name = "a", id = 1}):toHex())
         protobuf.clear(".Person")
         log.info("notype", pcall(protobuf.encode, "Person", {}))
@@ -318,6 +318,7 @@ def test_clear_reload_and_a_reboot_forget_or_keep_types(run: Callable[..., list[
     ''', {"person.pb": fs.SerializeToString()})
     assert value(lines, "twice").startswith("true ")
     assert value(lines, "again") == "0A01611001 10"
+    assert value(lines, "count") == "0"
     assert value(lines, "nofield") == "0A0161 6"
     assert "type 'Person' does not exists" in value(lines, "notype")
     assert value(lines, "back") == "1002 4"

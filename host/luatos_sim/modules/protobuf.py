@@ -596,28 +596,27 @@ def install(boot: Boot) -> None:
     def l_load(*args: Any) -> tuple[bool, int]:
         return state.load(slice_arg(args, 0, "load"))
 
-    def l_clear(*args: Any) -> None:
+    def l_clear(*args: Any) -> tuple[()]:
+        """Returns nothing (not even nil), as the C function does."""
         if not args or args[0] is None:
             state.clear()
-            return
+            return ()
         t = state.find(slice_arg(args, 0, "clear"))
         if len(args) < 2 or args[1] is None:
             if t is not None:
                 state.drop_type(t)
-            return
-        key = args[1]
-        n = _to_number(key) if not isinstance(key, bytes) or lua_str2number(key) is not None \
-            else None
+            return ()
+        n = _to_number(args[1])  # lua_tointegerx first: a number (or numeric text) is a tag
         if isinstance(n, float) and n.is_integer():
             n = int(n)
         if isinstance(n, int):
             f = t.field(_s32(n)) if t is not None else None
         else:
-            f = t.names.get(slice_arg(args, 1, "clear")) if t is not None else None
-            if t is None:
-                slice_arg(args, 1, "clear")
+            name = slice_arg(args, 1, "clear")
+            f = t.names.get(name) if t is not None else None
         if t is not None and f is not None:
             state.drop_field(t, f)
+        return ()
 
     boot.firmware_module("protobuf", {
         "load": l_load, "encode": l_encode, "decode": l_decode, "clear": l_clear,

@@ -328,10 +328,10 @@ def install(boot: Boot) -> None:
             if type_id == DOUBLE:
                 buf += struct.pack("<d", float(n))
             else:
-                single = float(n)
-                if math.isfinite(single) and abs(single) > 3.4028235677973366e38:
-                    single = math.copysign(math.inf, single)
-                buf += struct.pack("<f", single)
+                try:
+                    buf += struct.pack("<f", float(n))
+                except OverflowError:  # C's (float) cast rounds past FLT_MAX to infinity
+                    buf += struct.pack("<f", math.copysign(math.inf, float(n)))
             return float(n) == 0.0
         if type_id in (STRING, BYTES_T):
             if not isinstance(v, bytes):

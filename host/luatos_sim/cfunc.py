@@ -11,6 +11,7 @@ they are consulted only after the call failed, so an annotation never refuses a 
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -56,20 +57,45 @@ def lua_type_name(v: Any) -> str:
     return lua53.lua_type(v) or "userdata"
 
 
+_LUA_SPACE = " \t\n\v\f\r"
+_LUA_INT = re.compile(r"([-+]?)(?:0[xX]([0-9a-fA-F]+)|([0-9]+))")
+_LUA_DEC_FLOAT = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_LUA_HEX_FLOAT = re.compile(r"[-+]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][-+]?[0-9]+)?")
+_INT64 = 1 << 64
+
+
+def lua_str2number(text: bytes | str) -> int | float | None:
+    """The number Lua 5.3 reads in a string (``lua_stringtonumber``), else None: decimal or hex
+    integers (hex wraps around 64 bits, a decimal too large becomes a float), decimal and hex
+    floats, surrounding spaces; never ``inf``/``nan``, underscores or ``0b``/``0o`` (which
+    Python's own ``int``/``float`` accept)."""
+    t = (text.decode("latin-1") if isinstance(text, bytes) else text).strip(_LUA_SPACE)
+    m = _LUA_INT.fullmatch(t)
+    if m is not None:
+        sign, hexa, dec = m.groups()
+        if hexa is not None:
+            n = int(hexa, 16) % _INT64
+            n = -n % _INT64 if sign == "-" else n
+            return n - _INT64 if n >= 1 << 63 else n
+        n = int(dec) * (-1 if sign == "-" else 1)
+        if -(1 << 63) <= n < 1 << 63:
+            return n
+    if "n" in t or "N" in t:  # Lua refuses 'inf' and 'nan' before strtod sees them
+        return None
+    if _LUA_DEC_FLOAT.fullmatch(t):
+        return float(t)
+    if _LUA_HEX_FLOAT.fullmatch(t):
+        return float.fromhex(t)
+    return None
+
+
 def _as_number(v: Any) -> float | int | None:
     if isinstance(v, bool):
         return None
     if isinstance(v, (int, float)):
         return v
     if isinstance(v, (bytes, str)):  # Lua converts numeric strings where a number is expected
-        text = v.decode("latin-1") if isinstance(v, bytes) else v
-        try:
-            return int(text, 0)
-        except ValueError:
-            try:
-                return float(text)
-            except ValueError:
-                return None
+        return lua_str2number(v)
     return None
 
 
@@ -92,7 +118,7 @@ def _problem(p: _Param, args: tuple[Any, ...], i: int) -> str | None:
     n = _as_number(v)
     if n is None:
         return f"number expected, got {lua_type_name(v)}"
-    if p.kind == "integer" and isinstance(n, float) and not n.is_integer():
+    if p.kind == "integer" and lua_integer(n) is None:
         return "number has no integer representation"
     return None
 
@@ -160,9 +186,24 @@ def lua_integer(v: Any) -> int | None:
         return None
     if isinstance(v, int):
         return v
-    if isinstance(v, float) and v.is_integer():
+    if isinstance(v, float) and v.is_integer() and -(2.0 ** 63) <= v < 2.0 ** 63:
         return int(v)
     return None
+
+
+def opt_integer(v: Any, default: int, argn: int, fname: str) -> int:
+    """``luaL_optinteger`` for argument ``argn`` of ``fname``: nil (or no value) is ``default``;
+    an integer, an integral float in range or a numeric string is its integer; anything else is
+    the firmware's own bad-argument error."""
+    if v is None:
+        return default
+    n = _as_number(v)
+    if n is None:
+        raise BadArgument(f"bad argument #{argn} to '{fname}' (number expected, got {lua_type_name(v)})")
+    i = lua_integer(n)
+    if i is None:
+        raise BadArgument(f"bad argument #{argn} to '{fname}' (number has no integer representation)")
+    return i
 
 
 def check_integer(value: Any) -> int:

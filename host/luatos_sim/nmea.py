@@ -167,14 +167,19 @@ def _direction(field: str) -> int:
         raise ScanError(field) from None
 
 
+_C_INT = re.compile(r"[ \t\n\v\f\r]*([+-]?[0-9]+)")
+_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
 def _integer(field: str) -> int:
-    digits = field.strip()
-    if not digits:
+    """minmea's ``i``: ``strtol`` on the field (leading spaces skipped, nothing after the digits),
+    saturated to the 32-bit ``long`` of the module's ARM core."""
+    if not field:
         return 0
-    try:
-        return int(digits)
-    except ValueError:
-        raise ScanError(field) from None
+    m = _C_INT.fullmatch(field)
+    if m is None:
+        raise ScanError(field)
+    return min(max(int(m.group(1)), _INT32_MIN), _INT32_MAX)
 
 
 @dataclass(frozen=True)

@@ -184,7 +184,7 @@ def write_password_file(path: Path, users: dict[str, str]) -> Path:
     path.chmod(0o600)
     for user, password in users.items():
         done = subprocess.run([tool, "-b", str(path), user, password], capture_output=True,
-                              timeout=10, check=False)
+                              timeout=60, check=False)
         if done.returncode != 0:
             raise BrokerError(f"mosquitto_passwd failed for user {user!r}: "
                               f"{done.stderr.decode(errors='replace').strip()}")

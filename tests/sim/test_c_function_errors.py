@@ -138,3 +138,49 @@ def test_ctrl_c_inside_a_firmware_call_reaches_the_host_even_through_pcall(boot,
         dev.run_for("2s")
     assert not any("swallowed" in r.line for r in dev.log)
     assert error_message(KeyboardInterrupt()) is None and error_message(SystemExit(1)) is None
+
+
+# Strings Python's int()/float() read but Lua does not, and the other way round, plus the
+# ordinary ones: Lua 5.3's own tonumber (the same interpreter the emulator runs) is the oracle.
+NUMERIC_TEXTS = ["10", " 10 ", "+7", "-0", "0x10", "-0x10", "0xffffffffffffffff", "1e3", ".5", "5.",
+                 "0x1p4", "0x.8", "9223372036854775807", "9223372036854775808", "-9223372036854775808",
+                 "1_000", "0b11", "0o7", "inf", "nan", "-inf", "infinity", "1e", "", " ", "0x", "12 x",
+                 "\t42\n", "1.5e+2", "0X1P-1"]
+
+
+def test_numeric_strings_read_as_lua_reads_them() -> None:
+    import lupa.lua53 as lua53
+
+    from luatos_sim.cfunc import lua_str2number
+
+    lua = lua53.LuaRuntime()
+    tonumber = lua.eval("function(s) local n = tonumber(s); return n, math.type(n) end")
+    for text in NUMERIC_TEXTS:
+        want, kind = tonumber(text.encode())
+        got = lua_str2number(text)
+        assert (got, type(got).__name__ if got is not None else None) == (
+            want, {"integer": "int", "float": "float", None: None}[kind]), text
+
+
+def test_integer_arguments_follow_luaL_optinteger(boot):
+    dev = boot("""
+        local function try(f, ...) local r = table.pack(pcall(f, ...)); return r[1], r[2] end
+        log.info("str", try(errDump.config, true, "600"))
+        log.info("huge", try(errDump.config, true, 1e300))
+        log.info("frac", try(errDump.dump, nil, 1.5))
+        log.info("inf", try(uart.read, 2, math.huge))
+        log.info("nan", try(uart.read, 2, 0/0))
+        log.info("under", try(iotauth.baidu, "p", "d", "k", "md5", "1_000"))
+        log.info("hexstr", try(iotauth.baidu, "p", "d", "k", "md5", "0x10"))
+        sys.run()
+    """)
+    dev.run_for("1s")
+    lines = dev.lines()
+    assert "I/user.str true nil" in lines  # config returns no value
+    assert "I/user.huge false bad argument #2 to 'config' (number has no integer representation)" in lines
+    assert "I/user.frac false bad argument #2 to 'dump' (number has no integer representation)" in lines
+    assert "I/user.inf false bad argument #2 to 'read' (number has no integer representation)" in lines
+    assert "I/user.nan false bad argument #2 to 'read' (number has no integer representation)" in lines
+    assert "I/user.under false bad argument #5 to 'baidu' (number expected, got string)" in lines
+    assert "I/user.hexstr true p" in lines
+    assert not [ln for ln in lines if "Error" in ln]

@@ -200,6 +200,7 @@ log.info("prefix", #p, big:sub(1, #p) == p)
 log.info("before start", n(fastlz.uncompress("\\0a\\64\\9")))
 log.info("nil level", fastlz.uncompress(fastlz.compress("hello hello hello", nil)))
 log.info("args", pcall(fastlz.compress))
+log.info("table", pcall(fastlz.compress, {}))
 log.info("level arg", pcall(fastlz.compress, "x", 1.5))
 log.info("memory", pcall(fastlz.uncompress, c, -1))
 log.info("heap", pcall(fastlz.uncompress, c, 64 * 1024 * 1024))
@@ -212,6 +213,7 @@ log.info("heap", pcall(fastlz.uncompress, c, 64 * 1024 * 1024))
     assert "before start 0" in lines
     assert "nil level hello hello hello" in lines
     assert "args false bad argument #1 to 'compress' (string expected, got no value)" in lines
+    assert "table false bad argument #1 to 'compress' (string expected, got table)" in lines
     assert ("level arg false bad argument #2 to 'compress' (number has no integer "
             "representation)") in lines
     assert "memory false not enough memory" in lines

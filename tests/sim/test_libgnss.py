@@ -14,7 +14,7 @@ from functools import reduce
 import pytest
 
 from luatos_sim import Device, DeviceOptions
-from luatos_sim.platform.gnss import NO_FIX, Fix, nmea_burst
+from luatos_sim.platform.gnss import NO_FIX, Fix, moved, nmea_burst
 
 EPOCH = 1_700_000_000  # 2023-11-14 22:13:20 UTC
 
@@ -492,3 +492,40 @@ def test_the_other_getters_and_clear(boot):
     assert user(dev, "cleared") == ["true nil true 2000"]
     # one GSA per constellation in the last second: 8 GPS + 4 BeiDou satellites used
     assert user(dev, "gsa1") == ["2 1 8 4 4 3"]
+
+
+def test_oversized_and_malformed_number_fields_never_reach_the_script_as_python_errors(boot):
+    """minmea reads an integer field with strtol: it saturates at the 32-bit long of the core,
+    and a field with anything after its digits stops the scan there. A huge float field is no
+    error either."""
+    zda_big = nmea("GNZDA,123519.00,99999999999999999999,11,2024,00,00")
+    zda_under = nmea("GNZDA,123519.00,1_2,11,2024,00,00")
+    zda_trail = nmea("GNZDA,123519.00,12 ,11,2024,00,00")
+    gga_big = nmea("GNGGA,123519.00,2324.40200,N,11322.87500,E,1,99999999999,1.0,"
+                   "99999999999999999999.5,M,0.0,M,,")
+    dev = boot(f"""
+        libgnss.parse({lua_str(zda_big)})
+        local z = libgnss.getZda()
+        log.info("big", z.day, z.month)
+        libgnss.parse({lua_str(zda_under + zda_trail)})
+        z = libgnss.getZda()
+        log.info("kept", z.day)
+        libgnss.parse({lua_str(gga_big)})
+        local g = libgnss.getGga()
+        log.info("gga", g ~= nil and math.type(g.satellites_tracked) or "nil")
+        log.info("done")
+    """, model="Air780E")
+    dev.run_for("1s")
+    assert user(dev, "big") == [f"{2**31 - 1} 11"]
+    # the last ZDA is kept as text and scanned when read: the scan stops at the bad field, which
+    # reads 0 (not 12, as Python's int("1_2") or int("12 ") would have it)
+    assert user(dev, "kept") == ["0"]
+    assert len(user(dev, "gga")) == 1 and user(dev, "done") == [""]
+    assert not [r for r in dev.log if "Error" in r.line]
+
+
+def test_an_eastbound_track_crosses_the_antimeridian():
+    fix = Fix(lat=10.0, lng=179.9999, speed_kmh=3600.0, course=90.0)  # 1 km/s east
+    later = moved(fix, 60.0)
+    assert -180.0 <= later.lng < -179.0  # 60 km on: the other side of the date line
+    assert abs(later.lat - 10.0) < 1e-6

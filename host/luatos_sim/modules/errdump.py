@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..cfunc import BadArgument, lua_integer, lua_type_name
+from ..cfunc import BadArgument, opt_integer
 from ..lua_text import py_str
 from ..platform.errdump import KINDS, SYS, USR, ErrDumpLogs
 from .socket_mod import EVENT, LINK, ON_LINE, SockCtrl
@@ -272,15 +272,7 @@ def install(boot: Boot) -> None:
                *_: Any) -> tuple[()]:
         """Returns no value, as the firmware's (``select("#", ...)`` is 0)."""
         if isinstance(enable, bool):
-            if period is None:
-                seconds = DEFAULT_PERIOD_S
-            else:
-                n = lua_integer(period)
-                if n is None:
-                    what = "number has no integer representation" if isinstance(period, float) \
-                        else f"number expected, got {lua_type_name(period)}"
-                    raise BadArgument(f"bad argument #2 to 'config' ({what})")
-                seconds = n
+            seconds = opt_integer(period, DEFAULT_PERIOD_S, 2, "config")
             up.record_init(enable, seconds)
         if not logs.enabled:
             return ()
@@ -306,14 +298,7 @@ def install(boot: Boot) -> None:
     def dump(zb: Any = None, kind: Any = None, delete: Any = None, *_: Any) -> bool:
         if zb is not None and not isinstance(zb, ZBuff) and boot.lua_type(zb) == b"userdata":
             raise BadArgument("bad argument #1 to 'dump' (ZBUFF* expected, got userdata)")
-        if kind is None:
-            t = USR
-        else:
-            n = lua_integer(kind)
-            if n is None:
-                raise BadArgument(f"bad argument #2 to 'dump' (number expected, got "
-                                  f"{lua_type_name(kind)})")
-            t = n
+        t = opt_integer(kind, USR, 2, "dump")
         if t > USR:
             return True
         known = t in KINDS

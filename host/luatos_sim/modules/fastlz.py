@@ -28,6 +28,8 @@ def install(boot: Boot) -> None:
             raise lua53.LuaError("not enough memory")
 
     def lua_compress(data: bytes, level: int = 1, *_: Any) -> bytes | tuple[()]:
+        if not isinstance(data, bytes):  # a table has a length too: refuse it as luaL_checklstring does
+            raise TypeError("string expected")
         level = 1 if level is None else check_integer(level)
         reserve(int(len(data) * 1.05) if len(data) > 512 else 1024)
         out = compress(data, level)

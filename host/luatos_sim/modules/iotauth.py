@@ -24,7 +24,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..cfunc import BadArgument, lua_integer, lua_type_name
+from ..cfunc import BadArgument, lua_integer, opt_integer
 
 if TYPE_CHECKING:
     from ..vm import Boot
@@ -115,29 +115,6 @@ def _number_or_default(v: Any, default: int, n: int, fname: str) -> tuple[int, b
     if i is None:
         raise BadArgument(f"bad argument #{n} to '{fname}' (number has no integer representation)")
     return i, True
-
-
-def _opt_integer(v: Any, default: int, n: int, fname: str) -> int:
-    """luaL_optinteger: nil keeps the default, a numeric string counts, anything else fails."""
-    if v is None:
-        return default
-    if isinstance(v, bytes):
-        text = v.decode("latin-1").strip()
-        try:
-            v = int(text, 0)
-        except ValueError:
-            try:
-                v = float(text)
-            except ValueError:
-                raise BadArgument(
-                    f"bad argument #{n} to '{fname}' (number expected, got string)") from None
-    if not isinstance(v, int | float) or isinstance(v, bool):
-        raise BadArgument(f"bad argument #{n} to '{fname}' (number expected, got "
-                          f"{lua_type_name(v)})")
-    i = lua_integer(v)
-    if i is None:
-        raise BadArgument(f"bad argument #{n} to '{fname}' (number has no integer representation)")
-    return i
 
 
 def _method(method: bytes, names: dict[bytes, str]) -> str:
@@ -292,7 +269,7 @@ def install(boot: Boot) -> None:
                 ts: Any = None, *_: Any) -> tuple[bytes, bytes, bytes]:
         cid, dk, ds = (_c_string_arg(v) for v in (core_id, device_key, secret))
         m = _cstr(method) if method is not None else b"MD5"
-        stamp = _opt_integer(ts, 0, 5, "baidu")
+        stamp = opt_integer(ts, 0, 5, "baidu")
         try:
             return baidu(cid, dk, ds, m, stamp)
         except _Unsupported as e:

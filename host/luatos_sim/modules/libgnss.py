@@ -25,6 +25,7 @@ import calendar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..cfunc import opt_integer
 from ..nmea import Clock, Date, Fixed, f32, scan, sentence_type
 from .zbuff import ZBuff
 
@@ -138,17 +139,6 @@ def _tail(buf: bytearray) -> bytearray:
 def install(boot: Boot) -> None:
     st = GnssState()
     bus = boot.platform.uart
-
-    def opt_int(v: Any, name: str, default: int = 0) -> int:
-        if v is None:
-            return default
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise TypeError(f"bad argument #1 to '{name}' (number expected, got "
-                            f"{boot.lua_type(v).decode()})")
-        if isinstance(v, float) and not v.is_integer():
-            raise TypeError(f"bad argument #1 to '{name}' (number has no integer "
-                            f"representation)")
-        return int(v)
 
     def publish(event: bytes) -> None:
         ticks = boot.now
@@ -288,7 +278,7 @@ def install(boot: Boot) -> None:
     def get_int_location(speed_type: Any = None, *_: Any) -> tuple[Any, Any, Any]:
         if not st.rmc.valid:
             return 0, 0, 0
-        mode = opt_int(speed_type, "getIntLocation")
+        mode = opt_integer(speed_type, 0, 1, "getIntLocation")
         knots = st.rmc.speed.to_float()
         speed: int | float
         if mode == 1:
@@ -302,7 +292,7 @@ def install(boot: Boot) -> None:
         return st.rmc.lat.value, st.rmc.lng.value, speed
 
     def get_rmc(data_mode: Any = None, *_: Any) -> Any:
-        mode = opt_int(data_mode, "getRmc")
+        mode = opt_integer(data_mode, 0, 1, "getRmc")
         if mode == 3:
             kept = st.lines["RMC"]
             return kept.text.encode("latin-1") if kept is not None else None
@@ -346,7 +336,7 @@ def install(boot: Boot) -> None:
         return [n for n in (_int(v) for v in values[2:14]) if n]
 
     def get_gsa(data_mode: Any = None, *_: Any) -> Any:
-        mode = opt_int(data_mode, "getGsa")
+        mode = opt_integer(data_mode, 0, 1, "getGsa")
         now = boot.now
         parsed = []
         for slot in st.gsa:
@@ -374,7 +364,7 @@ def install(boot: Boot) -> None:
         return st.lines[kind]
 
     def get_vtg(data_mode: Any = None, *_: Any) -> Any:
-        mode = opt_int(data_mode, "getVtg")
+        mode = opt_integer(data_mode, 0, 1, "getVtg")
         kept = stored("VTG")
         if kept is None:
             return None
@@ -392,7 +382,7 @@ def install(boot: Boot) -> None:
                           speed_knots=nums[2], speed_kph=nums[3])
 
     def get_gga(data_mode: Any = None, *_: Any) -> Any:
-        mode = opt_int(data_mode, "getGga")
+        mode = opt_integer(data_mode, 0, 1, "getGga")
         kept = stored("GGA")
         if kept is None:
             return None
@@ -408,7 +398,7 @@ def install(boot: Boot) -> None:
             dgps_age=gnss_value(_fixed(v[12]), 0))
 
     def get_gll(data_mode: Any = None, *_: Any) -> Any:
-        mode = opt_int(data_mode, "getGll")
+        mode = opt_integer(data_mode, 0, 1, "getGll")
         kept = stored("GLL")
         if kept is None:
             return None
@@ -442,7 +432,7 @@ def install(boot: Boot) -> None:
         return str(v[3] or "").encode("latin-1")
 
     def loc_str(mode: Any = None, *_: Any) -> bytes:
-        m = opt_int(mode, "locStr")
+        m = opt_integer(mode, 0, 1, "locStr")
         lat, lng = st.rmc.lat, st.rmc.lng
         if m == 0:
             lat_f, lng_f = lat.to_float(), lng.to_float()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..cfunc import opt_integer
 from ..platform.uart import Port
 from .zbuff import ZBuff
 
@@ -60,7 +61,7 @@ def install(boot: Boot) -> None:
         return len(data)
 
     def read(uid: Any, length: Any = None, *_: Any) -> bytes:
-        return bus.read(uid_of(uid), int(length) if isinstance(length, int | float) else None)
+        return bus.read(uid_of(uid), None if length is None else opt_integer(length, 0, 2, "read"))
 
     def rx(uid: Any, zb: Any = None, *_: Any) -> int:
         """uart.rx(id, zbuff): everything received, appended at the zbuff's pointer."""

@@ -137,7 +137,9 @@ def moved(fix: Fix, seconds: float) -> Fix:
     heading = math.radians(fix.course)
     dlat = dist * math.cos(heading) / EARTH_RADIUS_M
     dlng = dist * math.sin(heading) / (EARTH_RADIUS_M * max(1e-9, math.cos(math.radians(fix.lat))))
-    return replace(fix, lat=fix.lat + math.degrees(dlat), lng=fix.lng + math.degrees(dlng))
+    lat = max(-89.999999, min(89.999999, fix.lat + math.degrees(dlat)))  # no track over a pole
+    lng = (fix.lng + math.degrees(dlng) + 180.0) % 360.0 - 180.0  # across the antimeridian
+    return replace(fix, lat=lat, lng=lng)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import lupa.lua53 as lua53
 
-from ..cfunc import BadArgument, lua_number_text, lua_type_name
+from ..cfunc import BadArgument, lua_integer, lua_number_text, lua_str2number, lua_type_name
 from ..pb_schema import (
     BOOL,
     BYTES,
@@ -72,11 +72,6 @@ MAX_BYTES_LEN = MASK32 - 100  # pb.h's PB_MAX_SIZET on the 32-bit chips
 _NOTHING = object()
 _INT_TYPES = {INT64, UINT64, INT32, FIXED64_T, FIXED32_T, UINT32, SFIXED32, SFIXED64, SINT32,
               SINT64}
-_SPACE = b" \t\n\v\f\r"
-_DEC_FLOAT = re.compile(rb"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-_HEX_FLOAT = re.compile(rb"[+-]?0[xX]([0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)([pP][+-]?\d+)?")
-_DEC_INT = re.compile(rb"[+-]?\d+")
-_HEX_INT = re.compile(rb"[+-]?0[xX][0-9a-fA-F]+")
 
 
 class PbError(ValueError):
@@ -98,31 +93,6 @@ def _text(v: bytes) -> str:
     return v.split(b"\0", 1)[0].decode("utf-8", "replace")
 
 
-def lua_str2number(s: bytes) -> int | float | None:
-    """Lua 5.3's string-to-number conversion (``lua_stringtonumber``): decimal or hex
-    integers (a decimal that overflows becomes a float, hex wraps), decimal or hex floats,
-    spaces around; no inf/nan words."""
-    if b"\0" in s:
-        return None
-    body = s.strip(_SPACE)
-    if _HEX_INT.fullmatch(body):
-        neg = body.startswith(b"-")
-        v = int(body.lstrip(b"+-")[2:], 16) & MASK64
-        return _s64(-v if neg else v)
-    if _DEC_INT.fullmatch(body):
-        v = int(body)
-        if -(1 << 63) <= v < (1 << 63):
-            return v
-        return float(v)
-    if _DEC_FLOAT.fullmatch(body):
-        return float(body)
-    if _HEX_FLOAT.fullmatch(body):
-        text = body.decode()
-        sign = -1.0 if text.startswith("-") else 1.0
-        return sign * float.fromhex(text.lstrip("+-"))
-    return None
-
-
 def _to_number(v: Any) -> float | int | None:
     """lua_tonumberx."""
     if isinstance(v, bool):
@@ -139,11 +109,9 @@ def _to_integer(v: Any) -> int | None:
     digits where ``a`` counts as 10): the value mod 2^64, or None for a non-number."""
     if isinstance(v, bool):
         return None
-    n = _to_number(v)
-    if isinstance(n, int):
+    n = lua_integer(_to_number(v))
+    if n is not None:
         return n & MASK64
-    if isinstance(n, float) and n.is_integer() and -2.0 ** 63 <= n < 2.0 ** 63:
-        return int(n) & MASK64
     if isinstance(v, float):
         text = lua_number_text(v)
     elif isinstance(v, bytes):

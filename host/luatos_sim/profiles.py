@@ -78,13 +78,13 @@ COMMON_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "bit64": _functions("to32 to64 plus minus multi pide shift show strtoll"),
     "rsa": _functions("encrypt decrypt sign verify"),
     "fastlz": _functions("compress uncompress"),
+    "protobuf": _functions("load encode decode clear"),
 })
 
 # Modules the firmware has that the emulator does not emulate yet (no binding): their tables
 # exist and every call is reported "not emulated" (see modules/__init__.py).
 NOT_EMULATED_API: Mapping[str, frozenset[str]] = MappingProxyType({
     "fatfs": _functions("mount unmount getfree debug"),
-    "protobuf": _functions("load encode decode clear"),
     "pins": _functions("setup loadjson"),
     "iperf": _functions("server client abort"),
     "lora2": _functions("init"),

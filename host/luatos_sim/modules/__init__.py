@@ -71,6 +71,7 @@ MODULES: dict[str, str] = {
     "fastlz": "fastlz",
     "libgnss": "libgnss",
     "sms": "sms",
+    "protobuf": "protobuf",
 }
 
 # Installed whatever the profile lists: the boot environment (boot.lua) already made these

@@ -17,6 +17,9 @@ from typing import Any
 
 MASK64 = (1 << 64) - 1
 MASK32 = (1 << 32) - 1
+# Deepest nesting of groups or descriptor messages read (*ours*: the device's C stack gives out
+# somewhere; a real schema is a handful of levels deep).
+MAX_NESTING = 100
 
 # Wire types and their names as pb.h prints them in errors.
 VARINT, FIXED64, BYTES, GSTART, GEND, FIXED32 = range(6)
@@ -64,7 +67,7 @@ def read_varint(data: bytes, p: int, end: int) -> tuple[int, int] | None:
     return None
 
 
-def skip_value(data: bytes, p: int, end: int, tag: int) -> int | None:
+def skip_value(data: bytes, p: int, end: int, tag: int, depth: int = 0) -> int | None:
     """pb_skipvalue: the position after the value of ``tag``, or None when it cannot be
     skipped (wire types 4, 6 and 7 never can)."""
     wire = tag & 7
@@ -82,12 +85,14 @@ def skip_value(data: bytes, p: int, end: int, tag: int) -> int | None:
             return None
         return got[1] + got[0]
     if wire == GSTART:
+        if depth >= MAX_NESTING:  # hostile nesting of groups: unreadable, not a Python stack overflow
+            return None
         q = p
         while (got := read_varint(data, q, end)) is not None:
             inner, q = got[0] & MASK32, got[1]
             if inner & 7 == GEND:
                 return q if inner >> 3 == tag >> 3 else None
-            nxt = skip_value(data, q, end, inner)
+            nxt = skip_value(data, q, end, inner, depth + 1)
             if nxt is None:
                 return None
             q = nxt
@@ -357,6 +362,7 @@ class _Reader:
 
     def __init__(self, data: bytes) -> None:
         self.data, self.p, self.end = data, 0, len(data)
+        self.depth = 0
 
     def tags(self) -> Any:
         while (got := read_varint(self.data, self.p, self.end)) is not None:
@@ -386,11 +392,13 @@ class _Reader:
 
     def message(self, parse: Callable[[Any], None], target: Any) -> None:
         got = read_varint(self.data, self.p, self.end)
-        if got is None or self.end - got[1] < got[0]:
-            raise LoadFailed
+        if got is None or self.end - got[1] < got[0] or self.depth >= MAX_NESTING:
+            raise LoadFailed  # (a descriptor nested past MAX_NESTING is hostile, not a schema)
         outer_end, after = self.end, got[1] + got[0]
         self.p, self.end = got[1], after
+        self.depth += 1
         parse(target)
+        self.depth -= 1
         self.p, self.end = after, outer_end
 
     def file_set(self) -> list[_FileInfo]:

@@ -127,9 +127,15 @@ def ucs2_to_utf8(data: bytes) -> bytes:
     return bytes(out)
 
 
+def _nibble(ch: str) -> int:
+    """The firmware's ``hex2int(c) & 0x0F``: a hex digit's value, anything else 0; never fails
+    (a stray character in a phone number is packed, not refused)."""
+    return int(ch, 16) if ch in "0123456789abcdefABCDEF" and len(ch) == 1 else 0
+
+
 def _semi_octets(digits: str) -> bytes:
     s = digits + ("F" if len(digits) % 2 else "")
-    return bytes(int(s[i + 1] + s[i], 16) for i in range(0, len(s), 2))
+    return bytes(_nibble(s[i + 1]) << 4 | _nibble(s[i]) for i in range(0, len(s), 2))
 
 
 def _from_semi_octets(data: bytes, ndigits: int) -> str:
@@ -342,9 +348,16 @@ def deliver_pdu(part: DeliverPart) -> bytes:
     else:
         digits, toa = sender, TOA_UNKNOWN
     if digits.isdigit():
+        if len(digits) > 20:
+            raise ValueError(f"deliver: sender {sender!r} has more than the 20 digits an SMS carries")
         oa = bytes((len(digits), toa)) + _semi_octets(digits)
     else:  # alphanumeric sender
-        sept = [s for ch in sender for s in _septets_of(ch)]
+        try:
+            sept = [s for ch in sender for s in _septets_of(ch)]
+        except KeyError:
+            raise ValueError(f"deliver: sender {sender!r} is neither digits nor GSM 7-bit text") from None
+        if len(sept) > 11:
+            raise ValueError(f"deliver: alphanumeric sender {sender!r} is longer than 11 characters")
         packed = pack7(sept)
         oa = bytes((len(packed) * 2, 0xD0)) + packed
     long_msg = part.count > 1
@@ -409,10 +422,12 @@ def read_deliver(pdu: bytes) -> Deliver:
         if not ud or ud[0] + 1 > len(ud):
             raise PduError("header")
         hdr = ud[0] + 1
-        if ud[0] == 6 and ud[1] == 0x08:
-            ref, max_num, seq = (ud[3] << 8) | ud[4], ud[5], ud[6]
+        # the firmware reads the header from a zeroed 160-byte copy: past the data is 0
+        h = ud.ljust(7, b"\0")
+        if h[0] == 6 and h[1] == 0x08:
+            ref, max_num, seq = (h[3] << 8) | h[4], h[5], h[6]
         else:
-            ref, max_num, seq = ud[3], ud[4], ud[5]
+            ref, max_num, seq = h[3], h[4], h[5]
     alphabet = dcs & 0x0C
     if alphabet == GSM7:
         fill = (7 - (hdr * 8) % 7) % 7 if hdr else 0

@@ -367,3 +367,43 @@ def test_decode_corners_unpacked_lists_replaced_messages_and_optional(
     assert value(lines, "list") == "-2,2,-3"
     assert value(lines, "pos") == "0.0 2.0"
     assert value(lines, "into") == "true me 0 level nil"
+
+
+
+def _ld(tag: int, body: bytes) -> bytes:
+    """One length-delimited field (tag byte, varint length, body), written by hand."""
+    n, size = len(body), b""
+    while n > 0x7F:
+        size += bytes((n & 0x7F | 0x80,))
+        n >>= 7
+    return bytes((tag,)) + size + bytes((n,)) + body
+
+
+def deep_descriptor_set(levels: int) -> bytes:
+    """A FileDescriptorSet whose message types nest ``levels`` deep (DescriptorProto: name is
+    field 1, nested_type field 3; FileDescriptorProto: message_type field 4; the set: file 1)."""
+    msg = _ld(0x0A, b"T")
+    for _ in range(levels - 1):
+        msg = _ld(0x0A, b"T") + _ld(0x1A, msg)
+    return _ld(0x0A, _ld(0x0A, b"deep.proto") + _ld(0x22, msg) + _ld(0x62, b"proto3"))
+
+
+def test_hostile_nesting_is_refused_cleanly(run: Callable[..., list[str]]) -> None:
+    """Thousands of nested group starts, in data or in a descriptor set, and a descriptor whose
+    types nest 3,000 deep: a clean failure each time, never a Python stack overflow."""
+    fs = wide_set()
+    lines = run('''
+        protobuf.load(io.readFile("/luadb/wide.pb"))
+        log.info("groups", pcall(protobuf.decode, "Node", io.readFile("/luadb/groups.bin")))
+        log.info("groupset", protobuf.load(io.readFile("/luadb/groups.bin")))
+        log.info("deepset", protobuf.load(io.readFile("/luadb/deepset.pb")))
+        log.info("shallow", protobuf.load(io.readFile("/luadb/shallow.pb")))
+        log.info("after", protobuf.decode("Node", protobuf.encode("Node", {v = 7})).v)
+    ''', {"wide.pb": fs.SerializeToString(), "groups.bin": b"\x7b" * 5000,
+          "deepset.pb": deep_descriptor_set(3000), "shallow.pb": deep_descriptor_set(20)})
+    # an unknown field the decoder cannot skip is passed over, as for any other bad unknown field
+    assert value(lines, "groups").startswith("true table") and "Recursion" not in value(lines, "groups")
+    assert value(lines, "groupset").split()[0] in ("true", "false")
+    assert value(lines, "deepset").startswith("false ")
+    assert value(lines, "shallow").startswith("true ")  # the bound is far above a real schema
+    assert value(lines, "after") == "7"

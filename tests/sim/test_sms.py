@@ -300,3 +300,33 @@ def test_seven_bit_text_reaches_the_script_as_the_firmware_maps_it(
     dev.run_for("15s")
     assert _user(dev, "I/user.inc") == ["I/user.inc café Ünïcode? {x}|€ §",
                                         "I/user.inc cafe Uber {x}|e ?"]
+
+
+def test_odd_numbers_and_malformed_pdus_never_break_the_script(boot: Callable[..., Device]) -> None:
+    """The firmware packs any character of a number as hex2int(c) & 0x0F and reads a short user
+    data header from a zeroed buffer: a stray letter or a truncated header is no crash."""
+    short_udh = "00440481101000001111111111110002" + "0100"  # UDHI set, 2 bytes of user data
+    dev = boot(HEAD + f"""
+sys.taskInit(function()
+    sys.waitUntil("IP_READY")
+    log.info("letter", sms.send("1380013800x", "hi"))
+    sys.waitUntil("SMS_SENT")
+    log.info("unpack", pcall(sms.unpack, "{short_udh}"))
+end)
+sys.run()
+""", model="Air780E")
+    dev.run_for("30s")
+    lines = dev.lines()
+    assert "I/user.letter true" in lines
+    assert len(dev.sms.sent) == 1  # the letter went out as the nibble 0, as on the device
+    unpacked = [ln for ln in lines if ln.startswith("I/user.unpack ")]
+    assert len(unpacked) == 1 and unpacked[0].startswith("I/user.unpack true")
+    assert not [ln for ln in lines if "Error" in ln]
+
+
+def test_deliver_refuses_a_sender_no_sms_can_carry(boot: Callable[..., Device]) -> None:
+    dev = boot(HEAD + "sys.run()\n", model="Air780E")
+    with pytest.raises(ValueError, match="neither digits nor GSM 7-bit"):
+        dev.sms.deliver("张三", "hi")
+    with pytest.raises(ValueError, match="more than the 20 digits"):
+        dev.sms.deliver("1" * 21, "hi")

@@ -330,3 +330,16 @@ def test_deliver_refuses_a_sender_no_sms_can_carry(boot: Callable[..., Device]) 
         dev.sms.deliver("张三", "hi")
     with pytest.raises(ValueError, match="more than the 20 digits"):
         dev.sms.deliver("1" * 21, "hi")
+
+
+def test_sms_held_without_a_sim_arrive_once_it_is_inserted(boot: Callable[..., Device]) -> None:
+    dev = boot(HEAD + "sys.subscribe('SMS_INC', function(n, t) log.info('inc', t) end)\n"
+               "sys.run()\n", model="Air780E")
+    dev.sms.remove_sim()
+    dev.sms.deliver("10010", "while no SIM", at="10s")
+    dev.run_for("20s")
+    assert _user(dev, "I/user.inc") == [] and len(dev.sms.held) == 1
+    dev.sms.insert_sim()
+    at = dev.current_ms()
+    rec = dev.run_until("I/user.inc while no SIM", within="10s")
+    assert rec.device_ms is not None and rec.device_ms - at == dev.sms.held_ms and not dev.sms.held

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import lupa.lua53 as lua53
 
 from ..cfunc import BadArgument, lua_integer, lua_number_text, lua_str2number, lua_type_name
+from ..ctext import c_string
 from ..pb_schema import (
     BOOL,
     BYTES,
@@ -90,7 +91,7 @@ def _s32(v: int) -> int:
 
 def _text(v: bytes) -> str:
     """A Lua string as ``%s`` prints it (up to a byte 0)."""
-    return v.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return c_string(v).decode("utf-8", "replace")
 
 
 def _to_number(v: Any) -> float | int | None:
@@ -115,7 +116,7 @@ def _to_integer(v: Any) -> int | None:
     if isinstance(v, float):
         text = lua_number_text(v)
     elif isinstance(v, bytes):
-        text = v.split(b"\0", 1)[0]
+        text = c_string(v)
     elif isinstance(v, int):  # unreachable: ints return above
         return v & MASK64
     else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..ctext import c_string
 from ..lua_text import py_str
 from ..platform.network import LWIP_GP
 from ..platform.sms import SEND_OK, UNKNOWN_ERROR
@@ -191,7 +192,7 @@ class SmsModem:
 
     def handle(self, sms: Deliver) -> None:
         self.log("D", f"dcs {sms.alphabet} | {sms.dcs} | {sms.dcs & 0x03} | 0")
-        text = ucs2_to_utf8(sms.body) if sms.alphabet == UCS2 else sms.body.split(b"\0")[0]
+        text = script_text(sms)
         if sms.max_num > 0 and self.auto_long:
             free = next((i for i, f in enumerate(self.slots) if f is None), -1)
             if free < 0:
@@ -207,14 +208,7 @@ class SmsModem:
             text = b"".join(f.text for seq in range(1, sms.max_num + 1)
                             for f in self.slots if f is not None and f.ref == sms.ref
                             and f.seq == seq)
-        phone = sms.phone
-        if sms.toa == TOA_INTERNATIONAL and self.bench.plus_international:
-            phone = b"+" + phone
-        if len(phone) > 4 and phone.startswith(b"00") and len(phone) % 2 == 0:
-            try:
-                phone = ucs2_to_utf8(bytes.fromhex(py_str(phone)))
-            except ValueError:
-                pass
+        phone = script_phone(sms, plus=self.bench.plus_international)
         m = self.boot.table(sms.ref, sms.seq, sms.max_num, *sms.time, sms.tz_quarters)
         if not self.incoming(phone, text, m):
             return
@@ -222,6 +216,27 @@ class SmsModem:
             f = self.slots[i]
             if f is not None and f.ref == sms.ref:
                 self.slots[i] = None
+
+
+
+def script_text(sms: Deliver) -> bytes:
+    """The text a script gets: UCS-2 as UTF-8, anything else as a C string."""
+    return ucs2_to_utf8(sms.body) if sms.alphabet == UCS2 else c_string(sms.body)
+
+
+def script_phone(sms: Deliver, *, plus: bool) -> bytes:
+    """The sender a script gets (push_sms_args): ``+`` before an international number when the
+    bench says so, and a number sent as UCS-2 hex (``00..``) decoded to UTF-8. ``sms.unpack``
+    goes through the same rule, without the ``+`` (its source never adds one)."""
+    phone = sms.phone
+    if plus and sms.toa == TOA_INTERNATIONAL:
+        phone = b"+" + phone
+    if len(phone) > 4 and phone.startswith(b"00") and len(phone) % 2 == 0:
+        try:
+            phone = ucs2_to_utf8(bytes.fromhex(py_str(phone)))
+        except ValueError:
+            pass
+    return phone
 
 
 def install(boot: Boot) -> None:
@@ -298,9 +313,8 @@ def install(boot: Boot) -> None:
         except PduError:
             modem.log("E", "sms pdu unpack fail -1")
             return ()
-        text = ucs2_to_utf8(sms.body) if sms.alphabet == UCS2 else sms.body.split(b"\0")[0]
         m = boot.table(sms.ref, sms.seq, sms.max_num, *sms.time, 0)
-        return sms.phone, text, modem.metas(m)
+        return script_phone(sms, plus=False), script_text(sms), modem.metas(m)
 
     def debug(enable: Any = None, *_: Any) -> tuple[()]:
         on = enable is not None and enable is not False

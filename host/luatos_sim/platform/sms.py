@@ -131,7 +131,16 @@ class SmsNetwork:
         self.sim_present = False
 
     def insert_sim(self) -> None:
+        """A SIM again: the modem registers, and SMS the network held arrive ``held_ms`` later
+        (as after any registration), if a boot is up with its bearer ready."""
         self.sim_present = True
+        if self.held:
+            self.device.schedule(0, self._registered_again, "sms: SIM inserted")
+
+    def _registered_again(self) -> None:
+        rx = self._receiver
+        if rx is not None and rx[0] is self.device.boot and self.registered(rx[0]):
+            self.registered_now(rx[0])
 
     # -- the network's side ----------------------------------------------------------------------
 

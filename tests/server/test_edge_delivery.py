@@ -26,8 +26,8 @@ async def _answer_after_hangup(*, half_close: bool) -> dict[str, Any]:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         delivery = scope["luatos.delivery"]
         proto = protocols[0]
-        for _ in range(200_000):  # bounded: the client's EOF arrives within a few turns
-            if proto.transport.is_closing() or seen.get("stop"):
+        for _ in range(200_000 if half_close else 0):  # bounded: the EOF comes within a few turns
+            if proto.transport.is_closing():
                 break
             await asyncio.sleep(0)
         seen["closing"] = proto.transport.is_closing()
@@ -57,9 +57,6 @@ async def _answer_after_hangup(*, half_close: bool) -> dict[str, Any]:
         for _ in range(500):  # 5 s at most
             if "done" in seen:
                 break
-            if not half_close and "closing" not in seen and protocols and protocols[0].cycle is not None:
-                await asyncio.sleep(0.05)
-                seen["stop"] = True  # nobody hangs up: let the app answer
             await asyncio.sleep(0.01)
         client.settimeout(2)
         got = b""
